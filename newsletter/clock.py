@@ -1,0 +1,38 @@
+"""The one clock the code reads, so tests can move time.
+
+``now()`` returns an aware UTC datetime (SQLModel's UTCDateTime columns
+store and return aware UTC on SQLite and PostgreSQL alike). Tests call
+``clock.set(datetime)`` / ``clock.advance(timedelta)`` and ``clock.reset()``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_frozen: datetime | None = None
+
+
+def now() -> datetime:
+    if _frozen is not None:
+        return _frozen
+    return datetime.now(UTC)
+
+
+def now_aware() -> datetime:
+    return now()
+
+
+def set(value: datetime) -> None:  # noqa: A001 - reads well as clock.set(...)
+    global _frozen
+    if value.tzinfo is None:
+        raise ValueError("clock.set needs an aware datetime")
+    _frozen = value.astimezone(UTC)
+
+
+def advance(delta: timedelta) -> None:
+    set(now() + delta)
+
+
+def reset() -> None:
+    global _frozen
+    _frozen = None

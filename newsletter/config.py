@@ -1,0 +1,259 @@
+"""Settings read from ``NEWSLETTER_*`` environment variables (and ``.env``).
+
+Everything is validated once, at start, so a typo in a cron expression or a
+transport DSN stops the process with a clear message instead of failing at
+08:00 on Monday when the issue should go out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field, fields, replace
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_INSTANCE = Path("instance")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All runtime configuration. Field names map to ``NEWSLETTER_<NAME>``."""
+
+    database_url: str = ""
+    secret_key: str = ""
+    base_url: str = "http://localhost:5000"
+    mail_from: str = "GET THE SIGNAL <signal@localhost>"
+    transport: str = "outbox://"
+    schedule: str = "0 8 * * mon"
+    timezone: str = "UTC"
+    review_hours: int = 24
+    auto_send: bool = False
+    first_issue: int = 1
+    feeds: tuple[str, ...] = ()
+    bounce_mailbox: str = ""
+    click_counts: str = "off"
+    api_tokens: tuple[str, ...] = ()
+    send_rate: float = 0.0
+    send_concurrency: int = 4
+    max_attempts: int = 5
+    retry_base_seconds: int = 60
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
+    check_deliverability: bool = False
+    # Beyond the contract: documented in the README.
+    env: str = "development"  # development | production | testing
+    instance_path: str = str(DEFAULT_INSTANCE)
+    list_id: str = ""  # defaults to "<slug>.<host of base_url>"
+    postal_address: str = "GET THE SIGNAL, 1 Example Street, 00000 Example City"
+    sections: tuple[str, ...] = ()  # tag slugs shown as sections, in order; empty = all tags by position
+    section_limit: int = 5
+    issue_limit: int = 30
+    cors_origins: tuple[str, ...] = ()
+    store_ip: bool = False
+    rate_limit_storage: str = "memory://"
+    confirm_max_per_day: int = 3
+    token_max_age_days: int = 7
+    misfire_grace_hours: int = 6
+    retention_days: int = 365
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
+    bounce_return_path: str = ""  # VERP: bounces+{token}@domain
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
+    editor_emails: tuple[str, ...] = ()  # who gets review mails; default: all editors
+    webhook_secrets: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def from_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    @property
+    def from_name(self) -> str:
+        return parseaddr(self.mail_from)[0]
+
+    @property
+    def effective_list_id(self) -> str:
+        if self.list_id:
+            return self.list_id
+        host = urlsplit(self.base_url).hostname or "localhost"
+        return f"get-the-signal.{host}"
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+WEBHOOK_SECRET_VARS = (
+    "POSTMARK_WEBHOOK_USER",
+    "POSTMARK_WEBHOOK_PASSWORD",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "MAILGUN_WEBHOOK_SIGNING_KEY",
+    "SES_SNS_TOPICS",
+    "RESEND_WEBHOOK_SECRET",
+)
+
+
+def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True, **overrides) -> Settings:
+    """Build and validate Settings from the environment.
+
+    ``overrides`` (used by tests and by ``demo``) win over the environment.
+    """
+    if environ is None:
+        if dotenv:
+            from dotenv import load_dotenv
+
+            load_dotenv(".env", override=False)
+        environ = dict(os.environ)
+    values: dict = {}
+    for f in fields(Settings):
+        if f.name == "webhook_secrets":
+            continue
+        raw = environ.get(f"NEWSLETTER_{f.name.upper()}")
+        if raw is None:
+            continue
+        name = f"NEWSLETTER_{f.name.upper()}"
+        kind = f.type
+        if kind == "bool":
+            values[f.name] = _bool(name, raw)
+        elif kind == "int":
+            values[f.name] = _int(name, raw)
+        elif kind == "float":
+            values[f.name] = _float(name, raw)
+        elif kind.startswith("tuple"):
+            values[f.name] = _list(raw)
+        else:
+            values[f.name] = raw.strip()
+    values["webhook_secrets"] = {
+        key.lower(): environ[f"NEWSLETTER_{key}"] for key in WEBHOOK_SECRET_VARS if f"NEWSLETTER_{key}" in environ
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    return validate(settings)
+
+
+def _instance_secret(instance: Path) -> str:
+    """A development secret kept in ``instance/`` so sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every setting; fill development defaults; refuse unsafe production."""
+    changes: dict = {}
+    instance = Path(settings.instance_path)
+    if settings.env not in {"development", "production", "testing"}:
+        raise ConfigError("NEWSLETTER_ENV must be development, production or testing")
+    if not settings.database_url:
+        instance.mkdir(parents=True, exist_ok=True)
+        changes["database_url"] = f"sqlite:///{(instance / 'newsletter.db').resolve()}"
+    if not settings.secret_key:
+        if settings.is_production:
+            raise ConfigError("NEWSLETTER_SECRET_KEY is required in production (a long random string)")
+        changes["secret_key"] = _instance_secret(instance)
+    elif settings.is_production and len(settings.secret_key) < 32:
+        raise ConfigError("NEWSLETTER_SECRET_KEY must be at least 32 characters in production")
+
+    base = urlsplit(settings.base_url)
+    if base.scheme not in {"http", "https"} or not base.netloc:
+        raise ConfigError(f"NEWSLETTER_BASE_URL must be an absolute http(s) URL, not {settings.base_url!r}")
+    if settings.is_production and base.scheme != "https":
+        raise ConfigError("NEWSLETTER_BASE_URL must use https in production (unsubscribe links travel in it)")
+    if base.scheme != "https" and base.hostname not in {"localhost", "127.0.0.1", "::1"}:
+        warnings.warn(
+            f"NEWSLETTER_BASE_URL {settings.base_url} is not https: links in emails will be sent in clear",
+            stacklevel=2,
+        )
+    changes["base_url"] = settings.base_url.rstrip("/")
+
+    name, address = parseaddr(settings.mail_from)
+    if "@" not in address or any(c in settings.mail_from for c in "\r\n"):
+        raise ConfigError(f"NEWSLETTER_MAIL_FROM must look like 'Name <address>', not {settings.mail_from!r}")
+
+    from newsletter.delivery.transports import parse_dsn
+
+    try:
+        parse_dsn(settings.transport)
+    except ValueError as exc:
+        raise ConfigError(f"NEWSLETTER_TRANSPORT: {exc}") from None
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"NEWSLETTER_TIMEZONE {settings.timezone!r} is not an IANA time zone") from None
+    try:
+        CronTrigger.from_crontab(settings.schedule, timezone=settings.timezone)
+    except ValueError as exc:
+        raise ConfigError(f"NEWSLETTER_SCHEDULE {settings.schedule!r} is not a 5-field cron expression: {exc}") from None
+
+    if settings.click_counts not in {"off", "aggregate"}:
+        raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")
+    if settings.send_concurrency < 1:
+        raise ConfigError("NEWSLETTER_SEND_CONCURRENCY must be at least 1")
+    if settings.max_attempts < 1:
+        raise ConfigError("NEWSLETTER_MAX_ATTEMPTS must be at least 1")
+    for feed in settings.feeds:
+        if urlsplit(feed).scheme not in {"http", "https", "file"}:
+            raise ConfigError(f"NEWSLETTER_FEEDS: {feed!r} is not an http(s) URL")
+    if settings.bounce_mailbox and urlsplit(settings.bounce_mailbox).scheme not in {"imap", "imaps"}:
+        raise ConfigError("NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)")
+    dkim = [settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file]
+    if any(dkim) and not all(dkim):
+        raise ConfigError("DKIM needs all three: NEWSLETTER_DKIM_DOMAIN, NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_KEY_FILE")
+    if settings.dkim_key_file and not Path(settings.dkim_key_file).is_file():
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE {settings.dkim_key_file!r} does not exist")
+    return replace(settings, **changes)

@@ -1,0 +1,1 @@
+"""Articles and tags: ingest (API, RSS/Atom, files) and sanitising."""

@@ -1,0 +1,1 @@
+"""Outbox, dispatcher, MIME building, headers, DKIM and the transports."""

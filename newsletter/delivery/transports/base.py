@@ -1,0 +1,77 @@
+"""The transport protocol, modelled on Django's mail backends.
+
+A transport takes a batch of ``OutgoingMessage`` (at most ``max_batch``)
+and returns one ``SendResult`` per message, in order. It never raises for a
+single recipient's failure: that is a result. It raises ``TransportError``
+only when the whole batch could not be attempted (so the dispatcher retries
+the batch later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class OutgoingMessage:
+    """One email to one recipient, with everything an SMTP server or an ESP
+    API needs. ``as_bytes()`` gives the RFC 5322 form (built, and DKIM-signed
+    when configured, by ``newsletter.delivery.mime``)."""
+
+    sender: str  # "Name <address>"
+    to: str  # bare address
+    subject: str
+    text: str
+    html: str | None = None
+    to_name: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # List-*, Feedback-ID, …
+    message_id: str = ""  # "<…@host>", set by the builder when empty
+    return_path: str = ""  # envelope sender (VERP); defaults to the From address
+    kind: str = "transactional"  # transactional | issue | test
+    delivery_id: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    _raw: bytes | None = field(default=None, repr=False)
+
+    def as_bytes(self) -> bytes:
+        if self._raw is None:
+            from newsletter.delivery.mime import build_bytes
+
+            self._raw = build_bytes(self)
+        return self._raw
+
+
+@dataclass
+class SendResult:
+    """What happened to one message.
+
+    ``status``: ``sent``; ``transient`` (retry later, after ``retry_after``
+    seconds when the provider said so); ``permanent`` (the address is bad:
+    bounce and suppress).
+    """
+
+    status: str
+    provider_message_id: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+
+class TransportError(Exception):
+    """The whole batch failed before any message could be judged (connection
+    refused, timeout, 5xx from the API front door). Always transient."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Transport(Protocol):
+    max_batch: int
+
+    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]: ...
+
+    def close(self) -> None: ...

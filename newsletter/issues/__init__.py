@@ -1,0 +1,1 @@
+"""Issues: numbering, assembly from tagged articles, lifecycle."""

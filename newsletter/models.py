@@ -1,0 +1,299 @@
+"""Every table, in one readable schema module.
+
+Statuses are plain strings checked by the services (listed in the constants
+below) rather than database enums, so adding one needs no enum migration.
+Times are aware UTC datetimes (SQLModel's UTCDateTime stores them as UTC on
+SQLite and PostgreSQL alike); ``utcnow()`` is the one clock the code reads,
+so tests can control it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from newsletter import clock
+
+
+def utcnow() -> datetime:
+    return clock.now()
+
+
+# --- statuses -------------------------------------------------------------
+
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+ISSUE_STATUSES = ("draft", "approved", "scheduled", "sending", "paused", "sent", "cancelled")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+EDITOR_ROLES = ("admin", "editor")
+
+
+# --- readers ---------------------------------------------------------------
+
+
+class Subscriber(SQLModel, table=True):
+    """A reader. ``topics`` is the sorted, comma-separated list of tag slugs
+    they chose; empty means "everything". Kept as one column so fan-out can
+    copy it into delivery rows with one INSERT … SELECT. AUTOINCREMENT on
+    SQLite so an erased reader's id (and old links) never point at someone new."""
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    name: str = Field(default="", max_length=200)
+    status: str = Field(default="pending", max_length=20, index=True)
+    topics: str = Field(default="", max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    # consent record: when, how, what text, and (only if enabled) from where
+    consent_source: str = Field(default="form", max_length=20)  # form | api | import | editor
+    consent_at: datetime | None = None
+    consent_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    consent_ip: str | None = Field(default=None, max_length=64)
+    # double opt-in bookkeeping (anti mail-bomb: a few confirmation mails a day)
+    confirm_sent_at: datetime | None = None
+    confirm_sent_count: int = 0
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [t for t in self.topics.split(",") if t]
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses we must never mail again, kept only as a SHA-256 hash so an
+    erased reader's address is not stored in clear, yet a re-import is refused."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email_hash: str = Field(max_length=64, unique=True, index=True)
+    reason: str = Field(max_length=40)  # erased | hard_bounce | soft_bounce | complaint | manual
+    detail: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- content ---------------------------------------------------------------
+
+
+class Tag(SQLModel, table=True):
+    """A tag on articles; tags shown in the newsletter are its sections, and
+    readers choose among them as topics."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=80, unique=True, index=True)
+    name: str = Field(max_length=120)
+    description: str = Field(default="", max_length=500)
+    position: int = 100  # section order
+    is_section: bool = True  # appears as a section and as a reader topic
+
+
+class Article(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, max_length=300, unique=True, index=True)
+    url: str = Field(max_length=2000, index=True)
+    title: str = Field(max_length=500)
+    synopsis: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # Markdown
+    synopsis_html: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # sanitised
+    author: str = Field(default="", max_length=200)
+    published_at: datetime = Field(default_factory=utcnow, index=True)
+    reading_minutes: int | None = None
+    image_url: str | None = Field(default=None, max_length=2000)
+    image_alt: str = Field(default="", max_length=500)
+    source: str = Field(default="api", max_length=20)  # api | feed | file | editor
+    held: bool = False  # held back from the next issue by an editor
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ArticleTag(SQLModel, table=True):
+    article_id: int = Field(foreign_key="article.id", primary_key=True, ondelete="CASCADE")
+    tag_id: int = Field(foreign_key="tag.id", primary_key=True, index=True, ondelete="CASCADE")
+
+
+class FeedState(SQLModel, table=True):
+    """Conditional-GET state per polled feed (ETag / Last-Modified)."""
+
+    url: str = Field(primary_key=True, max_length=2000)
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=100)
+    last_polled_at: datetime | None = None
+    last_error: str = Field(default="", max_length=1000)
+
+
+# --- issues ----------------------------------------------------------------
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)
+    theme: str = Field(default="", max_length=200)
+    title: str = Field(default="", max_length=300)  # "Issue 045: AI Ethics and Data 2026"
+    subject: str = Field(default="", max_length=300)
+    preheader: str = Field(default="", max_length=300)
+    intro: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # Markdown
+    status: str = Field(default="draft", max_length=20, index=True)
+    window_start: datetime
+    window_end: datetime
+    slot_at: datetime | None = Field(default=None, unique=True)  # the weekly slot it was assembled for
+    scheduled_for: datetime | None = None
+    approved_at: datetime | None = None
+    approved_by: str | None = Field(default=None, max_length=320)
+    frozen_at: datetime | None = None
+    send_started_at: datetime | None = None
+    sent_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    recipients: int = 0  # rows fanned out
+    sent_count: int = 0
+    failed_count: int = 0
+    skipped_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def label(self) -> str:
+        return f"Issue {self.number:03d}"
+
+
+class IssueArticle(SQLModel, table=True):
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True, ondelete="CASCADE")
+    article_id: int = Field(foreign_key="article.id", primary_key=True, index=True)
+    section: str = Field(max_length=80)  # tag slug
+    position: int = 0
+
+
+class IssueRender(SQLModel, table=True):
+    """The frozen output for one variant (a set of sections) of an issue:
+    compiled once, then personalised per recipient by token substitution."""
+
+    __table_args__ = (UniqueConstraint("issue_id", "variant"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    variant: str = Field(max_length=1000)  # sorted section slugs, "" = all
+    subject: str = Field(max_length=300)
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- delivery --------------------------------------------------------------
+
+
+class Delivery(SQLModel, table=True):
+    """One row per issue × subscriber: the record of what happened to that mail."""
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_claim", "issue_id", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    email: str = Field(max_length=320)
+    topics: str = Field(default="", max_length=1000)
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=100)
+    message_id: str | None = Field(default=None, max_length=300)
+    provider_message_id: str | None = Field(default=None, max_length=300, index=True)
+    last_error: str = Field(default="", max_length=1000)
+    sent_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Mail kept in the database by the ``outbox://`` transport."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(default="transactional", max_length=20)  # transactional | issue | test
+    sender: str = Field(max_length=400)
+    recipient: str = Field(max_length=400, index=True)
+    subject: str = Field(max_length=1000)
+    message_id: str = Field(max_length=300)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+# --- feedback --------------------------------------------------------------
+
+
+class Event(SQLModel, table=True):
+    """Something that happened to a subscriber or an issue: bounce_hard,
+    bounce_soft, complaint, unsubscribe, subscribe, confirm, erase, …"""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=30, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    subscriber_id: int | None = Field(default=None, index=True)
+    issue_id: int | None = Field(default=None, index=True)
+    delivery_id: int | None = None
+    provider: str = Field(default="", max_length=30)
+    detail: str = Field(default="", max_length=1000)
+
+
+class ClickCount(SQLModel, table=True):
+    """Aggregate clicks per link per issue; never who clicked."""
+
+    __table_args__ = (UniqueConstraint("issue_id", "url_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    url_hash: str = Field(max_length=64)
+    url: str = Field(max_length=2000)
+    count: int = 0
+
+
+class WebhookReplay(SQLModel, table=True):
+    """Tokens and ids of webhook deliveries already seen, to refuse replays."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=30)
+    token: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+    __table_args__ = (UniqueConstraint("provider", "token"),)
+
+
+# --- editors and scheduling ------------------------------------------------
+
+
+class Editor(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    password_hash: str = Field(max_length=300)
+    role: str = Field(default="editor", max_length=20)
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    last_login_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SchedulerLock(SQLModel, table=True):
+    """The single-runner lock on SQLite (PostgreSQL uses an advisory lock
+    and records its holder here only for `newsletter schedule`)."""
+
+    name: str = Field(primary_key=True, max_length=50)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRun(SQLModel, table=True):
+    """One row per job × slot: the idempotency record of the scheduler."""
+
+    __table_args__ = (UniqueConstraint("job", "slot_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=50)
+    slot_at: datetime
+    state: str = Field(default="started", max_length=20)  # started | done | skipped | failed
+    detail: str = Field(default="", max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+

@@ -1,0 +1,1 @@
+"""Jinja + MJML compiled once per issue variant; text part; per-recipient tokens; lint."""
