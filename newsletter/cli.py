@@ -62,8 +62,10 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
     from waitress import serve as waitress_serve
 
     from newsletter import db, scheduler
+    from newsletter.delivery import runner
 
     db.upgrade()
+    runner.start_in_process(app)
     scheduler.start_in_process(app)
     settings = app.extensions["signal_settings"]
     click.echo(f"GET THE SIGNAL on http://{host}:{port}  (public URL {settings.base_url}, transport {settings.transport})")

@@ -1,13 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises:
-Create Date: 2026-11-29 06:02:01.756737
+Revises: 
+Create Date: 2026-11-29 06:04:02.138458
 """
 
+from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -148,6 +149,7 @@ def upgrade() -> None:
     op.create_table('subscriber',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('email_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('topics', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
@@ -166,6 +168,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscriber_email'), ['email'], unique=True)
+        batch_op.create_index(batch_op.f('ix_subscriber_email_hash'), ['email_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriber_status'), ['status'], unique=False)
 
     op.create_table('suppression',
@@ -319,6 +322,7 @@ def downgrade() -> None:
     op.drop_table('suppression')
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriber_status'))
+        batch_op.drop_index(batch_op.f('ix_subscriber_email_hash'))
         batch_op.drop_index(batch_op.f('ix_subscriber_email'))
 
     op.drop_table('subscriber')
