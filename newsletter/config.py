@@ -95,6 +95,7 @@ class Settings:
     rate_limit_storage: str = "memory://"
     confirm_max_per_day: int = 3
     token_max_age_days: int = 7
+    subscribe_rate_limit: str = "10/minute;50/hour"  # per client IP on the subscribe form and API
     misfire_grace_hours: int = 6
     retention_days: int = 365
     redis_url: str = "redis://127.0.0.1:6379/0"
