@@ -10,12 +10,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 _frozen: datetime | None = None
+_source = None  # optional callable returning aware UTC (test-only clocks of subprocesses)
 
 
 def now() -> datetime:
     if _frozen is not None:
         return _frozen
+    if _source is not None:
+        return _source()
     return datetime.now(UTC)
+
+
+def set_source(source) -> None:
+    """Let ``now()`` read another clock (a callable returning aware UTC), or the
+    wall clock again with None. Used by the scheduler's test-only clock file
+    (NEWSLETTER_TEST_CLOCK_FILE, honoured only when NEWSLETTER_ENV=testing) so
+    end-to-end tests can move the time of real subprocesses."""
+    global _source
+    _source = source
 
 
 def now_aware() -> datetime:

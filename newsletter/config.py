@@ -97,6 +97,10 @@ class Settings:
     token_max_age_days: int = 7
     subscribe_rate_limit: str = "10/minute;50/hour"  # per client IP on the subscribe form and API
     misfire_grace_hours: int = 6
+    scheduler_tick_seconds: float = 15.0  # how often the scheduler looks at the clock
+    scheduler_lock_seconds: int = 30  # the lock's lease: a dead holder is replaced within this
+    feed_poll_minutes: int = 30  # NEWSLETTER_FEEDS polling period
+    bounce_poll_minutes: int = 10  # NEWSLETTER_BOUNCE_MAILBOX polling period
     retention_days: int = 365
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
