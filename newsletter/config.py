@@ -107,6 +107,8 @@ class Settings:
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
+    webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
+    webhook_max_bytes: int = 1048576  # larger webhook bodies are refused (413)
     editor_emails: tuple[str, ...] = ()  # who gets review mails; default: all editors
     webhook_secrets: dict = field(default_factory=dict)
 
