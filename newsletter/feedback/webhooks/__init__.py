@@ -1,0 +1,113 @@
+"""Provider webhooks: verify, then apply the policy, in one transaction.
+
+``handle(settings, provider, body, headers, fetch=…, cache=…)`` is what the
+view calls. It refuses oversized bodies, lets the provider module verify the
+request (nothing is read from an unverified body beyond what verification
+needs), claims the replay token, and records each bounce or complaint
+through ``feedback.service`` — all in one unit of work, so a refused or
+failing request changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from newsletter import db
+from newsletter.config import Settings
+from newsletter.feedback import service
+from newsletter.feedback.webhooks import mailgun, postmark, resend, sendgrid, ses
+from newsletter.feedback.webhooks.base import COMPLAINT, HARD, WebhookRefused
+from newsletter.models import WebhookReplay
+
+log = logging.getLogger("newsletter.feedback")
+
+PROVIDERS = {
+    "postmark": postmark,
+    "sendgrid": sendgrid,
+    "mailgun": mailgun,
+    "ses": ses,
+    "resend": resend,
+}
+
+
+@dataclass
+class WebhookResult:
+    status: int
+    body: dict
+
+
+def default_fetch(url: str) -> bytes:
+    """GET over https with certificate checks, no redirects, small bodies only."""
+    import requests
+
+    response = requests.get(url, timeout=10, allow_redirects=False, stream=True)
+    response.raise_for_status()
+    data = response.raw.read(ses.MAX_CERT_BYTES + 1, decode_content=True)
+    response.close()
+    return data
+
+
+def _claim(session, provider: str, token: str) -> None:
+    exists = session.exec(
+        select(WebhookReplay.id).where(WebhookReplay.provider == provider, WebhookReplay.token == token)
+    ).first()
+    if exists is not None:
+        raise WebhookRefused(403, "replayed request")
+    session.add(WebhookReplay(provider=provider, token=token[:200]))
+    session.flush()
+
+
+def _confirm(fetch, url: str) -> None:
+    try:
+        fetch(url)
+    except Exception as exc:  # noqa: BLE001 - reported to SNS, which retries
+        raise WebhookRefused(502, f"could not confirm the subscription: {exc.__class__.__name__}") from None
+
+
+def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=None, cache=None) -> WebhookResult:
+    module = PROVIDERS.get(provider)
+    if module is None:
+        return WebhookResult(404, {"error": "not found", "message": f"unknown provider {provider!r}"})
+    if len(body) > settings.webhook_max_bytes:
+        return WebhookResult(413, {"error": "too large", "message": "webhook body too large"})
+    try:
+        verified = module.verify(body, headers, settings, fetch=fetch or default_fetch,
+                                 cache=cache if cache is not None else {})
+        summary = {"accepted": 0, "matched": 0, "suppressed": 0, "ignored": verified.ignored}
+        with db.session_scope() as session:
+            if verified.replay_token:
+                _claim(session, provider, verified.replay_token)
+            for item in verified.items:
+                outcome = _apply(session, settings, provider, item)
+                summary["accepted"] += 1
+                summary["matched"] += int(outcome.subscriber_id is not None or outcome.delivery_id is not None)
+                summary["suppressed"] += int(outcome.suppressed)
+            if verified.confirm_url:
+                # confirm only after every check passed; a failed fetch rolls back
+                # the replay claim so SNS's retry of the confirmation is accepted
+                _confirm(fetch or default_fetch, verified.confirm_url)
+                summary["confirmed"] = True
+    except WebhookRefused as refused:
+        log.warning("webhook %s refused: %s", provider, refused.message)
+        return WebhookResult(refused.status, {"error": "refused", "message": refused.message})
+    except IntegrityError:  # two deliveries of the same replay token raced
+        log.warning("webhook %s refused: replay race", provider)
+        return WebhookResult(403, {"error": "refused", "message": "replayed request"})
+    return WebhookResult(200, {"ok": True, **summary})
+
+
+def _apply(session, settings, provider, item):
+    delivery = service.find_delivery_by_provider_id(session, item.provider_message_id)
+    email = None if delivery is not None else item.email
+    if item.kind == COMPLAINT:
+        return service.record_complaint(session, settings, delivery=delivery, email=email, provider=provider,
+                                        detail=item.detail)
+    return service.record_bounce(session, settings, delivery=delivery, email=email, provider=provider,
+                                 hard=item.kind == HARD, detail=item.detail)
+
+
+__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "default_fetch", "handle"]
