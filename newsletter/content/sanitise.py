@@ -1,0 +1,110 @@
+"""Turning untrusted input into something safe to store and to mail.
+
+Synopses and the editor's intro are Markdown rendered by markdown-it-py with
+raw HTML *disabled* (a ``<script>`` in the source becomes visible text), then
+cleaned by nh3 with a short allow-list, so whatever reaches an email or the
+web archive is inert. URLs are accepted only as absolute http(s) URLs:
+``javascript:``, ``data:``, ``vbscript:`` and friends are refused with a
+message that names the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
+
+import nh3
+from markdown_it import MarkdownIt
+
+ALLOWED_TAGS = {"p", "a", "em", "strong", "code", "pre", "ul", "ol", "li", "blockquote", "br", "del", "s"}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
+URL_SCHEMES = {"http", "https", "mailto"}
+# Per-recipient placeholders live in frozen renders (see rendering.placeholders);
+# user text must never be able to spell one.
+_PLACEHOLDER_PREFIX = "%%GTS_"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class InvalidUrl(ValueError):
+    """A URL that is not an absolute http(s) URL."""
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("strikethrough")
+
+
+def neutralise(value: str) -> str:
+    """Remove control characters and anything that looks like a render placeholder."""
+    value = _CONTROL.sub("", value or "")
+    return value.replace(_PLACEHOLDER_PREFIX, "%% GTS_")
+
+
+def clean_text(value, *, max_length: int | None = None, field: str = "value") -> str:
+    """A single line of plain text: no control characters, no CR/LF, trimmed."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be text")
+    value = neutralise(unicodedata.normalize("NFC", value))
+    value = " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    if max_length is not None and len(value) > max_length:
+        raise ValueError(f"{field} is longer than {max_length} characters")
+    return value
+
+
+def markdown_to_html(source: str) -> str:
+    """Markdown → sanitised HTML fragment (raw HTML in the source is shown as text)."""
+    if not source:
+        return ""
+    rendered = _markdown().render(neutralise(source))
+    return nh3.clean(
+        rendered,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    ).strip()
+
+
+def check_url(value, *, field: str = "url", required: bool = True) -> str | None:
+    """Return a normalised absolute http(s) URL or raise InvalidUrl.
+
+    Whitespace and control characters are refused rather than stripped
+    (``java\\tscript:`` tricks), the scheme and host are lower-cased, and the
+    result never contains a quote or angle bracket unescaped.
+    """
+    if value is None or value == "":
+        if required:
+            raise InvalidUrl(f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidUrl(f"{field} must be text")
+    raw = value.strip()
+    if len(raw) > 2000:
+        raise InvalidUrl(f"{field} is longer than 2000 characters")
+    if _CONTROL.search(raw) or any(c.isspace() for c in raw):
+        raise InvalidUrl(f"{field} must not contain spaces or control characters")
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        raise InvalidUrl(f"{field} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in {"http", "https"}:
+        shown = f"{scheme}:" if scheme else "a relative URL"
+        raise InvalidUrl(f"{field} must be an http(s) URL, not {shown}")
+    if not parts.hostname:
+        raise InvalidUrl(f"{field} has no host")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise InvalidUrl(f"{field} must not contain credentials")
+    safe = urlunsplit((scheme, netloc.lower(), parts.path, parts.query, parts.fragment))
+    # Quotes and angle brackets are legal nowhere in a URL: percent-encode them.
+    return safe.replace('"', "%22").replace("'", "%27").replace("<", "%3C").replace(">", "%3E")
+
+
+def is_https(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).scheme == "https"
