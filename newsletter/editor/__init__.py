@@ -4,4 +4,11 @@ from flask import Blueprint
 
 bp = Blueprint("editor", __name__)
 
-from newsletter.editor import auth, views  # noqa: E402,F401
+from newsletter.editor import (  # noqa: E402,F401
+    auth,
+    views,
+    views_articles,
+    views_issues,
+    views_outbox,
+    views_subscribers,
+)

@@ -1,1 +1,148 @@
-"""Editor views (thin: logic lives in services shared with the CLI and API)."""
+"""Login, logout, dashboard, and the admin pages for editors and settings.
+
+Views are thin: they read forms, call ``editor.service`` / ``dashboard`` and
+render. Issues, articles, subscribers and the outbox have their own modules.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from newsletter.app import settings
+from newsletter.db import session_scope
+from newsletter.editor import bp, service
+from newsletter.editor import dashboard as dash
+from newsletter.editor.auth import EditorUser, admin_required
+from newsletter.editor.chart import line_chart
+from newsletter.editor.forms import ActionForm, EditorForm, LoginForm
+from newsletter.extensions import limiter
+from newsletter.models import Editor
+
+SECRET_FIELDS = {"secret_key", "api_tokens", "webhook_secrets", "transport", "bounce_mailbox", "database_url", "broker_url", "redis_url"}
+
+
+@bp.app_template_filter("editor_time")
+def editor_time(value, fmt: str = "%a %d %b %Y, %H:%M") -> str:
+    """A datetime shown in the newsletter's time zone, with the zone's name."""
+    if value is None:
+        return "—"
+    local = value.astimezone(settings().tz)
+    return f"{local.strftime(fmt)} {local.tzname()}"
+
+
+@bp.context_processor
+def workspace_context() -> dict:
+    return {"newsletter_tz": settings().timezone}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only follow ``next`` to a path inside the workspace (no open redirect)."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and parts.path.startswith("/editor") and "\\" not in target:
+            return target
+    return url_for("editor.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("editor.dashboard"))
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        result = service.authenticate(settings(), form.email.data, form.password.data)
+        if result.ok:
+            with session_scope() as db:
+                user = EditorUser(db.get(Editor, result.editor_id))
+            session.clear()  # a new session id on login: no fixation
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        error = result.message
+    elif request.method == "POST":
+        error = "Enter your email address and password."
+    status = 401 if error else 200
+    return render_template("editor/login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+def logout():
+    ActionForm()  # CSRF is checked for every POST by CSRFProtect
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "success")
+    return redirect(url_for("editor.login"))
+
+
+@bp.get("/")
+def home():
+    return redirect(url_for("editor.dashboard"))
+
+
+@bp.get("/dashboard")
+def dashboard():
+    with session_scope() as db:
+        data = dash.build_dashboard(db, settings())
+    chart = line_chart(data.growth, title="Readers over the last 12 weeks")
+    return render_template("editor/dashboard.html", d=data, chart=chart, settings=settings())
+
+
+@bp.route("/editors", methods=["GET", "POST"])
+@admin_required
+def editors():
+    form = EditorForm()
+    if form.validate_on_submit():
+        try:
+            with session_scope() as db:
+                created = service.create_editor(db, form.email.data, form.password.data, form.role.data)
+                flash(f"Created {created.role} {created.email}.", "success")
+            return redirect(url_for("editor.editors"))
+        except service.EditorError as exc:
+            form.email.errors = [*form.email.errors, str(exc)]
+    with session_scope() as db:
+        accounts = service.list_editors(db)
+    return render_template("editor/editors.html", form=form, accounts=accounts, action=ActionForm())
+
+
+@bp.post("/editors/<int:editor_id>/delete")
+@admin_required
+def delete_editor(editor_id: int):
+    try:
+        with session_scope() as db:
+            service.delete_editor(db, editor_id, acting_id=current_user.id)
+        flash("Editor deleted.", "success")
+    except service.EditorError as exc:
+        flash(str(exc).capitalize() + ".", "error")
+    return redirect(url_for("editor.editors"))
+
+
+@bp.get("/settings")
+@admin_required
+def settings_page():
+    from dataclasses import fields
+
+    current = settings()
+    rows = []
+    for f in fields(current):
+        value = getattr(current, f.name)
+        if f.name in SECRET_FIELDS and value:
+            shown = _mask(f.name, value)
+        else:
+            shown = ", ".join(value) if isinstance(value, tuple) else str(value)
+        rows.append((f"NEWSLETTER_{f.name.upper()}", shown))
+    return render_template("editor/settings.html", rows=rows)
+
+
+def _mask(name: str, value) -> str:
+    """Show which kind of secret is set without showing it."""
+    if name in {"transport", "database_url", "bounce_mailbox", "broker_url", "redis_url"}:
+        parts = urlsplit(str(value))
+        host = parts.hostname or ""
+        return f"{parts.scheme}://…{('@' + host) if host else ''} (credentials hidden)"
+    if isinstance(value, tuple | dict):
+        return f"{len(value)} set (hidden)"
+    return "set (hidden)"

@@ -1,0 +1,114 @@
+"""What the dashboard shows, as plain data (the view only renders it).
+
+Everything is an aggregate query or a short, limited list, so the page stays
+fast with a million subscribers: counts by status are one GROUP BY, the
+growth series is one pass with conditional sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import case, literal
+from sqlmodel import Session, func, select
+
+from newsletter import clock
+from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
+
+OPEN_STATUSES = ("draft", "approved", "scheduled", "sending", "paused")
+FEEDBACK_KINDS = ("bounce_hard", "bounce_soft", "bounce", "complaint")
+
+
+@dataclass
+class NextSlot:
+    at: datetime  # aware, in the newsletter's time zone
+    assemble_at: datetime
+    issue: Issue | None
+
+
+@dataclass
+class Dashboard:
+    next_slot: NextSlot | None
+    open_issue: Issue | None
+    recent_issues: list[tuple[Issue, dict]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    growth: list[tuple[str, int]] = field(default_factory=list)
+    feedback: list[tuple[Event, str | None]] = field(default_factory=list)
+
+
+def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
+    """The next weekly slot from NEWSLETTER_SCHEDULE in NEWSLETTER_TIMEZONE."""
+    now = (now or clock.now()).astimezone(settings.tz)
+    trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
+    return trigger.get_next_fire_time(None, now)
+
+
+def subscriber_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+    counts = {status: 0 for status in SUBSCRIBER_STATUSES}
+    counts.update({status: n for status, n in rows})
+    counts["total"] = sum(n for _, n in rows)
+    return counts
+
+
+def growth_series(session: Session, weeks: int = 12, now: datetime | None = None) -> list[tuple[str, int]]:
+    """Readers signed up minus readers gone, at the end of each of the last
+    ``weeks`` weeks: one scan of the table with a conditional sum per week."""
+    now = now or clock.now()
+    ends = [now - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+    joined = [func.sum(case((Subscriber.created_at <= end, 1), else_=0)) for end in ends]
+    left = [
+        func.sum(case(((Subscriber.unsubscribed_at.is_not(None)) & (Subscriber.unsubscribed_at <= end), 1), else_=0))
+        for end in ends
+    ]
+    row = session.exec(select(literal(1), *joined, *left)).one()
+    values = list(row)[1:]
+    joined_v, left_v = values[:weeks], values[weeks:]
+    return [(end.strftime("%d %b"), int(j or 0) - int(u or 0)) for end, j, u in zip(ends, joined_v, left_v, strict=True)]
+
+
+def recent_feedback(session: Session, limit: int = 10) -> list[tuple[Event, str | None]]:
+    rows = session.exec(
+        select(Event, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Event.subscriber_id, isouter=True)
+        .where(Event.kind.in_(FEEDBACK_KINDS))
+        .order_by(Event.created_at.desc(), Event.id.desc())
+        .limit(limit)
+    ).all()
+    return [(event, email) for event, email in rows]
+
+
+def issue_outcomes(session: Session, issue: Issue) -> dict:
+    """Delivery outcomes from the feedback engineer's stats when present,
+    otherwise the counters kept on the issue row."""
+    try:
+        from newsletter.feedback.stats import issue_outcomes as stats
+    except ImportError:
+        stats = None
+    if stats is not None:
+        return dict(stats(session, issue.id))
+    return {"delivered": issue.sent_count, "failed": issue.failed_count}
+
+
+def build_dashboard(session: Session, settings) -> Dashboard:
+    slot_at = next_slot_time(settings)
+    slot = None
+    if slot_at is not None:
+        issue = session.exec(select(Issue).where(Issue.slot_at == slot_at)).first()
+        slot = NextSlot(at=slot_at, assemble_at=slot_at - timedelta(hours=settings.review_hours), issue=issue)
+    open_issue = session.exec(
+        select(Issue).where(Issue.status.in_(OPEN_STATUSES)).order_by(Issue.number.desc())
+    ).first()
+    recent = session.exec(
+        select(Issue).where(Issue.status.in_(("sent", "sending", "paused", "cancelled"))).order_by(Issue.number.desc()).limit(5)
+    ).all()
+    return Dashboard(
+        next_slot=slot,
+        open_issue=open_issue,
+        recent_issues=[(issue, issue_outcomes(session, issue)) for issue in recent],
+        counts=subscriber_counts(session),
+        growth=growth_series(session),
+        feedback=recent_feedback(session),
+    )

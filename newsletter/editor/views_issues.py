@@ -1,0 +1,360 @@
+"""Issues: list, edit a draft, preview, test send, approve, schedule, send,
+pause, resume, cancel, and a small JSON endpoint for live progress.
+
+Every state change is one call into ``issues.service`` or
+``delivery.pipeline``; these views only read forms and report outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlmodel import func, select
+
+from newsletter.app import settings
+from newsletter.db import session_scope
+from newsletter.editor import bp, issue_edit
+from newsletter.editor.forms import ActionForm, ConfirmSendForm, IssueForm, ScheduleForm, TestSendForm
+from newsletter.editor.views_outbox import mail_html_response
+from newsletter.models import Issue, Subscriber
+
+log = logging.getLogger("newsletter.editor")
+MAX_TEST_ADDRESSES = 10
+PAGE = 30
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def _issue_or_404(db, number: int) -> Issue:
+    issue = db.exec(select(Issue).where(Issue.number == number)).first()
+    if issue is None:
+        abort(404)
+    return issue
+
+
+def _sections(db) -> list:
+    from newsletter.issues.service import sections
+
+    return list(sections(db, settings()))
+
+
+def _topics_arg(section_slugs: list[str]) -> str | None:
+    """``?topics=a,b`` limited to known sections, sorted like Subscriber.topics."""
+    raw = ",".join(request.values.getlist("topics"))
+    chosen = sorted({t for t in re.split(r"[,\s]+", raw) if t in section_slugs})
+    return ",".join(chosen) or None
+
+
+def _act(number: int, what: str, call) -> None:
+    """Run one state change, flashing its outcome (refusals are shown, not raised)."""
+    try:
+        call()
+    except (ValueError, LookupError, RuntimeError) as exc:
+        flash(f"Could not {what}: {exc}", "error")
+        return
+    except Exception as exc:  # noqa: BLE001 - the editor sees a message; the log keeps the trace
+        log.exception("editor action %s on issue %s failed", what, number)
+        exc_name = type(exc).__name__
+        flash(f"Could not {what} ({exc_name}): {exc}", "error")
+        return
+    flash(f"Issue {number:03d}: {what} done.", "success")
+
+
+def _back(number: int):
+    return redirect(url_for("editor.issue", number=number))
+
+
+# --- list, edit ----------------------------------------------------------------------
+
+
+@bp.get("/issues")
+def issues():
+    before = request.args.get("before", "")
+    with session_scope() as db:
+        stmt = select(Issue).order_by(Issue.number.desc()).limit(PAGE + 1)
+        if before.isdigit():
+            stmt = stmt.where(Issue.number < int(before))
+        rows = list(db.exec(stmt))
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return render_template(
+        "editor/issues.html", issues=rows, next_before=rows[-1].number if more and rows else None, action=ActionForm()
+    )
+
+
+@bp.post("/issues/assemble")
+def issue_assemble():
+    from newsletter.issues.service import assemble_issue
+
+    result = assemble_issue(settings())
+    if result.issue is None:
+        flash(result.message or "Nothing to assemble.", "warning")
+        return redirect(url_for("editor.issues"))
+    flash(result.message or f"Issue {result.issue.number:03d} assembled.", "success")
+    return redirect(url_for("editor.issue", number=result.issue.number))
+
+
+def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
+    with session_scope() as db:
+        issue = _issue_or_404(db, number)
+        sections = _sections(db)
+        rows = issue_edit.current_rows(db, issue)
+        candidates = issue_edit.candidates(db, issue, request.args.get("add_q", "").strip()[:200])
+        audience = db.exec(select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")).one()
+    form = form or IssueForm(obj=issue)
+    section_names = {t.slug: t.name for t in sections}
+    used = [t.slug for t in sections if any(ia.section == t.slug for ia, _ in rows)]
+    return (
+        render_template(
+            "editor/issue.html",
+            issue=issue,
+            form=form,
+            rows=rows,
+            sections=sections,
+            section_names=section_names,
+            used_sections=used,
+            candidates=candidates,
+            add_q=request.args.get("add_q", ""),
+            audience=audience,
+            action=ActionForm(),
+            test_form=TestSendForm(),
+            schedule_form=ScheduleForm(),
+            editable=issue.status == "draft",
+        ),
+        status,
+    )
+
+
+@bp.get("/issues/<int:number>")
+def issue(number: int):
+    return _issue_page(number)
+
+
+@bp.post("/issues/<int:number>")
+def issue_save(number: int):
+    from newsletter.issues.service import set_issue_articles, update_issue
+
+    form = IssueForm()
+    if not form.validate_on_submit():
+        flash("Some fields need attention.", "error")
+        return _issue_page(number, form, 400)
+    with session_scope() as db:
+        issue = _issue_or_404(db, number)
+        if issue.status != "draft":
+            flash("Only a draft can be edited.", "error")
+            return _back(number)
+        try:
+            plan = issue_edit.plan_from_form(db, issue, request.form, [t.slug for t in _sections(db)])
+        except issue_edit.EditError as exc:
+            flash(f"Articles not saved: {exc}.", "error")
+            return _issue_page(number, form, 400)
+    fields = {name: getattr(form, name).data.strip() for name in ("title", "theme", "subject", "preheader", "intro")}
+    try:
+        update_issue(settings(), number, **fields)
+        set_issue_articles(settings(), number, plan)
+    except (ValueError, LookupError) as exc:
+        flash(f"Not saved: {exc}", "error")
+        return _issue_page(number, form, 400)
+    flash("Draft saved.", "success")
+    anchor = "#articles" if request.form.get("add") or any(k.startswith("remove_") for k in request.form) else ""
+    return redirect(url_for("editor.issue", number=number) + anchor)
+
+
+# --- preview -----------------------------------------------------------------------
+
+
+@bp.get("/issues/<int:number>/preview")
+def issue_preview(number: int):
+    from newsletter.issues.service import sections as list_sections
+    from newsletter.rendering.lint import lint_html
+    from newsletter.rendering.preview import preview_issue
+
+    with session_scope() as db:
+        issue = _issue_or_404(db, number)
+        sections = list(list_sections(db, settings()))
+    topics = _topics_arg([t.slug for t in sections])
+    view = "text" if request.args.get("view") == "text" else "html"
+    width = "mobile" if request.args.get("width") == "mobile" else "desktop"
+    html = preview_issue(settings(), number, topics=topics)
+    text = preview_issue(settings(), number, topics=topics, text=True)
+    findings = lint_html(html)
+    return render_template(
+        "editor/preview.html",
+        issue=issue,
+        sections=sections,
+        topics=topics or "",
+        chosen=set((topics or "").split(",")) - {""},
+        view=view,
+        width=width,
+        text=text,
+        size_kb=len(html.encode("utf-8")) / 1024,
+        findings=findings,
+        test_form=TestSendForm(),
+    )
+
+
+@bp.get("/issues/<int:number>/preview.html")
+def issue_preview_html(number: int):
+    """The email HTML for the preview iframe, under its own CSP (inline styles
+    allowed, no scripts, sandboxed)."""
+    from newsletter.rendering.preview import preview_issue
+
+    with session_scope() as db:
+        _issue_or_404(db, number)
+        slugs = [t.slug for t in _sections(db)]
+    return mail_html_response(preview_issue(settings(), number, topics=_topics_arg(slugs)))
+
+
+# --- test send ----------------------------------------------------------------------
+
+
+def parse_addresses(raw: str) -> tuple[list[str], list[str]]:
+    """Split a list of addresses; return (valid normalised, refused)."""
+    good: list[str] = []
+    bad: list[str] = []
+    for item in re.split(r"[,;\s]+", raw.strip()):
+        if not item:
+            continue
+        try:
+            address = validate_email(item, check_deliverability=False).normalized
+        except EmailNotValidError:
+            bad.append(item[:80])
+            continue
+        if address not in good:
+            good.append(address)
+    return good, bad
+
+
+@bp.post("/issues/<int:number>/test")
+def issue_test(number: int):
+    from newsletter.delivery.testsend import send_test
+
+    form = TestSendForm()
+    back = request.form.get("back", "")
+    target = back if back.startswith(f"/editor/issues/{number}") else url_for("editor.issue", number=number)
+    if not form.validate_on_submit():
+        flash("Enter at least one address for the test.", "error")
+        return redirect(target)
+    addresses, refused = parse_addresses(form.addresses.data)
+    if refused:
+        flash(f"Not an email address: {', '.join(refused)}. Nothing was sent.", "error")
+        return redirect(target)
+    if len(addresses) > MAX_TEST_ADDRESSES:
+        flash(f"A test goes to at most {MAX_TEST_ADDRESSES} addresses.", "error")
+        return redirect(target)
+    with session_scope() as db:
+        _issue_or_404(db, number)
+        topics = _topics_arg([t.slug for t in _sections(db)])
+    try:
+        results = send_test(settings(), number, addresses, topics=topics)
+    except (ValueError, LookupError, OSError) as exc:
+        flash(f"The test was not sent: {exc}", "error")
+        return redirect(target)
+    failed = [f"{a} ({r.status}: {getattr(r, 'detail', '') or getattr(r, 'error', '')})" for a, r in zip(addresses, results, strict=False) if r.status != "sent"]
+    if failed:
+        flash(f"Test not delivered to: {'; '.join(failed)}", "error")
+    else:
+        flash(f"Test sent to {', '.join(addresses)} (subject starts with [TEST]).", "success")
+    return redirect(target)
+
+
+# --- lifecycle ----------------------------------------------------------------------
+
+
+@bp.post("/issues/<int:number>/approve")
+def issue_approve(number: int):
+    from newsletter.issues.service import approve_issue
+
+    _act(number, "approve", lambda: approve_issue(settings(), number, current_user.email))
+    return _back(number)
+
+
+@bp.post("/issues/<int:number>/schedule")
+def issue_schedule(number: int):
+    from newsletter.issues.service import schedule_issue
+
+    form = ScheduleForm()
+    if not form.validate_on_submit():
+        flash("Choose a date and time to send at.", "error")
+        return _back(number)
+    local: datetime = form.when.data.replace(tzinfo=settings().tz)
+    _act(number, f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}", lambda: schedule_issue(settings(), number, local))
+    return _back(number)
+
+
+@bp.route("/issues/<int:number>/send", methods=["GET", "POST"])
+def issue_send(number: int):
+    """Send now, after a confirmation step that names the issue and audience."""
+    from newsletter.delivery.pipeline import start_send
+
+    form = ConfirmSendForm()
+    with session_scope() as db:
+        issue = _issue_or_404(db, number)
+        audience = db.exec(select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")).one()
+    if request.method == "POST":
+        if not form.validate_on_submit() or form.confirm_number.data != number:
+            flash(f"Type {number} to confirm sending this issue.", "error")
+        else:
+            try:
+                start_send(settings(), number)
+            except Exception as exc:  # noqa: BLE001 - AlreadySending, wrong status: shown to the editor
+                flash(f"Not sent: {exc}", "error")
+                return _back(number)
+            flash(f"Issue {number:03d} is sending.", "success")
+            return _back(number)
+    return render_template("editor/send_confirm.html", issue=issue, audience=audience, form=form)
+
+
+@bp.post("/issues/<int:number>/pause")
+def issue_pause(number: int):
+    from newsletter.delivery.pipeline import pause_issue
+
+    _act(number, "pause", lambda: pause_issue(settings(), number))
+    return _back(number)
+
+
+@bp.post("/issues/<int:number>/resume")
+def issue_resume(number: int):
+    from newsletter.delivery.pipeline import resume_issue
+
+    _act(number, "resume", lambda: resume_issue(settings(), number))
+    return _back(number)
+
+
+@bp.post("/issues/<int:number>/cancel")
+def issue_cancel(number: int):
+    with session_scope() as db:
+        status = _issue_or_404(db, number).status
+    if status in ("sending", "paused"):
+        from newsletter.delivery.pipeline import cancel_sending as cancel
+    else:
+        from newsletter.issues.service import cancel_issue as cancel
+    _act(number, "cancel", lambda: cancel(settings(), number))
+    return _back(number)
+
+
+@bp.get("/issues/<int:number>/progress.json")
+def issue_progress(number: int):
+    """Polled by editor.js while an issue sends."""
+    from newsletter.delivery.pipeline import issue_counts
+
+    with session_scope() as db:
+        issue = _issue_or_404(db, number)
+        counts = dict(issue_counts(db, issue.id))
+    total = counts.get("total") or 0
+    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
+    return jsonify(
+        number=number,
+        status=issue.status,
+        counts=counts,
+        done=done,
+        total=total,
+        percent=round(100 * done / total, 1) if total else (100.0 if issue.status == "sent" else 0.0),
+        finished=issue.status in ("sent", "cancelled"),
+    )
