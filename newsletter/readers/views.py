@@ -1,10 +1,263 @@
-"""Reader-facing views (thin: the logic lives in newsletter.readers.service)."""
+"""Reader-facing pages. Thin: every decision lives in newsletter.readers.service.
 
-from flask import render_template
+Public answers never reveal whether an address is known: subscribing and
+asking for a new link always end on the same "check your inbox" page.
+"""
 
-from newsletter.readers import bp
+from __future__ import annotations
+
+import json
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+
+from newsletter import tokens
+from newsletter.app import settings
+from newsletter.db import session_scope
+from newsletter.extensions import csrf
+from newsletter.feedback.suppression import suppression_reason
+from newsletter.models import Subscriber
+from newsletter.readers import bp, links, service
+from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
+from newsletter.readers.limits import subscribe_limits
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+def _tags():
+    with session_scope() as session:
+        return service.topic_tags(session, settings())
+
+
+def _index_page(form: SubscribeForm, status: int = 200):
+    return render_template("readers/index.html", form=form, consent_text=service.CONSENT_TEXT), status
 
 
 @bp.get("/")
 def index():
-    return render_template("readers/index.html")
+    form = SubscribeForm()
+    form.set_topics(_tags(), "")
+    return _index_page(form)
+
+
+@bp.get("/subscribe")
+def subscribe_get():
+    return redirect(url_for(".index"))
+
+
+@bp.post("/subscribe")
+@subscribe_limits
+def subscribe():
+    form = SubscribeForm()
+    form.set_topics(_tags())
+    if form.website.data:  # honeypot: pretend all went well, do nothing
+        return redirect(url_for(".check_inbox"))
+    if not form.validate_on_submit():
+        return _index_page(form, 400)
+    try:
+        service.subscribe(
+            settings(),
+            email=form.email.data,
+            name=form.name.data,
+            topics=form.topics.data,
+            source="form",
+            consent_text=service.CONSENT_TEXT,
+            ip=request.remote_addr,
+        )
+    except service.InvalidInput as exc:
+        getattr(form, exc.field, form.email).errors.append(str(exc))
+        return _index_page(form, 400)
+    return redirect(url_for(".check_inbox"))
+
+
+@bp.get("/subscribe/check-your-inbox")
+def check_inbox():
+    return render_template("readers/check_inbox.html", form=NewLinkForm())
+
+
+# --- confirmation ----------------------------------------------------------------
+
+
+def _link_problem(kind: str, status: int, token: str = ""):
+    form = NewLinkForm()
+    form.token.data = token
+    return render_template("readers/link_problem.html", kind=kind, form=form), status
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    try:
+        subscriber_id, issued = links.read_confirm_token(settings(), token)
+    except tokens.TokenExpired:
+        return _link_problem("expired", 410, token)
+    except tokens.TokenError:
+        return _link_problem("invalid", 400)
+    outcome = service.confirm(settings(), subscriber_id, issued)
+    if outcome.result == "stale":
+        return _link_problem("stale", 410)
+    if outcome.result == "missing":
+        return render_template("readers/gone.html"), 404
+    return render_template(
+        "readers/confirmed.html",
+        outcome=outcome,
+        preferences_token=links.preferences_token(settings(), outcome.subscriber_id),
+    )
+
+
+@bp.post("/confirm/new")
+@subscribe_limits
+def new_link():
+    form = NewLinkForm()
+    if not form.validate_on_submit():
+        abort(400)
+    subscriber_id = None
+    if form.token.data:
+        try:
+            subscriber_id, _ = links.read_confirm_token(settings(), form.token.data)
+        except tokens.TokenExpired as exc:
+            subscriber_id = links.expired_confirm_subscriber(exc.payload)
+        except tokens.TokenError:
+            subscriber_id = None
+    if subscriber_id is not None:
+        service.resend_confirmation(settings(), subscriber_id=subscriber_id)
+    elif form.email.data:
+        service.resend_confirmation(settings(), email=form.email.data)
+    else:
+        return _link_problem("invalid", 400)
+    return redirect(url_for(".check_inbox"))
+
+
+# --- preferences -------------------------------------------------------------------
+
+
+def _subscriber_id(purpose: str, token: str) -> int:
+    try:
+        return links.read_subscriber_token(settings(), purpose, token)
+    except tokens.TokenError:
+        abort(400, description="This link is not valid. Please use the link from your most recent email.")
+
+
+def _load(subscriber_id: int):
+    """(snapshot of the reader, suppression reason) or (None, None)."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return None, None
+        return sub, suppression_reason(session, sub.email)
+
+
+def _preferences_page(token: str, sub, blocked, form=None, erase_form=None, status=200):
+    tags = _tags()
+    if form is None:
+        form = PreferencesForm()
+        form.name.data = sub.name
+    form.set_topics(tags, sub.topics)
+    return (
+        render_template(
+            "readers/preferences.html",
+            sub=sub,
+            blocked=blocked,
+            token=token,
+            form=form,
+            erase_form=erase_form or EraseForm(),
+            action_form=ActionForm(),
+            unsubscribe_token=links.unsubscribe_token(settings(), sub.id),
+        ),
+        status,
+    )
+
+
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str):
+    sub, blocked = _load(_subscriber_id("preferences", token))
+    if sub is None:
+        return render_template("readers/gone.html"), 404
+    form = PreferencesForm()
+    if request.method == "POST":
+        form.set_topics(_tags())
+        if form.validate_on_submit():
+            try:
+                service.update_preferences(settings(), sub.id, name=form.name.data, topics=form.topics.data)
+            except service.InvalidInput as exc:
+                getattr(form, exc.field, form.name).errors.append(str(exc))
+            else:
+                flash("Your preferences are saved.", "success")
+                return redirect(url_for(".preferences", token=token))
+        return _preferences_page(token, sub, blocked, form=form, status=400)
+    return _preferences_page(token, sub, blocked)
+
+
+@bp.post("/preferences/<token>/export")
+def export(token: str):
+    subscriber_id = _subscriber_id("preferences", token)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return render_template("readers/gone.html"), 404
+        data = service.export_data(session, sub)
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="get-the-signal-my-data.json"', "Cache-Control": "no-store"},
+    )
+
+
+@bp.post("/preferences/<token>/erase")
+def erase(token: str):
+    subscriber_id = _subscriber_id("preferences", token)
+    form = EraseForm()
+    sub, blocked = _load(subscriber_id)
+    if sub is None:
+        return render_template("readers/gone.html"), 404
+    if not form.validate_on_submit():
+        return _preferences_page(token, sub, blocked, erase_form=form, status=400)
+    with session_scope() as session:
+        row = session.get(Subscriber, subscriber_id)
+        if row is not None:
+            service.erase(session, row)
+    return render_template("readers/erased.html")
+
+
+@bp.post("/preferences/<token>/resubscribe")
+def resubscribe(token: str):
+    subscriber_id = _subscriber_id("preferences", token)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    result = service.resubscribe(settings(), subscriber_id)
+    if result == "missing":
+        return render_template("readers/gone.html"), 404
+    if result == "active":
+        flash("Welcome back! You are subscribed again.", "success")
+    elif result == "suppressed":
+        flash("We cannot send to this address any more, so we could not subscribe it again.", "error")
+    return redirect(url_for(".preferences", token=token))
+
+
+# --- unsubscribe ------------------------------------------------------------------
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@csrf.exempt  # RFC 8058 one-click POSTs carry no cookie and no CSRF token; the signed token is the proof
+def unsubscribe(token: str):
+    subscriber_id = _subscriber_id("unsubscribe", token)
+    one_click = request.method == "POST" and request.form.get("List-Unsubscribe") == "One-Click"
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return render_template("readers/gone.html"), (200 if request.method == "POST" else 404)
+        changed = False
+        if request.method == "POST":
+            changed = service.unsubscribe(session, sub, "one-click" if one_click else "page")
+        snapshot = (sub.id, sub.email, sub.status)
+    sid, email, status = snapshot
+    context = dict(
+        email=email,
+        status=status,
+        changed=changed,
+        action_form=ActionForm(),
+        preferences_token=links.preferences_token(settings(), sid),
+    )
+    if request.method == "GET" and status in ("active", "pending"):
+        return render_template("readers/unsubscribe.html", **context)
+    return render_template("readers/unsubscribed.html", **context)

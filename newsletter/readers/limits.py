@@ -1,0 +1,48 @@
+"""Rate limits of the public subscribe endpoints (Flask-Limiter).
+
+Two limits, shared by the form, the "new link" form and the JSON API:
+per client IP (``NEWSLETTER_SUBSCRIBE_RATE_LIMIT``) and per target address
+(``NEWSLETTER_CONFIRM_MAX_PER_DAY`` requests a day), so nobody can use us to
+mail-bomb a third party. The limiter's memory is per process; the service's
+database counter (``Subscriber.confirm_sent_count``) is what holds across
+restarts and workers.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from flask_limiter.util import get_remote_address
+
+from newsletter.app import settings
+from newsletter.extensions import limiter
+
+
+def _ip_limit() -> str:
+    return settings().subscribe_rate_limit
+
+
+def _address_limit() -> str:
+    return f"{settings().confirm_max_per_day}/day"
+
+
+def address_key() -> str:
+    """The target address as typed (lower-cased), or the client IP when none."""
+    raw = None
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            raw = body.get("email")
+    else:
+        raw = request.form.get("email")
+    if isinstance(raw, str) and raw.strip():
+        return "addr:" + raw.strip().lower()[:320]
+    return "addr-ip:" + (get_remote_address() or "")
+
+
+_per_ip = limiter.shared_limit(_ip_limit, scope="subscribe-ip", methods=["POST"])
+_per_address = limiter.shared_limit(_address_limit, scope="subscribe-address", key_func=address_key, methods=["POST"])
+
+
+def subscribe_limits(view):
+    """Both limits on one view."""
+    return _per_ip(_per_address(view))

@@ -1,0 +1,528 @@
+"""The reader's lifecycle: subscribe, confirm, change preferences, leave, erase.
+
+These functions are the one place each action happens; the web form, the
+JSON API, the CSV import and the editor all call them. Rules kept here:
+
+* addresses are normalised with email-validator and lower-cased, so one
+  person is one row and the suppression hash always matches;
+* a suppressed address (erased, bounced, complained) is never added again,
+  and callers facing the public answer the same way anyway (no enumeration);
+* at most ``confirm_max_per_day`` confirmation mails per address per day,
+  counted in the database so the cap holds across restarts and processes;
+* an unsubscribed reader is only brought back by the reader (a confirmation
+  link issued after they left, or their own preferences link), never by an
+  import or by someone else filling the form.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from newsletter import clock
+from newsletter.db import session_scope
+from newsletter.delivery.transports import SendResult, Transport
+from newsletter.feedback.suppression import email_hash, suppress, suppression_reason
+from newsletter.models import Delivery, Event, Issue, OutboxMessage, Subscriber, Suppression, Tag
+from newsletter.readers import links
+
+log = logging.getLogger("newsletter.readers")
+
+CONSENT_TEXT = (
+    "Send me GET THE SIGNAL, a weekly email about AI agents, at this address. "
+    "I can unsubscribe at any time with the link at the bottom of every email."
+)
+MAX_ADDRESS_LENGTH = 320
+MAX_NAME_LENGTH = 200
+SOURCES = ("form", "api", "import", "editor")
+LEFT = ("unsubscribed", "bounced", "complained")  # statuses only the reader can undo
+
+
+class InvalidInput(ValueError):
+    """Bad input for one field; ``field`` names it for inline errors."""
+
+    field = "input"
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        if field:
+            self.field = field
+
+
+class InvalidAddress(InvalidInput):
+    field = "email"
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def normalise_email(raw, settings) -> str:
+    """The canonical form of an address, or ``InvalidAddress`` saying why not."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidAddress("Enter your email address.")
+    value = raw.strip()
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress("This email address is too long.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidAddress("An email address cannot contain line breaks or control characters.")
+    try:
+        result = validate_email(value, check_deliverability=settings.check_deliverability, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"This is not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+def clean_name(raw) -> str:
+    """A display name safe for a From/To header: no line breaks, no control characters."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise InvalidInput("Your name must be text.", "name")
+    value = raw.strip()
+    if any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029" for c in value):
+        raise InvalidInput("Your name cannot contain line breaks or control characters.", "name")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"Your name can be at most {MAX_NAME_LENGTH} characters.", "name")
+    return value
+
+
+def split_topics(raw) -> list[str]:
+    """Topics as a list of slugs, from a list or a string separated by , ; or |."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        for sep in ";|":
+            raw = raw.replace(sep, ",")
+        raw = raw.split(",")
+    if not isinstance(raw, list | tuple | set | frozenset):
+        raise InvalidInput("Topics must be a list of topic names.", "topics")
+    out = []
+    for item in raw:
+        if not isinstance(item, str):
+            raise InvalidInput("Topics must be a list of topic names.", "topics")
+        if item.strip():
+            out.append(item.strip().lower())
+    return out
+
+
+def topic_tags(session: Session, settings) -> list[Tag]:
+    """The topics readers choose among: the newsletter's sections, in order."""
+    tags = session.exec(select(Tag).where(Tag.is_section == True).order_by(Tag.position, Tag.name)).all()  # noqa: E712
+    if settings.sections:
+        by_slug = {t.slug: t for t in tags}
+        return [by_slug[s] for s in settings.sections if s in by_slug]
+    return list(tags)
+
+
+def clean_topics(raw, available: Sequence[str]) -> str:
+    """The stored form: sorted slugs joined by commas; "" (everything) when
+    none or all are chosen, so a reader who wants it all also gets new sections."""
+    chosen = set(split_topics(raw))
+    unknown = sorted(chosen - set(available))
+    if unknown:
+        raise InvalidInput(f"Unknown topic: {', '.join(unknown)[:200]}", "topics")
+    if not chosen or chosen == set(available):
+        return ""
+    return ",".join(sorted(chosen))
+
+
+# --- subscribing -----------------------------------------------------------------
+
+
+@dataclass
+class SubscribeOutcome:
+    """What happened. ``result``: created | resent | capped | already_active |
+    updated | suppressed | kept_unsubscribed. Public callers show the same
+    page for all of them."""
+
+    result: str
+    email: str
+    subscriber_id: int | None = None
+    mail: SendResult | None = None
+
+    @property
+    def confirmation_sent(self) -> bool:
+        return self.mail is not None and self.mail.ok
+
+
+@dataclass
+class Candidate:
+    """One validated reader to add (from the form, the API or a CSV line).
+    ``name``/``topics`` None mean "not given": an update keeps the old value."""
+
+    email: str
+    name: str | None = None
+    topics: str | None = None
+    line_no: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _record_consent(subscriber: Subscriber, settings, source: str, consent_text: str, ip: str | None) -> None:
+    subscriber.consent_source = source
+    subscriber.consent_at = clock.now()
+    subscriber.consent_text = consent_text
+    subscriber.consent_ip = (ip or None) if settings.store_ip else None
+
+
+def _apply(session: Session, settings, existing: Subscriber | None, c: Candidate, *, source: str,
+           consent_text: str, ip: str | None, double_opt_in: bool) -> tuple[str, Subscriber | None, bool]:
+    """The rules for adding one reader: (result, subscriber, needs a confirmation mail)."""
+    now = clock.now()
+    if existing is None:
+        sub = Subscriber(
+            email=c.email,
+            email_hash=email_hash(c.email),
+            name=c.name or "",
+            topics=c.topics or "",
+            status="pending" if double_opt_in else "active",
+        )
+        _record_consent(sub, settings, source, consent_text, ip)
+        session.add(sub)
+        session.flush()
+        session.add(Event(kind="subscribe", subscriber_id=sub.id, detail=source))
+        return "created", sub, double_opt_in
+
+    def refresh() -> None:
+        if c.name is not None and (c.name or source != "import"):
+            existing.name = c.name
+        if c.topics is not None and (c.topics or source != "import"):
+            existing.topics = c.topics
+        existing.updated_at = now
+
+    if existing.status == "active":
+        if double_opt_in:
+            return "already_active", existing, False  # nobody else may change a reader's choices
+        refresh()
+        return "updated", existing, False
+    if existing.status == "pending":
+        refresh()
+        _record_consent(existing, settings, source, consent_text, ip)
+        if double_opt_in:
+            return "resent", existing, True
+        existing.status = "active"
+        session.add(Event(kind="subscribe", subscriber_id=existing.id, detail=source))
+        return "updated", existing, False
+    # unsubscribed / bounced / complained: only the reader can come back
+    if not double_opt_in:
+        return "kept_unsubscribed", existing, False
+    refresh()
+    _record_consent(existing, settings, source, consent_text, ip)
+    return "resent", existing, True
+
+
+def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> bool:
+    """Count one confirmation mail against the daily cap, atomically (two
+    conditional UPDATEs: start a new 24-hour window, or add to the current one)."""
+    now = clock.now()
+    window = now - timedelta(days=1)
+    fresh = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .where(or_(Subscriber.confirm_sent_at.is_(None), Subscriber.confirm_sent_at <= window))
+        .values(confirm_sent_at=now, confirm_sent_count=1)
+    )
+    if fresh.rowcount == 1:
+        return True
+    more = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .where(Subscriber.confirm_sent_at > window)
+        .where(Subscriber.confirm_sent_count < settings.confirm_max_per_day)
+        .values(confirm_sent_count=Subscriber.confirm_sent_count + 1)
+    )
+    return more.rowcount == 1
+
+
+def send_confirmation(settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None) -> SendResult:
+    from newsletter.delivery.transactional import send_transactional
+
+    return send_transactional(
+        settings,
+        to=email,
+        to_name=name,
+        subject="Confirm your subscription to GET THE SIGNAL",
+        template="confirm",
+        context={
+            "name": name,
+            "email": email,
+            "confirm_url": links.confirm_url(settings, subscriber_id),
+            "max_age_days": settings.token_max_age_days,
+        },
+        kind="transactional",
+        transport=transport,
+    )
+
+
+def subscribe(settings, *, email, name="", topics=(), source="form", consent_text=CONSENT_TEXT, ip=None,
+              double_opt_in=True) -> SubscribeOutcome:
+    """Add a reader (or send a fresh confirmation link). Raises ``InvalidInput``
+    for bad input; every other case is an outcome, never an exception."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown consent source {source!r}")
+    address = normalise_email(email, settings)
+    candidate = Candidate(email=address, name=clean_name(name))
+    for attempt in (1, 2):
+        try:
+            with session_scope() as session:
+                candidate.topics = clean_topics(topics, [t.slug for t in topic_tags(session, settings)])
+                if suppression_reason(session, address):
+                    return SubscribeOutcome("suppressed", address)
+                existing = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
+                result, sub, wants_mail = _apply(
+                    session, settings, existing, candidate, source=source, consent_text=consent_text, ip=ip,
+                    double_opt_in=double_opt_in,
+                )
+                mail = wants_mail and _reserve_confirmation(session, settings, sub.id)
+                if wants_mail and not mail:
+                    result = "capped"
+                outcome = SubscribeOutcome(result, address, sub.id)
+                name_now = sub.name
+            break
+        except IntegrityError:
+            if attempt == 2:  # a concurrent request inserted the same address twice in a row
+                raise
+    if mail:
+        outcome.mail = send_confirmation(settings, outcome.subscriber_id, address, name_now)
+    return outcome
+
+
+def subscribe_batch(settings, candidates: list[Candidate], *, source="import", consent_text="",
+                    double_opt_in=False, transport: Transport | None = None) -> list[tuple[Candidate, str]]:
+    """Apply the same rules as ``subscribe`` to many validated candidates in
+    one transaction (the CSV import): two IN queries instead of two per row."""
+    mails: list[tuple[int, str, str]] = []
+    results: list[tuple[Candidate, str]] = []
+    with session_scope() as session:
+        hashes = {email_hash(c.email): c.email for c in candidates}
+        suppressed = set(session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))).all())
+        existing = {
+            s.email: s
+            for s in session.exec(select(Subscriber).where(Subscriber.email.in_([c.email for c in candidates]))).all()
+        }
+        for c in candidates:
+            if email_hash(c.email) in suppressed:
+                results.append((c, "suppressed"))
+                continue
+            result, sub, wants_mail = _apply(
+                session, settings, existing.get(c.email), c, source=source, consent_text=consent_text, ip=None,
+                double_opt_in=double_opt_in,
+            )
+            existing[c.email] = sub
+            if wants_mail:
+                if _reserve_confirmation(session, settings, sub.id):
+                    mails.append((sub.id, sub.email, sub.name))
+                else:
+                    result = "capped"
+            results.append((c, result))
+    for subscriber_id, address, name in mails:
+        send_confirmation(settings, subscriber_id, address, name, transport=transport)
+    return results
+
+
+def resend_confirmation(settings, *, email: str | None = None, subscriber_id: int | None = None) -> bool:
+    """Send a fresh confirmation link to a reader who has not confirmed (or
+    who left), within the daily cap. Silent about everything else."""
+    with session_scope() as session:
+        query = select(Subscriber)
+        if subscriber_id is not None:
+            query = query.where(Subscriber.id == subscriber_id)
+        else:
+            try:
+                query = query.where(Subscriber.email == normalise_email(email, settings))
+            except InvalidAddress:
+                return False
+        sub = session.exec(query).first()
+        if sub is None or sub.status == "active" or suppression_reason(session, sub.email):
+            return False
+        if not _reserve_confirmation(session, settings, sub.id):
+            return False
+        target = (sub.id, sub.email, sub.name)
+    return send_confirmation(settings, *target).ok
+
+
+# --- confirming, preferences, leaving ----------------------------------------------
+
+
+@dataclass
+class ConfirmOutcome:
+    """result: confirmed | already | stale | missing | suppressed."""
+
+    result: str
+    subscriber_id: int | None = None
+    email: str = ""
+    name: str = ""
+    topics: str = ""
+
+
+def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
+    """Activate a reader from their confirmation link. Idempotent (link
+    scanners and double clicks are harmless); the welcome mail goes out once,
+    on the one request that made the change."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return ConfirmOutcome("missing")
+        out = ConfirmOutcome("already", sub.id, sub.email, sub.name, sub.topics)
+        if suppression_reason(session, sub.email):
+            out.result = "suppressed"
+            return out
+        if sub.status == "active":
+            return out
+        if sub.status in LEFT and sub.unsubscribed_at and issued_at < int(sub.unsubscribed_at.timestamp()):
+            out.result = "stale"  # a link from before they left must not bring them back
+            return out
+        now = clock.now()
+        changed = session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == sub.id, Subscriber.status == sub.status)
+            .values(status="active", confirmed_at=now, unsubscribed_at=None, updated_at=now)
+        ).rowcount
+        if changed != 1:
+            return out
+        session.add(Event(kind="confirm", subscriber_id=sub.id))
+        out.result = "confirmed"
+    send_welcome(settings, out)
+    return out
+
+
+def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
+    from newsletter.delivery.transactional import send_transactional
+
+    unsubscribe = links.unsubscribe_url(settings, who.subscriber_id)
+    return send_transactional(
+        settings,
+        to=who.email,
+        to_name=who.name,
+        subject="Welcome to GET THE SIGNAL",
+        template="welcome",
+        context={
+            "name": who.name,
+            "topics": _topic_names(settings, who.topics),
+            "preferences_url": links.preferences_url(settings, who.subscriber_id),
+            "unsubscribe_url": unsubscribe,
+        },
+        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+
+
+def _topic_names(settings, topics: str) -> list[str]:
+    chosen = [t for t in topics.split(",") if t]
+    if not chosen:
+        return []
+    with session_scope() as session:
+        names = {t.slug: t.name for t in topic_tags(session, settings)}
+    return [names.get(slug, slug) for slug in chosen]
+
+
+def update_preferences(settings, subscriber_id: int, *, name, topics) -> None:
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise LookupError("no such reader")
+        sub.name = clean_name(name)
+        sub.topics = clean_topics(topics, [t.slug for t in topic_tags(session, settings)])
+        sub.updated_at = clock.now()
+        session.add(Event(kind="preferences", subscriber_id=sub.id))
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, source: str) -> bool:
+    """Stop mailing the reader. Idempotent: True only when this call changed it."""
+    if subscriber.status not in ("active", "pending"):
+        return False
+    now = clock.now()
+    changed = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber.id, Subscriber.status == subscriber.status)
+        .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
+    ).rowcount
+    if changed != 1:
+        return False
+    session.add(Event(kind="unsubscribe", subscriber_id=subscriber.id, detail=source[:100]))
+    session.refresh(subscriber)
+    return True
+
+
+def resubscribe(settings, subscriber_id: int) -> str:
+    """The reader's own way back from their preferences link (it proves they
+    hold the address). Returns active | suppressed | missing | unchanged."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return "missing"
+        if suppression_reason(session, sub.email):
+            return "suppressed"
+        if sub.status not in LEFT:
+            return "unchanged"
+        sub.status = "active"
+        sub.unsubscribed_at = None
+        sub.updated_at = clock.now()
+        _record_consent(sub, settings, "form", CONSENT_TEXT, None)
+        session.add(Event(kind="subscribe", subscriber_id=sub.id, detail="resubscribe"))
+        return "active"
+
+
+def erase(session: Session, subscriber: Subscriber) -> None:
+    """Delete the reader and every row about them; keep only the hash of the
+    address on the suppression list so no import or form can bring it back."""
+    address, sid = subscriber.email, subscriber.id
+    suppress(session, address, "erased")
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
+    session.execute(delete(Event).where(Event.subscriber_id == sid))
+    session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))
+    session.delete(subscriber)
+    session.add(Event(kind="erase"))  # counted, not linked to anyone
+    session.flush()
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict:
+    """Everything we hold about one reader (the preferences page's download)."""
+    events = session.exec(select(Event).where(Event.subscriber_id == subscriber.id).order_by(Event.id)).all()
+    deliveries = session.exec(
+        select(Issue.number, Delivery.status, Delivery.sent_at)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Issue.number)
+    ).all()
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "topics": subscriber.topic_list,
+        "created_at": _iso(subscriber.created_at),
+        "updated_at": _iso(subscriber.updated_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "consent": {
+            "source": subscriber.consent_source,
+            "at": _iso(subscriber.consent_at),
+            "text": subscriber.consent_text,
+            "ip": subscriber.consent_ip,
+        },
+        "confirmation_mails_today": subscriber.confirm_sent_count,
+        "events": [{"kind": e.kind, "at": _iso(e.created_at), "detail": e.detail} for e in events],
+        "issues_sent": [{"issue": n, "status": s, "sent_at": _iso(at)} for n, s, at in deliveries],
+        "exported_at": _iso(clock.now()),
+    }
+
+
+def iter_candidates(items: Iterable[Candidate], size: int) -> Iterable[list[Candidate]]:
+    """Chunks of ``size`` candidates (used to bound each import transaction)."""
+    chunk: list[Candidate] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
