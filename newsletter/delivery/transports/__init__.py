@@ -11,7 +11,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from newsletter.delivery.transports.base import OutgoingMessage, SendResult, Transport, TransportError
 
-__all__ = ["OutgoingMessage", "SendResult", "Transport", "TransportError", "Dsn", "parse_dsn", "make_transport"]
+__all__ = [
+    "OutgoingMessage",
+    "SendResult",
+    "Transport",
+    "TransportError",
+    "Dsn",
+    "parse_dsn",
+    "make_transport",
+]
 
 SCHEMES = ("smtp", "smtps", "outbox", "postmark", "sendgrid", "mailgun", "ses", "resend")
 
@@ -47,7 +55,9 @@ def parse_dsn(dsn: str) -> Dsn:
     if parsed.scheme in {"smtp", "smtps"} and not parsed.host:
         raise ValueError(f"{dsn!r} needs a host, e.g. smtp://user:pass@mail.example.com:587")
     if parsed.scheme in {"postmark", "sendgrid", "resend", "mailgun"} and not parsed.user:
-        raise ValueError(f"{parsed.scheme}:// needs the API key as the user part, e.g. {parsed.scheme}://KEY@default")
+        raise ValueError(
+            f"{parsed.scheme}:// needs the API key as the user part, e.g. {parsed.scheme}://KEY@default"
+        )
     if parsed.scheme == "ses" and not (parsed.user and parsed.password and parsed.host):
         raise ValueError("ses:// needs ses://ACCESS_KEY:SECRET@REGION")
     return parsed

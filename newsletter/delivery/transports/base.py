@@ -30,8 +30,12 @@ class OutgoingMessage:
     return_path: str = ""  # envelope sender (VERP); defaults to the From address
     kind: str = "transactional"  # transactional | issue | test
     delivery_id: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # delivery_id, issue: ESP tags/custom args
+    # Per-recipient values (unsubscribe URL, …) that batch APIs with substitutions
+    # (SendGrid, Mailgun) turn back into tags so one body serves many recipients.
+    merge_fields: dict[str, str] = field(default_factory=dict)
     _raw: bytes | None = field(default=None, repr=False)
+    _signed: bytes | None = field(default=None, repr=False)
 
     def as_bytes(self) -> bytes:
         if self._raw is None:
@@ -40,6 +44,14 @@ class OutgoingMessage:
             self._raw = build_bytes(self)
         return self._raw
 
+    def signed_bytes(self, signer) -> bytes:
+        """``as_bytes()`` with a DKIM-Signature in front (once; retries reuse it)."""
+        if signer is None:
+            return self.as_bytes()
+        if self._signed is None:
+            self._signed = signer.sign(self.as_bytes())
+        return self._signed
+
 
 @dataclass
 class SendResult:
@@ -47,7 +59,9 @@ class SendResult:
 
     ``status``: ``sent``; ``transient`` (retry later, after ``retry_after``
     seconds when the provider said so); ``permanent`` (the address is bad:
-    bounce and suppress).
+    bounce and suppress); ``rejected`` (this message will never be accepted,
+    e.g. the provider refused its content, but the address is not known to
+    be bad: fail the row with the reason, do not suppress).
     """
 
     status: str
@@ -62,11 +76,15 @@ class SendResult:
 
 class TransportError(Exception):
     """The whole batch failed before any message could be judged (connection
-    refused, timeout, 5xx from the API front door). Always transient."""
+    refused, timeout, 429 or 5xx from the API front door). Nothing in the
+    batch is charged an attempt; the batch goes back to the queue."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, fatal: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        # fatal: retrying cannot help until a person acts (bad credentials,
+        # unverified sender); the dispatcher pauses the issue instead of spinning.
+        self.fatal = fatal
 
 
 class Transport(Protocol):

@@ -1,15 +1,25 @@
-"""``smtp://`` and ``smtps://``: SMTP with STARTTLS (``?tls=starttls``),
-implicit TLS (``smtps://``) and AUTH.
+"""``smtp://`` and ``smtps://``: a pool of persistent SMTP connections with
+STARTTLS (``?tls=starttls``), implicit TLS (``smtps://``) and AUTH.
 
-The connection is kept open across messages and batches, reset with RSET
-after a rejected recipient and reopened when the server drops it.
+Each ``send(batch)`` borrows one connection from the pool (at most
+``pool_size`` open at once, ``NEWSLETTER_SEND_CONCURRENCY`` by default), so
+the dispatcher's threads each talk over their own connection and reuse it
+across batches. A rejected recipient is followed by RSET, a dropped
+connection is reopened once and the message retried on it, and 421 closes
+the connection (the server asked to). Messages are DKIM-signed here, right
+before they go on the wire, when ``NEWSLETTER_DKIM_*`` is configured.
+
+DSN options: ``tls=none|starttls``, ``timeout=30``, ``verify=false`` (accept
+self-signed certificates; development only), ``pool=N``.
 """
 
 from __future__ import annotations
 
+import queue
 import smtplib
 import ssl
 import threading
+from email.utils import parseaddr
 
 from newsletter.delivery.mime import needs_smtputf8
 from newsletter.delivery.transports import Dsn
@@ -21,8 +31,18 @@ def classify_smtp_code(code: int) -> str:
     return "transient" if 400 <= code < 500 else "permanent"
 
 
+class _Conn:
+    """One pooled connection; ``smtp`` is None when it must be (re)opened."""
+
+    __slots__ = ("smtp",)
+
+    def __init__(self):
+        self.smtp: smtplib.SMTP | None = None
+
+
 class SmtpTransport:
     max_batch = 100
+    name = "smtp"
 
     def __init__(
         self,
@@ -35,20 +55,28 @@ class SmtpTransport:
         timeout: float = 30.0,
         verify: bool = True,
         local_hostname: str | None = None,
+        pool_size: int = 4,
+        signer=None,
     ):
         self.host, self.port = host, port
         self.username, self.password = username, password
         self.tls, self.timeout, self.verify = tls, timeout, verify
         self.local_hostname = local_hostname
-        self._conn: smtplib.SMTP | None = None
-        self._lock = threading.Lock()
+        self.pool_size = max(1, pool_size)
+        self.signer = signer
+        self._slots = threading.BoundedSemaphore(self.pool_size)
+        self._idle: queue.LifoQueue[_Conn] = queue.LifoQueue()
+        self._closed = False
 
     @classmethod
     def from_dsn(cls, dsn: Dsn, settings=None) -> SmtpTransport:
+        from newsletter.delivery.dkim import DkimSigner
+
         implicit = dsn.scheme == "smtps"
         tls = "implicit" if implicit else dsn.options.get("tls", "none")
         if tls not in {"none", "starttls", "implicit"}:
             raise ValueError(f"tls must be none, starttls or implicit, not {tls!r}")
+        pool = int(dsn.options.get("pool", getattr(settings, "send_concurrency", 4) or 4))
         return cls(
             dsn.host,
             dsn.port or (465 if implicit else 587 if tls == "starttls" else 25),
@@ -57,7 +85,11 @@ class SmtpTransport:
             tls=tls,
             timeout=float(dsn.options.get("timeout", 30)),
             verify=dsn.options.get("verify", "true") != "false",
+            pool_size=pool,
+            signer=DkimSigner.from_settings(settings),
         )
+
+    # --- connections -------------------------------------------------------------
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -70,54 +102,71 @@ class SmtpTransport:
         try:
             if self.tls == "implicit":
                 conn = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=self._context(), local_hostname=self.local_hostname
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    context=self._context(),
+                    local_hostname=self.local_hostname,
                 )
             else:
-                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
+                conn = smtplib.SMTP(
+                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+                )
                 if self.tls == "starttls":
                     conn.starttls(context=self._context())
+            conn.ehlo_or_helo_if_needed()
             if self.username:
                 conn.login(self.username, self.password)
             return conn
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportError(f"SMTP login to {self.host}:{self.port} refused: {exc}", fatal=True) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._conn is None:
-            self._conn = self._connect()
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
+    @staticmethod
+    def _drop(conn: _Conn) -> None:
+        if conn.smtp is not None:
             try:
-                self._conn.close()
+                conn.smtp.close()
             except Exception:  # noqa: BLE001 - closing a broken socket
                 pass
-            self._conn = None
+            conn.smtp = None
 
-    def _send_one(self, message: OutgoingMessage) -> SendResult:
-        raw = message.as_bytes()
-        envelope_from = message.return_path or message.sender
-        from email.utils import parseaddr
+    @staticmethod
+    def _reset(conn: _Conn) -> None:
+        try:
+            conn.smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            SmtpTransport._drop(conn)
 
-        envelope_from = parseaddr(envelope_from)[1]
+    # --- sending -------------------------------------------------------------------
+
+    def _send_one(self, conn: _Conn, message: OutgoingMessage) -> SendResult:
+        raw = message.signed_bytes(self.signer)
+        envelope_from = parseaddr(message.return_path or message.sender)[1]
+        options = ["SMTPUTF8"] if needs_smtputf8(message) else []
         for attempt in (1, 2):
-            conn = self._connection()
+            if conn.smtp is None:
+                conn.smtp = self._connect()
             try:
-                options = ["SMTPUTF8"] if needs_smtputf8(message) else []
-                refused = conn.sendmail(envelope_from, [message.to], raw, mail_options=options)
+                refused = conn.smtp.sendmail(envelope_from, [message.to], raw, mail_options=options)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(message.to, (550, b"refused"))
-                self._reset(conn)
+                if code == 421:
+                    self._drop(conn)
+                else:
+                    self._reset(conn)
                 return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}")
             except smtplib.SMTPResponseException as exc:
-                if exc.smtp_code == 421:  # service closing: reconnect and let the caller retry
-                    self._drop()
+                if exc.smtp_code == 421:  # service closing: reconnect next time, retry later
+                    self._drop(conn)
                     return SendResult("transient", error=f"421 {_text(exc.smtp_error)}")
                 self._reset(conn)
-                return SendResult(classify_smtp_code(exc.smtp_code), error=f"{exc.smtp_code} {_text(exc.smtp_error)}")
+                return SendResult(
+                    classify_smtp_code(exc.smtp_code), error=f"{exc.smtp_code} {_text(exc.smtp_error)}"
+                )
             except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
-                self._drop()
+                self._drop(conn)
                 if attempt == 2:
                     return SendResult("transient", error=f"connection lost: {exc}")
                 continue
@@ -127,24 +176,40 @@ class SmtpTransport:
             return SendResult("sent", provider_message_id=message.message_id)
         return SendResult("transient", error="connection lost")
 
-    def _reset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
-
     def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
-        with self._lock:
-            return [self._send_one(message) for message in messages]
+        with self._slots:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = _Conn()
+            results: list[SendResult] = []
+            try:
+                for index, message in enumerate(messages):
+                    try:
+                        results.append(self._send_one(conn, message))
+                    except TransportError as exc:
+                        if index == 0:
+                            raise  # nothing judged: the whole batch waits
+                        results.extend(SendResult("transient", error=str(exc)) for _ in messages[index:])
+                        break
+            finally:
+                if conn.smtp is not None and not self._closed:
+                    self._idle.put(conn)
+                else:
+                    self._drop(conn)
+            return results
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.quit()
-                except (smtplib.SMTPException, OSError):
-                    pass
-                self._conn = None
+        self._closed = True
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                conn.smtp.quit()
+            except (smtplib.SMTPException, OSError, AttributeError):
+                self._drop(conn)
 
 
 def _text(value) -> str:

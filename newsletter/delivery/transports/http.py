@@ -1,0 +1,168 @@
+"""What the ESP adapters share: a pooled ``requests`` session, mapping of
+HTTP status codes to the transport protocol, ``Retry-After`` parsing, the
+endpoint override (``?endpoint=http://127.0.0.1:8025`` in a DSN, for tests
+and for regional or proxy endpoints), and turning per-recipient values back
+into substitution tags for the APIs that send one body to many recipients.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Callable, Iterable
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from newsletter import clock
+from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+
+USER_AGENT = "get-the-signal/0.1 (+https://github.com/)"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` (seconds or an HTTP date) header."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, (when - clock.now()).total_seconds())
+
+
+class HttpTransport:
+    """Base of the ESP adapters: one keep-alive session, pool sized for the
+    dispatcher's concurrency."""
+
+    name = "http"
+    max_batch = 100
+    default_endpoint = ""
+
+    def __init__(self, *, endpoint: str = "", timeout: float = 30.0, pool_size: int = 4):
+        self.endpoint = (endpoint or self.default_endpoint).rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(4, pool_size), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    @staticmethod
+    def common_options(dsn, settings) -> dict:
+        return {
+            "endpoint": dsn.options.get("endpoint", ""),
+            "timeout": float(dsn.options.get("timeout", 30)),
+            "pool_size": int(getattr(settings, "send_concurrency", 4) or 4),
+        }
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Send; raise ``TransportError`` for anything that judges no message:
+        network errors, timeouts, 429 and 5xx (transient), 401/403 (fatal)."""
+        try:
+            response = self.session.request(method, self.endpoint + path, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise TransportError(f"{self.name}: timed out: {exc}") from exc
+        except requests.RequestException as exc:
+            raise TransportError(f"{self.name}: {exc}") from exc
+        status = response.status_code
+        if status == 429:
+            raise TransportError(
+                f"{self.name}: 429 rate limited: {_snippet(response)}", retry_after=self.retry_after(response)
+            )
+        if status >= 500:
+            raise TransportError(
+                f"{self.name}: {status} {_snippet(response)}", retry_after=self.retry_after(response)
+            )
+        if status in (401, 403):
+            raise TransportError(
+                f"{self.name}: {status} credentials refused: {_snippet(response)}", fatal=True
+            )
+        return response
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        return parse_retry_after(response.headers.get("Retry-After"))
+
+    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        for start in range(0, len(messages), self.max_batch):
+            results.extend(self.send_batch(messages[start : start + self.max_batch]))
+        return results
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _snippet(response: requests.Response) -> str:
+    return " ".join(response.text[:300].split())
+
+
+def whole_request_error(name: str, response: requests.Response) -> TransportError:
+    """A 4xx that refuses the request as a whole (bad sender, malformed
+    payload): no recipient is at fault and retrying will not help."""
+    return TransportError(f"{name}: {response.status_code} {_snippet(response)}", fatal=True)
+
+
+# --- one body, many recipients ---------------------------------------------------
+
+
+class Group:
+    """Messages that become identical once their merge fields are replaced by
+    tags: one body (``subject``, ``text``, ``html``, ``headers`` with tags) and
+    the members' own values."""
+
+    __slots__ = ("subject", "text", "html", "headers", "sender", "members")
+
+    def __init__(self, subject, text, html, headers, sender):
+        self.subject, self.text, self.html, self.headers, self.sender = subject, text, html, headers, sender
+        self.members: list[tuple[int, OutgoingMessage, dict[str, str]]] = []
+
+
+def templatise(messages: Iterable[OutgoingMessage], tag: Callable[[str], str]) -> list[Group]:
+    """Group messages by their content with every merge-field value replaced
+    by ``tag(name)``. Replacing back must give each member's exact content
+    (checked), so a collision — a tag already in the content, a value that
+    overlaps another — only costs a smaller group, never a wrong message."""
+    groups: dict[tuple, Group] = {}
+    for index, message in enumerate(messages):
+        fields = {k: v for k, v in message.merge_fields.items() if v}
+        names = sorted(fields, key=lambda k: len(fields[k]), reverse=True)
+        header_names = sorted(message.headers)
+        parts = (
+            message.subject,
+            message.text,
+            message.html or "",
+            *(message.headers[h] for h in header_names),
+        )
+        stripped = parts
+        if fields:
+            tags = {name: tag(name) for name in names}
+            if not any(t in p for t in tags.values() for p in parts):
+                candidate = tuple(_swap(p, names, fields, tags) for p in parts)
+                if tuple(_swap(p, names, tags, fields) for p in candidate) == parts:
+                    stripped = candidate
+        if stripped is parts:
+            fields = {}
+        key = (message.sender, message.html is None, tuple(header_names), *stripped) if fields else (index,)
+        group = groups.get(key)
+        if group is None:
+            headers = dict(zip(header_names, stripped[3:], strict=True))
+            html = None if message.html is None else stripped[2]
+            group = groups[key] = Group(stripped[0], stripped[1], html, headers, message.sender)
+        group.members.append((index, message, fields))
+    return list(groups.values())
+
+
+def _swap(value: str, names: list[str], source: dict[str, str], target: dict[str, str]) -> str:
+    for name in names:
+        value = value.replace(source[name], target[name])
+    return value
