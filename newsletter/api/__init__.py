@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from newsletter.api import subscribers, views  # noqa: E402,F401
+from newsletter.api import articles, subscribers, views  # noqa: E402,F401

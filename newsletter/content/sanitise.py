@@ -108,3 +108,25 @@ def check_url(value, *, field: str = "url", required: bool = True) -> str | None
 
 def is_https(url: str | None) -> bool:
     return bool(url) and urlsplit(url).scheme == "https"
+
+
+_LINK = re.compile(r'<a\s[^>]*href="([^"]*)"[^>]*>(.*?)</a>', re.S)
+_BLOCK_END = re.compile(r"</(p|blockquote|pre|ul|ol)>|<br\s*/?>")
+
+
+def html_to_text(fragment: str) -> str:
+    """Sanitised HTML (as made by ``markdown_to_html``) → readable plain text:
+    emphasis dropped, links written as "text (url)", paragraphs kept apart."""
+    import html as _html
+
+    def link(match: re.Match) -> str:
+        url, label = _html.unescape(match.group(1)), match.group(2)
+        plain = _html.unescape(nh3.clean(label, tags=set()))
+        return plain if plain == url else f"{label} ({match.group(1)})"
+
+    text = _LINK.sub(link, fragment or "")
+    text = text.replace("<li>", "- ")
+    text = _BLOCK_END.sub("\n\n", text)
+    text = _html.unescape(nh3.clean(text, tags=set()))
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -15,7 +15,7 @@ from markupsafe import Markup
 from sqlmodel import Session, select
 
 from newsletter.config import Settings
-from newsletter.content.sanitise import is_https, markdown_to_html, neutralise
+from newsletter.content.sanitise import html_to_text, is_https, markdown_to_html, neutralise
 from newsletter.models import Article, Issue, IssueArticle, Tag
 
 
@@ -75,11 +75,12 @@ def meta_line(article: Article) -> str:
 
 def card_view(article: Article) -> CardView:
     show_image = is_https(article.image_url) and bool((article.image_alt or "").strip())
+    synopsis_html = article.synopsis_html or markdown_to_html(article.synopsis)
     return CardView(
         title=neutralise(article.title),
         url=article.url,
-        synopsis_html=Markup(article.synopsis_html or markdown_to_html(article.synopsis)),
-        synopsis_text=neutralise(article.synopsis).strip(),
+        synopsis_html=Markup(synopsis_html),
+        synopsis_text=html_to_text(synopsis_html),
         meta=meta_line(article),
         image_url=article.image_url if show_image else "",
         image_alt=neutralise(article.image_alt) if show_image else "",
@@ -122,6 +123,7 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         if section is None:
             section = by_slug[link.section] = SectionView(link.section, neutralise(names.get(link.section, link.section)))
         section.articles.append(card_view(article))
+    intro_html = markdown_to_html(issue.intro)
     title = neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}"
     return IssueView(
         number=issue.number,
@@ -130,8 +132,8 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         title=title,
         subject=neutralise(issue.subject) or title,
         preheader=neutralise(issue.preheader),
-        intro_html=Markup(markdown_to_html(issue.intro)),
-        intro_text=neutralise(issue.intro).strip(),
+        intro_html=Markup(intro_html),
+        intro_text=html_to_text(intro_html),
         web_url=web_url(settings, issue.number),
         postal_address=neutralise(settings.postal_address),
         sections=list(by_slug.values()),

@@ -1,0 +1,270 @@
+"""Articles in: one upsert for the API, JSON files, feeds and the editor.
+
+Each item is validated on its own; bad items are reported with their index
+and a message, good ones are stored (one bad article never loses the rest).
+An item is matched to an existing article by its external id, else by its
+canonical URL (lower-case host, no fragment, no utm_* parameters), so
+posting the same batch twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlmodel import Session, select
+
+from newsletter import clock
+from newsletter.config import Settings
+from newsletter.content.sanitise import InvalidUrl, check_url, clean_text, markdown_to_html, neutralise
+from newsletter.db import session_scope
+from newsletter.models import Article, ArticleTag, Tag
+
+FIELDS = {"id", "external_id", "url", "title", "synopsis", "author", "published_at", "reading_minutes",
+          "image_url", "image_alt", "tags"}  # fmt: skip
+MAX_ITEMS = 500
+MAX_SYNOPSIS = 20_000
+MAX_TAGS = 20
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class ArticleInvalid(ValueError):
+    pass
+
+
+@dataclass
+class UpsertReport:
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    not_modified: bool = False  # feeds: the server answered 304
+
+    def merge(self, other: UpsertReport) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.errors.extend(other.errors)
+        self.ids.extend(other.ids)
+
+    def as_dict(self) -> dict:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "ids": self.ids,
+            "errors": [{"index": i, "message": m} for i, m in self.errors],
+        }
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def slugify(value: str) -> str:
+    return _SLUG.sub("-", value.strip().lower()).strip("-")[:80]
+
+
+def tag_name(raw: str, slug: str) -> str:
+    """A display name: the given name, or one made from a slug ("ai-ethics" → "AI Ethics")."""
+    raw = clean_text(raw, field="tag")
+    if raw and raw != slug:
+        return raw[:120]
+    return " ".join(w.upper() if len(w) <= 2 else w.capitalize() for w in slug.split("-"))[:120]
+
+
+def canonical_url(url: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_")]
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+
+
+def parse_time(value, field_name: str = "published_at") -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ArticleInvalid(f"{field_name} must be an ISO 8601 time such as 2026-03-02T08:00:00Z") from None
+    else:
+        raise ArticleInvalid(f"{field_name} must be an ISO 8601 time")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass
+class CleanItem:
+    external_id: str | None
+    url: str
+    title: str
+    synopsis: str
+    author: str
+    published_at: datetime
+    reading_minutes: int | None
+    image_url: str | None
+    image_alt: str
+    tags: list[tuple[str, str]]  # (slug, name)
+
+
+def validate_item(item) -> CleanItem:
+    """Check one incoming article; raise ArticleInvalid with every problem found."""
+    if not isinstance(item, dict):
+        raise ArticleInvalid("each article must be a JSON object")
+    problems: list[str] = []
+    unknown = sorted(set(item) - FIELDS)
+    if unknown:
+        problems.append(f"unknown field(s): {', '.join(unknown)}")
+
+    def text(name: str, limit: int, required: bool = False) -> str:
+        try:
+            value = clean_text(item.get(name), max_length=limit, field=name)
+        except ValueError as exc:
+            problems.append(str(exc))
+            return ""
+        if required and not value:
+            problems.append(f"{name} is required")
+        return value
+
+    external = item.get("external_id", item.get("id"))
+    external_id = None
+    if external is not None:
+        if isinstance(external, int) and not isinstance(external, bool):
+            external = str(external)
+        try:
+            external_id = clean_text(external, max_length=300, field="external_id") or None
+        except ValueError as exc:
+            problems.append(str(exc))
+    title = text("title", 500, required=True)
+    author = text("author", 200)
+    image_alt = text("image_alt", 500)
+    url = image_url = None
+    try:
+        url = canonical_url(check_url(item.get("url"), field="url"))
+    except InvalidUrl as exc:
+        problems.append(str(exc))
+    try:
+        image_url = check_url(item.get("image_url"), field="image_url", required=False)
+    except InvalidUrl as exc:
+        problems.append(str(exc))
+    synopsis = item.get("synopsis") or ""
+    if not isinstance(synopsis, str):
+        problems.append("synopsis must be text (Markdown)")
+        synopsis = ""
+    elif len(synopsis) > MAX_SYNOPSIS:
+        problems.append(f"synopsis is longer than {MAX_SYNOPSIS} characters")
+    published_at = clock.now()
+    if item.get("published_at") not in (None, ""):
+        try:
+            published_at = parse_time(item["published_at"])
+        except ArticleInvalid as exc:
+            problems.append(str(exc))
+    minutes = item.get("reading_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= 600):
+        problems.append("reading_minutes must be a whole number from 1 to 600")
+        minutes = None
+    tags: list[tuple[str, str]] = []
+    raw_tags = item.get("tags") or []
+    if not isinstance(raw_tags, list) or not all(isinstance(t, str) for t in raw_tags):
+        problems.append("tags must be a list of strings")
+    elif len(raw_tags) > MAX_TAGS:
+        problems.append(f"at most {MAX_TAGS} tags")
+    else:
+        for raw in raw_tags:
+            slug = slugify(raw)
+            if not slug:
+                problems.append(f"tag {raw[:40]!r} has no letters or digits")
+            elif slug not in {s for s, _ in tags}:
+                tags.append((slug, tag_name(raw, slug)))
+    if problems:
+        raise ArticleInvalid("; ".join(problems))
+    return CleanItem(external_id, url, title, neutralise(synopsis.replace("\r\n", "\n")).strip(), author,
+                     published_at, minutes, image_url, image_alt, tags)  # fmt: skip
+
+
+def _find(session: Session, item: CleanItem) -> Article | None:
+    if item.external_id:
+        found = session.exec(select(Article).where(Article.external_id == item.external_id)).first()
+        if found is not None:
+            return found
+        return session.exec(select(Article).where(Article.url == item.url, Article.external_id.is_(None))).first()
+    return session.exec(select(Article).where(Article.url == item.url).order_by(Article.id)).first()
+
+
+def _tag_ids(session: Session, tags: list[tuple[str, str]], cache: dict[str, int], *, as_sections: bool) -> list[int]:
+    ids = []
+    for slug, name in tags:
+        if slug not in cache:
+            tag = session.exec(select(Tag).where(Tag.slug == slug)).first()
+            if tag is None:
+                tag = Tag(slug=slug, name=name, is_section=as_sections)
+                session.add(tag)
+                session.flush()
+            cache[slug] = tag.id
+        ids.append(cache[slug])
+    return ids
+
+
+def store_item(session: Session, item: CleanItem, source: str, tag_cache: dict[str, int], *, new_tags_are_sections: bool = True) -> tuple[Article, bool]:
+    """Insert or update one validated article; returns (article, created)."""
+    article = _find(session, item)
+    created = article is None
+    now = clock.now()
+    if created:
+        article = Article(url=item.url, title=item.title, source=source, created_at=now)
+    article.external_id = item.external_id or article.external_id
+    article.url = item.url
+    article.title = item.title
+    article.synopsis = item.synopsis
+    article.synopsis_html = markdown_to_html(item.synopsis)
+    article.author = item.author
+    article.published_at = item.published_at
+    article.reading_minutes = item.reading_minutes
+    article.image_url = item.image_url
+    article.image_alt = item.image_alt
+    article.updated_at = now
+    session.add(article)
+    session.flush()
+    wanted = set(_tag_ids(session, item.tags, tag_cache, as_sections=new_tags_are_sections))
+    current = {row.tag_id: row for row in session.exec(select(ArticleTag).where(ArticleTag.article_id == article.id)).all()}
+    for tag_id in wanted - current.keys():
+        session.add(ArticleTag(article_id=article.id, tag_id=tag_id))
+    for tag_id in current.keys() - wanted:
+        session.delete(current[tag_id])
+    return article, created
+
+
+def upsert_articles(settings: Settings, items: list, source: str, *, new_tags_are_sections: bool = True) -> UpsertReport:
+    """Validate and store ``items`` (dicts); idempotent by external id or canonical URL.
+
+    Tags that do not exist yet are created; from the API and files they become
+    sections (the editor can turn that off per tag), from feeds they do not
+    (feed categories are noisy) — ``new_tags_are_sections`` says which.
+    """
+    report = UpsertReport()
+    if not isinstance(items, list):
+        report.errors.append((0, "expected an article object or a list of them"))
+        return report
+    if len(items) > MAX_ITEMS:
+        report.errors.append((0, f"at most {MAX_ITEMS} articles per request"))
+        return report
+    cleaned: list[tuple[int, CleanItem]] = []
+    for index, raw in enumerate(items):
+        try:
+            cleaned.append((index, validate_item(raw)))
+        except ArticleInvalid as exc:
+            report.errors.append((index, str(exc)))
+    if not cleaned:
+        return report
+    with session_scope() as session:
+        cache: dict[str, int] = {}
+        for _index, item in cleaned:
+            article, created = store_item(session, item, source, cache, new_tags_are_sections=new_tags_are_sections)
+            report.ids.append(article.id)
+            if created:
+                report.created += 1
+            else:
+                report.updated += 1
+    return report

@@ -1,0 +1,373 @@
+"""Issues: numbering, assembly from tagged articles, and the editorial lifecycle.
+
+One place for each action; the CLI, the editor views and the scheduler call
+these. Functions taking ``settings`` open their own unit of work.
+
+Assembly rules (docs/issues.md has the long form):
+- sections are the tags listed in NEWSLETTER_SECTIONS, in that order, or else
+  every tag marked ``is_section``, by ``position``;
+- the window runs from the previous (not cancelled) issue's ``window_end`` —
+  or seven days back for the first issue — to now: ``start < published_at <= end``;
+- eligible articles carry a section tag, are not held, and are in no earlier
+  issue that was not cancelled;
+- an article tagged with several sections goes to the first of them (in
+  section order) that still has room under NEWSLETTER_SECTION_LIMIT; the
+  total NEWSLETTER_ISSUE_LIMIT is filled round-robin across sections, newest
+  first, so one busy section cannot crowd out the others;
+- numbers are sequential and never reused (a cancelled number stays taken),
+  starting at NEWSLETTER_FIRST_ISSUE.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from newsletter import clock
+from newsletter.config import Settings
+from newsletter.content.sanitise import clean_text, neutralise
+from newsletter.db import session_scope
+from newsletter.models import Article, ArticleTag, Issue, IssueArticle, IssueRender, Tag
+
+DEFAULT_WINDOW = timedelta(days=7)
+EDITABLE = ("theme", "title", "subject", "preheader", "intro")
+OPEN_STATUSES = ("draft", "approved", "scheduled")
+INTRO_MAX = 20_000
+
+
+class IssueError(ValueError):
+    """An action that the issue's state or the input does not allow; the message says why."""
+
+
+class IssueNotFound(IssueError):
+    pass
+
+
+@dataclass
+class AssembleResult:
+    issue: Issue | None
+    created: bool
+    message: str
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def sections(session: Session, settings: Settings) -> list[Tag]:
+    """The ordered sections: NEWSLETTER_SECTIONS if set, else tags with is_section by position."""
+    if settings.sections:
+        tags = {t.slug: t for t in session.exec(select(Tag).where(Tag.slug.in_(settings.sections))).all()}
+        return [tags[slug] for slug in settings.sections if slug in tags]
+    return list(session.exec(select(Tag).where(Tag.is_section).order_by(Tag.position, Tag.name)).all())
+
+
+def get_issue(session: Session, number: int) -> Issue | None:
+    return session.exec(select(Issue).where(Issue.number == number)).first()
+
+
+def _require(session: Session, number: int) -> Issue:
+    issue = get_issue(session, number)
+    if issue is None:
+        raise IssueNotFound(f"there is no issue {number}")
+    return issue
+
+
+def issue_articles(session: Session, issue: Issue) -> list[tuple[IssueArticle, Article]]:
+    return list(
+        session.exec(
+            select(IssueArticle, Article)
+            .join(Article, Article.id == IssueArticle.article_id)
+            .where(IssueArticle.issue_id == issue.id)
+            .order_by(IssueArticle.position)
+        ).all()
+    )
+
+
+def next_number(session: Session, settings: Settings) -> int:
+    highest = session.exec(select(func.max(Issue.number))).one()
+    return max(settings.first_issue, (highest or 0) + 1)
+
+
+def previous_issue(session: Session) -> Issue | None:
+    return session.exec(select(Issue).where(Issue.status != "cancelled").order_by(Issue.number.desc())).first()
+
+
+# --- assembly ------------------------------------------------------------------
+
+
+def default_theme(section_names: list[str], year: int) -> str:
+    """"AI Ethics and Data 2026": the (up to) two biggest sections and the year."""
+    names = section_names[:2]
+    return f"{' and '.join(names)} {year}" if names else str(year)
+
+
+def default_preheader(titles: list[str]) -> str:
+    if not titles:
+        return ""
+    shown = titles[:2]
+    rest = len(titles) - len(shown)
+    text = "Inside: " + "; ".join(shown) + (f" and {rest} more" if rest else "")
+    return text if len(text) <= 150 else text[:147].rstrip() + "…"
+
+
+def pick_articles(
+    session: Session, settings: Settings, section_tags: list[Tag], start: datetime, end: datetime
+) -> list[tuple[Article, Tag]]:
+    """The articles of the next issue with their section, in issue order."""
+    if not section_tags:
+        return []
+    rank = {t.id: i for i, t in enumerate(section_tags)}
+    used = (
+        select(IssueArticle.article_id)
+        .join(Issue, Issue.id == IssueArticle.issue_id)
+        .where(Issue.status != "cancelled")
+    )
+    rows = session.exec(
+        select(Article, ArticleTag.tag_id)
+        .join(ArticleTag, ArticleTag.article_id == Article.id)
+        .where(
+            ArticleTag.tag_id.in_(list(rank)),
+            Article.published_at > start,
+            Article.published_at <= end,
+            Article.held == False,  # noqa: E712 - SQL expression
+            Article.id.not_in(used),
+        )
+        .order_by(Article.published_at.desc(), Article.id.desc())
+    ).all()
+    tagged: dict[int, tuple[Article, list[int]]] = {}
+    for article, tag_id in rows:
+        tagged.setdefault(article.id, (article, []))[1].append(tag_id)
+    per_section: list[list[Article]] = [[] for _ in section_tags]
+    for article, tag_ids in tagged.values():  # newest first (dict keeps query order)
+        for tag_id in sorted(tag_ids, key=rank.__getitem__):
+            bucket = per_section[rank[tag_id]]
+            if len(bucket) < settings.section_limit:
+                bucket.append(article)
+                break
+    # Fill the total limit round-robin so every section is represented.
+    chosen: set[int] = set()
+    for depth in range(settings.section_limit):
+        for bucket in per_section:
+            if len(chosen) >= settings.issue_limit:
+                break
+            if depth < len(bucket):
+                chosen.add(bucket[depth].id)
+    return [(a, section_tags[i]) for i, bucket in enumerate(per_section) for a in bucket if a.id in chosen]
+
+
+def assemble_issue(settings: Settings, *, now: datetime | None = None, slot_at: datetime | None = None) -> AssembleResult:
+    """Assemble the next issue as a draft; idempotent per slot.
+
+    ``slot_at`` is the weekly send slot (the scheduler passes it). Without a
+    slot, an open draft is returned instead of making a second one. With a
+    slot, the issue already made for it is returned; an open draft without
+    a slot is adopted for it.
+    """
+    now = now or clock.now()
+    try:
+        with session_scope() as session:
+            return _assemble(session, settings, now, slot_at)
+    except IntegrityError:
+        # Another process assembled the same slot (or took the number) first.
+        with session_scope() as session:
+            existing = _existing_for(session, slot_at)
+            if existing is None:
+                raise
+            return AssembleResult(existing, False, f"{existing.label} was assembled at the same time by another process")
+
+
+def _existing_for(session: Session, slot_at: datetime | None) -> Issue | None:
+    if slot_at is not None:
+        found = session.exec(select(Issue).where(Issue.slot_at == slot_at)).first()
+        if found is not None:
+            return found
+    return session.exec(
+        select(Issue).where(Issue.status == "draft", Issue.slot_at.is_(None)).order_by(Issue.number.desc())
+    ).first()
+
+
+def _assemble(session: Session, settings: Settings, now: datetime, slot_at: datetime | None) -> AssembleResult:
+    existing = _existing_for(session, slot_at)
+    if existing is not None:
+        if slot_at is not None and existing.slot_at is None:
+            existing.slot_at = slot_at
+            existing.updated_at = clock.now()
+            session.add(existing)
+            return AssembleResult(existing, False, f"{existing.label} (an open draft) is the issue for this slot")
+        if slot_at is not None:
+            return AssembleResult(existing, False, f"{existing.label} was already assembled for this slot")
+        return AssembleResult(
+            existing, False, f"{existing.label} is already an open draft: edit it, or cancel it to assemble again"
+        )
+    previous = previous_issue(session)
+    start = previous.window_end if previous else now - DEFAULT_WINDOW
+    section_tags = sections(session, settings)
+    if not section_tags:
+        return AssembleResult(None, False, "No sections are configured (tags with is_section, or NEWSLETTER_SECTIONS): no issue assembled.")
+    picked = pick_articles(session, settings, section_tags, start, now) if start < now else []
+    if not picked:
+        return AssembleResult(
+            None, False, f"No new articles between {start:%Y-%m-%d %H:%M} and {now:%Y-%m-%d %H:%M} UTC: no issue assembled."
+        )
+    counts = Counter(tag.slug for _, tag in picked)
+    order = {t.slug: i for i, t in enumerate(section_tags)}
+    names = {t.slug: t.name for t in section_tags}
+    top = sorted(counts, key=lambda slug: (-counts[slug], order[slug]))
+    theme = default_theme([names[s] for s in top], now.astimezone(settings.tz).year)[:200]
+    number = next_number(session, settings)
+    label = f"Issue {number:03d}"
+    title = f"{label}: {theme}"[:300]
+    issue = Issue(
+        number=number,
+        theme=theme,
+        title=title,
+        subject=title,
+        preheader=default_preheader([neutralise(a.title) for a, _ in picked])[:300],
+        intro=f"{len(picked)} {'story' if len(picked) == 1 else 'stories'} this week, on "
+        + ", ".join(names[s] for s in sorted(counts, key=order.__getitem__))
+        + ".",
+        status="draft",
+        window_start=start,
+        window_end=now,
+        slot_at=slot_at,
+    )
+    session.add(issue)
+    session.flush()
+    for position, (article, tag) in enumerate(picked):
+        session.add(IssueArticle(issue_id=issue.id, article_id=article.id, section=tag.slug, position=position))
+    session.flush()
+    return AssembleResult(issue, True, f"{title}: {len(picked)} articles in {len(counts)} sections, draft ready for review")
+
+
+# --- lifecycle -------------------------------------------------------------------
+
+
+def _reopen(session: Session, issue: Issue) -> None:
+    """Changing content withdraws an approval: what is approved is what is sent."""
+    if issue.status in ("approved", "scheduled"):
+        issue.status = "draft"
+        issue.approved_at = None
+        issue.approved_by = None
+    for render in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all():
+        session.delete(render)
+    issue.frozen_at = None
+
+
+def approve_issue(settings: Settings, number: int, by: str) -> Issue:
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status == "approved":
+            return issue
+        if issue.status != "draft":
+            raise IssueError(f"{issue.label} is {issue.status}; only a draft can be approved")
+        if not issue_articles(session, issue):
+            raise IssueError(f"{issue.label} has no articles")
+        issue.status = "approved"
+        issue.approved_at = clock.now()
+        issue.approved_by = (by or "")[:320]
+        issue.updated_at = clock.now()
+        session.add(issue)
+        return issue
+
+
+def update_issue(settings: Settings, number: int, **fields) -> Issue:
+    """Edit theme, title, subject, preheader or intro (Markdown) of an open issue.
+
+    A new theme without a new title re-derives the title ("Issue 045: <theme>").
+    Editing an approved or scheduled issue returns it to draft.
+    """
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise IssueError(f"cannot edit {', '.join(sorted(unknown))}")
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status not in OPEN_STATUSES:
+            raise IssueError(f"{issue.label} is {issue.status} and can no longer be edited")
+        changes = {}
+        for name in ("theme", "title", "subject", "preheader"):
+            if name in fields and fields[name] is not None:
+                limit = 200 if name == "theme" else 300
+                try:
+                    changes[name] = clean_text(fields[name], max_length=limit, field=name)
+                except ValueError as exc:
+                    raise IssueError(str(exc)) from None
+        if "intro" in fields and fields["intro"] is not None:
+            intro = str(fields["intro"]).replace("\r\n", "\n")
+            if len(intro) > INTRO_MAX:
+                raise IssueError(f"intro is longer than {INTRO_MAX} characters")
+            changes["intro"] = neutralise(intro)
+        if "theme" in changes and not changes["theme"]:
+            raise IssueError("theme must not be empty")
+        if "theme" in changes and "title" not in changes:
+            changes["title"] = f"{issue.label}: {changes['theme']}"[:300]
+            if issue.subject == issue.title and "subject" not in changes:
+                changes["subject"] = changes["title"]
+        if "title" in changes and not changes["title"]:
+            raise IssueError("title must not be empty")
+        if "subject" in changes and not changes["subject"]:
+            changes["subject"] = changes.get("title", issue.title)
+        real = {k: v for k, v in changes.items() if getattr(issue, k) != v}
+        if real:
+            for name, value in real.items():
+                setattr(issue, name, value)
+            _reopen(session, issue)
+            issue.updated_at = clock.now()
+            session.add(issue)
+        return issue
+
+
+def set_issue_articles(settings: Settings, number: int, items: list[tuple[int, str]]) -> Issue:
+    """Replace the issue's articles: ``[(article_id, section_slug), …]`` in reading order."""
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status not in OPEN_STATUSES:
+            raise IssueError(f"{issue.label} is {issue.status} and can no longer be edited")
+        ids = [int(a) for a, _ in items]
+        if len(set(ids)) != len(ids):
+            raise IssueError("an article can appear only once in an issue")
+        known_sections = {t.slug for t in session.exec(select(Tag)).all()}
+        for _, section in items:
+            if section not in known_sections:
+                raise IssueError(f"unknown section {section!r}")
+        found = set(session.exec(select(Article.id).where(Article.id.in_(ids))).all()) if ids else set()
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise IssueError(f"unknown article id(s): {', '.join(map(str, missing))}")
+        if ids:
+            taken = session.exec(
+                select(IssueArticle.article_id, Issue.number)
+                .join(Issue, Issue.id == IssueArticle.issue_id)
+                .where(IssueArticle.article_id.in_(ids), Issue.id != issue.id, Issue.status != "cancelled")
+            ).all()
+            if taken:
+                article_id, other = taken[0]
+                raise IssueError(f"article {article_id} is already in Issue {other:03d}")
+        for link in session.exec(select(IssueArticle).where(IssueArticle.issue_id == issue.id)).all():
+            session.delete(link)
+        session.flush()
+        for position, (article_id, section) in enumerate(items):
+            session.add(IssueArticle(issue_id=issue.id, article_id=int(article_id), section=section, position=position))
+        _reopen(session, issue)
+        issue.updated_at = clock.now()
+        session.add(issue)
+        return issue
+
+
+def cancel_issue(settings: Settings, number: int) -> Issue:
+    """Cancel an issue that has not started sending; its articles return to the pool."""
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status == "cancelled":
+            return issue
+        if issue.status not in OPEN_STATUSES:
+            raise IssueError(f"{issue.label} is {issue.status}; stop a sending issue from the delivery controls")
+        issue.status = "cancelled"
+        issue.cancelled_at = clock.now()
+        issue.updated_at = clock.now()
+        session.add(issue)
+        return issue
