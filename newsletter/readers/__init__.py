@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("readers", __name__)
 
-from newsletter.readers import outbox, views  # noqa: E402,F401
+from newsletter.readers import archive, outbox, views  # noqa: E402,F401

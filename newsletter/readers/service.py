@@ -209,8 +209,9 @@ def _apply(session: Session, settings, existing: Subscriber | None, c: Candidate
         existing.status = "active"
         session.add(Event(kind="subscribe", subscriber_id=existing.id, detail=source))
         return "updated", existing, False
-    # unsubscribed / bounced / complained: only the reader can come back
-    if not double_opt_in:
+    # unsubscribed / bounced / complained: only the reader can come back, so
+    # an operator's import or addition neither reactivates nor re-mails them
+    if not double_opt_in or source in ("import", "editor"):
         return "kept_unsubscribed", existing, False
     refresh()
     _record_consent(existing, settings, source, consent_text, ip)
@@ -375,7 +376,7 @@ def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
             return out
         if sub.status == "active":
             return out
-        if sub.status in LEFT and sub.unsubscribed_at and issued_at < int(sub.unsubscribed_at.timestamp()):
+        if sub.status in LEFT and sub.unsubscribed_at and issued_at <= int(sub.unsubscribed_at.timestamp()):
             out.result = "stale"  # a link from before they left must not bring them back
             return out
         now = clock.now()

@@ -1,0 +1,64 @@
+"""Helpers for the reader's-path tests: topics, CSRF tokens, mail in the outbox."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+from sqlmodel import select
+
+from newsletter.db import session_scope
+from newsletter.models import Event, OutboxMessage, Subscriber, Tag
+from tests.helpers import Received
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@pytest.fixture
+def topics(app):
+    """Three sections readers can choose among (created per test; nothing is seeded)."""
+    with session_scope() as session:
+        for position, (slug, name) in enumerate((("agents", "Agents"), ("models", "Models"), ("tools", "Tools"))):
+            session.add(Tag(slug=slug, name=name, position=position, is_section=True))
+        session.add(Tag(slug="internal", name="Internal", position=9, is_section=False))
+    return ["agents", "models", "tools"]
+
+
+def csrf_token(client, path: str = "/") -> str:
+    page = client.get(path)
+    match = CSRF.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def post_form(client, path: str, data: dict, token_from: str = "/"):
+    return client.post(path, data={"csrf_token": csrf_token(client, token_from), **data})
+
+
+def subscribe(client, email: str, **fields):
+    return post_form(client, "/subscribe", {"email": email, **fields})
+
+
+def outbox() -> list[Received]:
+    with session_scope() as session:
+        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        return [Received(r.sender, [r.recipient], r.raw) for r in rows]
+
+
+def link(mail: Received, kind: str) -> str:
+    """The path of the first /<kind>/ link in a mail's text part."""
+    for url in mail.links():
+        if f"/{kind}/" in url:
+            return urlsplit(url).path
+    raise AssertionError(f"no {kind} link in {mail.text!r}")
+
+
+def reader(email: str) -> Subscriber | None:
+    with session_scope() as session:
+        return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def events(kind: str) -> list[Event]:
+    with session_scope() as session:
+        return list(session.exec(select(Event).where(Event.kind == kind)).all())
