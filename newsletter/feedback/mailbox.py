@@ -1,0 +1,267 @@
+"""The bounce mailbox: DSNs and ARF complaint reports read over IMAP.
+
+``poll_bounce_mailbox(settings)`` (a scheduler job) logs in to
+``NEWSLETTER_BOUNCE_MAILBOX`` (``imaps://user:pass@host/INBOX``; ``imap://`` for
+local tests, ``?tls=starttls`` to upgrade a plain connection), reads each
+message not yet processed, and:
+
+* an ARF report (``multipart/report; report-type=feedback-report``) is a
+  complaint;
+* anything else goes through flufl.bounce, which recognises RFC 3464 DSNs and
+  the odd formats of many mail servers: a permanent failure is a hard
+  bounce, a temporary one (``Action: delayed``) soft; a message with no
+  failure in it (an auto-reply, a newsletter) is left alone.
+
+Which delivery? With VERP on (``NEWSLETTER_BOUNCE_RETURN_PATH``) the bounce
+was addressed to the delivery's own signed return path, so it maps to
+exactly one delivery, and a bounce without a genuine token is ignored (so a
+forged DSN cannot unsubscribe anybody). Without VERP the failed addresses
+in the report are used.
+
+Processed messages get ``\\Seen`` and the ``$SignalProcessed`` keyword (when
+the server allows keywords), so they are never counted twice even if a
+person reads the mailbox. Each message is recorded in its own transaction,
+and flagged only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+import imaplib
+import logging
+import ssl
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flufl.bounce import all_failures
+
+from newsletter import db
+from newsletter.config import Settings
+from newsletter.feedback import service
+from newsletter.feedback.verp import delivery_ids_in, verp_address, verp_enabled
+from newsletter.models import Delivery
+
+__all__ = ["poll_bounce_mailbox", "process_message", "verp_address", "Mailbox", "parse_mailbox_url"]
+
+log = logging.getLogger("newsletter.feedback")
+
+KEYWORD = "$SignalProcessed"
+ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Return-Path")
+COMPLAINT_TYPES = {"abuse", "fraud"}
+MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+
+
+@dataclass
+class Mailbox:
+    secure: bool
+    host: str
+    port: int
+    user: str
+    password: str
+    folder: str
+    starttls: bool
+
+
+def parse_mailbox_url(url: str) -> Mailbox:
+    parts = urlsplit(url)
+    if parts.scheme not in {"imap", "imaps"} or not parts.hostname:
+        raise ValueError("NEWSLETTER_BOUNCE_MAILBOX must look like imaps://user:pass@host/INBOX")
+    secure = parts.scheme == "imaps"
+    query = parse_qs(parts.query)
+    return Mailbox(
+        secure=secure,
+        host=parts.hostname,
+        port=parts.port or (993 if secure else 143),
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        folder=unquote(parts.path.lstrip("/")) or "INBOX",
+        starttls=not secure and query.get("tls", [""])[0] == "starttls",
+    )
+
+
+def _connect(box: Mailbox) -> imaplib.IMAP4:
+    context = ssl.create_default_context()
+    if box.secure:
+        conn = imaplib.IMAP4_SSL(box.host, box.port, ssl_context=context, timeout=30)
+    else:
+        conn = imaplib.IMAP4(box.host, box.port, timeout=30)
+        if box.starttls:
+            conn.starttls(ssl_context=context)
+    conn.login(box.user, box.password)
+    return conn
+
+
+def _quote_folder(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def poll_bounce_mailbox(settings: Settings, *, limit: int = 1000) -> int:
+    """Read new DSNs and complaint reports; return how many bounces and
+    complaints were recorded. Does nothing without NEWSLETTER_BOUNCE_MAILBOX."""
+    if not settings.bounce_mailbox:
+        return 0
+    box = parse_mailbox_url(settings.bounce_mailbox)
+    conn = _connect(box)
+    recorded = 0
+    try:
+        typ, _ = conn.select(_quote_folder(box.folder))
+        if typ != "OK":
+            raise RuntimeError(f"cannot open the folder {box.folder!r} of the bounce mailbox")
+        _, perm = conn.response("PERMANENTFLAGS")
+        keywords = any(b"\\*" in (flags or b"") for flags in perm or [])
+        criterion = f"UNKEYWORD {KEYWORD}" if keywords else "UNSEEN"
+        typ, data = conn.uid("SEARCH", None, criterion)
+        uids = (data[0] or b"").split() if typ == "OK" else []
+        for uid in uids[:limit]:
+            raw = _fetch(conn, uid)
+            if raw is not None:
+                recorded += process_message(settings, raw)
+            flags = f"(\\Seen {KEYWORD})" if keywords else "(\\Seen)"
+            conn.uid("STORE", uid, "+FLAGS", flags)
+    finally:
+        try:
+            conn.logout()
+        except Exception:  # noqa: BLE001 - the work is done; a dropped logout is harmless
+            pass
+    if recorded:
+        log.info("bounce mailbox: %d bounces/complaints recorded", recorded)
+    return recorded
+
+
+def _fetch(conn: imaplib.IMAP4, uid: bytes) -> bytes | None:
+    typ, data = conn.uid("FETCH", uid, "(RFC822.SIZE BODY.PEEK[])")
+    if typ != "OK":
+        return None
+    for part in data:
+        if isinstance(part, tuple) and len(part) == 2:
+            raw = part[1]
+            if len(raw) > MAX_MESSAGE_BYTES:
+                log.warning("bounce mailbox: skipping an oversized message (%d bytes)", len(raw))
+                return None
+            return raw
+    return None
+
+
+# --- one message -------------------------------------------------------------------
+
+
+def process_message(settings: Settings, raw: bytes) -> int:
+    """Record what one mailbox message reports (0 or 1); in its own transaction."""
+    msg = email.message_from_bytes(raw)
+    try:
+        if _is_arf(msg):
+            return _complaint(settings, msg, raw)
+        return _bounce(settings, msg, raw)
+    except (UnicodeError, ValueError, LookupError, TypeError) as exc:
+        log.warning("bounce mailbox: unreadable message skipped: %s", exc)
+        return 0
+
+
+def _is_arf(msg: Message) -> bool:
+    return msg.get_content_type() == "multipart/report" and (
+        (msg.get_param("report-type") or "").lower() == "feedback-report"
+    )
+
+
+def _delivery_id(settings: Settings, msg: Message, raw: bytes) -> int | None:
+    """The one delivery a message is about: its VERP address in the envelope
+    headers, else the single genuine token anywhere in it (for example in
+    the Return-Path of the returned original)."""
+    for name in ENVELOPE_HEADERS:
+        for value in msg.get_all(name) or []:
+            ids = delivery_ids_in(settings, str(value))
+            if ids:
+                return ids[0]
+    ids = delivery_ids_in(settings, raw.decode("utf-8", "replace"))
+    if len(ids) == 1:
+        return ids[0]
+    if len(ids) > 1:
+        log.warning("bounce mailbox: message names %d deliveries; ignored", len(ids))
+    return None
+
+
+def _status_detail(msg: Message) -> str:
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status" and part.is_multipart():
+            for block in part.get_payload():
+                status = block.get("Status")
+                if status:
+                    diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
+                    return f"{status} {diagnostic}".strip()[:300]
+    return str(msg.get("Subject", ""))[:300]
+
+
+def _decode(addresses) -> list[str]:
+    return sorted(a.decode("ascii", "replace") if isinstance(a, bytes) else str(a) for a in addresses)
+
+
+def _bounce(settings: Settings, msg: Message, raw: bytes) -> int:
+    temporary, permanent = all_failures(msg)
+    if not temporary and not permanent:
+        return 0
+    hard = bool(permanent)
+    detail = _status_detail(msg)
+    with db.session_scope() as session:
+        if verp_enabled(settings):
+            delivery_id = _delivery_id(settings, msg, raw)
+            delivery = session.get(Delivery, delivery_id) if delivery_id else None
+            if delivery is None:
+                log.warning("bounce mailbox: bounce without a valid VERP token ignored")
+                return 0
+            outcome = service.record_bounce(session, settings, delivery=delivery, provider="dsn", hard=hard,
+                                            detail=detail)
+            return int(not outcome.duplicate)
+        recorded = 0
+        for address in _decode(permanent if hard else temporary):
+            outcome = service.record_bounce(session, settings, email=address, provider="dsn", hard=hard, detail=detail)
+            recorded += int(outcome.event_id is not None)
+        return recorded
+
+
+def _feedback_fields(msg: Message) -> Message | None:
+    for part in msg.walk():
+        if part.get_content_type() == "message/feedback-report":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload:
+                return payload[0]
+            if isinstance(payload, str):
+                return HeaderParser().parsestr(payload)
+    return None
+
+
+def _original_recipient(msg: Message, fields: Message | None) -> str | None:
+    if fields is not None and fields.get("Original-Rcpt-To"):
+        return email.utils.parseaddr(str(fields["Original-Rcpt-To"]))[1] or None
+    for part in msg.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else HeaderParser().parsestr(str(inner))
+            address = email.utils.parseaddr(str(inner.get("To", "")))[1]
+            if address:
+                return address
+    return None
+
+
+def _complaint(settings: Settings, msg: Message, raw: bytes) -> int:
+    fields = _feedback_fields(msg)
+    feedback_type = str(fields.get("Feedback-Type", "abuse")).strip().lower() if fields is not None else "abuse"
+    if feedback_type not in COMPLAINT_TYPES:
+        return 0
+    detail = f"ARF {feedback_type}: {fields.get('User-Agent', '') if fields is not None else ''}".strip()[:300]
+    with db.session_scope() as session:
+        if verp_enabled(settings):
+            delivery_id = _delivery_id(settings, msg, raw)
+            delivery = session.get(Delivery, delivery_id) if delivery_id else None
+            if delivery is None:
+                log.warning("bounce mailbox: complaint without a valid VERP token ignored")
+                return 0
+            outcome = service.record_complaint(session, settings, delivery=delivery, provider="arf", detail=detail)
+            return int(not outcome.duplicate)
+        address = _original_recipient(msg, fields)
+        if not address:
+            return 0
+        outcome = service.record_complaint(session, settings, email=address, provider="arf", detail=detail)
+        return int(outcome.event_id is not None)
