@@ -58,7 +58,7 @@ def _countable(settings: Settings, url: str) -> bool:
     preferences, confirm) and nothing that is not plain http(s)."""
     if not url.lower().startswith(("http://", "https://")) or len(url) > MAX_URL:
         return False
-    if any(mark in url for mark in ("{", "}", "%7B", "%7b", "[[", "*|")):
+    if any(mark in url for mark in ("{", "}", "%7B", "%7b", "[[", "*|", "%%")):
         return False
     base = settings.base_url
     if url.startswith(base) and any(url.startswith(f"{base}/{p}") for p in ("unsubscribe", "preferences", "confirm",

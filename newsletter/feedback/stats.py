@@ -34,7 +34,7 @@ def issue_outcomes(session: Session, issue_id: int) -> dict:
             )
         ).all()
     )
-    bounced_ids = select(distinct(Event.delivery_id)).where(
+    bounced_ids = select(Event.delivery_id).where(
         Event.issue_id == issue_id, Event.kind.in_(BOUNCES), Event.delivery_id.is_not(None)
     )
     bounced_after_send = session.exec(
