@@ -7,6 +7,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from newsletter.content.feeds import FeedError, poll_feed
 from newsletter.content.service import UpsertReport, upsert_articles
@@ -22,6 +23,7 @@ def _print_report(report: UpsertReport) -> None:
 
 
 @click.command("import")
+@with_appcontext
 @click.argument("file", type=click.File("rb"), required=False)
 @click.option("--feed", "feed_url", metavar="URL", help="An RSS or Atom feed URL to fetch instead of a file.")
 @click.option("--tag", "tags", multiple=True, metavar="SLUG", help="Add this tag to every feed entry (repeatable).")

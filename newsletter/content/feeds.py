@@ -117,8 +117,9 @@ def poll_feed(settings: Settings, url: str, *, tags: tuple[str, ...] = ()) -> Up
             report = UpsertReport(not_modified=True)
         else:
             parsed = feedparser.parse(body)
-            if parsed.bozo and not parsed.entries:
-                raise FeedError(f"{url} is not an RSS or Atom feed ({parsed.get('bozo_exception', 'parse error')})")
+            if not parsed.entries and (parsed.bozo or not parsed.get("version")):
+                reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
+                raise FeedError(f"{url} is not an RSS or Atom feed ({reason})")
             report = upsert_articles(settings, entries_to_items(parsed, tags), "feed", new_tags_are_sections=False)
         _remember(url, etag=etag, last_modified=last_modified, error="")
         return report

@@ -6,11 +6,13 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from newsletter.issues.service import IssueNotFound, assemble_issue
 
 
 @click.command("assemble")
+@with_appcontext
 def assemble():
     """Assemble the next issue from new tagged articles (a draft for review)."""
     result = assemble_issue(current_app.extensions["signal_settings"])
@@ -18,6 +20,7 @@ def assemble():
 
 
 @click.command("preview")
+@with_appcontext
 @click.argument("number", type=int)
 @click.option("--text", is_flag=True, help="Show the text part instead of the HTML.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
