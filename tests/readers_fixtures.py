@@ -15,8 +15,8 @@ from tests.helpers import Received
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-@pytest.fixture
-def topics(app):
+@pytest.fixture(name="topics")
+def topics_fixture(app):
     """Three sections readers can choose among (created per test; nothing is seeded)."""
     with session_scope() as session:
         for position, (slug, name) in enumerate((("agents", "Agents"), ("models", "Models"), ("tools", "Tools"))):

@@ -8,7 +8,16 @@ from newsletter.db import session_scope
 from newsletter.feedback.suppression import is_suppressed, suppress
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.readers import links, service
-from tests.readers_fixtures import csrf_token, events, link, outbox, post_form, reader, subscribe, topics  # noqa: F401
+from tests.readers_fixtures import (  # noqa: F401
+    csrf_token,
+    events,
+    link,
+    outbox,
+    post_form,
+    reader,
+    subscribe,
+    topics_fixture,
+)
 
 
 def test_front_page_offers_sections_in_order_with_labels(client, topics):
@@ -203,8 +212,9 @@ def test_subscribing_again_after_unsubscribe_needs_a_new_confirmation(client, to
     stale = client.get(first)
     assert stale.status_code == 410 and "out of date" in stale.get_data(as_text=True)
     assert reader("ian@example.org").status == "unsubscribed"
-    from newsletter import clock
     from datetime import timedelta
+
+    from newsletter import clock
 
     clock.advance(timedelta(seconds=2))
     subscribe(client, "ian@example.org", topics=["tools"])

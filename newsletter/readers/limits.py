@@ -40,7 +40,14 @@ def address_key() -> str:
 
 
 _per_ip = limiter.shared_limit(_ip_limit, scope="subscribe-ip", methods=["POST"])
-_per_address = limiter.shared_limit(_address_limit, scope="subscribe-address", key_func=address_key, methods=["POST"])
+def _accepted(response) -> bool:
+    """Only accepted requests count against an address: a typo must not use up a person's quota."""
+    return response.status_code < 400
+
+
+_per_address = limiter.shared_limit(
+    _address_limit, scope="subscribe-address", key_func=address_key, methods=["POST"], deduct_when=_accepted
+)
 
 
 def subscribe_limits(view):
