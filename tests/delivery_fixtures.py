@@ -1,0 +1,106 @@
+"""Helpers for the delivery tests: a real issue (tags, articles, sections —
+rendered by the real MJML renderer when frozen) and subscribers inserted in
+bulk, straight into the database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select
+
+from newsletter import clock
+from newsletter.db import init_engine, session_scope
+from newsletter.feedback.suppression import email_hash
+from newsletter.models import Article, ArticleTag, Delivery, Issue, IssueArticle, Subscriber, Tag
+
+
+def make_issue(settings, number: int = 1, status: str = "approved", *, subject: str = "") -> int:
+    """An issue with two sections ("agents", "safety"), two articles each."""
+    init_engine(settings.database_url)
+    now = clock.now()
+    with session_scope() as session:
+        tags = {}
+        for position, (slug, name) in enumerate((("agents", "Agents"), ("safety", "Safety"))):
+            tag = session.scalars(select(Tag).where(Tag.slug == slug)).first()
+            if tag is None:
+                tag = Tag(slug=slug, name=name, position=position)
+                session.add(tag)
+                session.flush()
+            tags[slug] = tag
+        issue = Issue(
+            number=number,
+            theme="AI Ethics and Data 2026",
+            title=f"Issue {number:03d}: AI Ethics and Data 2026",
+            subject=subject or f"Issue {number:03d}: AI Ethics and Data 2026",
+            preheader="Four reads for the week",
+            intro="A **short** intro.",
+            status=status,
+            window_start=now - timedelta(days=7),
+            window_end=now,
+        )
+        session.add(issue)
+        session.flush()
+        position = 0
+        for slug, tag in tags.items():
+            for n in range(2):
+                article = Article(
+                    external_id=f"{number}-{slug}-{n}",
+                    url=f"https://example.org/{slug}/{number}/{n}",
+                    title=f"{tag.name} story {n}",
+                    synopsis=f"What happened in {slug} ({n}).",
+                    author="Ada",
+                    reading_minutes=4,
+                )
+                session.add(article)
+                session.flush()
+                session.add(ArticleTag(article_id=article.id, tag_id=tag.id))
+                session.add(IssueArticle(issue_id=issue.id, article_id=article.id, section=slug, position=position))
+                position += 1
+        return issue.id
+
+
+def add_subscribers(
+    settings, count: int, *, prefix: str = "reader", status: str = "active", topics: str = "", domain: str = "example.org"
+) -> list[int]:
+    init_engine(settings.database_url)
+    now = clock.now()
+    rows = [
+        {
+            "email": f"{prefix}{n}@{domain}",
+            "email_hash": email_hash(f"{prefix}{n}@{domain}"),
+            "name": f"Reader {n}",
+            "status": status,
+            "topics": topics,
+            "created_at": now,
+            "updated_at": now,
+            "consent_source": "import",
+            "consent_text": "test",
+            "confirm_sent_count": 0,
+        }
+        for n in range(count)
+    ]
+    with session_scope() as session:
+        session.execute(insert(Subscriber.__table__), rows)
+        ids = session.scalars(
+            select(Subscriber.id).where(Subscriber.email.like(f"{prefix}%@{domain}")).order_by(Subscriber.id)
+        ).all()
+    return list(ids)
+
+
+def deliveries(settings, issue_id: int | None = None) -> list[Delivery]:
+    init_engine(settings.database_url)
+    with session_scope() as session:
+        query = select(Delivery).order_by(Delivery.id)
+        if issue_id is not None:
+            query = query.where(Delivery.issue_id == issue_id)
+        return list(session.scalars(query).all())
+
+
+def issue_row(settings, number: int) -> Issue:
+    with session_scope() as session:
+        return session.scalars(select(Issue).where(Issue.number == number)).one()
+
+
+def subscriber(settings, email: str) -> Subscriber:
+    with session_scope() as session:
+        return session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
