@@ -56,7 +56,7 @@ class ImportForm(FlaskForm):
 
 class EditorForm(FlaskForm):
     email = EmailField("Email address", validators=[DataRequired(), Email(), Length(max=320)])
-    role = SelectField("Role", choices=[(r, r) for r in EDITOR_ROLES], default="editor")
+    role = SelectField("Role", choices=list(EDITOR_ROLES), default="editor")
     password = PasswordField("Password", validators=[DataRequired(), Length(min=10, max=1024)])
 
 

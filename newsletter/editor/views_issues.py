@@ -26,6 +26,7 @@ from newsletter.models import Issue, Subscriber
 log = logging.getLogger("newsletter.editor")
 MAX_TEST_ADDRESSES = 10
 PAGE = 30
+EDITABLE = ("draft", "approved", "scheduled")  # saving an approved/scheduled issue returns it to draft
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -109,7 +110,9 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         audience = db.exec(select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")).one()
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
-    used = [t.slug for t in sections if any(ia.section == t.slug for ia, _ in rows)]
+    appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
+    by_slug = {t.slug: t for t in sections}
+    ranked = [by_slug[s] for s in appearing if s in by_slug] + [t for t in sections if t.slug not in appearing]
     return (
         render_template(
             "editor/issue.html",
@@ -118,14 +121,14 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             rows=rows,
             sections=sections,
             section_names=section_names,
-            used_sections=used,
+            ranked_sections=ranked,
             candidates=candidates,
             add_q=request.args.get("add_q", ""),
             audience=audience,
             action=ActionForm(),
             test_form=TestSendForm(),
             schedule_form=ScheduleForm(),
-            editable=issue.status == "draft",
+            editable=issue.status in EDITABLE,
         ),
         status,
     )
@@ -146,8 +149,8 @@ def issue_save(number: int):
         return _issue_page(number, form, 400)
     with session_scope() as db:
         issue = _issue_or_404(db, number)
-        if issue.status != "draft":
-            flash("Only a draft can be edited.", "error")
+        if issue.status not in EDITABLE:
+            flash(f"{issue.label} is {issue.status} and can no longer be edited.", "error")
             return _back(number)
         try:
             plan = issue_edit.plan_from_form(db, issue, request.form, [t.slug for t in _sections(db)])
@@ -158,7 +161,7 @@ def issue_save(number: int):
     try:
         update_issue(settings(), number, **fields)
         set_issue_articles(settings(), number, plan)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError) as exc:  # IssueError: the message says why
         flash(f"Not saved: {exc}", "error")
         return _issue_page(number, form, 400)
     flash("Draft saved.", "success")
@@ -171,19 +174,15 @@ def issue_save(number: int):
 
 @bp.get("/issues/<int:number>/preview")
 def issue_preview(number: int):
-    from newsletter.issues.service import sections as list_sections
-    from newsletter.rendering.lint import lint_html
-    from newsletter.rendering.preview import preview_issue
+    from newsletter.rendering.preview import build_preview
 
     with session_scope() as db:
         issue = _issue_or_404(db, number)
-        sections = list(list_sections(db, settings()))
+        sections = _sections(db)
     topics = _topics_arg([t.slug for t in sections])
     view = "text" if request.args.get("view") == "text" else "html"
     width = "mobile" if request.args.get("width") == "mobile" else "desktop"
-    html = preview_issue(settings(), number, topics=topics)
-    text = preview_issue(settings(), number, topics=topics, text=True)
-    findings = lint_html(html)
+    preview = build_preview(settings(), number, topics=topics)
     return render_template(
         "editor/preview.html",
         issue=issue,
@@ -192,9 +191,10 @@ def issue_preview(number: int):
         chosen=set((topics or "").split(",")) - {""},
         view=view,
         width=width,
-        text=text,
-        size_kb=len(html.encode("utf-8")) / 1024,
-        findings=findings,
+        subject=preview.message.subject,
+        text=preview.message.text,
+        size_kb=len(preview.message.html.encode("utf-8")) / 1024,
+        findings=preview.lint,
         test_form=TestSendForm(),
     )
 
@@ -233,8 +233,6 @@ def parse_addresses(raw: str) -> tuple[list[str], list[str]]:
 
 @bp.post("/issues/<int:number>/test")
 def issue_test(number: int):
-    from newsletter.delivery.testsend import send_test
-
     form = TestSendForm()
     back = request.form.get("back", "")
     target = back if back.startswith(f"/editor/issues/{number}") else url_for("editor.issue", number=number)
@@ -251,6 +249,8 @@ def issue_test(number: int):
     with session_scope() as db:
         _issue_or_404(db, number)
         topics = _topics_arg([t.slug for t in _sections(db)])
+    from newsletter.delivery.testsend import send_test
+
     try:
         results = send_test(settings(), number, addresses, topics=topics)
     except (ValueError, LookupError, OSError) as exc:

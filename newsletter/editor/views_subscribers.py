@@ -6,7 +6,6 @@ The actions call the readers' services (``readers.service`` and
 
 from __future__ import annotations
 
-import io
 import tempfile
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
@@ -95,17 +94,15 @@ def subscribers_import():
     form = ImportForm()
     report = None
     if form.validate_on_submit():
-        upload = form.file.data
-        stream = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace", newline="")
         try:
-            report = import_csv(settings(), stream, pending=bool(form.pending.data), source="import")
+            report = import_csv(settings(), form.file.data.stream, pending=bool(form.pending.data), source="import")
         except ValueError as exc:
             flash(f"The file was not imported: {exc}", "error")
         else:
-            level = "success" if not report.rejected else "warning"
+            level = "success" if not report.rejected_total else "warning"
             flash(
-                f"Imported {report.imported} new, updated {report.updated}, rejected {len(report.rejected)} line"
-                f"{'' if len(report.rejected) == 1 else 's'}.",
+                f"Imported {report.imported} new, updated {report.updated}, rejected {report.rejected_total} line"
+                f"{'' if report.rejected_total == 1 else 's'}.",
                 level,
             )
     return render_template("editor/subscribers_import.html", form=form, report=report)
