@@ -1,0 +1,272 @@
+"""Rendering: fragments equal a full MJML compile, escaping, variants, freezing,
+personalisation, lint, previews, and the email in Chromium at 375 and 600 px."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from sqlmodel import select
+
+from newsletter import tokens
+from newsletter.db import session_scope
+from newsletter.feedback.suppression import email_hash
+from newsletter.issues.service import assemble_issue, get_issue, update_issue
+from newsletter.models import IssueRender, Subscriber
+from newsletter.rendering import placeholders
+from newsletter.rendering.compiled import render_full, render_html
+from newsletter.rendering.issue import freeze_issue, issue_sections, render_variant, variant_for
+from newsletter.rendering.lint import lint_html
+from newsletter.rendering.mjml import SYSTEM_FONTS
+from newsletter.rendering.personalise import personalise
+from newsletter.rendering.view import build_view
+from tests import content_fixtures
+from tests.content_fixtures import add_articles, article
+
+content_settings = content_fixtures.content_settings
+
+
+def _issue(settings, items, **edits):
+    add_articles(settings, items)
+    issue = assemble_issue(settings).issue
+    if edits:
+        issue = update_issue(settings, issue.number, **edits)
+    return issue
+
+
+def _subscriber(email, topics="", name="", status="active") -> int:
+    with session_scope() as session:
+        s = Subscriber(email=email, email_hash=email_hash(email), name=name, topics=topics, status=status)
+        session.add(s)
+        session.flush()
+        return s.id
+
+
+class Tags(HTMLParser):
+    def __init__(self, html):
+        super().__init__()
+        self.tags = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def standard() -> list[dict]:
+    return [
+        article(1, "ai-agents", synopsis="Why **planning** helps. See [the paper](https://arxiv.org/abs/1)."),
+        article(
+            2, "ai-agents", image_url="https://cdn.example.com/a.png", image_alt="A diagram of an agent loop"
+        ),
+        article(3, "data", reading_minutes=None, author=""),
+        article(4, "research"),
+        article(5, "ai-ethics", image_url="http://insecure.example.com/b.png", image_alt="insecure"),
+        article(6, "data", image_url="https://cdn.example.com/c.png", image_alt=""),
+    ]
+
+
+def test_fragments_equal_a_full_mjml_compile(content_settings):
+    settings = content_settings.default
+    issue = _issue(settings, standard(), intro="Welcome to **this week**.\n\n- one\n- two")
+    with session_scope() as session:
+        view = build_view(session, issue, settings, "")
+    assert render_html(view) == render_full(view)
+
+
+def test_email_content_links_and_privacy(content_settings):
+    settings = content_settings(postal_address="Signal Ltd, 5 Harbour Road, Leith")
+    issue = _issue(settings, standard())
+    with session_scope() as session:
+        render = render_variant(session, issue, "", settings)
+    html, text = render.html, render.text
+    for n in range(1, 7):
+        assert f"Article {n}" in html and f"Article {n}" in text
+        assert f"https://example.com/posts/{n}" in html and f"https://example.com/posts/{n}" in text
+    assert "Issue 001" in html and issue.theme in html
+    assert (
+        f"{settings.base_url}/issues/{issue.number}" in html
+        and f"{settings.base_url}/issues/{issue.number}" in text
+    )
+    assert "Signal Ltd, 5 Harbour Road, Leith" in html and "Signal Ltd, 5 Harbour Road, Leith" in text
+    assert "By Ana Lee · 4 min read · example.com" in html
+    for marker in placeholders.ALL:
+        assert marker in html and marker in text
+    # images only when https and with alt text
+    imgs = [attrs for tag, attrs in Tags(html).tags if tag == "img"]
+    assert [i["src"] for i in imgs] == ["https://cdn.example.com/a.png"] and imgs[0][
+        "alt"
+    ] == "A diagram of an agent loop"
+    # privacy: system fonts, nothing loaded from elsewhere except the article image
+    assert "fonts.googleapis" not in html and "<link" not in html and "<script" not in html.lower()
+    assert SYSTEM_FONTS.split(",")[0] in html and "Ubuntu" not in html
+    findings = lint_html(html, settings.base_url)
+    assert [f.code for f in findings if f.level == "error"] == []
+    assert [f.code for f in findings if f.level == "warning"] == ["external-resource"]  # the cdn image
+    # the text part reads on its own
+    assert "<" not in re.sub(r"<https?://", "", text).replace("<b>", "")
+    assert "Why planning helps. See the paper (https://arxiv.org/abs/1)." in text
+
+
+def test_hostile_content_is_escaped_everywhere(content_settings):
+    settings = content_settings.default
+    evil = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+    issue = _issue(
+        settings,
+        [
+            article(
+                1,
+                "data",
+                title=evil,
+                author=evil,
+                image_url='https://cdn.example.com/x.png?a=1&b="2',
+                image_alt=evil,
+            )
+        ],
+        theme=evil,
+        intro=evil + " [x](javascript:alert(3))",
+    )
+    with session_scope() as session:
+        render = render_variant(session, issue, "", settings)
+    tags = Tags(render.html).tags
+    assert not [t for t, _ in tags if t == "script"]
+    assert not [a for _, a in tags if any(k.startswith("on") for k in a)]
+    assert all(a.get("src", "").startswith("https://") for t, a in tags if t == "img")
+    assert 'href="javascript' not in render.html
+    assert "&lt;script&gt;" in render.html
+
+
+def test_variant_for():
+    sections = ["ai-agents", "data", "research"]
+    assert variant_for("", sections) == ""
+    assert variant_for("data", sections) == "data"
+    assert variant_for("research,data,tools", sections) == "data,research"
+    assert variant_for("tools", sections) == ""  # nothing of theirs this week: they get everything
+    assert variant_for("ai-agents,data,research", sections) == ""  # everything = the shared render
+
+
+def test_freeze_once_per_variant_and_variants_hold_their_sections(content_settings):
+    settings = content_settings.default
+    issue = _issue(settings, standard())
+    _subscriber("all@example.org")
+    _subscriber("data@example.org", topics="data")
+    _subscriber("data2@example.org", topics="data")
+    _subscriber("mix@example.org", topics="data,research,tools")
+    _subscriber("none@example.org", topics="tools")
+    _subscriber("gone@example.org", topics="research", status="unsubscribed")
+    with session_scope() as session:
+        issue = get_issue(session, issue.number)
+        renders = freeze_issue(session, issue, settings)
+        assert set(renders) == {"", "data", "data,research"}
+        assert issue_sections(session, issue) == ["ai-agents", "ai-ethics", "data", "research"]
+    with session_scope() as session:
+        issue = get_issue(session, issue.number)
+        again = freeze_issue(session, issue, settings)
+        assert {v: r.id for v, r in again.items()} == {v: r.id for v, r in renders.items()}
+        assert len(session.exec(select(IssueRender)).all()) == 3
+        assert issue.frozen_at is not None
+    data_only = renders["data"].html
+    # (the issue-wide preheader may name any article; the cards are what differ)
+    assert "/posts/3" in data_only and "/posts/6" in data_only
+    assert "/posts/1" not in data_only and "/posts/4" not in data_only
+    assert "/posts/4" in renders["data,research"].html and "/posts/1" in renders[""].html
+
+
+def test_personalise_substitutes_tokens_without_rerendering(content_settings):
+    settings = content_settings.default
+    issue = _issue(settings, standard())
+    sid = _subscriber("ana@example.org", name='Ana "<b>"')
+    with session_scope() as session:
+        render = render_variant(session, issue, "", settings)
+    msg = personalise(render, settings, subscriber_id=sid, email="ana@example.org", name='Ana "<b>"')
+    unsubscribe = tokens.make_token(settings.secret_key, "unsubscribe", sid)
+    preferences = tokens.make_token(settings.secret_key, "preferences", sid)
+    assert msg.unsubscribe_url == f"{settings.base_url}/unsubscribe/{unsubscribe}"
+    assert msg.preferences_url == f"{settings.base_url}/preferences/{preferences}"
+    assert tokens.read_token(settings.secret_key, "unsubscribe", unsubscribe) == str(sid)
+    assert f'href="{msg.unsubscribe_url}"' in msg.html and msg.unsubscribe_url in msg.text
+    assert msg.preferences_url in msg.html and msg.preferences_url in msg.text
+    assert "Hi Ana &#34;&lt;b&gt;&#34;," in msg.html or "Hi Ana &quot;&lt;b&gt;&quot;," in msg.html
+    assert 'Hi Ana "<b>",' in msg.text
+    assert not any(p in msg.html or p in msg.text for p in placeholders.ALL)
+    assert msg.subject == render.subject == issue.title
+    other = personalise(render, settings, subscriber_id=sid + 1, email="b@example.org", name="")
+    assert "Hello," in other.html and other.unsubscribe_url != msg.unsubscribe_url
+    assert render.html.count(placeholders.UNSUBSCRIBE_URL) >= 1  # the frozen render is untouched
+
+
+def test_lint_findings():
+    big = "<html><body>" + "x" * (103 * 1024) + "</body></html>"
+    assert any(f.code == "gmail-clip" and f.level == "error" for f in lint_html(big))
+    html = (
+        '<html><head><link rel="stylesheet" href="https://cdn.example.com/x.css">'
+        "<style>@import url(https://fonts.example.com/f.css); .a{background:url('https://t.example.com/p.gif')}</style>"
+        '</head><body><script src="https://evil.example.com/x.js"></script>'
+        '<img src="https://localhost/logo.png" alt="logo"><img src="https://cdn.example.com/y.png">'
+        '<img src="https://t.example.com/p.gif" width="1" height="1" alt="">'
+        '<a href="javascript:alert(1)">x</a><a href="data:text/html,x">y</a><a href="https://ok.example">ok</a>'
+        '<a href="%%GTS_UNSUBSCRIBE_URL%%">u</a></body></html>'
+    )
+    found = lint_html(html, "https://localhost")
+    codes = [f.code for f in found]
+    assert codes.count("link-scheme") == 2
+    assert codes.count("img-alt") == 2 and "tracking-pixel" in codes and "script" not in codes
+    messages = " ".join(f.message for f in found)
+    for url in (
+        "cdn.example.com/x.css",
+        "fonts.example.com/f.css",
+        "evil.example.com/x.js",
+        "t.example.com/p.gif",
+    ):
+        assert url in messages
+    assert "localhost/logo.png" not in messages  # same host as base_url
+    assert found[0].level == "error" and found[-1].level == "info"
+
+
+def test_cli_preview(content_settings, make_app, tmp_path):
+    settings = content_settings.default
+    issue = _issue(settings, standard())
+    _subscriber("reader@example.org", topics="research", name="Rea")
+    runner = make_app().test_cli_runner()
+    out = runner.invoke(args=["issue", "preview", str(issue.number), "--text"])
+    assert out.exit_code == 0 and "Article 1" in out.output and "lint info: HTML is" in out.output
+    target = tmp_path / "p.html"
+    out = runner.invoke(
+        args=["issue", "preview", str(issue.number), "--as", "reader@example.org", "--out", str(target)]
+    )
+    assert out.exit_code == 0 and "variant: research" in out.output
+    body = target.read_text()
+    assert "Hi Rea," in body and "/posts/4" in body and "/posts/1" not in body
+    out = runner.invoke(args=["issue", "preview", "999"])
+    assert out.exit_code == 1 and "no issue 999" in out.output
+    out = runner.invoke(args=["issue", "preview", str(issue.number), "--as", "nobody@example.org"])
+    assert out.exit_code == 1 and "no subscriber" in out.output
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [375, 600])
+def test_email_fits_phone_and_desktop_widths(content_settings, page, screenshot, width):
+    settings = content_settings.default
+    items = [article(n, ["ai-agents", "ai-ethics", "data", "research"][n % 4]) for n in range(1, 13)]
+    items[1]["image_url"], items[1]["image_alt"] = (
+        settings.base_url.replace("http:", "https:") + "/x.png",
+        "A chart",
+    )
+    items[2]["title"] = "A deliberately long headline: " + "Supercalifragilisticexpialidocious " * 3
+    items[3]["url"] = "https://example.com/" + "very-long-path-segment-" * 8
+    issue = _issue(settings, items, intro="This week: **agents**, ethics and data.")
+    with session_scope() as session:
+        render = render_variant(session, issue, "", settings)
+    html = personalise(render, settings, subscriber_id=1, email="a@example.org", name="Ana").html
+    page.set_viewport_size({"width": width, "height": 900})
+    page.set_content(html, wait_until="load")
+    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll <= inner, f"horizontal overflow at {width}px: {scroll} > {inner}"
+    for item in items:
+        link = page.locator(f'a[href="{item["url"]}"]').first
+        assert link.is_visible()
+        box = link.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1
+    assert page.get_by_text("GET THE SIGNAL", exact=False).first.is_visible()
+    assert page.get_by_role("link", name="Unsubscribe").is_visible()
+    screenshot(page, f"email-issue-{width}")
