@@ -54,13 +54,21 @@ def make_issue(settings, number: int = 1, status: str = "approved", *, subject: 
                 session.add(article)
                 session.flush()
                 session.add(ArticleTag(article_id=article.id, tag_id=tag.id))
-                session.add(IssueArticle(issue_id=issue.id, article_id=article.id, section=slug, position=position))
+                session.add(
+                    IssueArticle(issue_id=issue.id, article_id=article.id, section=slug, position=position)
+                )
                 position += 1
         return issue.id
 
 
 def add_subscribers(
-    settings, count: int, *, prefix: str = "reader", status: str = "active", topics: str = "", domain: str = "example.org"
+    settings,
+    count: int,
+    *,
+    prefix: str = "reader",
+    status: str = "active",
+    topics: str = "",
+    domain: str = "example.org",
 ) -> list[int]:
     init_engine(settings.database_url)
     now = clock.now()

@@ -1,5 +1,309 @@
-"""CLI commands of this capability; ``register`` adds them to the groups."""
+"""CLI of the delivery engine: ``issue send|status|pause|resume|cancel-send|test``
+and ``worker``. Thin faces over ``delivery.pipeline``.
+
+Exit codes: 0 all delivered (or skipped with a reason); 1 some messages
+failed, or the issue is unknown; 2 usage/configuration; 3 the send stopped
+before the end (paused, cancelled, interrupted) — run it again to continue.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import click
+from flask import current_app
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED = 1, 2, 3
+
+
+def _settings():
+    return current_app.extensions["signal_settings"]
+
+
+def _fail(message: str, code: int = EXIT_FAILED):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _summary(counts) -> str:
+    return (
+        f"issue {counts.number}: {counts.status} — {counts.sent} sent, {counts.failed} failed, "
+        f"{counts.skipped} skipped, {counts.remaining} remaining of {counts.total}"
+    )
+
+
+def _recipients_now(settings) -> int:
+    from sqlalchemy import exists, func, select
+
+    from newsletter.db import session_scope
+    from newsletter.models import Subscriber, Suppression
+
+    with session_scope() as session:
+        return session.execute(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == "active",
+                ~exists().where(Suppression.email_hash == Subscriber.email_hash),
+            )
+        ).scalar_one()
+
+
+class _Bar:
+    """A rich progress bar: sent / failed / remaining, rate and ETA."""
+
+    def __init__(self, start, console=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.sent, self.failed, self.skipped = start.sent, start.failed, start.skipped
+        self.total = start.total
+        self.started = time.monotonic()
+        self.base = self.done
+        self.progress = Progress(
+            TextColumn("[bold]Issue {task.fields[number]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("send", total=self.total, number=start.number, detail="", rate="")
+        self.lock = threading.Lock()
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+    def update(self, _start, batch) -> None:
+        with self.lock:
+            self.sent += batch.sent
+            self.failed += batch.failed
+            self.skipped += batch.skipped
+            elapsed = max(0.001, time.monotonic() - self.started)
+            rate = (self.done - self.base) / elapsed
+            detail = f"sent {self.sent} · failed {self.failed} · remaining {max(0, self.total - self.done)}"
+            self.progress.update(self.task, completed=self.done, detail=detail, rate=f"{rate:,.0f} msg/s")
+
+
+def _wait_for_workers(settings, number: int, bar: _Bar, stop: threading.Event):
+    """Worker mode: the workers send; follow the counts until the issue leaves `sending`."""
+    from newsletter.delivery import pipeline
+
+    while not stop.wait(1.0):
+        counts = pipeline.counts_for(settings, number)
+        with bar.lock:
+            bar.sent, bar.failed, bar.skipped = counts.sent, counts.failed, counts.skipped
+        bar.update(counts, pipeline.DispatchStats())
+        if counts.status != "sending":
+            return counts
+    return pipeline.counts_for(settings, number)
+
+
+@click.command("send")
+@click.argument("number", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def send_command(number: int, yes: bool):
+    """Send issue NUMBER now and wait: progress bar, non-zero exit if anything failed.
+
+    Running it again continues an interrupted or crashed send; nobody gets the issue twice.
+    """
+    from newsletter.delivery import pipeline
+
+    settings = _settings()
+    try:
+        counts = pipeline.counts_for(settings, number)
+    except pipeline.UnknownIssue as exc:
+        _fail(str(exc))
+    if counts.status == "paused":
+        _fail(f"issue {number} is paused; `newsletter issue resume {number}` first", EXIT_UNFINISHED)
+    if counts.status not in ("approved", "scheduled", "sending"):
+        _fail(
+            f"issue {number} is {counts.status}; only an approved or scheduled issue can be sent", EXIT_USAGE
+        )
+    if not yes:
+        who = counts.remaining if counts.status == "sending" else _recipients_now(settings)
+        verb = "Continue sending" if counts.status == "sending" else "Send"
+        click.confirm(
+            f"{verb} issue {number} to {who} readers via {settings.transport.split(':')[0]}?", abort=True
+        )
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if settings.broker_url:
+            from newsletter.delivery.worker import get_sender
+
+            try:
+                issue = pipeline.start_send(settings, number)
+            except pipeline.AlreadySending:
+                issue = None
+            issue_id = issue.id if issue else pipeline.issue_id_for(number)
+            get_sender(settings).enqueue_send(issue_id)
+            bar = _Bar(pipeline.counts_for(settings, number))
+            with bar.progress:
+                final = _wait_for_workers(settings, number, bar, stop)
+        else:
+            holder = {}
+
+            def progress(start, batch):
+                if "bar" not in holder:
+                    holder["bar"] = _Bar(start)
+                    holder["bar"].progress.start()
+                holder["bar"].update(start, batch)
+
+            try:
+                final = pipeline.send_issue(settings, number, progress=progress, stop=stop)
+            except KeyboardInterrupt:
+                stop.set()
+                _fail(f"interrupted; run `newsletter issue send {number}` again to continue", EXIT_UNFINISHED)
+            finally:
+                if "bar" in holder:
+                    holder["bar"].progress.stop()
+    except pipeline.DeliveryError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(_summary(final))
+    for error in dict.fromkeys(final.errors):
+        click.echo(f"  transport: {error}", err=True)
+    if final.failed:
+        _print_failures(number)
+        sys.exit(EXIT_FAILED)
+    if final.status != "sent":
+        sys.exit(EXIT_UNFINISHED)
+
+
+def _print_failures(number: int, limit: int = 10) -> None:
+    from sqlalchemy import func, select
+
+    from newsletter.db import session_scope
+    from newsletter.models import Delivery, Issue
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(Delivery.last_error, func.count())
+            .join(Issue, Issue.id == Delivery.issue_id)
+            .where(Issue.number == number, Delivery.status == "failed")
+            .group_by(Delivery.last_error)
+            .order_by(func.count().desc())
+            .limit(limit)
+        ).all()
+    for error, count in rows:
+        click.echo(f"  failed ×{count}: {error}", err=True)
+
+
+@click.command("status")
+@click.argument("number", type=int)
+def status_command(number: int):
+    """Where the send of issue NUMBER stands (exit 1 if there is no such issue)."""
+    from newsletter.delivery import pipeline
+
+    try:
+        counts = pipeline.counts_for(_settings(), number)
+    except pipeline.UnknownIssue as exc:
+        _fail(str(exc))
+    click.echo(_summary(counts))
+    if counts.failed:
+        _print_failures(number)
+
+
+def _transition(name: str, number: int) -> None:
+    from newsletter.delivery import pipeline
+
+    settings = _settings()
+    try:
+        issue = getattr(pipeline, name)(settings, number)
+    except pipeline.UnknownIssue as exc:
+        _fail(str(exc))
+    except pipeline.DeliveryError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if name == "resume_issue" and settings.broker_url:
+        from newsletter.delivery.worker import get_sender
+
+        get_sender(settings).enqueue_send(issue.id)
+    click.echo(_summary(pipeline.counts_for(settings, number)))
+
+
+@click.command("pause")
+@click.argument("number", type=int)
+def pause_command(number: int):
+    """Pause a send: no new batches; batches on the wire finish."""
+    _transition("pause_issue", number)
+
+
+@click.command("resume")
+@click.argument("number", type=int)
+def resume_command(number: int):
+    """Resume a paused send (the background sender or `issue send N` continues it)."""
+    _transition("resume_issue", number)
+
+
+@click.command("cancel-send")
+@click.argument("number", type=int)
+@click.option("--yes", is_flag=True)
+def cancel_send_command(number: int, yes: bool):
+    """Cancel a send: rows not yet sent are skipped with the reason "issue cancelled"."""
+    if not yes:
+        click.confirm(
+            f"Cancel the send of issue {number}? Readers not yet mailed will not get it.", abort=True
+        )
+    _transition("cancel_sending", number)
+
+
+@click.command("test")
+@click.argument("number", type=int)
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--topics", default=None, help="Comma-separated sections, to test a variant.")
+def test_command(number: int, addresses: tuple[str, ...], topics: str | None):
+    """Send issue NUMBER to ADDRESSES as a test ([TEST] subject, no delivery records)."""
+    from newsletter.delivery.testsend import send_test
+
+    try:
+        results = send_test(_settings(), number, list(addresses), topics=topics)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    bad = 0
+    for address, result in zip(addresses, results, strict=True):
+        click.echo(f"{address}: {result.status}{' — ' + result.error if result.error else ''}")
+        bad += not result.ok
+    sys.exit(EXIT_FAILED if bad else 0)
+
+
+@click.command("worker")
+@click.option(
+    "--threads", type=int, default=None, help="Actor threads (default NEWSLETTER_SEND_CONCURRENCY)."
+)
+def worker_command(threads: int | None):
+    """Send through Dramatiq: consume NEWSLETTER_BROKER_URL (Redis or RabbitMQ) until stopped."""
+    from newsletter.delivery.worker import run_worker
+
+    settings = _settings()
+    if not settings.broker_url:
+        _fail("set NEWSLETTER_BROKER_URL (redis://… or amqp://…) to run workers", EXIT_USAGE)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo(
+        f"worker: consuming {settings.broker_url.split('@')[-1]}, {threads or settings.send_concurrency} threads"
+    )
+    run_worker(settings, threads=threads, stop=stop)
 
 
 def register(groups) -> None:
     """Add this capability's commands to the ``newsletter`` groups."""
+    for command in (
+        send_command,
+        status_command,
+        pause_command,
+        resume_command,
+        cancel_send_command,
+        test_command,
+    ):
+        groups["issue"].add_command(command)
+    # ``newsletter worker`` is top level: every value of ``groups`` is added to the CLI.
+    groups["worker"] = worker_command

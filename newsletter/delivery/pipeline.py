@@ -682,7 +682,12 @@ def dispatch(
                     log.exception("batch failed")
                     stats.errors.append(f"{type(exc).__name__}: {exc}")
                     try:
-                        _release(rows, retry_after=settings.retry_base_seconds, charge=True, error=f"internal error: {exc}")
+                        _release(
+                            rows,
+                            retry_after=settings.retry_base_seconds,
+                            charge=True,
+                            error=f"internal error: {exc}",
+                        )
                     except Exception:  # noqa: BLE001 - the lease will expire and reclaim them
                         log.exception("cannot release the batch")
                     if failures >= 5:
@@ -823,6 +828,11 @@ class IssueCounts:
         return self.pending + self.sending
 
 
+def issue_id_for(number: int) -> int:
+    with session_scope() as session:
+        return _get_issue(session, number).id
+
+
 def counts_for(settings: Settings, number: int) -> IssueCounts:
     with session_scope() as session:
         issue = _get_issue(session, number)
@@ -870,11 +880,15 @@ def run_pool(
                 )
                 for n in range(settings.send_concurrency)
             ]
-            for future in futures:
-                result = future.result()
-                total.add(result)
-                total.errors += result.errors
-                total.stopped_because = total.stopped_because or result.stopped_because
+            try:
+                for future in futures:
+                    result = future.result()
+                    total.add(result)
+                    total.errors += result.errors
+                    total.stopped_because = total.stopped_because or result.stopped_because
+            except BaseException:
+                stop.set()  # Ctrl-C or a crash in one loop: let the others finish their batch and stop
+                raise
     finally:
         if own:
             transport.close()

@@ -1,0 +1,131 @@
+"""Worker mode: the same ``dispatch`` as Dramatiq actors over Redis or
+RabbitMQ (``NEWSLETTER_BROKER_URL``), for installations that outgrow one
+machine. Use PostgreSQL: claims are ``FOR UPDATE SKIP LOCKED`` so any number
+of workers share the queue without stepping on each other.
+
+``enqueue_send`` puts ``send_concurrency`` messages for an issue on the
+broker; each actor run dispatches for at most ``SLICE_SECONDS`` and then
+re-enqueues itself while rows remain, so a long send is many short,
+retryable jobs and a killed worker loses nothing (Dramatiq redelivers its
+message; the rows it held come back when their lease expires). The last run
+to find nothing open finishes the issue. The send rate is one Redis token
+bucket shared by every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+
+from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+SLICE_SECONDS = 30.0
+ACTOR_NAME = "newsletter.dispatch_issue"
+QUEUE = "newsletter"
+
+
+def make_broker(url: str):
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(url=url)
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url)
+    raise ValueError(f"NEWSLETTER_BROKER_URL must be redis://… or amqp://…, not {url!r}")
+
+
+class Sender:
+    """The broker, the actor and the per-process transport and rate limiter."""
+
+    def __init__(self, settings: Settings, broker=None):
+        from newsletter.delivery.ratelimit import make_limiter
+
+        self.settings = settings
+        self.broker = broker or make_broker(settings.broker_url)
+        dramatiq.set_broker(self.broker)
+        self.stop = threading.Event()
+        self._transport = None
+        self._lock = threading.Lock()
+        self.limiter = make_limiter(settings, shared=True)
+        self.actor = dramatiq.actor(
+            self._dispatch_issue,
+            broker=self.broker,
+            actor_name=ACTOR_NAME,
+            queue_name=QUEUE,
+            max_retries=20,
+            min_backoff=1000,
+            time_limit=int((SLICE_SECONDS + 600) * 1000),
+        )
+
+    def transport(self):
+        from newsletter.delivery.transports import make_transport
+
+        with self._lock:
+            if self._transport is None:
+                self._transport = make_transport(self.settings.transport, self.settings)
+            return self._transport
+
+    def _dispatch_issue(self, issue_id: int, slot: int = 0) -> None:
+        from newsletter.delivery import pipeline
+
+        stats = pipeline.dispatch(
+            self.settings,
+            issue_id=issue_id,
+            worker_id=pipeline.worker_name(f"dq{slot}"),
+            stop=self.stop,
+            transport=self.transport(),
+            limiter=self.limiter,
+            wait=True,
+            max_seconds=SLICE_SECONDS,
+        )
+        if stats.stopped_because == "done":
+            pipeline.finish_issue(self.settings, issue_id)
+        elif stats.stopped_because in ("time", "waiting") or self.stop.is_set():
+            self.actor.send(issue_id, slot)  # continue in a fresh job
+        log.info("issue id %s slot %s: %s (%s sent)", issue_id, slot, stats.stopped_because, stats.sent)
+
+    def enqueue_send(self, issue_id: int) -> None:
+        for slot in range(self.settings.send_concurrency):
+            self.actor.send(issue_id, slot)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self._transport is not None:
+            self._transport.close()
+
+
+_sender: Sender | None = None
+
+
+def get_sender(settings: Settings, broker=None) -> Sender:
+    global _sender
+    if _sender is None or _sender.settings is not settings:
+        _sender = Sender(settings, broker)
+    return _sender
+
+
+def run_worker(
+    settings: Settings, *, threads: int | None = None, stop: threading.Event | None = None, broker=None
+) -> None:
+    """``newsletter worker``: consume until ``stop`` (SIGINT/SIGTERM in the CLI)."""
+    from dramatiq import Worker
+
+    from newsletter.delivery import pipeline
+
+    sender = get_sender(settings, broker)
+    worker = Worker(sender.broker, queues={QUEUE}, worker_threads=threads or settings.send_concurrency)
+    worker.start()
+    try:
+        for number in pipeline.resume_unfinished(settings):
+            sender.enqueue_send(pipeline.issue_id_for(number))
+        (stop or threading.Event()).wait()
+    finally:
+        sender.stop.set()
+        worker.stop()
+        sender.close()

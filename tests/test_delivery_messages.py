@@ -1,0 +1,194 @@
+"""Issue emails: headers, encoding, injection, DKIM (verified by dkimpy)."""
+
+from __future__ import annotations
+
+import email
+from email.policy import default as default_policy
+from types import SimpleNamespace
+
+import dkim
+import pytest
+
+from newsletter.delivery.dkim import DkimSigner, generate_key
+from newsletter.delivery.messages import build_issue_message
+from newsletter.delivery.mime import HeaderInjectionError
+from newsletter.delivery.transports import OutgoingMessage, make_transport
+from newsletter.rendering.personalise import Personalised
+
+
+def personalised(subject="Issue 045: AI Ethics and Data 2026", token="7.abc"):
+    return Personalised(
+        subject=subject,
+        html=f'<p>Hello</p><a href="https://news.example.org/unsubscribe/{token}">Unsubscribe</a>',
+        text=f"Hello\n\nUnsubscribe: https://news.example.org/unsubscribe/{token}\n",
+        unsubscribe_url=f"https://news.example.org/unsubscribe/{token}",
+        preferences_url=f"https://news.example.org/preferences/{token}",
+    )
+
+
+def issue(number=45):
+    from datetime import UTC, datetime
+
+    return SimpleNamespace(id=3, number=number, frozen_at=datetime(2026, 1, 5, tzinfo=UTC))
+
+
+def parse(raw: bytes):
+    return email.message_from_bytes(raw, policy=default_policy)
+
+
+def test_issue_message_carries_every_bulk_header(make_settings):
+    settings = make_settings(
+        base_url="https://news.example.org", bounce_return_path="bounces+{token}@example.org"
+    )
+    delivery = SimpleNamespace(id=7, email="ada@example.org", name="Ada Lovelace")
+    message = build_issue_message(settings, personalised(), delivery=delivery, issue=issue())
+    parsed = parse(message.as_bytes())
+    assert parsed["From"] == "GET THE SIGNAL <signal@example.org>"
+    assert parsed["To"] == "Ada Lovelace <ada@example.org>"
+    assert parsed["Subject"] == "Issue 045: AI Ethics and Data 2026"
+    assert parsed["Date"] and parsed["Message-ID"].startswith("<gts.3.7.")
+    assert parsed["List-Id"] == "GET THE SIGNAL <get-the-signal.news.example.org>"
+    unsubscribe = parsed["List-Unsubscribe"]
+    assert "<https://news.example.org/unsubscribe/7.abc>" in unsubscribe
+    assert "<mailto:signal@example.org?subject=unsubscribe%207.abc>" in unsubscribe
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["Feedback-ID"] == "issue45:issue:get-the-signal.news.example.org:gts"
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert "unsubscribe/7.abc" in parsed.get_body(("plain",)).get_content()
+    # VERP: the envelope sender names the delivery through a signed token
+    assert message.return_path.startswith("bounces+7.") and message.return_path.endswith("@example.org")
+
+
+def test_message_id_is_stable_per_delivery_and_unique_across_deliveries(make_settings):
+    settings = make_settings()
+    one = build_issue_message(
+        settings, personalised(), delivery=SimpleNamespace(id=1, email="a@example.org"), issue=issue()
+    )
+    again = build_issue_message(
+        settings, personalised(), delivery=SimpleNamespace(id=1, email="a@example.org"), issue=issue()
+    )
+    two = build_issue_message(
+        settings, personalised(), delivery=SimpleNamespace(id=2, email="b@example.org"), issue=issue()
+    )
+    assert one.message_id == again.message_id != two.message_id
+
+
+def test_non_ascii_subject_and_names_are_rfc2047_and_round_trip(make_settings):
+    settings = make_settings(mail_from="Zoë’s Signal <signal@example.org>")
+    delivery = SimpleNamespace(id=1, email="jose@example.org", name="José Ñúñez, Jr.")
+    message = build_issue_message(
+        settings, personalised(subject="Grüße — KI & Ethik 2026 ✓" * 3), delivery=delivery, issue=issue()
+    )
+    raw = message.as_bytes()
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert b"=?utf-8?" in head
+    parsed = parse(raw)
+    assert parsed["Subject"] == "Grüße — KI & Ethik 2026 ✓" * 3
+    assert parsed["To"].addresses[0].display_name == "José Ñúñez, Jr."
+    assert parsed["From"].addresses[0].display_name == "Zoë’s Signal"
+    assert parsed["List-Id"].endswith("<get-the-signal.localhost>")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", "Hi\r\nBcc: victim@example.org"),
+        ("subject", "Hi\nBcc: victim@example.org"),
+        ("to_name", "Eve\rBcc: victim@example.org"),
+        ("to", "eve@example.org\r\nBcc: victim@example.org"),
+        ("sender", "S <s@example.org>\nBcc: victim@example.org"),
+    ],
+)
+def test_header_injection_is_impossible(field, value):
+    values = dict(sender="S <s@example.org>", to="a@example.org", subject="hello", text="x")
+    values[field] = value
+    with pytest.raises((HeaderInjectionError, ValueError)):
+        OutgoingMessage(**values).as_bytes()
+
+
+def test_hostile_header_names_and_values_are_refused():
+    for headers in ({"X-Evil\r\nBcc": "x"}, {"X-Evil: y": "x"}, {"List-Id": "a\r\n\r\n<body>"}):
+        message = OutgoingMessage(
+            sender="S <s@example.org>", to="a@example.org", subject="s", text="x", headers=headers
+        )
+        with pytest.raises(HeaderInjectionError):
+            message.as_bytes()
+
+
+def test_bodies_survive_quoted_printable_exactly():
+    text = "Line with trailing space \n.leading dot\n" + "x" * 300 + "\nünïcödé = sign\r\nend"
+    html = '<p style="a:b">' + "long " * 100 + "=3D</p>"
+    parsed = parse(
+        OutgoingMessage(
+            sender="S <s@example.org>", to="a@example.org", subject="s", text=text, html=html
+        ).as_bytes()
+    )
+    plain = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert plain.rstrip("\n") == text.replace("\r\n", "\n")
+    assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == html
+
+
+@pytest.fixture
+def dkim_key(tmp_path):
+    path = tmp_path / "dkim.pem"
+    record = generate_key(path)
+    return path, record.encode()
+
+
+def test_dkim_signature_verifies_and_covers_the_list_headers(make_settings, dkim_key):
+    path, record = dkim_key
+    settings = make_settings(dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(path))
+    message = build_issue_message(
+        settings,
+        personalised(subject="Grüße"),
+        delivery=SimpleNamespace(id=9, email="a@example.org", name="Zoë"),
+        issue=issue(),
+    )
+    signed = message.signed_bytes(DkimSigner.from_settings(settings))
+
+    def dns(name, timeout=5):
+        assert name == b"gts._domainkey.example.org."
+        return record
+
+    assert dkim.verify(signed, dnsfunc=dns)
+    signature = parse(signed)["DKIM-Signature"]
+    tags = dict(part.strip().split("=", 1) for part in signature.split(";"))
+    covered = {h.strip().lower() for h in tags["h"].split(":")}
+    for header in (
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ):
+        assert header in covered
+    # tampering with the unsubscribe target breaks the signature
+    tampered = signed.replace(b"unsubscribe/7.abc>", b"unsubscribe/8.abc>", 1)
+    assert tampered != signed and not dkim.verify(tampered, dnsfunc=dns)
+    # adding a second List-Unsubscribe after signing breaks it too (over-signed)
+    added = signed.replace(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example/>\r\n\r\n", 1)
+    assert not dkim.verify(added, dnsfunc=dns)
+
+
+def test_smtp_transport_signs_with_dkim(make_settings, dkim_key, smtp_server):
+    path, record = dkim_key
+    settings = make_settings(
+        transport=smtp_server.dsn, dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(path)
+    )
+    transport = make_transport(settings.transport, settings)
+    message = build_issue_message(
+        settings, personalised(), delivery=SimpleNamespace(id=1, email="a@example.org"), issue=issue()
+    )
+    [result] = transport.send([message])
+    transport.close()
+    assert result.ok
+    [received] = smtp_server.wait_for(1)
+    assert dkim.verify(
+        received.data.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n"), dnsfunc=lambda *a, **k: record
+    )
