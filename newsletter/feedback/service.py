@@ -114,8 +114,14 @@ def _already(session: Session, kind: str, delivery: Delivery | None) -> bool:
     webhook and by the DSN mailbox counts once."""
     if delivery is None or delivery.id is None:
         return False
+    # filtered by the (indexed) subscriber first: a reader has few events
     return (
-        session.exec(select(Event.id).where(Event.kind == kind, Event.delivery_id == delivery.id)).first() is not None
+        session.exec(
+            select(Event.id).where(
+                Event.subscriber_id == delivery.subscriber_id, Event.kind == kind, Event.delivery_id == delivery.id
+            )
+        ).first()
+        is not None
     )
 
 
