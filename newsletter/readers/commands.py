@@ -6,11 +6,13 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from newsletter.models import SUBSCRIBER_STATUSES
 
 
 @click.command("import")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--pending", is_flag=True, help="Send each new reader a confirmation email (double opt-in) instead of importing them active.")
 def import_command(file: str, pending: bool):
@@ -39,6 +41,7 @@ def import_command(file: str, pending: bool):
 
 
 @click.command("export")
+@with_appcontext
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only readers with this status.")
 def export_command(status: str | None):
     """Write all readers as CSV to stdout (with a status column)."""
