@@ -105,6 +105,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
+    send_lease_seconds: int = 120  # a dead sender's claimed rows return to the queue after this (delivery)
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
