@@ -122,3 +122,35 @@ def test_rewrite_links_only_touches_article_links(counting, make_settings):
     text = f"Read: {ARTICLE}\nUnsubscribe: %%GTS_UNSUBSCRIBE_URL%%\n"
     rewritten = clicks.rewrite_text_links(text, settings, issue)
     assert clicks.click_url(settings, issue, ARTICLE) in rewritten and "%%GTS_UNSUBSCRIBE_URL%%" in rewritten
+
+
+def test_sent_issue_carries_counting_links_and_personal_links_untouched(make_app, smtp_server):
+    from newsletter.delivery.pipeline import send_issue
+    from newsletter.feedback.stats import issue_outcomes
+    from tests.delivery_fixtures import add_subscribers
+    from tests.delivery_fixtures import make_issue as make_full_issue
+
+    app = make_app(click_counts="aggregate", transport=smtp_server.dsn)
+    settings = app.extensions["signal_settings"]
+    add_subscribers(settings, 2)
+    issue = make_full_issue(settings, 1)
+    send_issue(settings, 1)
+    mails = smtp_server.wait_for(2)
+    client = app.test_client()
+    hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', mails[0].html)]
+    counting = [h for h in hrefs if h.startswith(f"{settings.base_url}/c/{issue}/")]
+    assert len(counting) >= 4  # the four articles, at least
+    assert any("/unsubscribe/" in h for h in hrefs)  # personal links are left as they are
+    assert not any("/unsubscribe/" in h or "/preferences/" in h for h in counting)
+    # both readers got the same counting links: nothing in them tells readers apart
+    assert counting == [h for h in (html.unescape(x) for x in re.findall(r'href="([^"]*)"', mails[1].html))
+                        if h.startswith(f"{settings.base_url}/c/")]
+    destinations = [parse_qs(urlsplit(h).query)["u"][0] for h in counting]
+    articles = {f"https://example.org/{slug}/1/{n}" for slug in ("agents", "safety") for n in (0, 1)}
+    assert articles <= set(destinations)
+    article_link = counting[destinations.index("https://example.org/agents/1/0")]
+    first = client.get(path_of(article_link))
+    assert first.status_code == 302 and first.headers["Location"] == "https://example.org/agents/1/0"
+    assert any(f"{settings.base_url}/c/{issue}/" in link for link in mails[0].links())  # the text part too
+    with db.session_scope() as s:
+        assert issue_outcomes(s, issue)["clicks"] == 1

@@ -112,3 +112,12 @@ def count_click(session: Session, issue_id: int, url: str) -> None:
             session.add(ClickCount(issue_id=issue_id, url_hash=digest, url=url, count=1))
     except IntegrityError:  # another click created it first
         session.exec(bump)
+
+
+def apply_click_counts(render, settings: Settings):
+    """Rewrite one frozen ``IssueRender`` (html and text) in place when click
+    counts are on; called by the rendering step when it freezes a variant."""
+    if enabled(settings) and render.issue_id is not None:
+        render.html = rewrite_links(render.html, settings, render.issue_id)
+        render.text = rewrite_text_links(render.text, settings, render.issue_id)
+    return render

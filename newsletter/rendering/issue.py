@@ -17,9 +17,10 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.config import Settings
+from newsletter.feedback.clicks import apply_click_counts
 from newsletter.models import Issue, IssueRender, Subscriber
 from newsletter.rendering.compiled import render_html, render_text
-from newsletter.rendering.view import build_view, issue_sections
+from newsletter.rendering.view import IssueView, build_view, issue_sections
 
 __all__ = ["variant_for", "issue_sections", "render_variant", "freeze_issue", "ensure_variant", "variants_needed"]
 
@@ -37,7 +38,11 @@ def variant_for(topics: str, sections: list[str]) -> str:
 
 def render_variant(session: Session, issue: Issue, variant: str, settings: Settings) -> IssueRender:
     """Compile one variant (unsaved IssueRender; the caller decides whether to keep it)."""
-    view = build_view(session, issue, settings, variant)
+    return render_view(issue, build_view(session, issue, settings, variant), variant)
+
+
+def render_view(issue: Issue, view: IssueView, variant: str) -> IssueRender:
+    """Compile a prepared view: fragment filling for HTML, Jinja for text (no MJML, no database)."""
     return IssueRender(
         issue_id=issue.id,
         variant=variant,
@@ -62,7 +67,7 @@ def freeze_issue(session: Session, issue: Issue, settings: Settings) -> dict[str
     """
     renders = {r.variant: r for r in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all()}
     for variant in sorted(variants_needed(session, issue) - renders.keys()):
-        render = render_variant(session, issue, variant, settings)
+        render = apply_click_counts(render_variant(session, issue, variant, settings), settings)
         session.add(render)
         renders[variant] = render
     session.flush()
@@ -80,7 +85,7 @@ def ensure_variant(session: Session, issue: Issue, variant: str, settings: Setti
     ).first()
     if existing is not None:
         return existing
-    render = render_variant(session, issue, variant, settings)
+    render = apply_click_counts(render_variant(session, issue, variant, settings), settings)
     try:
         with session.begin_nested():
             session.add(render)
