@@ -504,3 +504,15 @@ def test_event_for_unknown_message_falls_back_to_the_address(mailgun):
     with db.session_scope() as s:
         assert s.get(Subscriber, sid).status == "bounced"
     assert events() == [("bounce_hard", "mailgun", None, None)]
+
+
+def test_old_replay_tokens_are_pruned(mailgun, people):
+    from newsletter.feedback.webhooks import prune_replays
+
+    assert mailgun.post("/webhooks/mailgun", json=mg_payload(mg_failed("temporary", "bob@example.org",
+                                                                       "msg-1"))).status_code == 200
+    assert prune_replays() == 0  # still fresh
+    clock.advance(timedelta(days=8))
+    assert prune_replays() == 1
+    with db.session_scope() as s:
+        assert s.exec(select(func.count(WebhookReplay.id))).one() == 0

@@ -11,12 +11,16 @@ failing request changes nothing.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from newsletter import db
+from newsletter import clock, db
 from newsletter.config import Settings
 from newsletter.feedback import service
 from newsletter.feedback.webhooks import mailgun, postmark, resend, sendgrid, ses
@@ -32,6 +36,12 @@ PROVIDERS = {
     "ses": ses,
     "resend": resend,
 }
+
+
+REPLAY_KEEP = timedelta(days=7)  # far longer than any accepted timestamp window
+_PRUNE_EVERY = 600.0
+_pruned_at = 0.0
+_prune_lock = threading.Lock()
 
 
 @dataclass
@@ -59,6 +69,22 @@ def _claim(session, provider: str, token: str) -> None:
         raise WebhookRefused(403, "replayed request")
     session.add(WebhookReplay(provider=provider, token=token[:200]))
     session.flush()
+
+
+def prune_replays(older_than: timedelta = REPLAY_KEEP) -> int:
+    """Forget replay tokens older than any timestamp we would still accept."""
+    with db.session_scope() as session:
+        return session.execute(delete(WebhookReplay).where(WebhookReplay.created_at < clock.now() - older_than)).rowcount
+
+
+def _maybe_prune() -> None:
+    """At most every ten minutes per process, so the table stays small without a job."""
+    global _pruned_at
+    with _prune_lock:
+        if time.monotonic() - _pruned_at < _PRUNE_EVERY:
+            return
+        _pruned_at = time.monotonic()
+    prune_replays()
 
 
 def _confirm(fetch, url: str) -> None:
@@ -97,6 +123,7 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
     except IntegrityError:  # two deliveries of the same replay token raced
         log.warning("webhook %s refused: replay race", provider)
         return WebhookResult(403, {"error": "refused", "message": "replayed request"})
+    _maybe_prune()
     return WebhookResult(200, {"ok": True, **summary})
 
 
@@ -110,4 +137,4 @@ def _apply(session, settings, provider, item):
                                  hard=item.kind == HARD, detail=item.detail)
 
 
-__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "default_fetch", "handle"]
+__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "default_fetch", "handle", "prune_replays"]
