@@ -516,3 +516,34 @@ def test_old_replay_tokens_are_pruned(mailgun, people):
     assert prune_replays() == 1
     with db.session_scope() as s:
         assert s.exec(select(func.count(WebhookReplay.id))).one() == 0
+
+
+def test_signed_but_malformed_payloads_never_error(postmark, sendgrid, sendgrid_key, mailgun, resend, ses, sns_key,
+                                                    people):
+    before = snapshot()
+    stamp = str(int(NOW.timestamp()))
+    # Postmark: not one record
+    assert postmark.post("/webhooks/postmark", json=[pm_bounce()], headers=basic("pm-hook", "s3cret-pw")).status_code == 400
+    # SendGrid: an object instead of a list; a list of junk (ignored)
+    for body, status in ((b"{}", 400), (b'[1, "x", null, {"event": 42}]', 200), (b"\xff\xfe", 400)):
+        r = sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, stamp))
+        assert r.status_code == status, body
+    # Mailgun: signature of the wrong shape; event-data of the wrong shape (ignored)
+    assert mailgun.post("/webhooks/mailgun", json={"signature": "abc"}).status_code == 401
+    assert mailgun.post("/webhooks/mailgun", json=mg_payload(["not", "a", "dict"])).status_code == 200
+    # Resend: signed non-JSON
+    body = b"not json"
+    assert resend.post("/webhooks/resend", data=body, headers=svix_headers(body)).status_code == 400
+    # SES: a signed notification whose Message is not JSON (ignored); an unknown Type
+    client, _ = ses
+    assert post_sns(client, sns_sign(sns_key[0], sns_notification({}, Message="plain text"))).status_code == 200
+    weird = sns_sign(sns_key[0], sns_notification({}))
+    weird["Type"] = "Surprise"
+    assert post_sns(client, weird).status_code == 400
+    assert snapshot()[:3] == before[:3]  # readers, suppressions and events untouched
+    # hostile values are stored short and on one line
+    long_detail = {**pm_bounce(), "ID": 77, "Details": "x\r\nInjected: header\r\n" + "y" * 5000}
+    assert postmark.post("/webhooks/postmark", json=long_detail, headers=basic("pm-hook", "s3cret-pw")).status_code == 200
+    with db.session_scope() as s:
+        detail = s.exec(select(Event.detail).where(Event.kind == "bounce_hard")).one()
+    assert "\n" not in detail and "\r" not in detail and len(detail) <= 300
