@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -171,19 +171,37 @@ def _record_consent(subscriber: Subscriber, settings, source: str, consent_text:
     subscriber.consent_ip = (ip or None) if settings.store_ip else None
 
 
+def _new_reader(settings, c: Candidate, *, source: str, consent_text: str, ip: str | None,
+                double_opt_in: bool) -> dict:
+    """The row of a reader we have never seen (every column, so the CSV
+    import can insert many at once without building ORM objects)."""
+    now = clock.now()
+    return dict(
+        email=c.email,
+        email_hash=email_hash(c.email),
+        name=c.name or "",
+        topics=c.topics or "",
+        status="pending" if double_opt_in else "active",
+        created_at=now,
+        updated_at=now,
+        confirmed_at=None,
+        unsubscribed_at=None,
+        consent_source=source,
+        consent_at=now,
+        consent_text=consent_text,
+        consent_ip=(ip or None) if settings.store_ip else None,
+        confirm_sent_at=None,
+        confirm_sent_count=0,
+    )
+
+
 def _apply(session: Session, settings, existing: Subscriber | None, c: Candidate, *, source: str,
            consent_text: str, ip: str | None, double_opt_in: bool) -> tuple[str, Subscriber | None, bool]:
     """The rules for adding one reader: (result, subscriber, needs a confirmation mail)."""
     now = clock.now()
     if existing is None:
-        sub = Subscriber(
-            email=c.email,
-            email_hash=email_hash(c.email),
-            name=c.name or "",
-            topics=c.topics or "",
-            status="pending" if double_opt_in else "active",
-        )
-        _record_consent(sub, settings, source, consent_text, ip)
+        sub = Subscriber(**_new_reader(settings, c, source=source, consent_text=consent_text, ip=ip,
+                                       double_opt_in=double_opt_in))
         session.add(sub)
         session.flush()
         session.add(Event(kind="subscribe", subscriber_id=sub.id, detail=source))
@@ -297,31 +315,55 @@ def subscribe(settings, *, email, name="", topics=(), source="form", consent_tex
 def subscribe_batch(settings, candidates: list[Candidate], *, source="import", consent_text="",
                     double_opt_in=False, transport: Transport | None = None) -> list[tuple[Candidate, str]]:
     """Apply the same rules as ``subscribe`` to many validated candidates in
-    one transaction (the CSV import): two IN queries instead of two per row."""
+    one transaction (the CSV import): two IN queries to look them up, and one
+    multi-row INSERT for the new readers and their events."""
     mails: list[tuple[int, str, str]] = []
     results: list[tuple[Candidate, str]] = []
+    now = clock.now()
     with session_scope() as session:
-        hashes = {email_hash(c.email): c.email for c in candidates}
-        suppressed = set(session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))).all())
+        hashes = [email_hash(c.email) for c in candidates]
+        suppressed = set(session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))).all())
         existing = {
             s.email: s
             for s in session.exec(select(Subscriber).where(Subscriber.email.in_([c.email for c in candidates]))).all()
         }
-        for c in candidates:
-            if email_hash(c.email) in suppressed:
+        new_rows: dict[str, dict] = {}
+        for c, digest in zip(candidates, hashes, strict=True):
+            if digest in suppressed:
                 results.append((c, "suppressed"))
-                continue
-            result, sub, wants_mail = _apply(
-                session, settings, existing.get(c.email), c, source=source, consent_text=consent_text, ip=None,
-                double_opt_in=double_opt_in,
+            elif c.email in new_rows:  # twice in one batch: the later line wins, as on re-import
+                row = new_rows[c.email]
+                row["name"] = c.name or row["name"]
+                row["topics"] = c.topics or row["topics"]
+                results.append((c, "updated"))
+            elif c.email not in existing:
+                row = _new_reader(settings, c, source=source, consent_text=consent_text, ip=None,
+                                  double_opt_in=double_opt_in)
+                if double_opt_in:  # a brand-new row: the first mail of its window, no race possible
+                    row.update(confirm_sent_at=now, confirm_sent_count=1)
+                new_rows[c.email] = row
+                results.append((c, "created"))
+            else:
+                result, sub, wants_mail = _apply(
+                    session, settings, existing[c.email], c, source=source, consent_text=consent_text, ip=None,
+                    double_opt_in=double_opt_in,
+                )
+                if wants_mail:
+                    if _reserve_confirmation(session, settings, sub.id):
+                        mails.append((sub.id, sub.email, sub.name))
+                    else:
+                        result = "capped"
+                results.append((c, result))
+        if new_rows:
+            session.execute(insert(Subscriber), list(new_rows.values()))
+            ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(list(new_rows)))).all())
+            session.execute(
+                insert(Event),
+                [dict(kind="subscribe", created_at=now, subscriber_id=ids[e], issue_id=None, delivery_id=None,
+                      provider="", detail=source) for e in new_rows],
             )
-            existing[c.email] = sub
-            if wants_mail:
-                if _reserve_confirmation(session, settings, sub.id):
-                    mails.append((sub.id, sub.email, sub.name))
-                else:
-                    result = "capped"
-            results.append((c, result))
+            if double_opt_in:
+                mails.extend((ids[e], e, row["name"]) for e, row in new_rows.items())
     for subscriber_id, address, name in mails:
         send_confirmation(settings, subscriber_id, address, name, transport=transport)
     return results
