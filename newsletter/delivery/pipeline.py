@@ -58,7 +58,6 @@ X = Suppression.__table__
 I = Issue.__table__  # noqa: E741
 
 STARTABLE = ("approved", "scheduled")
-LEASE_SECONDS = 120  # renewed every LEASE_SECONDS/3 by the heartbeat while a worker lives
 MAX_BACKOFF = 6 * 3600
 OPEN_STATUSES = ("pending", "sending")
 
@@ -173,7 +172,14 @@ def fan_out(session, issue_id: int) -> int:
         )
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
-    return session.execute(statement).rowcount or 0
+    inserted = session.connection().execute(statement).rowcount
+    if inserted is None or inserted < 0:  # some drivers do not report it for INSERT … SELECT
+        before = inserted
+        inserted = session.execute(
+            select(func.count()).where(D.c.issue_id == issue_id, D.c.updated_at == now)
+        ).scalar()
+        log.debug("rowcount %s; counted %s", before, inserted)
+    return inserted
 
 
 # --- start ------------------------------------------------------------------------
@@ -200,7 +206,8 @@ def start_send(settings: Settings, number: int) -> Issue:
             )
         freeze_issue(session, issue, settings)
         session.flush()
-        recipients = fan_out(session, issue.id)
+        fan_out(session, issue.id)
+        recipients = session.execute(select(func.count()).where(D.c.issue_id == issue.id)).scalar()
         session.execute(update(I).where(I.c.id == issue.id).values(recipients=recipients))
         session.refresh(issue)
     log.info("issue %s: sending to %s recipients", number, recipients)
@@ -243,13 +250,19 @@ def reclaim_expired_leases(settings: Settings, issue_id: int | None = None) -> i
     return (back or 0) + (failed or 0)
 
 
-def renew_leases(worker_id: str) -> None:
+def lease_seconds(settings: Settings) -> int:
+    """How long a claim holds (``NEWSLETTER_SEND_LEASE_SECONDS``); the heartbeat
+    renews it every third of that while the worker lives."""
+    return max(2, settings.send_lease_seconds)
+
+
+def renew_leases(settings: Settings, worker_id: str) -> None:
     now = clock.now()
     with session_scope() as session:
         session.execute(
             update(D)
             .where(D.c.issue_id.in_(_sending_issues()), D.c.status == "sending", D.c.lease_owner == worker_id)
-            .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            .values(lease_until=now + timedelta(seconds=lease_seconds(settings)))
         )
 
 
@@ -275,7 +288,7 @@ def claim_batch(settings: Settings, worker_id: str, size: int, issue_id: int | N
         .values(
             status="sending",
             lease_owner=worker_id,
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+            lease_until=now + timedelta(seconds=lease_seconds(settings)),
             attempts=D.c.attempts + 1,
             updated_at=now,
         )
@@ -585,15 +598,15 @@ def process_batch(
 class _Heartbeat:
     """Renews this worker's leases while it lives (a thread per worker)."""
 
-    def __init__(self, worker_id: str, stop: threading.Event):
-        self.worker_id, self.stop = worker_id, stop
+    def __init__(self, settings: Settings, worker_id: str, stop: threading.Event):
+        self.settings, self.worker_id, self.stop = settings, worker_id, stop
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"lease-{worker_id}", daemon=True)
 
     def _run(self):
-        while not (self.done.wait(LEASE_SECONDS / 3) or self.stop.is_set()):
+        while not (self.done.wait(lease_seconds(self.settings) / 3) or self.stop.is_set()):
             try:
-                renew_leases(self.worker_id)
+                renew_leases(self.settings, self.worker_id)
             except Exception:  # noqa: BLE001 - a missed renewal only risks a duplicate
                 log.exception("lease renewal failed")
 
@@ -640,7 +653,7 @@ def dispatch(
     started = time.monotonic()
     failures = 0
     try:
-        with _Heartbeat(worker_id, stop):
+        with _Heartbeat(settings, worker_id, stop):
             while not stop.is_set():
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     stats.stopped_because = "time"
@@ -650,7 +663,8 @@ def dispatch(
                     if issue_id is not None and issue_status(issue_id) != "sending":
                         stats.stopped_because = issue_status(issue_id) or "gone"
                         break
-                    reclaim_expired_leases(settings, issue_id)
+                    if reclaim_expired_leases(settings, issue_id):
+                        continue
                     if not open_rows(issue_id):
                         stats.stopped_because = "done"
                         break
