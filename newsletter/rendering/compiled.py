@@ -4,8 +4,8 @@ mjml-python needs ~100 ms for a 30-article issue, far over the 20 ms a
 variant may cost. An MJML section compiles to a self-contained block of
 HTML (mjml-python does not merge Outlook conditionals across sections), so
 the template is rendered once with *sentinel* values, compiled once, and cut
-at ``mark()`` points into fragments: head+header+intro, section header,
-card, card with image, footer. A variant is then a string assembly: each
+at ``mark()`` points into fragments: head+header+intro, section start,
+card, card with image, section end, footer. A variant is then a string assembly: each
 fragment is pre-split at its sentinels and filled with escaped values.
 
 This is also *more* correct than compiling real values: mjml-python decodes
@@ -35,7 +35,7 @@ TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
 ISSUE_FIELDS = ("title", "preheader", "label", "theme", "intro_html", "web_url", "postal_address")
 CARD_FIELDS = ("title", "url", "synopsis_html", "meta", "image_url", "image_alt")
-MARKS = ("section", "card", "card_image", "footer")
+MARKS = ("section", "card", "card_image", "section_end", "footer")
 _MARK = re.compile(r"@@GTSMARK:(\w+)@@")
 _SENTINEL = re.compile(r"@@GTS:(\w+\.\w+)@@")
 # mjml-python joins the Outlook conditionals of adjacent sections; fragments
@@ -97,6 +97,7 @@ class Skeleton:
     section: _Fragment
     card: _Fragment
     card_image: _Fragment
+    section_end: _Fragment
     footer: _Fragment
 
 
@@ -127,8 +128,7 @@ def skeleton() -> Skeleton:
     found = tuple(pieces[1::2])
     if found != MARKS:
         raise RuntimeError(f"{TEMPLATE}: expected marks {MARKS}, found {found}")
-    head, section_html, card_html, card_image_html, footer = pieces[0::2]
-    built = Skeleton(*(_Fragment(h) for h in (head, section_html, card_html, card_image_html, footer)))
+    built = Skeleton(*(_Fragment(h) for h in pieces[0::2]))
     _cache.clear()
     _cache[key] = built
     return built
@@ -160,6 +160,7 @@ def render_html(view: IssueView) -> str:
         for card in section.articles:
             fragment = sk.card_image if card.has_image else sk.card
             out.append(fragment.fill(_card_values(card)))
+        out.append(sk.section_end.fill({}))
     out.append(sk.footer.fill(issue_values))
     return _MSO_JOIN.sub("", "".join(out))
 

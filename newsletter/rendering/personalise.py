@@ -10,12 +10,11 @@ dominates ``make_token``'s cost.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
-from dataclasses import dataclass
+from binascii import b2a_base64
 from html import escape
+from typing import NamedTuple
 
 from newsletter import tokens
 from newsletter.config import Settings
@@ -23,11 +22,14 @@ from newsletter.models import IssueRender
 from newsletter.rendering import placeholders
 
 _SPLIT = re.compile(placeholders.PATTERN)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_BLOCK = 64  # SHA-256 block size
 _SLOT = {placeholders.GREETING: 0, placeholders.UNSUBSCRIBE_URL: 1, placeholders.PREFERENCES_URL: 2}
 
 
-@dataclass(frozen=True, slots=True)
-class Personalised:
+class Personalised(NamedTuple):
+    """One reader's message (a tuple: creating it costs next to nothing)."""
+
     subject: str
     html: str
     text: str
@@ -50,20 +52,34 @@ class _Split:
 
 
 class _TokenMaker:
-    """``tokens.make_token(secret, purpose, value)`` without re-deriving the key each time."""
+    """``tokens.make_token(secret, purpose, value)``, byte for byte, at a
+    fraction of the cost. itsdangerous' Signer derives its HMAC key from the
+    secret and salt on every call, then runs HMAC-SHA256 from scratch; here
+    the derived key is computed once and HMAC's inner and outer SHA-256
+    states (RFC 2104: key XOR ipad / opad) are precomputed, so a token is two
+    state copies and two short updates. tests/test_rendering.py checks the
+    tokens equal make_token's and read back with read_token."""
 
-    __slots__ = ("_mac", "_sep")
+    __slots__ = ("_inner", "_outer", "_sep")
 
     def __init__(self, secret: str, purpose: str):
         signer = tokens._signer(secret, purpose)  # the one definition of salt, digest and derivation
-        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha256)
+        key = signer.derive_key()
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._sep = signer.sep.decode("ascii") if isinstance(signer.sep, bytes) else signer.sep
 
     def __call__(self, value) -> str:
         text = str(value)
-        mac = self._mac.copy()
-        mac.update(text.encode("utf-8"))
-        return text + self._sep + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        inner = self._inner.copy()
+        inner.update(text.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        signature = b2a_base64(outer.digest(), newline=False)
+        return text + self._sep + signature.rstrip(b"=").translate(_URLSAFE).decode("ascii")
 
 
 _splits: dict[str, _Split] = {}
@@ -90,22 +106,47 @@ def token_maker(secret: str, purpose: str) -> _TokenMaker:
 
 
 def greeting(name: str) -> str:
-    name = " ".join((name or "").split())
+    if not name:
+        return "Hello,"
+    name = " ".join(name.split())
     return f"Hi {name}," if name else "Hello,"
+
+
+class _Links:
+    """The two per-reader URLs for one (secret, base URL)."""
+
+    __slots__ = ("unsubscribe", "preferences", "unsubscribe_prefix", "preferences_prefix")
+
+    def __init__(self, secret: str, base_url: str):
+        self.unsubscribe = token_maker(secret, "unsubscribe")
+        self.preferences = token_maker(secret, "preferences")
+        self.unsubscribe_prefix = f"{base_url}/unsubscribe/"
+        self.preferences_prefix = f"{base_url}/preferences/"
+
+
+_links: dict[tuple[str, str], _Links] = {}
+
+
+def _links_for(settings: Settings) -> _Links:
+    key = (settings.secret_key, settings.base_url)
+    links = _links.get(key)
+    if links is None:
+        links = _links[key] = _Links(*key)
+    return links
 
 
 def personalise(render: IssueRender, settings: Settings, *, subscriber_id, email: str = "", name: str = "") -> Personalised:
     """The message for one reader: placeholders replaced in the frozen strings."""
-    base = settings.base_url
-    unsubscribe_url = f"{base}/unsubscribe/{token_maker(settings.secret_key, 'unsubscribe')(subscriber_id)}"
-    preferences_url = f"{base}/preferences/{token_maker(settings.secret_key, 'preferences')(subscriber_id)}"
+    links = _links_for(settings)
+    unsubscribe_url = links.unsubscribe_prefix + links.unsubscribe(subscriber_id)
+    preferences_url = links.preferences_prefix + links.preferences(subscriber_id)
     hello = greeting(name)
     return Personalised(
-        subject=render.subject,
-        html=_split(render.html).fill((escape(hello), unsubscribe_url, preferences_url)),
-        text=_split(render.text).fill((hello, unsubscribe_url, preferences_url)),
-        unsubscribe_url=unsubscribe_url,
-        preferences_url=preferences_url,
+        render.subject,
+        _split(render.html).fill((escape(hello), unsubscribe_url, preferences_url)),
+        _split(render.text).fill((hello, unsubscribe_url, preferences_url)),
+        unsubscribe_url,
+        preferences_url,
     )
 
 

@@ -8,7 +8,9 @@ fragments instead of compiling MJML per variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from textwrap import fill
 from urllib.parse import urlsplit
 
 from markupsafe import Markup
@@ -59,6 +61,13 @@ class IssueView:
     def article_count(self) -> int:
         return sum(len(s.articles) for s in self.sections)
 
+    def only(self, variant: str) -> IssueView:
+        """The same issue restricted to a variant's sections (no database work)."""
+        if not variant:
+            return self
+        wanted = set(variant.split(","))
+        return replace(self, sections=[s for s in self.sections if s.slug in wanted])
+
 
 def meta_line(article: Article) -> str:
     """"By Ana Lee · 6 min read · example.com" — never empty (the host is always known)."""
@@ -73,6 +82,14 @@ def meta_line(article: Article) -> str:
     return " · ".join(parts)
 
 
+@lru_cache(maxsize=4096)
+def plain_text(fragment: str, width: int = 72) -> str:
+    """Sanitised HTML → wrapped plain text for the text part (cached: the same
+    synopsis is rendered once per variant)."""
+    paragraphs = html_to_text(fragment).split("\n")
+    return "\n".join(fill(p, width, break_long_words=False, break_on_hyphens=False) if p else "" for p in paragraphs)
+
+
 def card_view(article: Article) -> CardView:
     show_image = is_https(article.image_url) and bool((article.image_alt or "").strip())
     synopsis_html = article.synopsis_html or markdown_to_html(article.synopsis)
@@ -80,7 +97,7 @@ def card_view(article: Article) -> CardView:
         title=neutralise(article.title),
         url=article.url,
         synopsis_html=Markup(synopsis_html),
-        synopsis_text=html_to_text(synopsis_html),
+        synopsis_text=plain_text(synopsis_html),
         meta=meta_line(article),
         image_url=article.image_url if show_image else "",
         image_alt=neutralise(article.image_alt) if show_image else "",
@@ -107,6 +124,8 @@ def web_url(settings: Settings, number: int) -> str:
 def build_view(session: Session, issue: Issue, settings: Settings, variant: str = "") -> IssueView:
     """The view of ``issue`` for ``variant`` (sorted section slugs; "" = all sections)."""
     wanted = set(variant.split(",")) if variant else None
+    if wanted is not None and not wanted & set(issue_sections(session, issue)):
+        wanted = None  # never an empty email: fall back to every section
     rows = session.exec(
         select(IssueArticle, Article)
         .join(Article, Article.id == IssueArticle.article_id)
@@ -133,7 +152,7 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         subject=neutralise(issue.subject) or title,
         preheader=neutralise(issue.preheader),
         intro_html=Markup(intro_html),
-        intro_text=html_to_text(intro_html),
+        intro_text=plain_text(intro_html),
         web_url=web_url(settings, issue.number),
         postal_address=neutralise(settings.postal_address),
         sections=list(by_slug.values()),
