@@ -9,12 +9,23 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 
+def nice_ceiling(value: int) -> int:
+    """The next 2, 4, 6, 8 or 10 × 10^n at or above ``value``: an even top,
+    so the half-way tick is a whole number too."""
+    magnitude = 1
+    while True:
+        for step in (2, 4, 6, 8, 10):
+            if step * magnitude >= value:
+                return step * magnitude
+        magnitude *= 10
+
+
 def line_chart(points: list[tuple[str, int]], *, width: int = 640, height: int = 200, title: str = "") -> Markup:
     """Render labelled values as an accessible SVG line with a filled area."""
-    pad_l, pad_r, pad_t, pad_b = 44, 12, 14, 28
+    pad_l, pad_r, pad_t, pad_b = 44, 28, 14, 28
     inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
     values = [v for _, v in points] or [0]
-    top = max(values) or 1
+    top = nice_ceiling(max(values))
     step = inner_w / max(1, len(points) - 1)
 
     def xy(i: int, v: int) -> tuple[float, float]:

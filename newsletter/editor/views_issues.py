@@ -52,11 +52,18 @@ def _topics_arg(section_slugs: list[str]) -> str | None:
     return ",".join(chosen) or None
 
 
+def _refusals() -> tuple[type[BaseException], ...]:
+    """Exceptions by which services refuse an action (state, input): shown, not logged."""
+    from newsletter.delivery.pipeline import DeliveryError
+
+    return (ValueError, LookupError, DeliveryError)
+
+
 def _act(number: int, what: str, call) -> None:
     """Run one state change, flashing its outcome (refusals are shown, not raised)."""
     try:
         call()
-    except (ValueError, LookupError, RuntimeError) as exc:
+    except _refusals() as exc:
         flash(f"Could not {what}: {exc}", "error")
         return
     except Exception as exc:  # noqa: BLE001 - the editor sees a message; the log keeps the trace
@@ -303,7 +310,7 @@ def issue_send(number: int):
         else:
             try:
                 start_send(settings(), number)
-            except Exception as exc:  # noqa: BLE001 - AlreadySending, wrong status: shown to the editor
+            except _refusals() as exc:  # AlreadySending, NotSendable: shown to the editor
                 flash(f"Not sent: {exc}", "error")
                 return _back(number)
             flash(f"Issue {number:03d} is sending.", "success")

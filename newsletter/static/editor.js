@@ -58,7 +58,8 @@
     all(".frame-wrap iframe").forEach(function (frame) {
       try {
         var doc = frame.contentDocument;
-        if (doc && doc.documentElement) {
+        if (doc && doc.body) {
+          frame.style.height = "400px";  /* shrink first: scrollHeight never goes below the frame */
           frame.style.height = Math.max(400, doc.documentElement.scrollHeight + 8) + "px";
         }
       } catch (e) { /* cross-origin sandbox: keep the CSS height */ }
