@@ -208,6 +208,11 @@ def autoreply(envelope_to: str) -> bytes:
             f"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n").encode()
 
 
+BROKEN = (b"From: x@example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"Q\"\r\n"
+          b"\r\n--Q\r\nContent-Type: message/delivery-status\r\n\r\nAction failed\r\n\r\n"
+          b"Final-Recipient: ;;;\r\nAction: failed\r\n--Q\r\nContent-Type: message/rfc822\r\n\r\n")
+
+
 # --- tests --------------------------------------------------------------------------------
 
 
@@ -234,6 +239,7 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
                         diagnostic="X-Postfix; connect to mx2.example.net: Connection timed out"))  # soft
     append(dovecot, arf("cy@example.org", verp["cy@example.org"]))  # complaint
     append(dovecot, autoreply(verp["dee@example.org"]))  # not a bounce
+    append(dovecot, BROKEN)  # malformed: skipped, marked, never blocks the poll
     # forged: a DSN naming dee, sent to a made-up token (VERP on: ignored)
     forged = RETURN_PATH.replace("{token}", f"{d['dee@example.org']}.forgedsignature")
     append(dovecot, dsn("dee@example.org", forged))
@@ -286,3 +292,14 @@ def test_wrong_password_and_no_mailbox(make_settings, dovecot):
     bad = dovecot.replace(PASSWORD, "wrong")
     with pytest.raises(imaplib.IMAP4.error):
         poll_bounce_mailbox(make_settings(bounce_mailbox=bad))
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\xff\xfe", BROKEN, b"Content-Type: multipart/report\r\n\r\n--",
+                                 b"Content-Type: multipart/report; report-type=feedback-report; boundary=z\r\n\r\n"
+                                 b"--z\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n--z--"])
+def test_malformed_messages_are_skipped(make_settings, raw):
+    from newsletter.feedback.mailbox import process_message
+
+    settings = make_settings(bounce_return_path=RETURN_PATH)
+    assert process_message(settings, raw) == 0
+    assert process_message(make_settings(), raw) == 0

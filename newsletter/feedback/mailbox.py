@@ -44,7 +44,7 @@ from newsletter.feedback import service
 from newsletter.feedback.verp import delivery_ids_in, verp_address, verp_enabled
 from newsletter.models import Delivery
 
-__all__ = ["poll_bounce_mailbox", "process_message", "verp_address", "Mailbox", "parse_mailbox_url"]
+__all__ = ["poll_bounce_mailbox", "process_message", "read_report", "verp_address", "Mailbox", "parse_mailbox_url"]
 
 log = logging.getLogger("newsletter.feedback")
 
@@ -148,16 +148,51 @@ def _fetch(conn: imaplib.IMAP4, uid: bytes) -> bytes | None:
 # --- one message -------------------------------------------------------------------
 
 
-def process_message(settings: Settings, raw: bytes) -> int:
-    """Record what one mailbox message reports (0 or 1); in its own transaction."""
-    msg = email.message_from_bytes(raw)
+@dataclass
+class Report:
+    """What one mailbox message says, read without touching the database."""
+
+    kind: str  # hard | soft | complaint
+    delivery_id: int | None = None
+    emails: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def read_report(settings: Settings, raw: bytes) -> Report | None:
+    """Classify one message; None when it is not a bounce or complaint we can
+    attribute. Never raises: a malformed message must not stop the poll."""
     try:
-        if _is_arf(msg):
-            return _complaint(settings, msg, raw)
-        return _bounce(settings, msg, raw)
-    except (UnicodeError, ValueError, LookupError, TypeError) as exc:
-        log.warning("bounce mailbox: unreadable message skipped: %s", exc)
+        msg = email.message_from_bytes(raw)
+        report = _read_complaint(settings, msg, raw) if _is_arf(msg) else _read_bounce(settings, msg, raw)
+    except Exception as exc:  # noqa: BLE001 - flufl.bounce re-raises its detectors' errors
+        log.warning("bounce mailbox: unreadable message skipped: %s", exc.__class__.__name__)
+        return None
+    return report
+
+
+def process_message(settings: Settings, raw: bytes) -> int:
+    """Record what one mailbox message reports; in its own transaction.
+    Returns how many bounces/complaints were newly recorded."""
+    report = read_report(settings, raw)
+    if report is None:
         return 0
+    provider = "arf" if report.kind == "complaint" else "dsn"
+    recorded = 0
+    with db.session_scope() as session:
+        if report.delivery_id is not None:
+            delivery = session.get(Delivery, report.delivery_id)
+            targets = [{"delivery": delivery}] if delivery is not None else []
+        else:
+            targets = [{"email": address} for address in report.emails]
+        for target in targets:
+            if report.kind == "complaint":
+                outcome = service.record_complaint(session, settings, provider=provider, detail=report.detail,
+                                                   **target)
+            else:
+                outcome = service.record_bounce(session, settings, provider=provider, hard=report.kind == "hard",
+                                                detail=report.detail, **target)
+            recorded += int(outcome.event_id is not None)
+    return recorded
 
 
 def _is_arf(msg: Message) -> bool:
@@ -198,27 +233,19 @@ def _decode(addresses) -> list[str]:
     return sorted(a.decode("ascii", "replace") if isinstance(a, bytes) else str(a) for a in addresses)
 
 
-def _bounce(settings: Settings, msg: Message, raw: bytes) -> int:
+def _read_bounce(settings: Settings, msg: Message, raw: bytes) -> Report | None:
     temporary, permanent = all_failures(msg)
     if not temporary and not permanent:
-        return 0
-    hard = bool(permanent)
+        return None
+    kind = "hard" if permanent else "soft"
     detail = _status_detail(msg)
-    with db.session_scope() as session:
-        if verp_enabled(settings):
-            delivery_id = _delivery_id(settings, msg, raw)
-            delivery = session.get(Delivery, delivery_id) if delivery_id else None
-            if delivery is None:
-                log.warning("bounce mailbox: bounce without a valid VERP token ignored")
-                return 0
-            outcome = service.record_bounce(session, settings, delivery=delivery, provider="dsn", hard=hard,
-                                            detail=detail)
-            return int(not outcome.duplicate)
-        recorded = 0
-        for address in _decode(permanent if hard else temporary):
-            outcome = service.record_bounce(session, settings, email=address, provider="dsn", hard=hard, detail=detail)
-            recorded += int(outcome.event_id is not None)
-        return recorded
+    if verp_enabled(settings):
+        delivery_id = _delivery_id(settings, msg, raw)
+        if delivery_id is None:
+            log.warning("bounce mailbox: bounce without a valid VERP token ignored")
+            return None
+        return Report(kind, delivery_id=delivery_id, detail=detail)
+    return Report(kind, emails=tuple(_decode(permanent or temporary)), detail=detail)
 
 
 def _feedback_fields(msg: Message) -> Message | None:
@@ -245,23 +272,18 @@ def _original_recipient(msg: Message, fields: Message | None) -> str | None:
     return None
 
 
-def _complaint(settings: Settings, msg: Message, raw: bytes) -> int:
+def _read_complaint(settings: Settings, msg: Message, raw: bytes) -> Report | None:
     fields = _feedback_fields(msg)
     feedback_type = str(fields.get("Feedback-Type", "abuse")).strip().lower() if fields is not None else "abuse"
     if feedback_type not in COMPLAINT_TYPES:
-        return 0
-    detail = f"ARF {feedback_type}: {fields.get('User-Agent', '') if fields is not None else ''}".strip()[:300]
-    with db.session_scope() as session:
-        if verp_enabled(settings):
-            delivery_id = _delivery_id(settings, msg, raw)
-            delivery = session.get(Delivery, delivery_id) if delivery_id else None
-            if delivery is None:
-                log.warning("bounce mailbox: complaint without a valid VERP token ignored")
-                return 0
-            outcome = service.record_complaint(session, settings, delivery=delivery, provider="arf", detail=detail)
-            return int(not outcome.duplicate)
-        address = _original_recipient(msg, fields)
-        if not address:
-            return 0
-        outcome = service.record_complaint(session, settings, email=address, provider="arf", detail=detail)
-        return int(outcome.event_id is not None)
+        return None
+    agent = " ".join(str(fields.get("User-Agent", "")).split()) if fields is not None else ""
+    detail = f"ARF {feedback_type}: {agent}".strip()[:300]
+    if verp_enabled(settings):
+        delivery_id = _delivery_id(settings, msg, raw)
+        if delivery_id is None:
+            log.warning("bounce mailbox: complaint without a valid VERP token ignored")
+            return None
+        return Report("complaint", delivery_id=delivery_id, detail=detail)
+    address = _original_recipient(msg, fields)
+    return Report("complaint", emails=(address,), detail=detail) if address else None
