@@ -259,6 +259,10 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"NEWSLETTER_FEEDS: {feed!r} is not an http(s) URL")
     if settings.bounce_mailbox and urlsplit(settings.bounce_mailbox).scheme not in {"imap", "imaps"}:
         raise ConfigError("NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)")
+    if settings.bounce_return_path and (
+        "{token}" not in settings.bounce_return_path or "@" not in settings.bounce_return_path.split("{token}")[-1]
+    ):
+        raise ConfigError("NEWSLETTER_BOUNCE_RETURN_PATH must look like bounces+{token}@example.org")
     dkim = [settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file]
     if any(dkim) and not all(dkim):
         raise ConfigError("DKIM needs all three: NEWSLETTER_DKIM_DOMAIN, NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_KEY_FILE")

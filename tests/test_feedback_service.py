@@ -111,3 +111,24 @@ def test_provider_id_variants(settings):
         assert service.find_delivery_by_provider_id(s, "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0").id == did2
         assert service.find_delivery_by_provider_id(s, "nope") is None
         assert service.find_delivery_by_provider_id(s, "") is None
+
+
+def test_verp_addresses_name_one_delivery_and_cannot_be_forged(make_settings):
+    import pytest
+
+    from newsletter.config import ConfigError
+    from newsletter.feedback.verp import delivery_ids_in, verp_address
+
+    assert verp_address(make_settings(), 5) == ""  # VERP off: the transport uses the From address
+    settings = make_settings(bounce_return_path="Bounces+{token}@Signal.example.org")
+    address = verp_address(settings, 5)
+    assert address.startswith("Bounces+5.") and address.endswith("@Signal.example.org")
+    assert delivery_ids_in(settings, f"To: <{address}>") == [5]
+    assert delivery_ids_in(settings, f"To: <{address.lower()}>") == []  # the signature is case-sensitive
+    token = address.split("+", 1)[1].split("@")[0]
+    assert delivery_ids_in(settings, f"bounces+6.{token.split('.', 1)[1]}@signal.example.org") == []
+    assert delivery_ids_in(make_settings(bounce_return_path="b+{token}@x.org", secret_key="k" * 40),
+                           address.replace("Bounces", "b").replace("Signal.example", "x")) == []
+    for bad in ("bounces@example.org", "bounces+{token}", "{token}"):
+        with pytest.raises(ConfigError):
+            make_settings(bounce_return_path=bad)
