@@ -1,0 +1,221 @@
+"""The SMTP transport's connection pool against a real server (aiosmtpd):
+reuse, the pool bound, RSET after a refusal, reconnect after a drop,
+STARTTLS with AUTH."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+from collections import Counter
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from newsletter.delivery.transports import OutgoingMessage, make_transport
+
+
+class CountingServer:
+    """aiosmtpd that counts sessions (EHLO), RSETs and open connections."""
+
+    def __init__(self, *, tls_context=None, auth=None):
+        self.counts = Counter()
+        self.received = []
+        self.refuse: set[str] = set()
+        self.close_on: set[str] = set()
+        self.open = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler:
+            async def handle_EHLO(self, srv, session, envelope, hostname, responses):
+                with server.lock:
+                    server.counts["ehlo"] += 1
+                session.host_name = hostname
+                return responses
+
+            async def handle_RSET(self, srv, session, envelope):
+                server.counts["rset"] += 1
+                return "250 OK"
+
+            async def handle_RCPT(self, srv, session, envelope, address, options):
+                if address in server.close_on:
+                    server.close_on.discard(address)
+                    return "421 4.3.2 shutting down"
+                if address in server.refuse:
+                    return "550 5.1.1 no such user"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, srv, session, envelope):
+                server.received.append(envelope.rcpt_tos[0])
+                return "250 OK"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        kwargs = {}
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=True)
+        if auth is not None:
+            kwargs.update(
+                authenticator=lambda srv, session, env, mech, data: AuthResult(
+                    success=(data.login.decode(), data.password.decode()) == auth
+                ),
+                auth_require_tls=True,
+            )
+
+        class Counting(Controller):
+            def factory(inner):
+                smtp = super().factory()
+                original = smtp.connection_made
+
+                def made(transport):
+                    with server.lock:
+                        server.open += 1
+                        server.peak = max(server.peak, server.open)
+                    original(transport)
+
+                lost = smtp.connection_lost
+
+                def gone(exc):
+                    with server.lock:
+                        server.open -= 1
+                    lost(exc)
+
+                smtp.connection_made, smtp.connection_lost = made, gone
+                return smtp
+
+        self.controller = Counting(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def counting_server():
+    servers = []
+
+    def start(**kwargs):
+        server = CountingServer(**kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def batch(n, start=0):
+    return [
+        OutgoingMessage(sender="S <s@example.org>", to=f"r{i}@example.org", subject="s", text="x")
+        for i in range(start, start + n)
+    ]
+
+
+def test_connections_are_reused_across_batches(counting_server):
+    server = counting_server()
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=2")
+    for n in range(3):
+        assert all(r.ok for r in transport.send(batch(5, n * 5)))
+    transport.close()
+    assert server.counts["ehlo"] == 1
+    assert len(server.received) == 15
+
+
+def test_pool_bounds_parallel_connections(counting_server):
+    server = counting_server()
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=2")
+    results = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.extend(transport.send(batch(20, n * 20))))
+        for n in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    transport.close()
+    assert len(results) == 120 and all(r.ok for r in results)
+    assert server.peak <= 2 and server.counts["ehlo"] <= 2
+    assert sorted(server.received) == sorted(f"r{i}@example.org" for i in range(120))
+
+
+def test_rset_after_refused_recipient_then_same_connection_continues(counting_server):
+    server = counting_server()
+    server.refuse = {"r1@example.org"}
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
+    results = transport.send(batch(3))
+    transport.close()
+    assert [r.status for r in results] == ["sent", "permanent", "sent"]
+    assert server.counts["rset"] >= 1 and server.counts["ehlo"] == 1
+    assert server.received == ["r0@example.org", "r2@example.org"]
+
+
+def test_reconnects_after_the_server_drops_the_connection(counting_server):
+    server = counting_server()
+    server.close_on = {"r1@example.org"}
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
+    results = transport.send(batch(3))
+    transport.close()
+    assert [r.status for r in results] == ["sent", "transient", "sent"]
+    assert results[1].error.startswith("421")
+    assert server.counts["ehlo"] == 2
+
+
+def test_unreachable_server_fails_the_whole_batch_transiently():
+    from newsletter.delivery.transports import TransportError
+
+    transport = make_transport("smtp://127.0.0.1:9?timeout=2")
+    with pytest.raises(TransportError) as info:
+        transport.send(batch(2))
+    assert not info.value.fatal
+
+
+def _self_signed(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def test_starttls_and_auth(counting_server, tmp_path):
+    server = counting_server(tls_context=_self_signed(tmp_path), auth=("mailer", "s3cret"))
+    good = make_transport(f"smtp://mailer:s3cret@127.0.0.1:{server.port}?tls=starttls&verify=false")
+    assert all(r.ok for r in good.send(batch(2)))
+    good.close()
+    from newsletter.delivery.transports import TransportError
+
+    bad = make_transport(f"smtp://mailer:wrong@127.0.0.1:{server.port}?tls=starttls&verify=false&timeout=3")
+    with pytest.raises(TransportError):
+        bad.send(batch(1))
+    plain = make_transport(f"smtp://mailer:s3cret@127.0.0.1:{server.port}?timeout=3")
+    with pytest.raises(TransportError):
+        plain.send(batch(1))
+    assert server.received == ["r0@example.org", "r1@example.org"]
