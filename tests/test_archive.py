@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
@@ -77,3 +78,21 @@ def test_archive_page_without_a_stored_render_still_works(content_settings, make
     mark_sent(issue.number)  # sent without a freeze (e.g. imported history)
     page = make_app().test_client().get(f"/issues/{issue.number}")
     assert page.status_code == 200 and "Quotes &#34; &amp; &lt;angles&gt;" in page.get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_archive_pages_in_a_browser(sent_and_draft, make_app, live_server_factory, page, screenshot):
+    settings, sent, draft = sent_and_draft
+    server = live_server_factory(make_app)
+    problems = []
+    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto(server.url + "/issues")
+    assert page.get_by_text("Issue 045").is_visible()
+    screenshot(page, "archive-index-390")
+    page.get_by_role("link", name=re.compile("Issue 045")).click()
+    page.wait_for_url(f"**/issues/{sent.number}")
+    assert page.get_by_role("link", name="Sent story").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "archive-issue-390")
+    assert problems == []  # no CSP violations (inline styles allowed, nothing blocked)
