@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import clock
@@ -258,13 +259,23 @@ def upsert_articles(settings: Settings, items: list, source: str, *, new_tags_ar
             report.errors.append((index, str(exc)))
     if not cleaned:
         return report
-    with session_scope() as session:
-        cache: dict[str, int] = {}
-        for _index, item in cleaned:
-            article, created = store_item(session, item, source, cache, new_tags_are_sections=new_tags_are_sections)
-            report.ids.append(article.id)
-            if created:
-                report.created += 1
-            else:
-                report.updated += 1
+    for attempt in range(3):
+        stored = UpsertReport()
+        try:
+            with session_scope() as session:
+                cache: dict[str, int] = {}
+                for _index, item in cleaned:
+                    article, created = store_item(session, item, source, cache, new_tags_are_sections=new_tags_are_sections)
+                    stored.ids.append(article.id)
+                    if created:
+                        stored.created += 1
+                    else:
+                        stored.updated += 1
+            break
+        except IntegrityError:
+            # A concurrent request created the same tag or article first; the
+            # retry finds it and updates instead.
+            if attempt == 2:
+                raise
+    report.merge(stored)
     return report
