@@ -15,6 +15,7 @@ import time
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED = 1, 2, 3
 
@@ -105,6 +106,7 @@ def _wait_for_workers(settings, number: int, bar: _Bar, stop: threading.Event):
 
 
 @click.command("send")
+@with_appcontext
 @click.argument("number", type=int)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def send_command(number: int, yes: bool):
@@ -198,6 +200,7 @@ def _print_failures(number: int, limit: int = 10) -> None:
 
 
 @click.command("status")
+@with_appcontext
 @click.argument("number", type=int)
 def status_command(number: int):
     """Where the send of issue NUMBER stands (exit 1 if there is no such issue)."""
@@ -230,6 +233,7 @@ def _transition(name: str, number: int) -> None:
 
 
 @click.command("pause")
+@with_appcontext
 @click.argument("number", type=int)
 def pause_command(number: int):
     """Pause a send: no new batches; batches on the wire finish."""
@@ -237,6 +241,7 @@ def pause_command(number: int):
 
 
 @click.command("resume")
+@with_appcontext
 @click.argument("number", type=int)
 def resume_command(number: int):
     """Resume a paused send (the background sender or `issue send N` continues it)."""
@@ -244,6 +249,7 @@ def resume_command(number: int):
 
 
 @click.command("cancel-send")
+@with_appcontext
 @click.argument("number", type=int)
 @click.option("--yes", is_flag=True)
 def cancel_send_command(number: int, yes: bool):
@@ -256,6 +262,7 @@ def cancel_send_command(number: int, yes: bool):
 
 
 @click.command("test")
+@with_appcontext
 @click.argument("number", type=int)
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--topics", default=None, help="Comma-separated sections, to test a variant.")
@@ -275,6 +282,7 @@ def test_command(number: int, addresses: tuple[str, ...], topics: str | None):
 
 
 @click.command("worker")
+@with_appcontext
 @click.option(
     "--threads", type=int, default=None, help="Actor threads (default NEWSLETTER_SEND_CONCURRENCY)."
 )
