@@ -102,6 +102,7 @@ def outbox_html(message_id: int):
         abort(404)
     # Links open in the top window (the iframe is sandboxed), so the confirm button works.
     html = re.sub(r"(<head[^>]*>)", r'\1<base target="_top">', html, count=1, flags=re.I)
+    html = re.sub(r"""target=(["'])_blank\1""", 'target="_top"', html, flags=re.I)
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = RAW_CSP
     response.headers["Cache-Control"] = "no-store"
