@@ -250,6 +250,14 @@ def validate(settings: Settings) -> Settings:
 
     if settings.click_counts not in {"off", "aggregate"}:
         raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")
+    try:
+        from limits import parse_many
+
+        parse_many(settings.subscribe_rate_limit)
+    except ValueError:
+        raise ConfigError(
+            f"NEWSLETTER_SUBSCRIBE_RATE_LIMIT {settings.subscribe_rate_limit!r} is not a rate limit like '10/minute;50/hour'"
+        ) from None
     if settings.send_concurrency < 1:
         raise ConfigError("NEWSLETTER_SEND_CONCURRENCY must be at least 1")
     if settings.max_attempts < 1:
