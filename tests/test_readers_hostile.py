@@ -165,3 +165,10 @@ def test_new_link_form_is_silent_and_capped(client, topics, settings):
         response = post_form(client, "/confirm/new", {"email": address}, token_from="/subscribe/check-your-inbox")
         assert response.status_code == 302 and response.location.endswith("/subscribe/check-your-inbox")
     assert outbox() == []
+
+
+def test_a_malformed_rate_limit_stops_the_start(tmp_path):
+    from newsletter.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="NEWSLETTER_SUBSCRIBE_RATE_LIMIT"):
+        load_settings(environ={"NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "lots", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)})
