@@ -59,6 +59,7 @@ class Runner:
         self.mode = mode
         self.lock: RunnerLock = make_lock(get_engine(), lease_seconds=self.settings.scheduler_lock_seconds)
         cls = BlockingScheduler if blocking else BackgroundScheduler
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run is noise
         self.scheduler = cls(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(4)},
@@ -125,8 +126,16 @@ def start_in_process(app) -> Runner:
     if _runner is None:
         _runner = Runner(app, blocking=False, mode=jobs.Mode(dispatch=False))
         _runner.start()
-        atexit.register(_runner.stop)
+        atexit.register(stop_in_process)
     return _runner
+
+
+def stop_in_process() -> None:
+    """Stop the background scheduler and release the lock (at exit, in tests)."""
+    global _runner
+    if _runner is not None:
+        _runner.stop()
+        _runner = None
 
 
 # --- commands ---------------------------------------------------------------------
@@ -150,7 +159,6 @@ def scheduler_command():
     """
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
     try:
         runner = Runner(current_app._get_current_object(), blocking=True, mode=jobs.Mode(dispatch=True))
     except ConfigError as exc:
@@ -172,6 +180,15 @@ def scheduler_command():
         runner.start()
     finally:
         runner.stop()
+
+
+def _every(period) -> str:
+    seconds = int(period.total_seconds())
+    for one, many, size in (("day", "days", 86400), ("hour", "h", 3600), ("minute", "min", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"every {count} {many}" if count > 1 else f"every {one}"
+    return f"every {seconds} s"
 
 
 def _fmt(moment: datetime | None, settings) -> str:
@@ -226,7 +243,7 @@ def schedule_command(count: int):
     for job in jobs.PERIODIC:
         period = job.period(settings)
         last = runs.last_run(job.name)
-        every = f"every {int(period.total_seconds() // 60) or 1} min" if period else "off"
+        every = _every(period) if period else "off"
         echo(f"  {job.name:<11} {job.description} ({every})")
         if period:
             echo(f"  {'':<11} last: " + (f"{_fmt(last.created_at, settings)} — {last.state}: {last.detail}" if last else "never"))

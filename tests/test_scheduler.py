@@ -549,3 +549,40 @@ def test_the_test_clock_file_is_honoured_only_in_testing(make_settings, tmp_path
         assert abs(clock.now() - target) < timedelta(seconds=5)
     finally:
         clock.set_source(None)
+
+
+# --- where the scheduler runs ------------------------------------------------------------
+
+
+def test_serve_runs_the_scheduler_in_process_and_it_hands_the_issue_to_the_sender(weekly, make_app, smtp_server):
+    """`newsletter serve` calls start_in_process: a BackgroundScheduler that
+    takes the lock and runs the cycle; the issue it starts is left `sending`
+    for serve's in-process sender (delivery.runner), not dispatched twice."""
+    import time
+
+    from newsletter import scheduler
+
+    settings = weekly(auto_send=True)
+    app = make_app(**_same(settings), scheduler_tick_seconds=0.2, scheduler_lock_seconds=3)
+    runs.claim(jobs.SEND, SLOT - timedelta(days=7), state="done", detail="last week")
+    clock.set(SLOT + timedelta(seconds=1))
+    runner = scheduler.start_in_process(app)
+    try:
+        assert scheduler.start_in_process(app) is runner  # once per process
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (runs.get(jobs.SEND, SLOT) and runs.get(jobs.SEND, SLOT).state == "done"):
+            time.sleep(0.1)
+        run = runs.get(jobs.SEND, SLOT)
+        assert run.state == "done" and "in-process sender" in run.detail
+        assert [i.status for i in issues()] == ["sending"]
+        assert lock_state(db.get_engine())["holder"] == runner.holder
+    finally:
+        scheduler.stop_in_process()
+    assert lock_state(db.get_engine())["holder"] is None  # released on the way out
+
+
+def test_the_web_app_alone_never_starts_the_scheduler(app):
+    from newsletter import scheduler
+
+    assert scheduler._runner is None
+    assert not any(t.name.startswith("APScheduler") for t in threading.enumerate())
