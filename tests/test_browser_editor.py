@@ -231,3 +231,27 @@ def test_import_csv_with_hostile_lines(page, live_server_factory, make_app, scre
     assert "import" in page.locator(".facts").nth(1).inner_text()
     screenshot(page, "editor-subscriber")
     assert errors == []
+
+
+def test_outbox_viewer(page, live_server_factory, make_app, screenshot):
+    from newsletter.delivery.transports.base import OutgoingMessage
+    from newsletter.delivery.transports.outbox import OutboxTransport
+
+    server, _ = start(live_server_factory, make_app)
+    html = '<html><body><h1 style="color:#b8310f">Welcome aboard</h1><p>Plain and simple.</p></body></html>'
+    OutboxTransport().send([OutgoingMessage(sender="GET THE SIGNAL <signal@example.org>", to="new@example.org",
+                                            subject="Confirm your subscription", text="Welcome in text", html=html)])
+    errors = no_console_errors(page)
+    log_in(page, server)
+    page.click("nav.editor-nav >> text=Outbox")
+    page.click("a:has-text('Confirm your subscription')")
+    page.frame_locator(".frame-wrap iframe").locator("h1:has-text('Welcome aboard')").wait_for()
+    assert not page.locator("pre.text-part").is_visible()
+    screenshot(page, "editor-outbox-html")
+    page.click("a[data-tab=headers]")
+    assert page.locator(".headers-table").is_visible()
+    assert "Message-ID" in page.locator(".headers-table").inner_text()
+    screenshot(page, "editor-outbox-headers")
+    page.click("a[data-tab=text]")
+    assert page.locator("pre.text-part").inner_text().strip() == "Welcome in text"
+    assert errors == []
