@@ -84,15 +84,25 @@ def _id_variants(provider_message_id: str) -> list[str]:
 
 def find_delivery_by_provider_id(session: Session, provider_message_id: str | None) -> Delivery | None:
     """The delivery a provider event is about, by the id the provider gave us
-    when it accepted the message (``Delivery.provider_message_id``), or by our
-    own ``Message-ID`` header as a fallback."""
-    if not provider_message_id or len(provider_message_id) > 300:
-        return None
-    variants = _id_variants(provider_message_id)
-    row = session.exec(select(Delivery).where(Delivery.provider_message_id.in_(variants))).first()
-    if row is None:
-        row = session.exec(select(Delivery).where(Delivery.message_id.in_(variants))).first()
-    return row
+    when it accepted the message (``Delivery.provider_message_id``, indexed)."""
+    return find_deliveries_by_provider_ids(session, [provider_message_id]).get(provider_message_id or "")
+
+
+def find_deliveries_by_provider_ids(session: Session, ids) -> dict[str, Delivery]:
+    """Many at once (one query for a whole webhook batch): {given id: delivery}."""
+    wanted: dict[str, str] = {}
+    for given in ids:
+        if given and len(given) <= 300:
+            for variant in _id_variants(given):
+                wanted.setdefault(variant, given)
+    if not wanted:
+        return {}
+    found: dict[str, Delivery] = {}
+    keys = list(wanted)
+    for start in range(0, len(keys), 500):
+        for row in session.exec(select(Delivery).where(Delivery.provider_message_id.in_(keys[start:start + 500]))):
+            found.setdefault(wanted[row.provider_message_id], row)
+    return found
 
 
 def find_subscriber_by_email(session: Session, email: str | None) -> Subscriber | None:

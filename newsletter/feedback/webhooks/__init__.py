@@ -107,8 +107,11 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
         with db.session_scope() as session:
             if verified.replay_token:
                 _claim(session, provider, verified.replay_token)
+            deliveries = service.find_deliveries_by_provider_ids(
+                session, [item.provider_message_id for item in verified.items]
+            )
             for item in verified.items:
-                outcome = _apply(session, settings, provider, item)
+                outcome = _apply(session, settings, provider, item, deliveries.get(item.provider_message_id or ""))
                 summary["accepted"] += 1
                 summary["matched"] += int(outcome.subscriber_id is not None or outcome.delivery_id is not None)
                 summary["suppressed"] += int(outcome.suppressed)
@@ -127,8 +130,7 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
     return WebhookResult(200, {"ok": True, **summary})
 
 
-def _apply(session, settings, provider, item):
-    delivery = service.find_delivery_by_provider_id(session, item.provider_message_id)
+def _apply(session, settings, provider, item, delivery):
     email = None if delivery is not None else item.email
     if item.kind == COMPLAINT:
         return service.record_complaint(session, settings, delivery=delivery, email=email, provider=provider,
