@@ -47,3 +47,32 @@ def test_issue_outcomes(settings):
     with db.session_scope() as s:
         empty = issue_outcomes(s, make_issue(5))
     assert empty["total"] == 0 and empty["delivered"] == 0 and empty["complaint_rate"] == 0.0
+
+
+def test_unsubscribes_are_attributed_to_the_issue_that_preceded_them(settings):
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter import clock
+    from newsletter.models import Issue
+
+    clock.set(datetime(2026, 3, 2, 8, tzinfo=UTC))
+    week1, week2 = make_issue(10), make_issue(11)
+    a, b, c = (make_subscriber(f"{n}@example.org") for n in "abc")
+    for sid in (a, b):
+        make_delivery(week1, sid)
+    with db.session_scope() as s:
+        s.get(Issue, week1).send_started_at = clock.now()
+    clock.advance(timedelta(days=1))
+    with db.session_scope() as s:
+        s.add(Event(kind="unsubscribe", subscriber_id=a, created_at=clock.now()))  # after week 1: counts for it
+        s.add(Event(kind="unsubscribe", subscriber_id=c, created_at=clock.now()))  # never got week 1
+    clock.advance(timedelta(days=6))
+    with db.session_scope() as s:
+        s.get(Issue, week2).send_started_at = clock.now()
+    make_delivery(week2, b)
+    clock.advance(timedelta(hours=2))
+    with db.session_scope() as s:
+        s.add(Event(kind="unsubscribe", subscriber_id=b, created_at=clock.now()))  # after week 2: week 2's
+    with db.session_scope() as s:
+        assert issue_outcomes(s, week1)["unsubscribed"] == 1
+        assert issue_outcomes(s, week2)["unsubscribed"] == 1
