@@ -41,6 +41,8 @@ def check_settings(settings) -> None:
         raise ConfigError("NEWSLETTER_SCHEDULER_TICK_SECONDS must be more than 0")
     if settings.scheduler_lock_seconds < 3:
         raise ConfigError("NEWSLETTER_SCHEDULER_LOCK_SECONDS must be at least 3")
+    if slots.next_slot(settings, clock.now()) is None:
+        raise ConfigError(f"NEWSLETTER_SCHEDULE {settings.schedule!r} never fires (no such date)")
 
 
 class Runner:

@@ -531,6 +531,28 @@ def test_bad_scheduler_settings_are_refused(make_app):
 
     with pytest.raises(ConfigError, match="NEWSLETTER_SCHEDULER_LOCK_SECONDS"):
         Runner(make_app(scheduler_lock_seconds=1), blocking=False, mode=jobs.Mode())
+    with pytest.raises(ConfigError, match="NEWSLETTER_SCHEDULER_TICK_SECONDS"):
+        Runner(make_app(scheduler_tick_seconds=0), blocking=False, mode=jobs.Mode())
+    with pytest.raises(ConfigError, match="never fires"):
+        Runner(make_app(schedule="0 8 30 2 *"), blocking=False, mode=jobs.Mode())  # 30 February
+
+
+def test_the_scheduler_command_refuses_bad_settings_with_a_clear_message(make_app):
+    result = make_app(scheduler_lock_seconds=1).test_cli_runner().invoke(args=["scheduler"])
+    assert result.exit_code != 0
+    assert "NEWSLETTER_SCHEDULER_LOCK_SECONDS must be at least 3" in result.output
+
+
+def test_hostile_issue_titles_are_escaped_in_editor_mails(weekly, smtp_server):
+    from newsletter.issues.service import update_issue
+
+    settings = weekly()
+    tick_at(settings, REVIEW)
+    update_issue(settings, 1, title='<script>alert(1)</script> & <a href="https://evil.example">x</a>')
+    tick_at(settings, SLOT)
+    [waiting] = [m for m in editor_mail(smtp_server) if "waiting" in m.message["Subject"]]
+    assert "<script>" not in waiting.html and "evil.example\">" not in waiting.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in waiting.html
 
 
 def test_the_test_clock_file_is_honoured_only_in_testing(make_settings, tmp_path, monkeypatch):
