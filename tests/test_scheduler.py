@@ -305,6 +305,7 @@ def test_an_issue_never_approved_expires_after_the_grace_period(weekly, smtp_ser
     assert job_runs("send")[0].state == "expired"
     subjects = [m.message["Subject"] for m in editor_mail(smtp_server)]
     assert subjects == ["Issue 001 is waiting for approval", "A slot passed without a send"]
+    assert "6-hour grace period after this slot ended" in editor_mail(smtp_server)[1].text
     assert issues()[0].status == "draft" and readers_mail(smtp_server) == []
 
 

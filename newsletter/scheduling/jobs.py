@@ -151,7 +151,8 @@ def _new_due_slots(settings, now: datetime, latest: datetime, recorded: datetime
         log.warning("skipped missed slot(s): %s", "; ".join(missed))
         if recorded is not None:  # the very first start is not downtime: nothing to report
             plural = "s" if len(missed) > 1 else ""
-            notices.notify(settings, "review_missed", f"Missed slot{plural}: nothing was sent late", missed=missed)
+            notices.notify(settings, "review_missed", f"Missed slot{plural}: nothing was sent late", missed=missed,
+                           intro="")
     return actions, claimed
 
 
@@ -245,7 +246,9 @@ def _expire(settings, run: JobRun, now: datetime) -> list[str]:
     if not runs.move(SEND, run.slot_at, expect=run.state, state="expired", detail=detail):
         return []
     missed = [f"{slots.describe(settings, run.slot_at)} ({run.state}: {run.detail})"]
-    notices.notify(settings, "review_missed", "A slot passed without a send", missed=missed)
+    notices.notify(settings, "review_missed", "A slot passed without a send", missed=missed,
+                   intro=f"The {settings.misfire_grace_hours}-hour grace period after this slot ended and its issue "
+                   "was not sent, so the scheduler will no longer send it by itself:")
     return [f"send {run.slot_at.isoformat()}: expired ({run.state})"]
 
 
