@@ -16,6 +16,8 @@ headers mailbox providers look for in bulk mail.
 from __future__ import annotations
 
 import hashlib
+from email.utils import parseaddr
+from functools import lru_cache
 from urllib.parse import quote
 
 from newsletter.config import Settings
@@ -24,15 +26,22 @@ from newsletter.delivery.transports.base import OutgoingMessage
 from newsletter.feedback.verp import verp_address
 
 
+@lru_cache(maxsize=16)
+def _constants(mail_from: str, list_id_value: str) -> tuple[str, str, str]:
+    """(List-Id, From address, its domain): parsed once per configuration."""
+    name, address = parseaddr(mail_from)
+    phrase = encode_phrase(name or "GET THE SIGNAL", "List-Id")
+    return f"{phrase} <{list_id_value}>", address, address.rpartition("@")[2] or "localhost"
+
+
 def list_id(settings: Settings) -> str:
-    phrase = encode_phrase(settings.from_name or "GET THE SIGNAL", "List-Id")
-    return f"{phrase} <{settings.effective_list_id}>"
+    return _constants(settings.mail_from, settings.effective_list_id)[0]
 
 
 def list_unsubscribe(settings: Settings, unsubscribe_url: str) -> str:
     token = unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
-    mailto = f"mailto:{settings.from_address}?subject={quote('unsubscribe ' + token)}"
-    return f"<{unsubscribe_url}>, <{mailto}>"
+    address = _constants(settings.mail_from, settings.effective_list_id)[1]
+    return f"<{unsubscribe_url}>, <mailto:{address}?subject={quote('unsubscribe ' + token)}>"
 
 
 def feedback_id(settings: Settings, issue_number: int | None, kind: str = "issue") -> str:
@@ -43,7 +52,7 @@ def feedback_id(settings: Settings, issue_number: int | None, kind: str = "issue
 def issue_message_id(settings: Settings, *, issue_id: int, frozen_at, delivery_id: int) -> str:
     seed = f"{settings.secret_key}|{issue_id}|{frozen_at.isoformat() if frozen_at else ''}|{delivery_id}"
     digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:20]
-    domain = settings.from_address.rpartition("@")[2] or "localhost"
+    domain = _constants(settings.mail_from, settings.effective_list_id)[2]
     return f"<gts.{issue_id}.{delivery_id}.{digest}@{domain}>"
 
 
@@ -93,9 +102,26 @@ def build_issue_message(
         kind=kind,
         delivery_id=delivery_id,
         metadata=metadata,
-        merge_fields={
-            "unsubscribe": personalised.unsubscribe_url,
-            "preferences": personalised.preferences_url,
-            "list_unsubscribe": headers["List-Unsubscribe"],
-        },
+        merge_fields=_merge_fields(
+            personalised, headers["List-Unsubscribe"], getattr(delivery, "name", "") or ""
+        ),
     )
+
+
+def _merge_fields(personalised, list_unsubscribe_value: str, name: str) -> dict[str, str]:
+    """The per-recipient values of this message, so batch APIs (SendGrid,
+    Mailgun) can send one body with tags to many readers. If the renderer's
+    greeting changes shape, grouping only gets smaller: transports check that
+    putting the values back gives each message exactly."""
+    from html import escape
+
+    from newsletter.rendering.personalise import greeting
+
+    hello = greeting(name)
+    return {
+        "unsubscribe": personalised.unsubscribe_url,
+        "preferences": personalised.preferences_url,
+        "list_unsubscribe": list_unsubscribe_value,
+        "greeting": hello,
+        "greeting_html": escape(hello),
+    }

@@ -103,6 +103,11 @@ def encode_phrase(name: str, field: str = "From") -> str:
     return name
 
 
+@lru_cache(maxsize=64)
+def _from_header(name: str, address: str) -> str:
+    return encode_address(name, address, "From")
+
+
 def encode_address(name: str, address: str, field: str) -> str:
     check_header(field, address)
     if not address.isascii() or "@" not in address:
@@ -129,13 +134,18 @@ def _date() -> str:
     return formatdate(clock.now().timestamp(), usegmt=True)
 
 
+@lru_cache(maxsize=64)
+def _sender(sender: str) -> tuple[str, str]:
+    return parseaddr(check_header("From", sender))
+
+
 def header_lines(message: OutgoingMessage) -> list[str]:
     """The top-level headers (without MIME ones), encoded and folded."""
-    from_name, from_addr = parseaddr(check_header("From", message.sender))
+    from_name, from_addr = _sender(message.sender)
     if not message.message_id:
         message.message_id = make_message_id(from_addr.rpartition("@")[2])
     lines = [
-        f"From: {encode_address(from_name, from_addr, 'From')}",
+        f"From: {_from_header(from_name, from_addr)}",
         f"To: {encode_address(message.to_name, message.to, 'To')}",
         f"Subject: {encode_text('Subject', message.subject)}",
         f"Date: {_date()}",
@@ -193,7 +203,7 @@ def build_message(message: OutgoingMessage) -> EmailMessage:
 
 def needs_smtputf8(message: OutgoingMessage) -> bool:
     """Internationalised addresses (RFC 6531) need SMTPUTF8 end to end."""
-    return not (message.to.isascii() and parseaddr(message.sender)[1].isascii())
+    return not (message.to.isascii() and _sender(message.sender)[1].isascii())
 
 
 def build_bytes(message: OutgoingMessage) -> bytes:

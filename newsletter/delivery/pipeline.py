@@ -172,7 +172,14 @@ def fan_out(session, issue_id: int) -> int:
         )
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
-    inserted = session.connection().execute(statement).rowcount
+    connection = session.connection()
+    if is_sqlite():  # a million index insertions: give SQLite's page cache room (64 MB) for this statement
+        connection.exec_driver_sql("PRAGMA cache_size = -65536")
+    try:
+        inserted = connection.execute(statement).rowcount
+    finally:
+        if is_sqlite():
+            connection.exec_driver_sql("PRAGMA cache_size = -2000")
     if inserted is None or inserted < 0:  # some drivers do not report it for INSERT … SELECT
         before = inserted
         inserted = session.execute(

@@ -133,6 +133,8 @@ def templatise(messages: Iterable[OutgoingMessage], tag: Callable[[str], str]) -
     (checked), so a collision — a tag already in the content, a value that
     overlaps another — only costs a smaller group, never a wrong message."""
     groups: dict[tuple, Group] = {}
+    marker = tag("")[:4]  # every tag starts with it; content that contains it is sent on its own
+    last: tuple | None = None  # (key, stripped parts) of the previous templated message
     for index, message in enumerate(messages):
         fields = {k: v for k, v in message.merge_fields.items() if v}
         names = sorted(fields, key=lambda k: len(fields[k]), reverse=True)
@@ -143,13 +145,23 @@ def templatise(messages: Iterable[OutgoingMessage], tag: Callable[[str], str]) -
             message.html or "",
             *(message.headers[h] for h in header_names),
         )
-        stripped = parts
-        if fields:
+        if last is not None and fields and len(last[1]) == len(parts):
+            # Fast path: most messages of a batch share the previous one's template;
+            # filling it with this message's values and comparing is one pass, not two.
             tags = {name: tag(name) for name in names}
-            if not any(t in p for t in tags.values() for p in parts):
-                candidate = tuple(_swap(p, names, fields, tags) for p in parts)
-                if tuple(_swap(p, names, tags, fields) for p in candidate) == parts:
-                    stripped = candidate
+            if tuple(_swap(p, names, tags, fields) for p in last[1]) == parts and not any(
+                marker in p for p in parts
+            ):
+                groups[last[0]].members.append((index, message, fields))
+                continue
+        stripped = parts
+        if fields and not any(marker in p for p in parts):
+            tags = {name: tag(name) for name in names}
+            candidate = tuple(_swap(p, names, fields, tags) for p in parts)
+            if all(
+                c is p or _swap(c, names, tags, fields) == p for c, p in zip(candidate, parts, strict=True)
+            ):
+                stripped = candidate
         if stripped is parts:
             fields = {}
         key = (message.sender, message.html is None, tuple(header_names), *stripped) if fields else (index,)
@@ -159,10 +171,15 @@ def templatise(messages: Iterable[OutgoingMessage], tag: Callable[[str], str]) -
             html = None if message.html is None else stripped[2]
             group = groups[key] = Group(stripped[0], stripped[1], html, headers, message.sender)
         group.members.append((index, message, fields))
+        last = (key, stripped) if fields else None
     return list(groups.values())
 
 
 def _swap(value: str, names: list[str], source: dict[str, str], target: dict[str, str]) -> str:
+    """``value`` with each source value replaced by its target (the same
+    object when nothing matched, which spares the check on the way back)."""
+    result = value
     for name in names:
-        value = value.replace(source[name], target[name])
-    return value
+        if source[name] in result:
+            result = result.replace(source[name], target[name])
+    return result
