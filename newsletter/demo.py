@@ -61,8 +61,76 @@ def _ensure_sections() -> int:
     return created
 
 
+DEMO_EDITOR = "editor@example.org"
+DEMO_READERS = (
+    ("ada@example.org", "Ada", ""),
+    ("grace@example.org", "Grace", "ai-agents,tools"),
+    ("alan@example.org", "Alan", "ai-ethics,research"),
+)
+
+
+def _demo_password(settings) -> str:
+    """A random password kept in instance/ so every demo run prints the same one."""
+    import secrets
+    from pathlib import Path
+
+    path = Path(settings.instance_path) / "demo_editor_password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _ensure_editor(settings) -> list[str]:
+    from newsletter.editor.service import create_editor, set_password
+    from newsletter.models import Editor
+
+    password = _demo_password(settings)
+    with session_scope() as session:
+        editor = session.exec(select(Editor).where(Editor.email == DEMO_EDITOR)).first()
+        if editor is None:
+            create_editor(session, DEMO_EDITOR, password, role="admin")
+        else:
+            set_password(session, editor, password)
+    return [f"demo: editor login at {settings.base_url}/editor/login as {DEMO_EDITOR} / {password}"]
+
+
+def _ensure_readers(settings) -> list[str]:
+    """A few confirmed readers (consent source "editor"), so a send shows up in the outbox."""
+    from newsletter.readers.service import subscribe
+
+    for email, name, topics in DEMO_READERS:
+        subscribe(
+            settings,
+            email=email,
+            name=name,
+            topics=[t for t in topics.split(",") if t],
+            source="editor",
+            consent_text="Demo reader created by `newsletter demo`.",
+            double_opt_in=False,
+        )
+    return [f"demo: {len(DEMO_READERS)} sample readers ({', '.join(e for e, _, _ in DEMO_READERS)})"]
+
+
+def _ensure_draft(settings) -> list[str]:
+    from newsletter.issues.service import assemble_issue
+
+    result = assemble_issue(settings)
+    return [f"demo: {result.message}"]
+
+
 def seed_demo(settings) -> list[str]:
-    """Create sample sections and articles; return lines to print."""
+    """Create sample sections, articles, readers, an editor and a first draft; return lines to print."""
+    lines = _seed_content(settings)
+    lines += _ensure_readers(settings)
+    lines += _ensure_editor(settings)
+    lines += _ensure_draft(settings)
+    lines.append(f"demo: mail goes to the outbox: {settings.base_url}/outbox (and Outbox in the editor)")
+    return lines
+
+
+def _seed_content(settings) -> list[str]:
     new_sections = _ensure_sections()
     now = clock.now()
     step = timedelta(days=7) / (len(ARTICLES) + 1)

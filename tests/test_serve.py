@@ -70,8 +70,13 @@ def test_serve_migrates_and_answers_under_waitress(tmp_path):
 def test_demo_serves_sample_content_with_the_outbox(tmp_path):
     proc, url = _start(["demo"], tmp_path, {"NEWSLETTER_TRANSPORT": "outbox://"})
     try:
-        page = requests.get(f"{url}/", timeout=5)
-        assert page.status_code == 200
+        front = requests.get(f"{url}/", timeout=5)
+        assert front.status_code == 200
+        assert "AI Agents" in front.text  # the demo's sections are the subscribe form's topics
+        assert requests.get(f"{url}/outbox", timeout=5).status_code == 200
+        assert requests.get(f"{url}/editor/login", timeout=5).status_code == 200
     finally:
         output = _stop(proc)
     assert "outbox://" in output
+    assert "editor@example.org /" in output
+    assert "Issue 001" in output  # a first draft is waiting in the editor
