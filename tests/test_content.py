@@ -289,13 +289,21 @@ def test_demo_seed_is_idempotent_and_assembles(content_settings):
     from newsletter.demo import seed_demo
     from newsletter.issues.service import assemble_issue
 
+    from newsletter.models import Editor, Issue, Subscriber
+
     settings = content_settings.default
     first = seed_demo(settings)
-    seed_demo(settings)
+    second = seed_demo(settings)
     assert any("20 sample articles" in line for line in first)
+    assert any("Issue 001" in line and "draft" in line for line in first)
+    assert any("already an open draft" in line for line in second)
+    assert [line for line in first if "editor login" in line] == [line for line in second if "editor login" in line]
     with session_scope() as session:
         assert len(session.exec(select(Article)).all()) == 20
+        assert len(session.exec(select(Issue)).all()) == 1
+        assert len(session.exec(select(Editor)).all()) == 1
+        assert {s.status for s in session.exec(select(Subscriber)).all()} == {"active"}
     clock.advance(timedelta(minutes=1))
     result = assemble_issue(settings)
-    assert result.issue is not None and result.created
+    assert result.issue is not None and not result.created  # the demo's draft is the open one
     assert T0 <= clock.now()
