@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
 from newsletter.config import Settings
-from newsletter.db import is_sqlite, session_scope
+from newsletter.db import get_engine, is_sqlite, session_scope
 from newsletter.delivery.messages import build_issue_message
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
 from newsletter.delivery.transports import make_transport
@@ -218,7 +218,21 @@ def start_send(settings: Settings, number: int) -> Issue:
         session.execute(update(I).where(I.c.id == issue.id).values(recipients=recipients))
         session.refresh(issue)
     log.info("issue %s: sending to %s recipients", number, recipients)
+    _release_memory()
     return issue
+
+
+def _release_memory() -> None:
+    """Give back what the freeze and the fan-out used (SQLite's enlarged page
+    cache, MJML) before a long send: close pooled connections and ask glibc
+    to return freed heap to the system, so the sender's RSS stays small."""
+    get_engine().dispose()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 # --- leases -----------------------------------------------------------------------
