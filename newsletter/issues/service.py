@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -253,6 +253,7 @@ def _reopen(session: Session, issue: Issue) -> None:
         issue.status = "draft"
         issue.approved_at = None
         issue.approved_by = None
+    issue.scheduled_for = None
     for render in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all():
         session.delete(render)
     issue.frozen_at = None
@@ -273,6 +274,56 @@ def approve_issue(settings: Settings, number: int, by: str) -> Issue:
         issue.updated_at = clock.now()
         session.add(issue)
         return issue
+
+
+def schedule_issue(settings: Settings, number: int, when: datetime, *, by: str = "") -> Issue:
+    """Send at a chosen time: a draft with articles or an approved issue becomes
+    ``scheduled`` for ``when``; the scheduler's tick sends it once that time has come.
+
+    Scheduling is an approval (what is scheduled is what is sent), so a draft
+    gets ``approved_at``/``approved_by`` too. Scheduling a scheduled issue again
+    moves its time. ``when`` must be aware and in the future by ``clock.now()``.
+    """
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+        raise IssueError("the send time needs a time zone")
+    when = when.astimezone(UTC)
+    now = clock.now()
+    if when <= now:
+        raise IssueError(f"{when:%Y-%m-%d %H:%M} UTC is not in the future (it is now {now:%Y-%m-%d %H:%M} UTC)")
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status not in OPEN_STATUSES:
+            raise IssueError(f"{issue.label} is {issue.status}; only a draft, approved or scheduled issue can be scheduled")
+        if issue.status == "draft" and not issue_articles(session, issue):
+            raise IssueError(f"{issue.label} has no articles")
+        values = {"status": "scheduled", "scheduled_for": when, "updated_at": now}
+        if issue.approved_at is None:
+            values |= {"approved_at": now, "approved_by": (by or "")[:320]}
+        return _move(session, issue, values)
+
+
+def unschedule_issue(settings: Settings, number: int) -> Issue:
+    """Take a scheduled issue off its time: it stays approved, to send now or schedule again."""
+    with session_scope() as session:
+        issue = _require(session, number)
+        if issue.status == "approved":
+            return issue
+        if issue.status != "scheduled":
+            raise IssueError(f"{issue.label} is {issue.status}; only a scheduled issue can be unscheduled")
+        return _move(session, issue, {"status": "approved", "scheduled_for": None, "updated_at": clock.now()})
+
+
+def _move(session: Session, issue: Issue, values: dict) -> Issue:
+    """Apply a state change only if the status is still the one read: one
+    conditional UPDATE, so an issue that a scheduler tick or "send now" started
+    meanwhile is never put back to scheduled (and sent twice)."""
+    changed = session.execute(
+        update(Issue).where(Issue.id == issue.id, Issue.status == issue.status).values(**values)
+    ).rowcount
+    if changed != 1:
+        raise IssueError(f"{issue.label} changed meanwhile (another editor or the scheduler); look again")
+    session.refresh(issue)
+    return issue
 
 
 def update_issue(settings: Settings, number: int, **fields) -> Issue:
@@ -367,6 +418,7 @@ def cancel_issue(settings: Settings, number: int) -> Issue:
         if issue.status not in OPEN_STATUSES:
             raise IssueError(f"{issue.label} is {issue.status}; stop a sending issue from the delivery controls")
         issue.status = "cancelled"
+        issue.scheduled_for = None
         issue.cancelled_at = clock.now()
         issue.updated_at = clock.now()
         session.add(issue)
