@@ -226,6 +226,12 @@ def schedule_command(count: int):
         review = slots.review_at(settings, slot)
         echo(f"  {local:%a %Y-%m-%d %H:%M %Z}  = {slot:%Y-%m-%d %H:%M} UTC   review from "
              f"{slots.local(settings, review):%a %Y-%m-%d %H:%M %Z} = {review:%Y-%m-%d %H:%M} UTC")
+    timed = jobs.scheduled_issues()
+    if timed:
+        echo("")
+        echo("Issues scheduled for a time")
+        for number, when in timed:
+            echo(f"  Issue {number:03d}  {_fmt(when, settings)}")
     echo("")
     echo("Jobs")
     nxt = upcoming[0] if upcoming else None

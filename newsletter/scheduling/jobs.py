@@ -20,6 +20,14 @@ The weekly cycle, for each slot S of NEWSLETTER_SCHEDULE:
   NEWSLETTER_MISFIRE_GRACE_HOURS; older missed slots are recorded as
   *skipped* and reported to the editors.
 
+Besides the weekly slot, an editor can schedule an issue for a time of
+their own (``issues.service.schedule_issue``): every tick sends each
+``scheduled`` issue whose ``scheduled_for`` has come, claimed as the JobRun
+("timed:<number>", scheduled_for). The weekly slot leaves such an issue to
+its own time. A time missed by more than the grace period (the scheduler
+was down) is not sent late: the issue returns to approved and the editors
+are told.
+
 At most one issue and one send per slot: the JobRun (job, slot) row is
 claimed by INSERT (one winner), ``Issue.slot_at`` is unique and
 ``start_send`` moves an issue to sending with one conditional UPDATE.
@@ -35,11 +43,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from newsletter import clock
 from newsletter.db import get_engine
-from newsletter.models import Event, JobRun, OutboxMessage, WebhookReplay
+from newsletter.models import Event, Issue, JobRun, OutboxMessage, WebhookReplay
 from newsletter.scheduling import notices, runs, slots
 
 log = logging.getLogger("newsletter.scheduler")
@@ -76,6 +84,7 @@ def tick(settings, *, now: datetime | None = None, mode: Mode = Mode()) -> list[
     """One look at the clock; returns what was done (for logs and tests)."""
     now = now or clock.now()
     actions: list[str] = []
+    actions += _timed_cycle(settings, now, mode)
     actions += _send_cycle(settings, now, mode)
     actions += _review_cycle(settings, now)
     for line in actions:
@@ -183,6 +192,11 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         if issue.status == "cancelled":
             runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label} was cancelled by an editor")
             return [f"{label}: {issue.label} cancelled"]
+        if issue.status == "scheduled" and issue.scheduled_for is not None and runs._aware(issue.scheduled_for) > now:
+            when = slots.describe(settings, runs._aware(issue.scheduled_for))
+            runs.move(SEND, slot, expect="started", state="done",
+                      detail=f"{issue.label} is scheduled for {when}: sent at that time, not at the slot")
+            return [f"{label}: {issue.label} left to its scheduled time ({when})"]
         if issue.status not in SENDABLE and settings.auto_send:
             issue = approve_issue(settings, issue.number, by="auto-send")
         if issue.status not in SENDABLE:
@@ -206,6 +220,92 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
                            action="send this week's issue", slot_text=slots.describe(settings, slot),
                            error=f"{exc.__class__.__name__}: {exc}"[:500])
         return [f"{label}: failed ({exc.__class__.__name__})"]
+
+
+# --- issues scheduled for a time of their own -----------------------------------------
+
+
+def _timed_cycle(settings, now: datetime, mode: Mode) -> list[str]:
+    """Send every scheduled issue whose time has come (a handful at most)."""
+    t = Issue.__table__.c
+    with get_engine().connect() as conn:
+        due = conn.execute(
+            select(t.number, t.scheduled_for)
+            .where(t.status == "scheduled", t.scheduled_for.is_not(None), t.scheduled_for <= now)
+            .order_by(t.scheduled_for, t.number)
+        ).all()
+    actions: list[str] = []
+    for number, when in due:
+        actions += _run_timed(settings, number, runs._aware(when), now, mode)
+    return actions
+
+
+def scheduled_issues() -> list[tuple[int, datetime]]:
+    """(number, scheduled_for) of every issue scheduled for a time, soonest first (for `newsletter schedule`)."""
+    t = Issue.__table__.c
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            select(t.number, t.scheduled_for).where(t.status == "scheduled", t.scheduled_for.is_not(None))
+            .order_by(t.scheduled_for, t.number)
+        ).all()
+    return [(number, runs._aware(when)) for number, when in rows]
+
+
+def timed_job(number: int) -> str:
+    return f"timed:{number}"
+
+
+def _run_timed(settings, number: int, when: datetime, now: datetime, mode: Mode) -> list[str]:
+    """Send one scheduled issue once: the JobRun (timed:<n>, when) is claimed
+    by INSERT, start_send has one winner; a failure is retried every few
+    minutes and reported once; a time missed by more than the grace period
+    is not sent late."""
+    job, label = timed_job(number), f"Issue {number:03d}"
+    if now - when > slots.grace(settings):
+        return _timed_missed(settings, number, when, now)
+    run = runs.get(job, when)
+    if run is None:
+        if not runs.claim(job, when, detail="running"):
+            return []
+        previous = "started"
+    elif (run.state == "failed" and _retry_due(run, now)) or (run.state == "started" and _orphaned(settings, run, now)):
+        previous = run.state
+        if previous != "started" and not runs.move(job, when, expect=previous, state="started", detail="running"):
+            return []
+    else:
+        return []
+    try:
+        outcome = _deliver(settings, number, mode)
+    except Exception as exc:  # noqa: BLE001 - recorded, reported once, retried within the grace period
+        log.exception("the timed send of issue %s failed", number)
+        runs.move(job, when, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
+        if previous != "failed":
+            notices.notify(settings, "review_failed", f"The scheduler could not send {label}",
+                           action=f"send {label} at its scheduled time", slot_text=slots.describe(settings, when),
+                           error=f"{exc.__class__.__name__}: {exc}"[:500])
+        return [f"timed {label}: failed ({exc.__class__.__name__})"]
+    runs.move(job, when, expect="started", state="done", detail=f"{label}: {outcome}")
+    return [f"timed {label} ({when.isoformat()}): {outcome}"]
+
+
+def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[str]:
+    """Back to approved (one conditional UPDATE: one process reports it)."""
+    t = Issue.__table__.c
+    with get_engine().begin() as conn:
+        changed = conn.execute(
+            update(Issue.__table__)
+            .where(t.number == number, t.status == "scheduled", t.scheduled_for == when)
+            .values(status="approved", scheduled_for=None, updated_at=now)
+        ).rowcount
+    if changed != 1:
+        return []
+    late = _hours(now - when)
+    log.warning("Issue %03d was scheduled for %s and is %s late: not sent", number, when.isoformat(), late)
+    notices.notify(settings, "review_missed", f"Issue {number:03d} was not sent at its time", missed=[
+        f"Issue {number:03d}, scheduled for {slots.describe(settings, when)} (missed by {late})"],
+        intro=f"The scheduler was not running at this time and it is now past the {settings.misfire_grace_hours}-hour "
+        "grace period, so the issue was not sent late. It is approved again: send it or schedule it anew:")
+    return [f"timed Issue {number:03d}: missed by {late}, returned to approved"]
 
 
 def _deliver(settings, number: int, mode: Mode) -> str:
@@ -239,7 +339,7 @@ def _expire(settings, run: JobRun, now: datetime) -> list[str]:
     with get_engine().connect() as conn:
         row = conn.execute(select(Issue.__table__.c.number, Issue.__table__.c.status)
                            .where(Issue.__table__.c.slot_at == run.slot_at)).first()
-    if row is not None and row.status in HANDLED:
+    if row is not None and (row.status in HANDLED or row.status == "scheduled"):
         runs.move(SEND, run.slot_at, expect=run.state, state="done", detail=f"Issue {row.number:03d} is {row.status}")
         return []
     detail = f"grace period over while {run.state}: {run.detail}"
