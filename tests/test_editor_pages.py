@@ -312,18 +312,19 @@ def test_cancel_draft_and_refused_approve(editor, settings):
 
 
 def test_schedule_for_a_time(editor, settings):
-    from newsletter.issues import service as issues_service
-
+    """The sending itself is in tests/test_schedule_for_time.py (tick, SMTP, exactly once)."""
     number = seed_issue(settings)
     editor.get(f"/editor/issues/{number}")
     editor.post(f"/editor/issues/{number}/approve")
     when = (clock.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
     r = editor.post(f"/editor/issues/{number}/schedule", data={"when": when}, follow_redirects=True)
-    if hasattr(issues_service, "schedule_issue"):
-        assert _status(number) == "scheduled"
-    else:  # the issues area has no scheduling transition yet: said plainly, nothing changes
-        assert "not available in this version" in text_of(r) and _status(number) == "approved"
-        assert 'action="/editor/issues/1/schedule"' not in text_of(r)
+    assert _status(number) == "scheduled" and "Scheduled: goes out" in text_of(r)
+    assert f'action="/editor/issues/{number}/unschedule"' in text_of(r)
+    past = (clock.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    r = editor.post(f"/editor/issues/{number}/schedule", data={"when": past}, follow_redirects=True)
+    assert "not in the future" in text_of(r) and _status(number) == "scheduled"
+    editor.post(f"/editor/issues/{number}/unschedule")
+    assert _status(number) == "approved"
 
 
 # --- subscribers (admin) ---------------------------------------------------------------------

@@ -74,13 +74,6 @@ def _act(number: int, what: str, call) -> None:
     flash(f"Issue {number:03d}: {what} done.", "success")
 
 
-def _schedule_service():
-    """``issues.service.schedule_issue`` (the issues area owns the transition), if present."""
-    from newsletter.issues import service
-
-    return getattr(service, "schedule_issue", None)
-
-
 def _back(number: int):
     return redirect(url_for("editor.issue", number=number))
 
@@ -141,8 +134,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             audience=audience,
             action=ActionForm(),
             test_form=TestSendForm(),
-            schedule_form=ScheduleForm(),
-            can_schedule=_schedule_service() is not None,
+            schedule_form=ScheduleForm(data={"when": issue.scheduled_for.astimezone(settings().tz).replace(tzinfo=None)}
+                                       if issue.scheduled_for else None),
             editable=issue.status in EDITABLE,
         ),
         status,
@@ -292,16 +285,25 @@ def issue_approve(number: int):
 
 @bp.post("/issues/<int:number>/schedule")
 def issue_schedule(number: int):
-    schedule_issue = _schedule_service()
-    if schedule_issue is None:
-        flash("Scheduling for a chosen time is not available in this version: send now, or let the weekly slot send it.", "warning")
-        return _back(number)
+    """Send at a chosen time (in NEWSLETTER_TIMEZONE); the scheduler's tick sends it."""
+    from newsletter.issues.service import schedule_issue
+
     form = ScheduleForm()
     if not form.validate_on_submit():
         flash("Choose a date and time to send at.", "error")
         return _back(number)
     local: datetime = form.when.data.replace(tzinfo=settings().tz)
-    _act(number, f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}", lambda: schedule_issue(settings(), number, local))
+    _act(number, f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
+         lambda: schedule_issue(settings(), number, local, by=current_user.email))
+    return _back(number)
+
+
+@bp.post("/issues/<int:number>/unschedule")
+def issue_unschedule(number: int):
+    """Take the issue off its time; it stays approved."""
+    from newsletter.issues.service import unschedule_issue
+
+    _act(number, "unschedule", lambda: unschedule_issue(settings(), number))
     return _back(number)
 
 
