@@ -173,8 +173,8 @@ def fan_out(session, issue_id: int) -> int:
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
     connection = session.connection()
-    if is_sqlite():  # a million index insertions: give SQLite's page cache room (64 MB) for this statement
-        connection.exec_driver_sql("PRAGMA cache_size = -65536")
+    if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
+        connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
         inserted = connection.execute(statement).rowcount
     finally:
