@@ -6,6 +6,8 @@ stacking revisions nobody has applied yet. After a release, use
 ``alembic revision --autogenerate`` as usual.
 """
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,7 +26,11 @@ def main() -> None:
         cfg = alembic_config(url)
         command.revision(cfg, message="initial schema", autogenerate=True, rev_id="0001")
     generated = next((ROOT / "migrations" / "versions").glob("0001_*.py"))
-    generated.rename(TARGET)
+    text = "\n".join(line.rstrip() for line in generated.read_text().splitlines()) + "\n"
+    TARGET.write_text(text)
+    generated.unlink()
+    # Keep the generated file as tidy as the rest of the tree (ruff is a test dependency).
+    subprocess.run([sys.executable, "-m", "ruff", "check", "--fix", "-q", str(TARGET)], check=False)
     print(f"wrote {TARGET.relative_to(ROOT)}")
 
 

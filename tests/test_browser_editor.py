@@ -151,7 +151,6 @@ def test_preview_desktop_mobile_text_and_variant(page, live_server_factory, make
 
 
 def test_test_send_reaches_a_real_smtp_server(page, live_server_factory, make_app, smtp_server, screenshot):
-    pytest.importorskip("newsletter.delivery.testsend")
     server, settings = start(live_server_factory, make_app, transport=smtp_server.dsn)
     number = seed_issue(settings)
     log_in(page, server, EDITOR)
@@ -167,7 +166,6 @@ def test_test_send_reaches_a_real_smtp_server(page, live_server_factory, make_ap
 
 
 def test_approve_and_send_with_live_progress(page, live_server_factory, make_app, smtp_server, screenshot):
-    pytest.importorskip("newsletter.delivery.pipeline")
     from newsletter.delivery.runner import Runner
 
     server, settings = start(live_server_factory, make_app, transport=smtp_server.dsn)

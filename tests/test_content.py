@@ -288,7 +288,6 @@ def test_cli_feed_import(content_settings, make_app, feed_server):
 def test_demo_seed_is_idempotent_and_assembles(content_settings):
     from newsletter.demo import seed_demo
     from newsletter.issues.service import assemble_issue
-
     from newsletter.models import Editor, Issue, Subscriber
 
     settings = content_settings.default

@@ -234,7 +234,6 @@ def test_preview_html_has_its_own_csp(editor, settings):
 
 
 def test_test_send_goes_to_outbox_with_prefix_and_no_delivery_rows(editor, settings):
-    pytest.importorskip("newsletter.delivery.testsend")
     number = seed_issue(settings)
     add_subscriber("reader@example.org")
     editor.get(f"/editor/issues/{number}")
@@ -266,7 +265,6 @@ def _status(number):
 
 
 def test_approve_then_send_needs_the_typed_number(editor, settings):
-    pytest.importorskip("newsletter.delivery.pipeline")
     number = seed_issue(settings)
     add_subscriber("reader@example.org")
     editor.get(f"/editor/issues/{number}")
@@ -285,7 +283,6 @@ def test_approve_then_send_needs_the_typed_number(editor, settings):
 
 
 def test_pause_resume_and_cancel_sending(editor, settings):
-    pytest.importorskip("newsletter.delivery.pipeline")
     from newsletter.delivery.pipeline import start_send
     from newsletter.issues.service import approve_issue
 

@@ -1,14 +1,13 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-29 06:04:02.138458
+Revises:
+Create Date: 2026-11-29 07:12:55.288141
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
