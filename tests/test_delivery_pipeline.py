@@ -343,3 +343,15 @@ def test_resume_unfinished_finishes_or_reports_sending_issues(sending_settings):
             row.status = "sent"
     assert pipeline.resume_unfinished(settings) == [1]
     assert issue_row(settings, 2).status == "sent"
+
+
+def test_background_runner_resumes_an_unfinished_send(sending_settings, smtp_server):
+    from newsletter.delivery.runner import Runner
+
+    settings = sending_settings()
+    make_issue(settings, 1)
+    add_subscribers(settings, 9)
+    pipeline.start_send(settings, 1)  # …and the process that started it went away
+    assert Runner(settings).tick() == 9
+    assert issue_row(settings, 1).status == "sent"
+    assert len(smtp_server.wait_for(9)) == 9
