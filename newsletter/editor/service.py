@@ -10,6 +10,7 @@ module is the per-account half of the defence and is shared by the CLI.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,8 +28,14 @@ LOCKOUT_MINUTES = 15
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile (64 MiB)
-# Verified against when the address is unknown, so both paths cost the same.
-_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the address is unknown, so both paths cost the same.
+    Made on first use, not at import: every CLI process (a sender too) imports
+    this module, and one Argon2 hash costs 64 MiB of memory."""
+    return _hasher.hash("not a real password, only for timing")
 
 
 class EditorError(ValueError):
@@ -101,7 +108,7 @@ def authenticate(settings, email: str, password: str) -> AuthResult:
     with session_scope() as session:
         editor = session.exec(select(Editor).where(Editor.email == address)).first()
         if editor is None:
-            _verify(_DUMMY_HASH, password)
+            _verify(_dummy_hash(), password)
             return AuthResult(False, message=generic)
         if editor.locked_until is not None and editor.locked_until > now:
             return AuthResult(False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until))
