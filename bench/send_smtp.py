@@ -2,7 +2,7 @@
 ``smtp-source -d`` sending the same number of messages of the same size with
 the same concurrency, in the same run.
 
-    .venv/bin/python bench/send_smtp.py [--count 20000] [--concurrency 4] [--dkim]
+    .venv/bin/python bench/send_smtp.py [--count 20000] [--concurrency 4] [--dkim] [--processes 2]
                                          [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Our figure is the whole dispatch phase of `issue send`: claiming leased
@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--dkim", action="store_true")
     parser.add_argument(
+        "--processes", type=int, default=1, help="NEWSLETTER_SEND_PROCESSES (the concurrency is split over them)"
+    )
+    parser.add_argument(
         "--database-url", default="", help="a PostgreSQL server URL (a fresh database is created)"
     )
     args = parser.parse_args()
@@ -51,7 +54,14 @@ def main() -> None:
             dkim = dict(
                 dkim_domain="example.org", dkim_selector="bench", dkim_key_file=str(work / "dkim.pem")
             )
-        settings = settings_for(url, work, transport=sink.dsn, send_concurrency=args.concurrency, **dkim)
+        settings = settings_for(
+            url,
+            work,
+            transport=sink.dsn,
+            send_concurrency=args.concurrency,
+            send_processes=args.processes,
+            **dkim,
+        )
         make_issue(settings, 1)
         add_readers(args.count)
         started = time.perf_counter()
@@ -64,7 +74,8 @@ def main() -> None:
         theirs = smtp_source_rate(sink.port, args.count, size, args.concurrency)
         backend = "PostgreSQL" if args.database_url else "SQLite"
         print(
-            f"messages            {args.count} x {size} bytes, concurrency {args.concurrency}, DKIM {'on' if args.dkim else 'off'}, {backend}"
+            f"messages            {args.count} x {size} bytes, concurrency {args.concurrency}, "
+            f"processes {args.processes}, DKIM {'on' if args.dkim else 'off'}, {backend}"
         )
         print(f"freeze + fan-out    {frozen - started:8.2f} s")
         print(f"newsletter send     {ours:8.0f} msg/s  ({stats.sent} sent, {stats.failed} failed)")

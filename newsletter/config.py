@@ -106,6 +106,7 @@ class Settings:
     broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
     send_lease_seconds: int = 120  # a dead sender's claimed rows return to the queue after this (delivery)
+    send_processes: int = 1  # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes (delivery)
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
@@ -260,6 +261,8 @@ def validate(settings: Settings) -> Settings:
         ) from None
     if settings.send_concurrency < 1:
         raise ConfigError("NEWSLETTER_SEND_CONCURRENCY must be at least 1")
+    if settings.send_processes < 1:
+        raise ConfigError("NEWSLETTER_SEND_PROCESSES must be at least 1")
     if settings.max_attempts < 1:
         raise ConfigError("NEWSLETTER_MAX_ATTEMPTS must be at least 1")
     for feed in settings.feeds:

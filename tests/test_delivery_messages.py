@@ -192,3 +192,81 @@ def test_smtp_transport_signs_with_dkim(make_settings, dkim_key, smtp_server):
     assert dkim.verify(
         received.data.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n"), dnsfunc=lambda *a, **k: record
     )
+
+
+# --- DKIM fast path: the same canonical form as dkimpy, verified by dkimpy -----------
+
+
+def _verify(raw: bytes, record: bytes) -> bool:
+    return dkim.verify(raw, dnsfunc=lambda *args, **kwargs: record)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"From: A <a@example.org>\r\nTo: b@example.org\r\nSubject: hi",
+        b"Subject:   lots \t of\t\tspace   \r\nX-Empty:\r\nTo:b@example.org",
+        b"Subject: folded\r\n  over\r\n\tthree lines\r\nFrom: x@example.org",
+        b"To: one@example.org\r\nTo: two@example.org\r\nFrom: =?utf-8?q?Zo=C3=AB?= <z@example.org>",
+        "Subject: Grüße aus Köln\r\nTo: Zoë <zoë@exämple.org>".encode(),
+    ],
+)
+def test_fast_header_canonicalisation_equals_dkimpys(block):
+    from dkim.canonicalization import Relaxed
+
+    from newsletter.delivery.dkim import _relaxed, _split_headers
+
+    ours = _split_headers(block)
+    theirs = dkim.rfc822_parse(block + b"\r\n\r\n")[0]
+    assert [(n, v.rstrip(b"\r\n")) for n, v in theirs] == ours
+    assert [_relaxed(n, v) for n, v in ours] == [n + b":" + v for n, v in Relaxed.canonicalize_headers(theirs)]
+
+
+def test_unusual_header_blocks_go_through_dkimpys_parser():
+    from newsletter.delivery.dkim import _split_headers
+
+    assert _split_headers(b"Subject: bare\nTo: lf@example.org") is None
+    assert _split_headers(b" continuation first\r\nTo: a@example.org") is None
+    assert _split_headers(b"No colon here\r\nTo: a@example.org") is None
+    assert _split_headers(b"Bad Name: x\r\nTo: a@example.org") is None
+
+
+@pytest.mark.parametrize(
+    "to, name, subject, text, html",
+    [
+        # non-ASCII name and subject (RFC 2047), non-ASCII bodies, long lines
+        ("a@example.org", "Zoë Ünïcödé", "Grüße — 日本語 " * 8, "Grüße\n" * 2000, "<p>日本語</p>" * 5000),
+        # a long body with trailing blank lines, dots at line starts, tabs and runs of spaces
+        ("b@example.org", "", "plain", ".dot\n\tTab  and   spaces \n" * 3000 + "\n\n\n", None),
+        # an internationalised address: the SMTPUTF8 path (email.message), raw UTF-8 headers
+        ("zoë@exämple.org", "Zoë", "Grüße", "Hallo\n", "<p>Hallo</p>"),
+    ],
+)
+def test_dkim_verifies_for_non_ascii_and_long_messages(dkim_key, to, name, subject, text, html):
+    path, record = dkim_key
+    signer = DkimSigner("example.org", "gts", path.read_bytes())
+    message = OutgoingMessage(
+        sender="Zoë Sender <signal@example.org>",
+        to=to,
+        to_name=name,
+        subject=subject,
+        text=text,
+        html=html,
+        headers={"List-Unsubscribe": "<https://news.example.org/unsubscribe/" + "t" * 120 + ">"},
+    )
+    signed = message.signed_bytes(signer)
+    assert _verify(signed, record)
+    # a changed body byte or a changed signed header breaks it
+    tampered = signed[:-3] + (b"Y" if signed[-3:-2] == b"X" else b"X") + signed[-2:]
+    assert tampered != signed and not _verify(tampered, record)
+    assert not _verify(signed.replace(b"unsubscribe/t", b"unsubscribe/u", 1), record)
+
+
+def test_dkim_still_signs_messages_dkimpy_has_to_parse(dkim_key):
+    path, record = dkim_key
+    signer = DkimSigner("example.org", "gts", path.read_bytes())
+    raw = b"From: a@example.org\r\nSubject: x\r\n\tfolded\r\nTo: b@example.org\r\n\r\nbody\r\n"
+    assert _verify(signer.sign(raw), record)
+    odd = b"From: a@example.org\r\nSubject: x\nTo: b@example.org\r\n\r\nbody\r\n"  # a bare LF
+    signed = signer.sign(odd)
+    assert signed.startswith(b"DKIM-Signature:") and signed.endswith(odd)

@@ -1,10 +1,15 @@
 """DKIM signing (RFC 6376) that does not cap throughput.
 
-dkimpy does the parts that are easy to get subtly wrong — header parsing,
-relaxed canonicalisation, the header hash including the signature header
-itself with an empty ``b=``, folding — and ``cryptography`` (OpenSSL) does the
-RSA: dkimpy's pure-Python RSA costs about 10 ms a message, OpenSSL about
-0.5 ms. The result verifies with ``dkim.verify`` (see the tests).
+``cryptography`` (OpenSSL) does the RSA: dkimpy's pure-Python RSA costs
+about 10 ms a message, OpenSSL about 0.9 ms (and it releases the GIL, so
+sender threads sign in parallel). dkimpy folds the signature header and
+canonicalises the body (c=relaxed/simple: the body as is, minus trailing
+empty lines); the headers our own builder writes (plain CRLF lines) are
+split, selected and relaxed-canonicalised here in a few lines of C-backed
+bytes operations, which costs a fifth of dkimpy's general parser — anything
+unusual (bare LF, odd field names) still goes through ``dkim.rfc822_parse``.
+Every signature is checked with ``dkim.verify`` in the tests, including
+against dkimpy's own canonicalisation of the same message.
 
 The signature covers From, To, Subject, Date, Message-ID, List-Id,
 List-Unsubscribe and List-Unsubscribe-Post (when present) plus the MIME
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -22,7 +28,7 @@ from pathlib import Path
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
-from dkim.canonicalization import CanonicalizationPolicy
+from dkim.canonicalization import Simple
 
 SIGNED_HEADERS = (
     b"from",
@@ -55,7 +61,6 @@ class DkimSigner:
         else:
             raise ValueError("DKIM key must be RSA or Ed25519 (PEM)")
         self.key = key
-        self.canon = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
 
     @classmethod
     def from_settings(cls, settings) -> DkimSigner | None:
@@ -73,14 +78,14 @@ class DkimSigner:
         end = raw.find(b"\r\n\r\n")
         if end < 0:
             raise ValueError("message has no header/body separator")
-        headers, _ = dkim.rfc822_parse(raw[: end + 4])
-        body = raw[end + 4 :]
+        headers = _split_headers(raw[:end]) or dkim.rfc822_parse(raw[: end + 4])[0]
         present = {name.lower() for name, _ in headers}
         include = [h for h in SIGNED_HEADERS if h in present]
         # Over-sign: naming a header once more than it occurs signs its absence,
         # so nobody can add a second From or List-Unsubscribe after signing.
         include += [h for h in OVERSIGNED if h in present]
-        body_hash = base64.b64encode(hashlib.sha256(self.canon.canonicalize_body(body)).digest())
+        # c=.../simple: the body as is, trailing empty lines reduced to one CRLF.
+        body_hash = base64.b64encode(hashlib.sha256(Simple.canonicalize_body(raw[end + 4 :])).digest())
         fields = [
             (b"v", b"1"),
             (b"a", self.algorithm),
@@ -93,14 +98,62 @@ class DkimSigner:
             (b"b", b""),
         ]
         value = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME), linesep=b"\r\n")
-        hasher = hashlib.sha256()
-        canon_headers = self.canon.canonicalize_headers(headers)
-        dkim.hash_headers(hasher, self.canon, canon_headers, include, (_NAME, b" " + value), None)
-        signature = base64.b64encode(self._signature(hasher.digest()))
+        # RFC 6376 3.7: the selected headers (relaxed), then this header with an
+        # empty b= and without its final CRLF.
+        data = b"".join(_relaxed(name, val) for name, val in _select(headers, include))
+        data += _relaxed(_NAME, b" " + value)[:-2]
+        signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
         return _NAME + b": " + value + signature + b"\r\n"
 
     def sign(self, raw: bytes) -> bytes:
         return self.signature_header(raw) + raw
+
+
+_WSP = re.compile(rb"[\t ]+")
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+
+
+def _split_headers(block: bytes) -> list[tuple[bytes, bytes]] | None:
+    """(name, value) pairs of a CRLF header block, continuation lines kept in
+    the value as dkimpy's ``rfc822_parse`` keeps them. None for anything
+    unusual (bare LF or CR, a line without a colon): dkimpy parses those."""
+    if block.count(b"\n") != block.count(b"\r\n") or block.count(b"\r") != block.count(b"\r\n"):
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    for line in block.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not headers:
+                return None
+            name, value = headers[-1]
+            headers[-1] = (name, value + b"\r\n" + line)
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            return None
+        headers.append((name, value))
+    return headers
+
+
+def _relaxed(name: bytes, value: bytes) -> bytes:
+    """RFC 6376 3.4.2 relaxed header canonicalisation (as dkimpy does it):
+    lower-case name, unfolded value, runs of WSP made one space, trimmed."""
+    return name.lower().rstrip() + b":" + _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
+
+
+def _select(headers: list[tuple[bytes, bytes]], include: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The header instances ``h=`` names, bottom-up for repeated names
+    (RFC 6376 5.4.2); a name listed more often than it occurs selects nothing."""
+    selected = []
+    last: dict[bytes, int] = {}
+    for wanted in include:
+        i = last.get(wanted, len(headers))
+        while i > 0:
+            i -= 1
+            if headers[i][0].lower() == wanted:
+                selected.append(headers[i])
+                break
+        last[wanted] = i
+    return selected
 
 
 _signers: dict[tuple[str, str, str], DkimSigner] = {}

@@ -886,8 +886,14 @@ def run_pool(
     wait: bool = True,
 ) -> DispatchStats:
     """``send_concurrency`` dispatch loops in threads sharing one transport
-    (the SMTP pool / HTTP session) and one rate limiter."""
+    (the SMTP pool / HTTP session) and one rate limiter; with
+    ``send_processes`` > 1 (and no transport or limiter passed in) the same,
+    split over that many processes (``delivery.processes``)."""
     stop = stop or threading.Event()
+    if settings.send_processes > 1 and transport is None and limiter is None:
+        from newsletter.delivery.processes import run_processes
+
+        return run_processes(settings, issue_id, stop=stop, on_batch=on_batch, wait=wait)
     own = transport is None
     transport = transport or make_transport(settings.transport, settings)
     limiter = limiter or make_limiter(settings)

@@ -1,0 +1,161 @@
+"""``NEWSLETTER_SEND_PROCESSES``: the in-process sender in N processes.
+
+One Python process sends on one core at a time: personalising, building
+MIME, the SMTP client and the database work all hold the GIL (only
+OpenSSL's RSA for DKIM and socket waits release it), so more threads do not
+make a single sender faster. The claim/lease design already lets several
+workers share a queue safely, so this runs ``pipeline.run_pool`` in N
+processes, each with its own interpreter, database connections, SMTP pool
+and leases; nothing else changes (a process that dies leaves rows whose
+leases expire and are reclaimed, exactly as for a crashed thread).
+
+``NEWSLETTER_SEND_CONCURRENCY`` stays the total number of connections (and
+threads): it is split over the processes, so a mail server sees the same
+number of sessions whatever N is. ``NEWSLETTER_SEND_RATE`` is split the same
+way (each process gets its share of the token bucket). A single-threaded
+parent (``newsletter issue send``, the benchmarks) forks: the children start
+in milliseconds with everything imported, and drop the inherited database
+pool without closing it. A parent that runs other threads (the web app's
+background sender, the scheduler) never forks — a lock held by another
+thread would stay locked in the child — it uses a ``forkserver`` that has
+imported the sender once. Children ignore Ctrl-C and stop when the parent's
+``stop`` event is set, after finishing their batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, replace
+
+from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """``total`` split into at most ``parts`` near-equal positive shares."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def child_settings(settings: Settings) -> list[Settings]:
+    """The settings of each sender process (their concurrency and rate add up to the parent's)."""
+    out = []
+    for threads in shares(settings.send_concurrency, settings.send_processes):
+        rate = settings.send_rate * threads / settings.send_concurrency if settings.send_rate else 0.0
+        out.append(replace(settings, send_processes=1, send_concurrency=threads, send_rate=rate))
+    return out
+
+
+def run_processes(
+    settings: Settings,
+    issue_id: int | None,
+    *,
+    stop: threading.Event,
+    on_batch: Callable | None = None,
+    wait: bool = True,
+):
+    """Like ``pipeline.run_pool`` (same arguments, same totals), in processes."""
+    from newsletter.delivery.pipeline import DispatchStats
+
+    context = _context()
+    child_stop = context.Event()
+    reports = context.Queue()
+    processes = [
+        context.Process(
+            target=_child,
+            args=(child, issue_id, wait, child_stop, reports),
+            name=f"sender-{n}",
+            daemon=True,
+        )
+        for n, child in enumerate(child_settings(settings))
+    ]
+    for process in processes:
+        process.start()
+    total = DispatchStats()
+    finished: set[str] = set()
+    try:
+        while len(finished) < len(processes):
+            if stop.is_set():
+                child_stop.set()
+            try:
+                kind, name, values = reports.get(timeout=0.2)
+            except queue.Empty:
+                for process in processes:
+                    if process.name not in finished and not process.is_alive():
+                        # It died without reporting (killed, or crashed at import):
+                        # its leases expire and another sender takes its rows over.
+                        finished.add(process.name)
+                        total.errors.append(f"{process.name} exited with code {process.exitcode}")
+                continue
+            stats = DispatchStats(**values)
+            if kind == "batch":
+                if on_batch is not None:
+                    on_batch(stats)
+                continue
+            finished.add(name)
+            total.add(stats)
+            total.errors += stats.errors
+            total.stopped_because = total.stopped_because or stats.stopped_because
+    except BaseException:
+        child_stop.set()  # Ctrl-C: children finish their batch and stop
+        raise
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                log.error("%s did not stop; terminating it", process.name)
+                process.terminate()
+                process.join()
+        reports.close()
+    return total
+
+
+_PRELOAD = ["newsletter.delivery.pipeline", "newsletter.delivery.transports", "newsletter.rendering.issue"]
+
+
+def _context():
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, reports) -> None:
+    """One sender process: its own engine, transport and dispatch threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    from newsletter import db
+    from newsletter.delivery import pipeline
+
+    name = multiprocessing.current_process().name
+    try:  # forked: the parent's pooled connections are the parent's; never touch them
+        db.get_engine().dispose(close=False)
+    except RuntimeError:  # forkserver: no engine yet
+        pass
+    db.init_engine(settings.database_url)
+    stop = threading.Event()
+
+    def watch() -> None:
+        child_stop.wait()
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        stats = pipeline.run_pool(
+            settings,
+            issue_id,
+            stop=stop,
+            wait=wait,
+            on_batch=lambda batch: reports.put(("batch", name, asdict(batch))),
+        )
+    except Exception as exc:  # noqa: BLE001 - report it; the parent records it with the totals
+        log.exception("sender process failed")
+        stats = pipeline.DispatchStats(stopped_because=f"error: {exc}", errors=[f"{name}: {exc}"])
+    reports.put(("done", name, asdict(stats)))
+    db.dispose_engine()

@@ -1,0 +1,88 @@
+"""NEWSLETTER_SEND_PROCESSES: the in-process sender split over processes
+(real child processes, a real SMTP server, the configured database)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.config import ConfigError, load_settings
+from newsletter.db import init_engine, session_scope
+from newsletter.delivery import pipeline, processes
+from newsletter.models import OutboxMessage
+from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
+
+
+def test_concurrency_and_rate_are_split_not_multiplied(make_settings):
+    assert processes.shares(4, 2) == [2, 2]
+    assert processes.shares(5, 2) == [3, 2]
+    assert processes.shares(1, 3) == [1], "never more processes than connections"
+    children = processes.child_settings(make_settings(send_concurrency=5, send_processes=2, send_rate=100))
+    assert [c.send_concurrency for c in children] == [3, 2]
+    assert sum(c.send_rate for c in children) == pytest.approx(100)
+    assert {c.send_processes for c in children} == {1}, "a child never spawns processes itself"
+    assert [c.send_rate for c in processes.child_settings(make_settings(send_processes=2))] == [0.0, 0.0]
+
+
+def test_send_processes_must_be_positive():
+    with pytest.raises(ConfigError, match="NEWSLETTER_SEND_PROCESSES"):
+        load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "0"}, dotenv=False)
+
+
+def test_two_processes_send_every_reader_exactly_once(make_settings, smtp_server):
+    settings = make_settings(transport=smtp_server.dsn, send_concurrency=3, send_processes=2)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 120)
+    add_subscribers(settings, 5, prefix="left", status="unsubscribed")
+    batches = []
+
+    counts = pipeline.send_issue(settings, 1, progress=lambda start, batch: batches.append(batch.sent))
+
+    assert (counts.status, counts.sent, counts.failed, counts.skipped) == ("sent", 120, 0, 0)
+    received = smtp_server.wait_for(120)
+    per_reader = Counter(m.to for m in received)
+    assert set(per_reader) == {f"reader{i}@example.org" for i in range(120)}
+    assert set(per_reader.values()) == {1}, "exactly one message per reader"
+    # the progress callback hears about every batch sent by the children
+    assert sum(batches) == 120
+    rows = deliveries(settings, issue_row(settings, 1).id)
+    assert {r.status for r in rows} == {"sent"} and all(r.message_id for r in rows)
+    owners = {r.lease_owner for r in rows}
+    assert owners == {None}, "every lease is released"
+
+
+def test_forked_children_share_the_queue(make_settings, monkeypatch):
+    """The fork path (a single-threaded parent such as `issue send`): children
+    drop the inherited database pool and open their own."""
+    settings = make_settings(transport="outbox://", send_concurrency=2, send_processes=2)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 60)
+    monkeypatch.setattr(processes, "_context", lambda: multiprocessing.get_context("fork"))
+
+    counts = pipeline.send_issue(settings, 1)
+
+    assert (counts.status, counts.sent) == ("sent", 60)
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 60
+
+
+def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
+    settings = make_settings(transport=smtp_server.dsn, send_concurrency=2, send_processes=2, send_rate=40)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 400)
+    issue = pipeline.start_send(settings, 1)
+    stop = threading.Event()
+
+    # 40 a second split over two children: stop as soon as the first batch is reported
+    stats = pipeline.run_pool(settings, issue.id, stop=stop, on_batch=lambda batch: stop.set())
+
+    assert 0 < stats.sent < 400, "stopped part-way"
+    rows = deliveries(settings, issue.id)
+    assert Counter(r.status for r in rows) == {"sent": stats.sent, "pending": 400 - stats.sent}
