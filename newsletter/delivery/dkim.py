@@ -100,7 +100,7 @@ class DkimSigner:
         value = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME), linesep=b"\r\n")
         # RFC 6376 3.7: the selected headers (relaxed), then this header with an
         # empty b= and without its final CRLF.
-        data = b"".join(_relaxed(name, val) for name, val in _select(headers, include))
+        data = b"".join([_canonical_header(name, val) for name, val in _select(headers, include)])
         data += _relaxed(_NAME, b" " + value)[:-2]
         signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
         return _NAME + b": " + value + signature + b"\r\n"
@@ -143,17 +143,35 @@ def _relaxed(name: bytes, value: bytes) -> bytes:
 def _select(headers: list[tuple[bytes, bytes]], include: list[bytes]) -> list[tuple[bytes, bytes]]:
     """The header instances ``h=`` names, bottom-up for repeated names
     (RFC 6376 5.4.2); a name listed more often than it occurs selects nothing."""
+    names = [name.lower() for name, _ in headers]
     selected = []
     last: dict[bytes, int] = {}
     for wanted in include:
         i = last.get(wanted, len(headers))
         while i > 0:
             i -= 1
-            if headers[i][0].lower() == wanted:
+            if names[i] == wanted:
                 selected.append(headers[i])
                 break
         last[wanted] = i
     return selected
+
+
+# Headers that are the same in every message of a send: canonicalised once.
+_CONSTANT = frozenset((b"from", b"subject", b"list-id", b"list-unsubscribe-post", b"feedback-id", b"mime-version"))
+_canonical: dict[tuple[bytes, bytes], bytes] = {}
+
+
+def _canonical_header(name: bytes, value: bytes) -> bytes:
+    if name.lower() not in _CONSTANT:
+        return _relaxed(name, value)
+    key = (name, value)
+    found = _canonical.get(key)
+    if found is None:
+        if len(_canonical) > 256:
+            _canonical.clear()
+        found = _canonical[key] = _relaxed(name, value)
+    return found
 
 
 _signers: dict[tuple[str, str, str], DkimSigner] = {}
