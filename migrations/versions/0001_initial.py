@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 07:12:55.288141
+Create Date: 2026-11-29 07:30:31.965800
 """
 
 import sqlalchemy as sa
@@ -39,6 +39,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_article_external_id'), ['external_id'], unique=True)
         batch_op.create_index(batch_op.f('ix_article_published_at'), ['published_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_article_url'), ['url'], unique=False)
+
+    op.create_table('delivery',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('issue_id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=False),
+    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('topics', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('lease_until', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+    sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('sent_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('subscriber_id', 'issue_id')
+    )
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.create_index('ix_delivery_claim', ['issue_id', 'status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_delivery_provider_message_id', ['provider_message_id'], unique=False, postgresql_where=sa.text('provider_message_id IS NOT NULL'), sqlite_where=sa.text('provider_message_id IS NOT NULL'))
 
     op.create_table('editor',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -227,32 +250,6 @@ def upgrade() -> None:
     with op.batch_alter_table('clickcount', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_clickcount_issue_id'), ['issue_id'], unique=False)
 
-    op.create_table('delivery',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('issue_id', sa.Integer(), nullable=False),
-    sa.Column('subscriber_id', sa.Integer(), nullable=False),
-    sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
-    sa.Column('topics', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.Column('lease_until', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-    sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
-    sa.Column('sent_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('issue_id', 'subscriber_id')
-    )
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.create_index('ix_delivery_claim', ['issue_id', 'status', 'next_attempt_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_delivery_provider_message_id'), ['provider_message_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_delivery_subscriber_id'), ['subscriber_id'], unique=False)
-
     op.create_table('issuearticle',
     sa.Column('issue_id', sa.Integer(), nullable=False),
     sa.Column('article_id', sa.Integer(), nullable=False),
@@ -293,12 +290,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_issuearticle_article_id'))
 
     op.drop_table('issuearticle')
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_delivery_subscriber_id'))
-        batch_op.drop_index(batch_op.f('ix_delivery_provider_message_id'))
-        batch_op.drop_index('ix_delivery_claim')
-
-    op.drop_table('delivery')
     with op.batch_alter_table('clickcount', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_clickcount_issue_id'))
 
@@ -349,6 +340,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_editor_email'))
 
     op.drop_table('editor')
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_provider_message_id', postgresql_where=sa.text('provider_message_id IS NOT NULL'), sqlite_where=sa.text('provider_message_id IS NOT NULL'))
+        batch_op.drop_index('ix_delivery_claim')
+
+    op.drop_table('delivery')
     with op.batch_alter_table('article', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_article_url'))
         batch_op.drop_index(batch_op.f('ix_article_published_at'))

@@ -44,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.db import get_engine, is_sqlite, session_scope
+from newsletter.delivery.fanout_guard import hold_for_fan_out
 from newsletter.delivery.messages import build_issue_message
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
 from newsletter.delivery.transports import make_transport
@@ -140,8 +141,13 @@ def _insert(table):
 
 
 def fan_out(session, issue_id: int) -> int:
-    """One INSERT … SELECT: a pending row per active, unsuppressed subscriber."""
+    """One INSERT … SELECT: a pending row per active, unsuppressed subscriber.
+
+    The delivery table is shaped for this statement (no foreign keys, three
+    indexes written per row; see ``models.Delivery``). An erasure running at
+    the same time is made to wait, or to be waited for (``fanout_guard``)."""
     now = clock.now()
+    hold_for_fan_out(session)
     suppressed = exists().where(X.c.email_hash == S.c.email_hash)
     rows = select(
         literal(issue_id),

@@ -28,6 +28,7 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.db import session_scope
+from newsletter.delivery.fanout_guard import wait_for_fan_outs
 from newsletter.delivery.transports import SendResult, Transport
 from newsletter.feedback.suppression import email_hash, suppress, suppression_reason
 from newsletter.models import Delivery, Event, Issue, OutboxMessage, Subscriber, Suppression, Tag
@@ -516,6 +517,7 @@ def erase(session: Session, subscriber: Subscriber) -> None:
     address on the suppression list so no import or form can bring it back."""
     address, sid = subscriber.email, subscriber.id
     suppress(session, address, "erased")
+    wait_for_fan_outs(session)  # delivery has no FK: let a running fan-out commit first, then delete its row too
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
     session.execute(delete(Event).where(Event.subscriber_id == sid))
     session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))

@@ -1,0 +1,103 @@
+"""The delivery table has no foreign keys (they were most of the fan-out's
+time on PostgreSQL). These tests pin down what the keys used to guarantee:
+erasing a reader removes exactly their delivery rows — also when the erasure
+runs while a fan-out is inserting them — and cancelling an issue keeps its
+rows, each with the reason. Run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import inspect, select
+
+from newsletter.db import get_engine, init_engine, session_scope
+from newsletter.delivery import pipeline
+from newsletter.models import Delivery, Subscriber
+from newsletter.readers import service
+from tests.delivery_fixtures import add_subscribers, deliveries, make_issue
+
+
+def _erase(subscriber_id: int) -> None:
+    with session_scope() as session:
+        service.erase(session, session.get(Subscriber, subscriber_id))
+
+
+def test_the_unique_constraint_serves_lookups_by_reader_and_fan_out_is_idempotent(settings):
+    init_engine(settings.database_url)
+    inspector = inspect(get_engine())
+    assert inspector.get_foreign_keys("delivery") == []
+    unique = [c["column_names"] for c in inspector.get_unique_constraints("delivery")]
+    assert unique == [["subscriber_id", "issue_id"]]  # leads with the reader: erase and export use it
+    issue_id = make_issue(settings, 1)
+    add_subscribers(settings, 5)
+    with session_scope() as session:
+        assert pipeline.fan_out(session, issue_id) == 5
+    with session_scope() as session:
+        assert pipeline.fan_out(session, issue_id) == 0  # ON CONFLICT (issue_id, subscriber_id) DO NOTHING
+    assert len(deliveries(settings, issue_id)) == 5
+
+
+def test_erase_removes_only_that_readers_delivery_rows(settings):
+    first, second = make_issue(settings, 1), make_issue(settings, 2)
+    ids = add_subscribers(settings, 3)
+    for issue_id in (first, second):
+        with session_scope() as session:
+            pipeline.fan_out(session, issue_id)
+    _erase(ids[1])
+    with session_scope() as session:
+        left = session.execute(select(Delivery.issue_id, Delivery.subscriber_id, Delivery.email)).all()
+    assert sorted(left) == sorted(
+        (issue_id, sid, f"reader{n}@example.org") for issue_id in (first, second) for n, sid in enumerate(ids) if n != 1
+    )
+
+
+def test_an_erasure_during_a_fan_out_leaves_no_row_for_the_erased_reader(settings):
+    issue_id = make_issue(settings, 1)
+    ids = add_subscribers(settings, 4)
+    fanned_out = threading.Event()
+    commit = threading.Event()
+    erased = threading.Event()
+    failures: list[BaseException] = []
+
+    def fan_out_and_wait() -> None:
+        try:
+            with session_scope() as session:
+                pipeline.fan_out(session, issue_id)
+                fanned_out.set()
+                commit.wait(30)  # the fan-out's transaction stays open while the erasure starts
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+            fanned_out.set()
+
+    def erase() -> None:
+        try:
+            _erase(ids[2])
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            erased.set()
+
+    fan = threading.Thread(target=fan_out_and_wait)
+    fan.start()
+    assert fanned_out.wait(30)
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    # The erasure cannot finish while the fan-out's rows are uncommitted (it would miss them).
+    assert not erased.wait(1), "erase must wait for the running fan-out"
+    commit.set()
+    fan.join(30)
+    eraser.join(30)
+    assert failures == []
+    rows = deliveries(settings, issue_id)
+    assert sorted(r.subscriber_id for r in rows) == sorted(ids[:2] + ids[3:])
+    assert "reader2@example.org" not in {r.email for r in rows}
+
+
+def test_cancel_keeps_the_rows_and_says_why(settings):
+    issue_id = make_issue(settings, 1)
+    add_subscribers(settings, 3)
+    pipeline.start_send(settings, 1)
+    pipeline.cancel_sending(settings, 1)
+    rows = deliveries(settings, issue_id)
+    assert len(rows) == 3
+    assert {(r.status, r.last_error) for r in rows} == {("skipped", "issue cancelled")}
