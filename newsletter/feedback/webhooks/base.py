@@ -47,6 +47,13 @@ class Verified:
     confirm_url: str | None = None  # SNS subscription confirmation to fetch
     ignored: int = 0  # verified events that are not bounces or complaints
 
+    def add(self, item: FeedbackItem | None) -> None:
+        """Keep a bounce or complaint; count anything else as ignored."""
+        if item is None:
+            self.ignored += 1
+        else:
+            self.items.append(item)
+
 
 def secret(settings: Settings, name: str) -> str:
     """A configured webhook secret; a provider without one refuses everything."""

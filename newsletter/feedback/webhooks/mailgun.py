@@ -48,11 +48,7 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
         raise WebhookRefused(400, "token too long")
     result = Verified(replay_token=token)
     event = payload.get("event-data")
-    item = _item(event) if isinstance(event, dict) else None
-    if item is None:
-        result.ignored = 1
-    else:
-        result.items.append(item)
+    result.add(_item(event) if isinstance(event, dict) else None)
     return result
 
 

@@ -72,11 +72,7 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
         raise WebhookRefused(400, "svix-id too long")
     payload = parse_json(body)
     result = Verified(replay_token=msg_id)
-    item = _item(payload) if isinstance(payload, dict) else None
-    if item is None:
-        result.ignored = 1
-    else:
-        result.items.append(item)
+    result.add(_item(payload) if isinstance(payload, dict) else None)
     return result
 
 
