@@ -130,3 +130,24 @@ class SmtpSink:
 
     def clear(self) -> None:
         self.messages.clear()
+
+
+def run_concurrently(target: Callable[[], object], count: int = 4) -> list[Exception]:
+    """Start ``count`` threads that call ``target`` at the same moment (a
+    barrier), wait for all of them, and return the exceptions they raised."""
+    barrier = threading.Barrier(count)
+    errors: list[Exception] = []
+
+    def run():
+        barrier.wait()
+        try:
+            target()
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -6,7 +6,6 @@ form. Real database (SQLite or PostgreSQL), real aiosmtpd, a controlled clock.""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +19,7 @@ from newsletter.issues.service import IssueError
 from newsletter.models import Delivery, Issue
 from newsletter.scheduling import jobs, runs
 from tests.editor_fixtures import accounts, add_subscriber, editor, seed_issue  # noqa: F401
+from tests.helpers import run_concurrently
 
 LONDON = ZoneInfo("Europe/London")
 # Wednesday 25 March 2026 (London on GMT): the Monday slot is long past its
@@ -187,22 +187,7 @@ def test_concurrent_ticks_send_a_scheduled_issue_once(settings, issue, smtp_serv
     when = WEDNESDAY + timedelta(hours=3)
     service.schedule_issue(settings, issue, when)
     clock.set(when + timedelta(seconds=2))
-    barrier = threading.Barrier(4)
-    errors: list[Exception] = []
-
-    def run():
-        barrier.wait()
-        try:
-            jobs.tick(settings)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_concurrently(lambda: jobs.tick(settings)) == []
     smtp_server.wait_for(len(READERS))
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == len(READERS)

@@ -19,6 +19,7 @@ from newsletter.scheduling import jobs, runs, slots
 from newsletter.scheduling.lock import lock_state, make_lock
 from tests.content_fixtures import add_articles, article, make_sections
 from tests.delivery_fixtures import add_subscribers
+from tests.helpers import run_concurrently
 
 EDITOR = "editor@example.org"
 READERS = 5
@@ -335,22 +336,7 @@ def test_a_send_orphaned_by_a_dead_process_is_finished_by_the_next_holder(weekly
 def test_many_concurrent_ticks_make_one_issue_and_one_send(weekly, smtp_server):
     settings = weekly(auto_send=True)
     clock.set(SLOT + timedelta(seconds=5))
-    barrier = threading.Barrier(4)
-    errors = []
-
-    def run():
-        barrier.wait()
-        try:
-            jobs.tick(settings)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_concurrently(lambda: jobs.tick(settings)) == []
     smtp_server.wait_for(READERS)
     assert len(issues()) == 1
     with session_scope() as session:
