@@ -147,34 +147,49 @@ class SmtpTransport:
 
     # --- sending -------------------------------------------------------------------
 
-    def _send_one(self, conn: _Conn, message: OutgoingMessage) -> SendResult:
+    def _send_one(
+        self, conn: _Conn, message: OutgoingMessage, following: OutgoingMessage | None, ahead: bool
+    ) -> tuple[SendResult, bool]:
+        """Send ``message``; returns its result and whether the envelope of
+        ``following`` went on the wire with its body (see ``_pipelined``).
+        ``ahead``: this message's own envelope is already on the wire."""
+        try:
+            envelope_from = _envelope_sender(message)
+            _bare_address(message.to)
+        except ValueError as exc:  # never on the wire: CR/LF there would be an SMTP command
+            return SendResult("rejected", error=str(exc)), False
         raw = message.signed_bytes(self.signer)
-        envelope_from = _envelope_address(message.return_path or message.sender)
         smtputf8 = needs_smtputf8(message)
         for attempt in (1, 2):
             if conn.smtp is None:
+                ahead = False
                 conn.smtp = self._connect()
             try:
                 if not smtputf8 and conn.smtp.has_extn("pipelining"):
-                    return self._pipelined(conn, envelope_from, message.to, raw, message.message_id)
+                    if following is not None and needs_smtputf8(following):
+                        following = None
+                    return self._pipelined(conn, message, raw, following, ahead)
                 refused = conn.smtp.sendmail(
-                    envelope_from, [message.to], raw, mail_options=["SMTPUTF8"] if smtputf8 else []
+                    envelope_from,
+                    [message.to],
+                    raw,
+                    mail_options=["SMTPUTF8"] if smtputf8 else [],
                 )
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = exc.recipients.get(message.to, (550, b"refused"))
-                return self._refused(conn, code, text)
+                return self._refused(conn, code, text), False
             except smtplib.SMTPResponseException as exc:
-                return self._refused(conn, exc.smtp_code, exc.smtp_error)
+                return self._refused(conn, exc.smtp_code, exc.smtp_error), False
             except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError, OSError) as exc:
                 self._drop(conn)
                 if attempt == 2:
-                    return SendResult("transient", error=f"connection lost: {exc}")
+                    return SendResult("transient", error=f"connection lost: {exc}"), False
                 continue
             if refused:
                 code, text = refused[message.to]
-                return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}")
-            return SendResult("sent", provider_message_id=message.message_id)
-        return SendResult("transient", error="connection lost")
+                return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}"), False
+            return SendResult("sent", provider_message_id=message.message_id), False
+        return SendResult("transient", error="connection lost"), False
 
     def _refused(self, conn: _Conn, code: int, text) -> SendResult:
         """A refusal: 421 closes the connection (the server asked to), anything
@@ -185,11 +200,23 @@ class SmtpTransport:
             self._reset(conn)
         return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}")
 
-    def _pipelined(self, conn: _Conn, sender: str, recipient: str, raw: bytes, message_id: str) -> SendResult:
-        """MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING), then the
-        body: two round trips a message instead of four."""
+    def _pipelined(
+        self, conn: _Conn, message: OutgoingMessage, raw: bytes, following: OutgoingMessage | None, ahead: bool
+    ) -> tuple[SendResult, bool]:
+        """RFC 2920 PIPELINING: MAIL, RCPT and DATA go out in one write, and
+        the message content is followed in the same write by the next
+        message's MAIL, RCPT and DATA ("the actual transfer of message
+        content is explicitly allowed to be the first command in a group").
+        That is one round trip a message instead of four. The end-of-data
+        reply closes a transaction whatever it says, so a refused message does
+        not disturb the envelope already sent behind it."""
         smtp = conn.smtp
-        smtp.sock.sendall(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        try:
+            tail = _envelope(following) if following is not None else b""
+        except ValueError:  # refused on its own turn, in _send_one
+            following, tail = None, b""
+        if not ahead:
+            smtp.sock.sendall(_envelope(message))
         mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
         if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
             smtp.sock.sendall(b".\r\n")  # a server that opened DATA anyway: send an empty message's end…
@@ -197,15 +224,19 @@ class SmtpTransport:
             data = (554, b"no valid recipients")  # …and treat it as refused
         for code, text in (mail, rcpt, data):
             if code not in (250, 251, 354):
-                return self._refused(conn, code, text)
+                return self._refused(conn, code, text), False
         body = raw if raw.endswith(b"\r\n") else raw + b"\r\n"
         if body.startswith(b"."):
             body = b"." + body
-        smtp.sock.sendall(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        smtp.sock.sendall(b"".join([body.replace(b"\r\n.", b"\r\n.."), b".\r\n", tail]))
         code, text = smtp.getreply()
-        if code != 250:
-            return self._refused(conn, code, text)
-        return SendResult("sent", provider_message_id=message_id)
+        if code == 250:
+            return SendResult("sent", provider_message_id=message.message_id), following is not None
+        if code == 421:
+            self._drop(conn)
+            return SendResult("transient", error=f"{code} {_text(text)}"), False
+        # The transaction is over; no RSET (it would land inside the next DATA).
+        return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}"), following is not None
 
     def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
         with self._slots:
@@ -214,17 +245,20 @@ class SmtpTransport:
             except queue.Empty:
                 conn = _Conn()
             results: list[SendResult] = []
+            ahead = False
             try:
                 for index, message in enumerate(messages):
+                    following = messages[index + 1] if index + 1 < len(messages) else None
                     try:
-                        results.append(self._send_one(conn, message))
+                        result, ahead = self._send_one(conn, message, following, ahead)
                     except TransportError as exc:
                         if index == 0:
                             raise  # nothing judged: the whole batch waits
                         results.extend(SendResult("transient", error=str(exc)) for _ in messages[index:])
                         break
+                    results.append(result)
             finally:
-                if conn.smtp is not None and not self._closed:
+                if conn.smtp is not None and not self._closed and not ahead:
                     self._idle.put(conn)
                 else:
                     self._drop(conn)
@@ -243,12 +277,31 @@ class SmtpTransport:
                 self._drop(conn)
 
 
-@lru_cache(maxsize=256)
-def _envelope_address(value: str) -> str:
-    address = parseaddr(value)[1]
-    if any(c in address for c in "<>\r\n "):
-        raise ValueError(f"unusable envelope address {value!r}")
+def _envelope(message: OutgoingMessage) -> bytes:
+    """MAIL, RCPT and DATA of one message (ASCII addresses: the pipelined path)."""
+    recipient = _bare_address(message.to)
+    return f"MAIL FROM:<{_envelope_sender(message)}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+
+
+def _envelope_sender(message: OutgoingMessage) -> str:
+    """The VERP return path (a bare address, one per delivery) or the From address."""
+    if message.return_path:
+        return _bare_address(message.return_path)
+    return _from_address(message.sender)
+
+
+_UNSAFE = frozenset("<>\r\n \x00")
+
+
+def _bare_address(address: str) -> str:
+    if not address or not _UNSAFE.isdisjoint(address):
+        raise ValueError(f"unusable envelope address {address!r}")
     return address
+
+
+@lru_cache(maxsize=64)
+def _from_address(value: str) -> str:
+    return _bare_address(parseaddr(value)[1])
 
 
 def _text(value) -> str:
