@@ -270,3 +270,62 @@ def test_dkim_still_signs_messages_dkimpy_has_to_parse(dkim_key):
     odd = b"From: a@example.org\r\nSubject: x\nTo: b@example.org\r\n\r\nbody\r\n"  # a bare LF
     signed = signer.sign(odd)
     assert signed.startswith(b"DKIM-Signature:") and signed.endswith(odd)
+
+
+TEMPLATE_SOURCES = [
+    # (static, value, static, value, …) as personalise's split gives them
+    ["Hi ", "", ",\n\nTwo lines\n" + "long " * 40 + "\nend ", "", "\n"],
+    ["", "", "x" * 200 + "\t\n=3D café\r\n  trailing  \n", "", ""],
+    ["<p>", "", "</p>" + "<td style='x'>ünïcode — 漢字</td>" * 30, "", "<a>", "", "</a>"],
+    ["short", "", "", "", "tail"],
+]
+TEMPLATE_VALUES = ["", "Hi Ana,", "Hi Zoë 漢,", "https://news.example.org/unsubscribe/12.abc-_x", "a =20 b  "]
+
+
+@pytest.mark.parametrize("parts", TEMPLATE_SOURCES)
+def test_pre_encoded_templates_decode_to_exactly_the_filled_body(parts):
+    """The per-render templates give what encoding the whole filled body gives:
+    quoted-printable byte for byte, base64 decoding to the same bytes with no
+    line over 76 characters."""
+    import base64
+    import itertools
+
+    from newsletter.delivery import mime
+
+    qp, b64 = mime.QuotedPrintableTemplate(parts), mime.Base64Template(parts)
+    slots = len(parts) // 2
+    for values in itertools.product(TEMPLATE_VALUES, repeat=slots):
+        filled = "".join(p if i % 2 == 0 else values[i // 2] for i, p in enumerate(parts))
+        assert qp.encode(list(values)) == mime._qp(filled)
+        encoded = b64.encode(list(values))
+        lines = encoded.split(b"\r\n")
+        assert lines[-1] == b"" and all(0 < len(line) <= 76 for line in lines[:-1])
+        assert base64.b64decode(b"".join(lines), validate=True) == filled.encode("utf-8")
+
+
+def test_quoted_printable_template_refuses_a_value_with_a_line_break():
+    from newsletter.delivery import mime
+
+    with pytest.raises(ValueError, match="line break"):
+        mime.QuotedPrintableTemplate(["Hi ", "", "\n"]).encode(["Ana\r\nBcc: x@example.org"])
+
+
+def test_issue_email_built_from_a_frozen_render_carries_its_pre_encoded_bodies(make_settings):
+    """personalise() hands MIME assembly pre-encoded bodies; the message parses
+    back to exactly the personalised text and HTML."""
+    from newsletter.rendering.personalise import personalise
+    from newsletter.rendering.placeholders import GREETING, UNSUBSCRIBE_URL
+
+    settings = make_settings(base_url="https://news.example.org")
+    render = SimpleNamespace(
+        subject="Issue 045",
+        html=f"<p>{GREETING}</p>" + "<p>ünïcode body</p>" * 100 + f'<a href="{UNSUBSCRIBE_URL}">x</a>',
+        text=f"{GREETING}\n\n" + "Body line — café\n" * 50 + f"Leave: {UNSUBSCRIBE_URL}\n",
+    )
+    mine = personalise(render, settings, subscriber_id=9, email="zoe@example.org", name="Zoë <b>")
+    assert mine.bodies is not None
+    delivery = SimpleNamespace(id=9, email="zoe@example.org", name="Zoë <b>")
+    parsed = parse(build_issue_message(settings, mine, delivery=delivery, issue=issue()).as_bytes())
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == mine.text
+    assert parsed.get_body(("html",)).get_content() == mine.html
+    assert "Zoë &lt;b&gt;" in mine.html and mine.unsubscribe_url in mine.text

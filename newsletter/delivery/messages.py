@@ -96,6 +96,7 @@ def build_issue_message(
         subject=personalised.subject,
         text=personalised.text,
         html=personalised.html,
+        bodies=personalised.bodies,
         headers=headers,
         message_id=message_id,
         return_path=verp_address(settings, delivery_id) if delivery_id is not None else "",

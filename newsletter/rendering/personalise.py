@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from newsletter import tokens
 from newsletter.config import Settings
+from newsletter.delivery import mime
 from newsletter.models import IssueRender
 from newsletter.rendering import placeholders
 
@@ -25,6 +26,24 @@ _SPLIT = re.compile(placeholders.PATTERN)
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _BLOCK = 64  # SHA-256 block size
 _SLOT = {placeholders.GREETING: 0, placeholders.UNSUBSCRIBE_URL: 1, placeholders.PREFERENCES_URL: 2}
+
+
+class Bodies:
+    """One reader's text and HTML transfer-encoded for MIME, on demand, from
+    the frozen render's pre-encoded parts (``delivery.mime`` templates): the
+    SMTP path asks for them, the HTTP APIs never do."""
+
+    __slots__ = ("_text", "_text_values", "_html", "_html_values")
+
+    def __init__(self, text: _Split, text_values: list[str], html: _Split, html_values: list[str]):
+        self._text, self._text_values = text, text_values
+        self._html, self._html_values = html, html_values
+
+    def text_qp(self) -> bytes:
+        return self._text.quoted_printable().encode(self._text_values)
+
+    def html_base64(self) -> bytes:
+        return self._html.base64().encode(self._html_values)
 
 
 class Personalised(NamedTuple):
@@ -35,20 +54,36 @@ class Personalised(NamedTuple):
     text: str
     unsubscribe_url: str
     preferences_url: str
+    bodies: Bodies | None = None
 
 
 class _Split:
-    __slots__ = ("parts", "slots")
+    """A frozen string cut at its placeholders (values at the odd indexes)."""
+
+    __slots__ = ("parts", "slots", "_qp", "_b64")
 
     def __init__(self, source: str):
         self.parts = _SPLIT.split(source)
-        self.slots = tuple((i, _SLOT[self.parts[i]]) for i in range(1, len(self.parts), 2))
+        self.slots = tuple(_SLOT[self.parts[i]] for i in range(1, len(self.parts), 2))
+        self._qp = self._b64 = None
 
-    def fill(self, values: tuple[str, str, str]) -> str:
+    def values(self, by_slot: tuple[str, str, str]) -> list[str]:
+        return [by_slot[slot] for slot in self.slots]
+
+    def fill(self, values: list[str]) -> str:
         parts = self.parts.copy()
-        for index, slot in self.slots:
-            parts[index] = values[slot]
+        parts[1::2] = values
         return "".join(parts)
+
+    def quoted_printable(self) -> mime.QuotedPrintableTemplate:
+        if self._qp is None:
+            self._qp = mime.QuotedPrintableTemplate(self.parts)
+        return self._qp
+
+    def base64(self) -> mime.Base64Template:
+        if self._b64 is None:
+            self._b64 = mime.Base64Template(self.parts)
+        return self._b64
 
 
 class _TokenMaker:
@@ -141,16 +176,21 @@ def personalise(render: IssueRender, settings: Settings, *, subscriber_id, email
     unsubscribe_url = links.unsubscribe_prefix + links.unsubscribe(subscriber_id)
     preferences_url = links.preferences_prefix + links.preferences(subscriber_id)
     hello = greeting(name)
+    html, text = _split(render.html), _split(render.text)
+    html_values = html.values((escape(hello), unsubscribe_url, preferences_url))
+    text_values = text.values((hello, unsubscribe_url, preferences_url))
     return Personalised(
         render.subject,
-        _split(render.html).fill((escape(hello), unsubscribe_url, preferences_url)),
-        _split(render.text).fill((hello, unsubscribe_url, preferences_url)),
+        html.fill(html_values),
+        text.fill(text_values),
         unsubscribe_url,
         preferences_url,
+        Bodies(text, text_values, html, html_values),
     )
 
 
 def generic(render: IssueRender, settings: Settings) -> str:
     """The HTML with personal links replaced by generic ones (web archive)."""
     home = f"{settings.base_url}/"
-    return _split(render.html).fill(("Hello,", home, home))
+    html = _split(render.html)
+    return html.fill(html.values(("Hello,", home, home)))

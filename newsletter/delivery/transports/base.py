@@ -34,6 +34,9 @@ class OutgoingMessage:
     # Per-recipient values (unsubscribe URL, …) that batch APIs with substitutions
     # (SendGrid, Mailgun) turn back into tags so one body serves many recipients.
     merge_fields: dict[str, str] = field(default_factory=dict)
+    # The text and HTML already transfer-encoded from a frozen render's
+    # pre-encoded parts (``rendering.personalise.Bodies``), or None.
+    bodies: object | None = field(default=None, repr=False)
     _raw: bytes | None = field(default=None, repr=False)
     _signed: bytes | None = field(default=None, repr=False)
 
