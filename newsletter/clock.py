@@ -7,6 +7,7 @@ store and return aware UTC on SQLite and PostgreSQL alike). Tests call
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 _frozen: datetime | None = None
@@ -28,6 +29,14 @@ def set_source(source) -> None:
     end-to-end tests can move the time of real subprocesses."""
     global _source
     _source = source
+
+
+def timestamp() -> float:
+    """``now()`` as a POSIX timestamp, without building a datetime when the
+    clock is the wall clock (read for every message's Date header)."""
+    if _frozen is None and _source is None:
+        return time.time()
+    return now().timestamp()
 
 
 def now_aware() -> datetime:

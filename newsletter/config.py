@@ -12,6 +12,7 @@ import secrets
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -130,7 +131,7 @@ class Settings:
     def from_name(self) -> str:
         return parseaddr(self.mail_from)[0]
 
-    @property
+    @cached_property  # read for every message of a send
     def effective_list_id(self) -> str:
         if self.list_id:
             return self.list_id

@@ -267,6 +267,9 @@ def test_dkim_still_signs_messages_dkimpy_has_to_parse(dkim_key):
     signer = DkimSigner("example.org", "gts", path.read_bytes())
     raw = b"From: a@example.org\r\nSubject: x\r\n\tfolded\r\nTo: b@example.org\r\n\r\nbody\r\n"
     assert _verify(signer.sign(raw), record)
+    twice = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\r\nTo: c@example.org\r\n\r\nbody\r\n"
+    assert _verify(signer.sign(twice), record)  # a repeated header: h= names it once, the bottom one is signed
+    assert not _verify(signer.sign(twice).replace(b"To: c@", b"To: d@"), record)
     odd = b"From: a@example.org\r\nSubject: x\nTo: b@example.org\r\n\r\nbody\r\n"  # a bare LF
     signed = signer.sign(odd)
     assert signed.startswith(b"DKIM-Signature:") and signed.endswith(odd)

@@ -23,6 +23,7 @@ import hashlib
 import re
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import dkim
@@ -73,19 +74,30 @@ class DkimSigner:
             return self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
         return self.key.sign(digest)
 
-    def signature_header(self, raw: bytes) -> bytes:
-        """The ``DKIM-Signature: …\\r\\n`` line(s) to put in front of ``raw``."""
+    def signature_header(self, raw: bytes, lines: list[str] | None = None) -> bytes:
+        """The ``DKIM-Signature: …\r\n`` line(s) to put in front of ``raw``.
+        ``lines``: the header lines exactly as ``raw`` holds them ("Name:
+        value", folds included), when the caller built them (saves parsing)."""
         end = raw.find(b"\r\n\r\n")
         if end < 0:
             raise ValueError("message has no header/body separator")
-        headers = _split_headers(raw[:end]) or dkim.rfc822_parse(raw[: end + 4])[0]
-        present = {name.lower() for name, _ in headers}
-        include = [h for h in SIGNED_HEADERS if h in present]
-        # Over-sign: naming a header once more than it occurs signs its absence,
-        # so nobody can add a second From or List-Unsubscribe after signing.
-        include += [h for h in OVERSIGNED if h in present]
+        if lines is not None:
+            headers = [(name.encode("ascii"), value.encode("ascii")) for name, _, value in map(_colon, lines)]
+        else:
+            headers = _split_headers(raw[:end]) or dkim.rfc822_parse(raw[: end + 4])[0]
+        names, picks = _plan(tuple(name for name, _ in headers))
         # c=.../simple: the body as is, trailing empty lines reduced to one CRLF.
         body_hash = base64.b64encode(hashlib.sha256(Simple.canonicalize_body(raw[end + 4 :])).digest())
+        value = self._fields(names) + body_hash + b"; b="
+        # RFC 6376 3.7: the selected headers (relaxed), then this header with an
+        # empty b= and without its final CRLF.
+        data = b"".join([_canonical_header(*headers[i]) for i in picks])
+        data += _relaxed(_NAME, b" " + value)[:-2]
+        signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
+        return _NAME + b": " + dkim.fold(value + signature, namelen=len(_NAME), linesep=b"\r\n") + b"\r\n"
+
+    def _fields(self, names: bytes) -> bytes:
+        """Every tag up to ``bh=`` (the same for a whole send, but for t=)."""
         fields = [
             (b"v", b"1"),
             (b"a", self.algorithm),
@@ -93,20 +105,38 @@ class DkimSigner:
             (b"d", self.domain),
             (b"s", self.selector),
             (b"t", str(int(time.time())).encode("ascii")),
-            (b"h", b" : ".join(include)),
-            (b"bh", body_hash),
-            (b"b", b""),
+            (b"h", names),
         ]
-        value = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME), linesep=b"\r\n")
-        # RFC 6376 3.7: the selected headers (relaxed), then this header with an
-        # empty b= and without its final CRLF.
-        data = b"".join([_canonical_header(name, val) for name, val in _select(headers, include)])
-        data += _relaxed(_NAME, b" " + value)[:-2]
-        signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
-        return _NAME + b": " + value + signature + b"\r\n"
+        return b"; ".join(b"=".join(f) for f in fields) + b"; bh="
 
-    def sign(self, raw: bytes) -> bytes:
-        return self.signature_header(raw) + raw
+    def sign(self, raw: bytes, lines: list[str] | None = None) -> bytes:
+        return self.signature_header(raw, lines) + raw
+
+
+def _colon(line: str) -> tuple[str, str, str]:
+    return line.partition(":")
+
+
+@lru_cache(maxsize=64)
+def _plan(names: tuple[bytes, ...]) -> tuple[bytes, tuple[int, ...]]:
+    """For a message's header names in order: the ``h=`` value and which
+    header instances it signs, in its order. Repeated names are signed
+    bottom-up (RFC 6376 5.4.2); over-signing (naming From, Subject and the
+    List-Unsubscribe pair once more than they occur) signs their absence, so
+    nobody can add a second one after signing. Every message of a send has
+    the same names, so this runs once a send."""
+    lowered = [name.lower() for name in names]
+    include = [h for h in SIGNED_HEADERS if h in lowered]
+    include += [h for h in OVERSIGNED if h in lowered]
+    instances: dict[bytes, list[int]] = {}
+    for index, name in enumerate(lowered):
+        instances.setdefault(name, []).append(index)
+    picks = []
+    for wanted in include:
+        found = instances.get(wanted)
+        if found:
+            picks.append(found.pop())
+    return b" : ".join(include), tuple(picks)
 
 
 _WSP = re.compile(rb"[\t ]+")
@@ -138,23 +168,6 @@ def _relaxed(name: bytes, value: bytes) -> bytes:
     """RFC 6376 3.4.2 relaxed header canonicalisation (as dkimpy does it):
     lower-case name, unfolded value, runs of WSP made one space, trimmed."""
     return name.lower().rstrip() + b":" + _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
-
-
-def _select(headers: list[tuple[bytes, bytes]], include: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """The header instances ``h=`` names, bottom-up for repeated names
-    (RFC 6376 5.4.2); a name listed more often than it occurs selects nothing."""
-    names = [name.lower() for name, _ in headers]
-    selected = []
-    last: dict[bytes, int] = {}
-    for wanted in include:
-        i = last.get(wanted, len(headers))
-        while i > 0:
-            i -= 1
-            if names[i] == wanted:
-                selected.append(headers[i])
-                break
-        last[wanted] = i
-    return selected
 
 
 # Headers that are the same in every message of a send: canonicalised once.

@@ -16,6 +16,7 @@ headers mailbox providers look for in bulk mail.
 from __future__ import annotations
 
 import hashlib
+import re
 from email.utils import parseaddr
 from functools import lru_cache
 from urllib.parse import quote
@@ -38,10 +39,14 @@ def list_id(settings: Settings) -> str:
     return _constants(settings.mail_from, settings.effective_list_id)[0]
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")  # what quote() leaves alone: signed tokens are all of it
+
+
 def list_unsubscribe(settings: Settings, unsubscribe_url: str) -> str:
     token = unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
     address = _constants(settings.mail_from, settings.effective_list_id)[1]
-    return f"<{unsubscribe_url}>, <mailto:{address}?subject={quote('unsubscribe ' + token)}>"
+    quoted = token if _URL_SAFE.fullmatch(token) else quote(token)
+    return f"<{unsubscribe_url}>, <mailto:{address}?subject=unsubscribe%20{quoted}>"
 
 
 def feedback_id(settings: Settings, issue_number: int | None, kind: str = "issue") -> str:
@@ -49,9 +54,16 @@ def feedback_id(settings: Settings, issue_number: int | None, kind: str = "issue
     return f"{campaign}:{kind}:{settings.effective_list_id}:gts"
 
 
+@lru_cache(maxsize=64)
+def _message_id_seed(secret: str, issue_id: int, frozen_at):
+    """SHA-256 state after the part of the seed shared by a whole send."""
+    return hashlib.sha256(f"{secret}|{issue_id}|{frozen_at.isoformat() if frozen_at else ''}|".encode())
+
+
 def issue_message_id(settings: Settings, *, issue_id: int, frozen_at, delivery_id: int) -> str:
-    seed = f"{settings.secret_key}|{issue_id}|{frozen_at.isoformat() if frozen_at else ''}|{delivery_id}"
-    digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:20]
+    state = _message_id_seed(settings.secret_key, issue_id, frozen_at).copy()
+    state.update(str(delivery_id).encode("ascii"))
+    digest = state.hexdigest()[:20]
     domain = _constants(settings.mail_from, settings.effective_list_id)[2]
     return f"<gts.{issue_id}.{delivery_id}.{digest}@{domain}>"
 

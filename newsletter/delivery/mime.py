@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, parseaddr, quote
 from functools import lru_cache
+from typing import NamedTuple
 
 from newsletter import clock
 from newsletter.delivery.transports.base import OutgoingMessage
@@ -230,17 +231,25 @@ class QuotedPrintableTemplate:
         return b"".join(out)
 
 
-def _part(subtype: str, body: str, encoded: bytes | None = None) -> bytes:
+def _encoded(subtype: str, body: str, encoded: bytes | None = None) -> bytes:
     """Text in quoted-printable (readable in any mail source view); HTML in
     base64, which costs a tenth of quoted-printable for a 20 KB newsletter
     and copes with MJML's long lines just as well. ``encoded``: the body
     already encoded that way (from a template above)."""
-    if subtype == "html":
-        encoding, encoded = "base64", encoded if encoded is not None else _b64(body)
-    else:
-        encoding, encoded = "quoted-printable", encoded if encoded is not None else _qp(body)
-    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
-    return head.encode("ascii") + encoded
+    if encoded is not None:
+        return encoded
+    return _b64(body) if subtype == "html" else _qp(body)
+
+
+_PLAIN_HEADERS = ['Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: quoted-printable"]
+_PART_HEADS = {
+    subtype: f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'.encode()
+    for subtype, cte in (("plain", "quoted-printable"), ("html", "base64"))
+}
+
+
+def _part_head(subtype: str) -> bytes:
+    return _PART_HEADS[subtype]
 
 
 _last_date: tuple[int, str] = (-1, "")
@@ -249,7 +258,7 @@ _last_date: tuple[int, str] = (-1, "")
 def _date() -> str:
     """The Date header; formatted once a second, not once a message."""
     global _last_date
-    second = int(clock.now().timestamp())
+    second = int(clock.timestamp())
     cached = _last_date
     if cached[0] != second:
         cached = _last_date = (second, formatdate(second, usegmt=True))
@@ -269,14 +278,19 @@ def header_lines(message: OutgoingMessage) -> list[str]:
     lines = [
         f"From: {_from_header(from_name, from_addr)}",
         f"To: {encode_address(message.to_name, message.to, 'To')}",
-        f"Subject: {encode_text('Subject', message.subject)}",
+        _header_line("Subject", message.subject),
         f"Date: {_date()}",
         f"Message-ID: {check_header('Message-ID', message.message_id)}",
     ]
-    for name, value in message.headers.items():
-        check_header_name(name)
-        lines.append(f"{name}: {encode_text(name, value)}")
+    lines += [_header_line(name, value) for name, value in message.headers.items()]
     return lines
+
+
+@lru_cache(maxsize=512)
+def _header_line(name: str, value: str) -> str:
+    """One extra header, checked and encoded; cached, as most are the same in
+    every message of a send (List-Id, Feedback-ID, …)."""
+    return f"{check_header_name(name)}: {encode_text(name, value)}"
 
 
 # A random prefix per process and a counter: unique enough (the "=_" already
@@ -285,28 +299,47 @@ _BOUNDARY_PREFIX = f"=_{uuid.uuid4().hex[:16]}."
 _boundary_numbers = itertools.count(1)
 
 
+class Built(NamedTuple):
+    """A message as bytes, with what later steps would otherwise re-read them for."""
+
+    raw: bytes
+    lines: list[str] | None  # the header lines as written (the DKIM signer signs from them)
+    dot_lines: bool | None  # whether a line starts with "." (SMTP dot-stuffing); None: unknown
+
+
 def build_fast(message: OutgoingMessage) -> bytes:
+    return build_fast_built(message).raw
+
+
+def build_fast_built(message: OutgoingMessage) -> Built:
     bodies = message.bodies  # pre-encoded (rendering.personalise.Bodies) or None
     lines = header_lines(message)
     lines.append("MIME-Version: 1.0")
+    text = _encoded("plain", message.text, bodies and bodies.text_qp())
+    # Only the quoted-printable text can start a line with a dot: header lines
+    # start with a name or a fold, base64 has no dot in its alphabet.
+    dots = text.startswith(b".") or b"\n." in text
     if message.html is None:
-        head = "\r\n".join(lines).encode("ascii") + b"\r\n"
-        return head + _part("plain", message.text, bodies and bodies.text_qp())
+        lines += _PLAIN_HEADERS
+        return Built("\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + text, lines, dots)
     boundary = f"{_BOUNDARY_PREFIX}{next(_boundary_numbers)}"
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     head = "\r\n".join(lines).encode("ascii")
     sep = f"\r\n--{boundary}\r\n".encode("ascii")
-    return b"".join(
+    raw = b"".join(
         [
             head,
             b"\r\n",
             sep,
-            _part("plain", message.text, bodies and bodies.text_qp()),
+            _part_head("plain"),
+            text,
             sep,
-            _part("html", message.html, bodies and bodies.html_base64()),
+            _part_head("html"),
+            _encoded("html", message.html, bodies and bodies.html_base64()),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
     )
+    return Built(raw, lines, dots)
 
 
 # --- the general path (internationalised addresses) ------------------------------
@@ -336,6 +369,10 @@ def needs_smtputf8(message: OutgoingMessage) -> bool:
 
 
 def build_bytes(message: OutgoingMessage) -> bytes:
+    return build(message).raw
+
+
+def build(message: OutgoingMessage) -> Built:
     if not needs_smtputf8(message):
-        return build_fast(message)
-    return build_message(message).as_bytes(policy=SMTPUTF8)
+        return build_fast_built(message)
+    return Built(build_message(message).as_bytes(policy=SMTPUTF8), None, None)

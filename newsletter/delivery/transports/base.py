@@ -37,22 +37,27 @@ class OutgoingMessage:
     # The text and HTML already transfer-encoded from a frozen render's
     # pre-encoded parts (``rendering.personalise.Bodies``), or None.
     bodies: object | None = field(default=None, repr=False)
-    _raw: bytes | None = field(default=None, repr=False)
     _signed: bytes | None = field(default=None, repr=False)
+    _built: object | None = field(default=None, repr=False)  # mime.Built
 
     def as_bytes(self) -> bytes:
-        if self._raw is None:
-            from newsletter.delivery.mime import build_bytes
+        return self.built().raw
 
-            self._raw = build_bytes(self)
-        return self._raw
+    def built(self):
+        """``mime.Built``: the bytes plus the header lines and whether a line starts with a dot."""
+        if self._built is None:
+            from newsletter.delivery.mime import build
+
+            self._built = build(self)
+        return self._built
 
     def signed_bytes(self, signer) -> bytes:
         """``as_bytes()`` with a DKIM-Signature in front (once; retries reuse it)."""
         if signer is None:
             return self.as_bytes()
         if self._signed is None:
-            self._signed = signer.sign(self.as_bytes())
+            built = self.built()
+            self._signed = signer.sign(built.raw, built.lines)
         return self._signed
 
 

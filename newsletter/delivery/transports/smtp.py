@@ -228,7 +228,10 @@ class SmtpTransport:
         body = raw if raw.endswith(b"\r\n") else raw + b"\r\n"
         if body.startswith(b"."):
             body = b"." + body
-        smtp.sock.sendall(b"".join([body.replace(b"\r\n.", b"\r\n.."), b".\r\n", tail]))
+        # dot-stuffing (RFC 5321 4.5.2), skipped when the builder knows no line starts with a dot
+        if message.built().dot_lines is not False and b"\r\n." in body:
+            body = body.replace(b"\r\n.", b"\r\n..")
+        smtp.sock.sendall(b"".join([body, b".\r\n", tail]))
         code, text = smtp.getreply()
         if code == 250:
             return SendResult("sent", provider_message_id=message.message_id), following is not None
