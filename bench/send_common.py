@@ -150,6 +150,11 @@ class SmtpSink:
                 time.sleep(0.05)
         raise SystemExit("smtp-sink did not start")
 
+    def cpu_seconds(self) -> float:
+        """CPU time smtp-sink has used so far (user + system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def dsn(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"

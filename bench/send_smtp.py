@@ -68,11 +68,12 @@ def main() -> None:
         started = time.perf_counter()
         issue = pipeline.start_send(settings, 1)
         frozen = time.perf_counter()
-        cpu_before = _cpu_seconds()
+        cpu_before, sink_before = _cpu_seconds(), sink.cpu_seconds()
         stats = pipeline.run_pool(settings, issue.id)
         pipeline.finish_issue(settings, issue.id)
         ours = stats.sent / (time.perf_counter() - frozen)
         cpu = (_cpu_seconds() - cpu_before) / max(1, stats.sent) * 1000
+        sink_cpu = (sink.cpu_seconds() - sink_before) / max(1, stats.sent) * 1000
         size = _average_size(settings, issue.id)
         theirs = smtp_source_rate(sink.port, args.count, size, args.concurrency)
         backend = "PostgreSQL" if args.database_url else "SQLite"
@@ -84,6 +85,7 @@ def main() -> None:
         print(f"newsletter send     {ours:8.0f} msg/s  ({stats.sent} sent, {stats.failed} failed)")
         print(f"smtp-source -d      {theirs:8.0f} msg/s")
         print(f"sender CPU          {cpu:8.3f} ms a message (user + system, all sender processes)")
+        print(f"smtp-sink CPU       {sink_cpu:8.3f} ms a message (during our send; {os.cpu_count()} CPUs)")
         target = 0.35 if args.dkim else 0.5
         print(f"ratio               {ours / theirs:8.2f}  (target >= {target})")
     finally:

@@ -132,6 +132,15 @@ def test_end_to_end_every_reader_gets_one_message_and_one_click_unsubscribes_onl
     }
     issue = issue_row(settings, 1)
     assert (issue.sent_count, issue.failed_count, issue.recipients) == (50, 0, 50)
+    # every row records its outcome: sent when, with the Message-ID the reader got
+    rows = {r.email: r for r in deliveries(settings, issue.id)}
+    for message in received:
+        row = rows[message.to]
+        assert row.status == "sent" and row.attempts == 1 and row.last_error == ""
+        assert row.message_id == row.provider_message_id == message.message["Message-ID"]
+        sent_at = row.sent_at if row.sent_at.tzinfo else row.sent_at.replace(tzinfo=UTC)
+        assert abs((sent_at - clock.now()).total_seconds()) < 120
+        assert row.lease_owner is None and row.next_attempt_at is None
 
     links = {}
     for message in received:

@@ -82,39 +82,55 @@ class DkimSigner:
         if end < 0:
             raise ValueError("message has no header/body separator")
         if lines is not None:
-            headers = [(name.encode("ascii"), value.encode("ascii")) for name, _, value in map(_colon, lines)]
+            names, picks = _plan(tuple([line[: line.index(":")].lower().encode("ascii") for line in lines]))
+            canonical = [_canonical_line(lines[i]) for i in picks]
         else:
             headers = _split_headers(raw[:end]) or dkim.rfc822_parse(raw[: end + 4])[0]
-        names, picks = _plan(tuple(name for name, _ in headers))
-        # c=.../simple: the body as is, trailing empty lines reduced to one CRLF.
-        body_hash = base64.b64encode(hashlib.sha256(Simple.canonicalize_body(raw[end + 4 :])).digest())
-        value = self._fields(names) + body_hash + b"; b="
+            names, picks = _plan(tuple(name.lower() for name, _ in headers))
+            canonical = [_canonical_header(*headers[i]) for i in picks]
+        body_hash = base64.b64encode(hashlib.sha256(_canonical_body(raw, end + 4)).digest())
+        folded, relaxed = self._prefix(names, int(time.time()))
         # RFC 6376 3.7: the selected headers (relaxed), then this header with an
         # empty b= and without its final CRLF.
-        data = b"".join([_canonical_header(*headers[i]) for i in picks])
-        data += _relaxed(_NAME, b" " + value)[:-2]
+        data = b"".join(canonical)
+        data += relaxed + b" bh=" + body_hash + b"; b="
         signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
-        return _NAME + b": " + dkim.fold(value + signature, namelen=len(_NAME), linesep=b"\r\n") + b"\r\n"
+        # Folds only where the hashed form has a space, or inside b= (whose value
+        # verifiers read without white space): the relaxed form stays the same.
+        return b"".join(
+            [_NAME, b": ", folded, b"\r\n bh=", body_hash, b";\r\n b=", b"\r\n ".join(_SIG_LINES.findall(signature)), b"\r\n"]
+        )
 
-    def _fields(self, names: bytes) -> bytes:
-        """Every tag up to ``bh=`` (the same for a whole send, but for t=)."""
+    @lru_cache(maxsize=8)  # noqa: B019 - a handful of signers live for the whole process
+    def _prefix(self, names: bytes, timestamp: int) -> tuple[bytes, bytes]:
+        """The tags before ``bh=`` (the same for a whole send but for t=),
+        folded for the header and in relaxed form for the hash."""
         fields = [
             (b"v", b"1"),
             (b"a", self.algorithm),
             (b"c", b"relaxed/simple"),
             (b"d", self.domain),
             (b"s", self.selector),
-            (b"t", str(int(time.time())).encode("ascii")),
+            (b"t", str(timestamp).encode("ascii")),
             (b"h", names),
         ]
-        return b"; ".join(b"=".join(f) for f in fields) + b"; bh="
+        value = b"; ".join(b"=".join(f) for f in fields) + b";"
+        folded = dkim.fold(value, namelen=len(_NAME), linesep=b"\r\n")
+        return folded, _relaxed(_NAME, b" " + value)[:-2]
 
     def sign(self, raw: bytes, lines: list[str] | None = None) -> bytes:
         return self.signature_header(raw, lines) + raw
 
 
-def _colon(line: str) -> tuple[str, str, str]:
-    return line.partition(":")
+_SIG_LINES = re.compile(rb".{1,72}", re.S)
+
+
+def _canonical_body(raw: bytes, start: int):
+    """c=.../simple: the body as is, trailing empty lines reduced to one CRLF.
+    A body that already ends in exactly one CRLF (ours) is hashed in place."""
+    if raw.endswith(b"\r\n") and not raw.endswith(b"\r\n\r\n") and len(raw) > start:
+        return memoryview(raw)[start:]
+    return Simple.canonicalize_body(raw[start:])
 
 
 @lru_cache(maxsize=64)
@@ -125,7 +141,7 @@ def _plan(names: tuple[bytes, ...]) -> tuple[bytes, tuple[int, ...]]:
     List-Unsubscribe pair once more than they occur) signs their absence, so
     nobody can add a second one after signing. Every message of a send has
     the same names, so this runs once a send."""
-    lowered = [name.lower() for name in names]
+    lowered = list(names)  # (lower-cased by the caller)
     include = [h for h in SIGNED_HEADERS if h in lowered]
     include += [h for h in OVERSIGNED if h in lowered]
     instances: dict[bytes, list[int]] = {}
@@ -164,18 +180,47 @@ def _split_headers(block: bytes) -> list[tuple[bytes, bytes]] | None:
     return headers
 
 
-def _relaxed(name: bytes, value: bytes) -> bytes:
+def _relaxed(name: bytes, value: bytes | str) -> bytes:
     """RFC 6376 3.4.2 relaxed header canonicalisation (as dkimpy does it):
-    lower-case name, unfolded value, runs of WSP made one space, trimmed."""
-    return name.lower().rstrip() + b":" + _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip() + b"\r\n"
+    lower-case name, unfolded value, runs of WSP made one space, trimmed.
+    (``value`` as str: a header line our own builder wrote, ASCII.)"""
+    if isinstance(value, str):
+        value = value.encode("ascii")
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP.sub(b" ", value)
+    return name.lower().rstrip() + b":" + value.strip() + b"\r\n"
+
+
+_WSP_TEXT = re.compile(r"[\t ]+")
+_PER_MESSAGE = ("to:", "date:", "message-id:", "list-unsubscribe:", "content-type:")
+
+
+def _canonical_line(line: str) -> bytes:
+    """``_relaxed`` for a "Name: value" line our builder wrote (ASCII);
+    the lines that are the same in every message are looked up, not redone."""
+    if line[:18].lower().startswith(_PER_MESSAGE):
+        return _relaxed_text(line)
+    return _relaxed_cached(line)
+
+
+def _relaxed_text(line: str) -> bytes:
+    name, _, value = line.partition(":")
+    value = value.replace("\r\n", "")
+    if "\t" in value or "  " in value:
+        value = _WSP_TEXT.sub(" ", value)
+    return f"{name.lower().rstrip()}:{value.strip()}\r\n".encode("ascii")
+
+
+_relaxed_cached = lru_cache(maxsize=256)(_relaxed_text)
 
 
 # Headers that are the same in every message of a send: canonicalised once.
 _CONSTANT = frozenset((b"from", b"subject", b"list-id", b"list-unsubscribe-post", b"feedback-id", b"mime-version"))
-_canonical: dict[tuple[bytes, bytes], bytes] = {}
+_canonical: dict[tuple[bytes, bytes | str], bytes] = {}
 
 
-def _canonical_header(name: bytes, value: bytes) -> bytes:
+def _canonical_header(name: bytes, value: bytes | str) -> bytes:
     if name.lower() not in _CONSTANT:
         return _relaxed(name, value)
     key = (name, value)

@@ -453,30 +453,24 @@ def _eligibility(rows: list[Claimed]) -> dict[int, str]:
 _OPEN = or_(D.c.status == "pending", D.c.status == "sending")  # (not IN: executemany cannot expand it)
 
 # Outcomes are written per batch. Sent rows, nearly all of them, go through
-# the DB-API's executemany with plain tuples: binding four values a row the
-# ORM way cost three times what the database spends updating the row. The
-# batch's timestamp is then set by one statement for all of them. Retries and
-# failures (rare) take the full statement below.
+# the DB-API's executemany with plain tuples: binding the values a row the
+# ORM way cost three times what the database spends updating the row.
+# Retries and failures (rare) take the full statement below.
 _SENT_SQL = (
     "UPDATE delivery SET status = 'sent', email = {p}, next_attempt_at = NULL, lease_owner = NULL, "
-    "lease_until = NULL, message_id = {p}, provider_message_id = {p}, last_error = '' "
-    "WHERE id = {p} AND status IN ('pending', 'sending')"
-)
-_SENT_AT = (
-    update(D)
-    .where(D.c.id.in_(bindparam("b_ids", expanding=True)), D.c.status == "sent", D.c.sent_at.is_(None))
-    .values(
-        sent_at=bindparam("b_now", type_=D.c.sent_at.type),
-        updated_at=bindparam("b_now", type_=D.c.updated_at.type),
-    )
+    "lease_until = NULL, message_id = {p}, provider_message_id = {p}, last_error = '', sent_at = {p}, "
+    "updated_at = {p} WHERE id = {p} AND status IN ('pending', 'sending')"
 )
 
 
 def _mark_sent(connection, sent: list[tuple], now) -> None:
     """``sent``: (email, message_id, provider_message_id, id) tuples."""
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(_SENT_SQL.format(p=marker), sent)
-    connection.execute(_SENT_AT, {"b_ids": [values[3] for values in sent], "b_now": now})
+    dialect = connection.dialect
+    to_db = D.c.sent_at.type.bind_processor(dialect)  # the column type's own conversion, once a batch
+    stamp = to_db(now) if to_db is not None else now
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    rows = [(email, mid, pmid, stamp, stamp, row_id) for email, mid, pmid, row_id in sent]
+    connection.exec_driver_sql(_SENT_SQL.format(p=marker), rows)
 
 
 _RECORD = (
