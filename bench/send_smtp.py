@@ -2,8 +2,13 @@
 ``smtp-source -d`` sending the same number of messages of the same size with
 the same concurrency, in the same run.
 
-    .venv/bin/python bench/send_smtp.py [--count 20000] [--concurrency 4] [--dkim] [--processes 2]
+    .venv/bin/python bench/send_smtp.py [--count 20000] [--concurrency 4] [--dkim] [--processes N]
                                          [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+``--processes`` (NEWSLETTER_SEND_PROCESSES) defaults to the number of CPUs,
+as the README advises for large sends; the concurrency (SMTP sessions) is
+split over them, so the mail server sees as many sessions as smtp-source
+opens. ``--processes 1`` measures a single sending process.
 
 Our figure is the whole dispatch phase of `issue send`: claiming leased
 batches, checking each reader is still active and unsuppressed,
@@ -36,7 +41,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--dkim", action="store_true")
     parser.add_argument(
-        "--processes", type=int, default=1, help="NEWSLETTER_SEND_PROCESSES (the concurrency is split over them)"
+        "--processes",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        help="NEWSLETTER_SEND_PROCESSES (default: the number of CPUs; the concurrency is split over them)",
     )
     parser.add_argument(
         "--database-url", default="", help="a PostgreSQL server URL (a fresh database is created)"
