@@ -78,6 +78,25 @@ class DkimSigner:
         """The ``DKIM-Signature: …\r\n`` line(s) to put in front of ``raw``.
         ``lines``: the header lines exactly as ``raw`` holds them ("Name:
         value", folds included), when the caller built them (saves parsing)."""
+        return self.signature_headers([(raw, lines)])[0]
+
+    def signature_headers(self, messages: list[tuple[bytes, list[str] | None]]) -> list[bytes]:
+        """``signature_header`` of many messages: hashing first, then the RSA
+        operations back to back, which costs less CPU a message than
+        alternating them (the RSA code evicts what the rest had in cache)."""
+        prepared = [self._prepare(raw, lines) for raw, lines in messages]
+        signatures = [base64.b64encode(self._signature(digest)) for digest, _, _ in prepared]
+        # Folds only where the hashed form has a space, or inside b= (whose value
+        # verifiers read without white space): the relaxed form stays the same.
+        return [
+            b"".join(
+                [_NAME, b": ", folded, b"\r\n bh=", body_hash, b";\r\n b=", b"\r\n ".join(_SIG_LINES.findall(signature)), b"\r\n"]
+            )
+            for (_, folded, body_hash), signature in zip(prepared, signatures, strict=True)
+        ]
+
+    def _prepare(self, raw: bytes, lines: list[str] | None) -> tuple[bytes, bytes, bytes]:
+        """(digest to sign, folded tags before bh=, body hash) of one message."""
         end = raw.find(b"\r\n\r\n")
         if end < 0:
             raise ValueError("message has no header/body separator")
@@ -94,12 +113,7 @@ class DkimSigner:
         # empty b= and without its final CRLF.
         data = b"".join(canonical)
         data += relaxed + b" bh=" + body_hash + b"; b="
-        signature = base64.b64encode(self._signature(hashlib.sha256(data).digest()))
-        # Folds only where the hashed form has a space, or inside b= (whose value
-        # verifiers read without white space): the relaxed form stays the same.
-        return b"".join(
-            [_NAME, b": ", folded, b"\r\n bh=", body_hash, b";\r\n b=", b"\r\n ".join(_SIG_LINES.findall(signature)), b"\r\n"]
-        )
+        return hashlib.sha256(data).digest(), folded, body_hash
 
     @lru_cache(maxsize=8)  # noqa: B019 - a handful of signers live for the whole process
     def _prefix(self, names: bytes, timestamp: int) -> tuple[bytes, bytes]:

@@ -61,6 +61,18 @@ class OutgoingMessage:
         return self._signed
 
 
+def sign_all(messages: list[OutgoingMessage], signer) -> None:
+    """Build every message, then DKIM-sign them all in one go (see
+    ``DkimSigner.signature_headers``); ``signed_bytes`` then returns at once."""
+    built = [message.built() for message in messages]
+    if signer is None:
+        return
+    todo = [(m, b) for m, b in zip(messages, built, strict=True) if m._signed is None]
+    headers = signer.signature_headers([(b.raw, b.lines) for _, b in todo])
+    for (message, b), header in zip(todo, headers, strict=True):
+        message._signed = header + b.raw
+
+
 @dataclass
 class SendResult:
     """What happened to one message.

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from newsletter.delivery.mime import needs_smtputf8
 from newsletter.delivery.transports import Dsn
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError, sign_all
 
 
 def classify_smtp_code(code: int) -> str:
@@ -153,11 +153,7 @@ class SmtpTransport:
         """Send ``message``; returns its result and whether the envelope of
         ``following`` went on the wire with its body (see ``_pipelined``).
         ``ahead``: this message's own envelope is already on the wire."""
-        try:
-            envelope_from = _envelope_sender(message)
-            _bare_address(message.to)
-        except ValueError as exc:  # never on the wire: CR/LF there would be an SMTP command
-            return SendResult("rejected", error=str(exc)), False
+        envelope_from = _envelope_sender(message)  # checked by send(): no CR/LF can become a command
         raw = message.signed_bytes(self.signer)
         smtputf8 = needs_smtputf8(message)
         for attempt in (1, 2):
@@ -242,6 +238,27 @@ class SmtpTransport:
         return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}"), following is not None
 
     def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        results: dict[int, SendResult] = {}
+        ready: list[int] = []
+        for index, message in enumerate(messages):
+            try:
+                _envelope_sender(message)
+                _bare_address(message.to)
+                message.built()
+            except ValueError as exc:  # a line break in an address or header: never on the wire
+                results[index] = SendResult("rejected", error=str(exc))
+            else:
+                ready.append(index)
+        # Build, then DKIM-sign, the whole batch before taking a connection:
+        # each kind of work runs back to back, which costs less CPU a message
+        # than alternating them (the RSA code evicts what the rest had in
+        # cache), and no connection idles meanwhile.
+        sign_all([messages[i] for i in ready], self.signer)
+        if ready:
+            results.update(zip(ready, self._send_on_a_connection([messages[i] for i in ready]), strict=True))
+        return [results[i] for i in range(len(messages))]
+
+    def _send_on_a_connection(self, messages: list[OutgoingMessage]) -> list[SendResult]:
         with self._slots:
             try:
                 conn = self._idle.get_nowait()
