@@ -691,6 +691,7 @@ def dispatch(
     size = batch_size(settings, transport)
     started = time.monotonic()
     failures = 0
+    idle_rounds = 0
     try:
         with _Heartbeat(settings, worker_id, stop):
             while not stop.is_set():
@@ -711,8 +712,14 @@ def dispatch(
                     if not wait:
                         stats.stopped_because = "waiting"
                         break
-                    stop.wait(min(1.0, due if due is not None else 1.0) or 0.05)
+                    # Nothing due: rows retry later or are on the wire in other
+                    # threads. Look again soon (a send's last batches finish within
+                    # milliseconds), then less and less often, at most once a second.
+                    idle_rounds += 1
+                    soon = 0.02 * 2 ** min(idle_rounds, 6)
+                    stop.wait(max(0.01, min(1.0, soon, due if due is not None else 1.0)))
                     continue
+                idle_rounds = 0
                 try:
                     batch = process_batch(settings, transport, rows, renders, limiter, stop)
                     failures = 0
