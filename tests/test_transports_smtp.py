@@ -171,9 +171,7 @@ def test_pool_bounds_parallel_connections(counting_server):
 def test_rset_after_refused_recipient_then_same_connection_continues(counting_server):
     server = counting_server()
     server.refuse = {"r1@example.org"}
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
-    results = transport.send(batch(3))
-    transport.close()
+    results = send_once(server, batch(3))
     assert [r.status for r in results] == ["sent", "permanent", "sent"]
     assert server.counts["rset"] >= 1 and server.counts["ehlo"] == 1
     assert server.received == ["r0@example.org", "r2@example.org"]
@@ -182,9 +180,7 @@ def test_rset_after_refused_recipient_then_same_connection_continues(counting_se
 def test_reconnects_after_the_server_drops_the_connection(counting_server):
     server = counting_server()
     server.close_on = {"r1@example.org"}
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
-    results = transport.send(batch(3))
-    transport.close()
+    results = send_once(server, batch(3))
     assert [r.status for r in results] == ["sent", "transient", "sent"]
     assert results[1].error.startswith("421")
     assert server.counts["ehlo"] == 2
@@ -247,9 +243,7 @@ def test_pipelining_sends_each_body_with_the_next_envelope(counting_server):
     server = counting_server()
     messages = batch(6)
     messages[2].text = ".leading dot\n.\n..two\nend"
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
-    results = transport.send(messages)
-    transport.close()
+    results = send_once(server, messages)
     assert all(r.ok for r in results)
     assert server.received == [f"r{i}@example.org" for i in range(6)]
     import email
@@ -265,9 +259,7 @@ def test_pipelining_sends_each_body_with_the_next_envelope(counting_server):
 def test_a_refused_message_does_not_disturb_the_envelope_pipelined_behind_it(counting_server):
     server = counting_server()
     server.refuse_data = {"r1@example.org", "r2@example.org"}
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
-    results = transport.send(batch(5))
-    transport.close()
+    results = send_once(server, batch(5))
     assert [r.status for r in results] == ["sent", "permanent", "permanent", "sent", "sent"]
     assert results[1].error.startswith("554")
     assert server.received == ["r0@example.org", "r3@example.org", "r4@example.org"]
@@ -279,12 +271,19 @@ def test_an_address_with_a_line_break_never_reaches_the_wire(counting_server):
     server = counting_server()
     messages = batch(3)
     messages[1].to = "r1@example.org>\r\nRCPT TO:<victim@example.org"
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
-    results = transport.send(messages)
-    transport.close()
+    results = send_once(server, messages)
     assert [r.status for r in results] == ["sent", "rejected", "sent"]
     assert "unusable envelope address" in results[1].error
     assert server.received == ["r0@example.org", "r2@example.org"]
+
+
+def send_once(server, messages):
+    """One batch through a fresh transport to ``server``, closed afterwards."""
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
+    try:
+        return transport.send(messages)
+    finally:
+        transport.close()
 
 
 def _announced(server) -> str:
