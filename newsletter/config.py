@@ -174,6 +174,8 @@ def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True,
         kind = f.type
         if kind == "bool":
             values[f.name] = _bool(name, raw)
+        elif f.name == "send_processes" and raw.strip().lower() == "auto":
+            values[f.name] = os.cpu_count() or 1  # one sending process per core
         elif kind == "int":
             values[f.name] = _int(name, raw)
         elif kind == "float":

@@ -86,3 +86,14 @@ def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
     assert 0 < stats.sent < 400, "stopped part-way"
     rows = deliveries(settings, issue.id)
     assert Counter(r.status for r in rows) == {"sent": stats.sent, "pending": 400 - stats.sent}
+
+
+def test_send_processes_auto_is_one_per_core():
+    import os
+
+    from newsletter.config import load_settings
+
+    settings = load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "auto"}, dotenv=False)
+    assert settings.send_processes == (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="NEWSLETTER_SEND_PROCESSES"):
+        load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "many"}, dotenv=False)
