@@ -63,13 +63,17 @@ class Received:
 @dataclass
 class SmtpSink:
     """aiosmtpd on a free loopback port. ``respond(rcpt)`` may return an SMTP
-    reply such as "451 4.7.1 try later" to refuse a recipient; None accepts."""
+    reply such as "451 4.7.1 try later" to refuse a recipient; None accepts.
+    It announces PIPELINING (aiosmtpd handles pipelined commands but does not
+    say so), as Postfix and the big receivers do, so sends take the
+    pipelined path production takes; ``pipelining=False`` for the other."""
 
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[Received] = field(default_factory=list)
     respond: Callable[[str], str | None] | None = None
     auth: tuple[str, str] | None = None
+    pipelining: bool = True
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller
@@ -77,6 +81,12 @@ class SmtpSink:
         sink = self
 
         class Handler:
+            async def handle_EHLO(self, server, session, envelope, hostname, responses):
+                session.host_name = hostname
+                if sink.pipelining:
+                    responses.insert(1, "250-PIPELINING")
+                return responses
+
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
                 reply = sink.respond(address) if sink.respond else None
                 if reply:
