@@ -248,10 +248,6 @@ _PART_HEADS = {
 }
 
 
-def _part_head(subtype: str) -> bytes:
-    return _PART_HEADS[subtype]
-
-
 _last_date: tuple[int, str] = (-1, "")
 
 
@@ -307,11 +303,7 @@ class Built(NamedTuple):
     dot_lines: bool | None  # whether a line starts with "." (SMTP dot-stuffing); None: unknown
 
 
-def build_fast(message: OutgoingMessage) -> bytes:
-    return build_fast_built(message).raw
-
-
-def build_fast_built(message: OutgoingMessage) -> Built:
+def _build_fast(message: OutgoingMessage) -> Built:
     bodies = message.bodies  # pre-encoded (rendering.personalise.Bodies) or None
     lines = header_lines(message)
     lines.append("MIME-Version: 1.0")
@@ -331,10 +323,10 @@ def build_fast_built(message: OutgoingMessage) -> Built:
             head,
             b"\r\n",
             sep,
-            _part_head("plain"),
+            _PART_HEADS["plain"],
             text,
             sep,
-            _part_head("html"),
+            _PART_HEADS["html"],
             _encoded("html", message.html, bodies and bodies.html_base64()),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
@@ -368,11 +360,7 @@ def needs_smtputf8(message: OutgoingMessage) -> bool:
     return not (message.to.isascii() and _sender(message.sender)[1].isascii())
 
 
-def build_bytes(message: OutgoingMessage) -> bytes:
-    return build(message).raw
-
-
 def build(message: OutgoingMessage) -> Built:
     if not needs_smtputf8(message):
-        return build_fast_built(message)
+        return _build_fast(message)
     return Built(build_message(message).as_bytes(policy=SMTPUTF8), None, None)

@@ -56,8 +56,7 @@ class OutgoingMessage:
         if signer is None:
             return self.as_bytes()
         if self._signed is None:
-            built = self.built()
-            self._signed = signer.sign(built.raw, built.lines)
+            sign_all([self], signer)
         return self._signed
 
 
