@@ -17,6 +17,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
+from dotenv import load_dotenv
+from limits import parse_many
+
+from newsletter.dsn import parse_dsn
+
 DEFAULT_INSTANCE = Path("instance")
 
 
@@ -113,6 +119,10 @@ class Settings:
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
     webhook_max_bytes: int = 1048576  # larger webhook bodies are refused (413)
     editor_emails: tuple[str, ...] = ()  # who gets review mails; default: all editors
+    # Every other NEWSLETTER_* variable, by its lower-cased name without the
+    # prefix: the provider secrets that each webhook module names for itself
+    # (``feedback.webhooks.<provider>.SECRETS``), so a new provider needs no
+    # change here.
     webhook_secrets: dict = field(default_factory=dict)
 
     @property
@@ -123,33 +133,12 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
-    def from_address(self) -> str:
-        return parseaddr(self.mail_from)[1]
-
-    @property
-    def from_name(self) -> str:
-        return parseaddr(self.mail_from)[0]
-
     @cached_property  # read for every message of a send
     def effective_list_id(self) -> str:
         if self.list_id:
             return self.list_id
         host = urlsplit(self.base_url).hostname or "localhost"
         return f"get-the-signal.{host}"
-
-    def with_overrides(self, **changes) -> Settings:
-        return replace(self, **changes)
-
-
-WEBHOOK_SECRET_VARS = (
-    "POSTMARK_WEBHOOK_USER",
-    "POSTMARK_WEBHOOK_PASSWORD",
-    "SENDGRID_WEBHOOK_PUBLIC_KEY",
-    "MAILGUN_WEBHOOK_SIGNING_KEY",
-    "SES_SNS_TOPICS",
-    "RESEND_WEBHOOK_SECRET",
-)
 
 
 def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True, **overrides) -> Settings:
@@ -159,11 +148,10 @@ def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True,
     """
     if environ is None:
         if dotenv:
-            from dotenv import load_dotenv
-
             load_dotenv(".env", override=False)
         environ = dict(os.environ)
     values: dict = {}
+    own = {f"NEWSLETTER_{f.name.upper()}" for f in fields(Settings)}
     for f in fields(Settings):
         if f.name == "webhook_secrets":
             continue
@@ -185,7 +173,9 @@ def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True,
         else:
             values[f.name] = raw.strip()
     values["webhook_secrets"] = {
-        key.lower(): environ[f"NEWSLETTER_{key}"] for key in WEBHOOK_SECRET_VARS if f"NEWSLETTER_{key}" in environ
+        key.removeprefix("NEWSLETTER_").lower(): value
+        for key, value in environ.items()
+        if key.startswith("NEWSLETTER_") and key not in own
     }
     values.update(overrides)
     settings = Settings(**values)
@@ -234,14 +224,10 @@ def validate(settings: Settings) -> Settings:
     if "@" not in address or any(c in settings.mail_from for c in "\r\n"):
         raise ConfigError(f"NEWSLETTER_MAIL_FROM must look like 'Name <address>', not {settings.mail_from!r}")
 
-    from newsletter.delivery.transports import parse_dsn
-
     try:
-        parse_dsn(settings.transport)
+        parse_dsn(settings.transport)  # the provider's own rules: ``delivery.transports.check_dsn`` at start
     except ValueError as exc:
         raise ConfigError(f"NEWSLETTER_TRANSPORT: {exc}") from None
-
-    from apscheduler.triggers.cron import CronTrigger
 
     try:
         ZoneInfo(settings.timezone)
@@ -255,8 +241,6 @@ def validate(settings: Settings) -> Settings:
     if settings.click_counts not in {"off", "aggregate"}:
         raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")
     try:
-        from limits import parse_many
-
         parse_many(settings.subscribe_rate_limit)
     except ValueError:
         raise ConfigError(

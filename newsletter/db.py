@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
+
+from newsletter.paths import MIGRATIONS
 
 _engine: Engine | None = None
 
@@ -72,6 +76,12 @@ def dispose_engine() -> None:
         _engine = None
 
 
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE … ESCAPE '\\'``, with the user's own % and _ matched literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A unit of work: commit on success, roll back on error, always close."""
@@ -88,18 +98,11 @@ def session_scope() -> Iterator[Session]:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Apply Alembic migrations (used by `db upgrade`, `serve`, `demo` and tests)."""
-    from alembic import command
-
     command.upgrade(alembic_config(url), revision)
 
 
-def alembic_config(url: str | None = None):
-    from pathlib import Path
-
-    from alembic.config import Config
-
-    root = Path(__file__).resolve().parent.parent
+def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", (url or get_engine().url.render_as_string(hide_password=False)).replace("%", "%%"))
     return cfg

@@ -24,8 +24,6 @@ def utcnow() -> datetime:
 # --- statuses -------------------------------------------------------------
 
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-ISSUE_STATUSES = ("draft", "approved", "scheduled", "sending", "paused", "sent", "cancelled")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 EDITOR_ROLES = ("admin", "editor")
 
 
