@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from newsletter.issues.preview import PreviewError, build_preview
 from newsletter.issues.service import IssueNotFound, assemble_issue
 
 
@@ -28,7 +29,6 @@ def assemble():
 @click.option("--topics", metavar="SLUGS", help="Render the variant for these comma-separated topics.")
 def preview(number, text, out, as_email, topics):
     """Render issue NUMBER as a reader gets it; lint findings go to stderr."""
-    from newsletter.rendering.preview import PreviewError, build_preview
 
     settings = current_app.extensions["signal_settings"]
     try:

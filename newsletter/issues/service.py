@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -32,11 +32,11 @@ from newsletter import clock
 from newsletter.config import Settings
 from newsletter.content.sanitise import clean_text, neutralise
 from newsletter.db import session_scope
+from newsletter.issues import states
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, IssueRender, Tag
 
 DEFAULT_WINDOW = timedelta(days=7)
-EDITABLE = ("theme", "title", "subject", "preheader", "intro")
-OPEN_STATUSES = ("draft", "approved", "scheduled")
+EDITABLE_FIELDS = ("theme", "title", "subject", "preheader", "intro")
 INTRO_MAX = 20_000
 
 
@@ -44,7 +44,7 @@ class IssueError(ValueError):
     """An action that the issue's state or the input does not allow; the message says why."""
 
 
-class IssueNotFound(IssueError):
+class IssueNotFound(IssueError, LookupError):
     pass
 
 
@@ -70,7 +70,7 @@ def get_issue(session: Session, number: int) -> Issue | None:
     return session.exec(select(Issue).where(Issue.number == number)).first()
 
 
-def _require(session: Session, number: int) -> Issue:
+def require_issue(session: Session, number: int) -> Issue:
     issue = get_issue(session, number)
     if issue is None:
         raise IssueNotFound(f"there is no issue {number}")
@@ -94,7 +94,7 @@ def next_number(session: Session, settings: Settings) -> int:
 
 
 def previous_issue(session: Session) -> Issue | None:
-    return session.exec(select(Issue).where(Issue.status != "cancelled").order_by(Issue.number.desc())).first()
+    return session.exec(select(Issue).where(Issue.status != states.CANCELLED).order_by(Issue.number.desc())).first()
 
 
 # --- assembly ------------------------------------------------------------------
@@ -125,7 +125,7 @@ def pick_articles(
     used = (
         select(IssueArticle.article_id)
         .join(Issue, Issue.id == IssueArticle.issue_id)
-        .where(Issue.status != "cancelled")
+        .where(Issue.status != states.CANCELLED)
     )
     rows = session.exec(
         select(Article, ArticleTag.tag_id)
@@ -187,7 +187,7 @@ def _existing_for(session: Session, slot_at: datetime | None) -> Issue | None:
         if found is not None:
             return found
     return session.exec(
-        select(Issue).where(Issue.status == "draft", Issue.slot_at.is_(None)).order_by(Issue.number.desc())
+        select(Issue).where(Issue.status == states.DRAFT, Issue.slot_at.is_(None)).order_by(Issue.number.desc())
     ).first()
 
 
@@ -231,7 +231,7 @@ def _assemble(session: Session, settings: Settings, now: datetime, slot_at: date
         intro=f"{len(picked)} {'story' if len(picked) == 1 else 'stories'} this week, on "
         + ", ".join(names[s] for s in sorted(counts, key=order.__getitem__))
         + ".",
-        status="draft",
+        status=states.DRAFT,
         window_start=start,
         window_end=now,
         slot_at=slot_at,
@@ -245,38 +245,61 @@ def _assemble(session: Session, settings: Settings, now: datetime, slot_at: date
 
 
 # --- lifecycle -------------------------------------------------------------------
+#
+# Every status change is a move of ``issues.states`` (one conditional UPDATE);
+# a move that loses a race raises IssueError and the unit of work rolls back.
 
 
-def _reopen(session: Session, issue: Issue) -> None:
+def _move(session: Session, issue: Issue, values: dict) -> Issue:
+    """Move ``issue`` from the status that was read to ``values["status"]``,
+    writing ``values`` in the same conditional UPDATE, so an issue that a
+    scheduler tick or "send now" started meanwhile is never put back (and
+    sent twice)."""
+    values = dict(values)
+    target = values.pop("status")
+    transition = next((t for t in states.TRANSITIONS if t.target == target and issue.status in t.sources), None)
+    if transition is None:
+        raise IssueError(f"{issue.label} is {issue.status} and cannot become {target}")
+    if not states.move(session, issue.id, states.narrowed(transition, issue.status), **values):
+        raise IssueError(f"{issue.label} changed meanwhile (another editor or the scheduler); look again")
+    session.refresh(issue)
+    return issue
+
+
+def _withdraw_renders(session: Session, issue: Issue) -> None:
     """Changing content withdraws an approval: what is approved is what is sent."""
-    if issue.status in ("approved", "scheduled"):
-        issue.status = "draft"
-        issue.approved_at = None
-        issue.approved_by = None
-    issue.scheduled_for = None
     for render in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all():
         session.delete(render)
-    issue.frozen_at = None
 
 
-def approve_issue(settings: Settings, number: int, by: str) -> Issue:
+def _edit(session: Session, issue: Issue, values: dict) -> None:
+    """The issue back to draft with ``values``, as the first statement of an
+    edit: the row stays locked until the edit commits, so a send cannot start
+    in between, and an edit that comes after a start is refused."""
+    if issue.status not in states.EDITABLE:
+        raise IssueError(f"{issue.label} is {issue.status} and can no longer be edited")
+    _move(
+        session,
+        issue,
+        {"status": states.DRAFT, "approved_at": None, "approved_by": None, "scheduled_for": None, "frozen_at": None,
+         **values},
+    )
+    _withdraw_renders(session, issue)
+
+
+def approve_issue(number: int, by: str) -> Issue:
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status == "approved":
+        issue = require_issue(session, number)
+        if issue.status == states.APPROVED:
             return issue
-        if issue.status != "draft":
+        if issue.status != states.DRAFT:
             raise IssueError(f"{issue.label} is {issue.status}; only a draft can be approved")
         if not issue_articles(session, issue):
             raise IssueError(f"{issue.label} has no articles")
-        issue.status = "approved"
-        issue.approved_at = clock.now()
-        issue.approved_by = (by or "")[:320]
-        issue.updated_at = clock.now()
-        session.add(issue)
-        return issue
+        return _move(session, issue, {"status": states.APPROVED, "approved_at": clock.now(), "approved_by": (by or "")[:320]})
 
 
-def schedule_issue(settings: Settings, number: int, when: datetime, *, by: str = "") -> Issue:
+def schedule_issue(number: int, when: datetime, *, by: str = "") -> Issue:
     """Send at a chosen time: a draft with articles or an approved issue becomes
     ``scheduled`` for ``when``; the scheduler's tick sends it once that time has come.
 
@@ -291,53 +314,40 @@ def schedule_issue(settings: Settings, number: int, when: datetime, *, by: str =
     if when <= now:
         raise IssueError(f"{when:%Y-%m-%d %H:%M} UTC is not in the future (it is now {now:%Y-%m-%d %H:%M} UTC)")
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status not in OPEN_STATUSES:
+        issue = require_issue(session, number)
+        if issue.status not in states.SCHEDULE.sources:
             raise IssueError(f"{issue.label} is {issue.status}; only a draft, approved or scheduled issue can be scheduled")
-        if issue.status == "draft" and not issue_articles(session, issue):
+        if issue.status == states.DRAFT and not issue_articles(session, issue):
             raise IssueError(f"{issue.label} has no articles")
-        values = {"status": "scheduled", "scheduled_for": when, "updated_at": now}
+        values = {"status": states.SCHEDULED, "scheduled_for": when}
         if issue.approved_at is None:
             values |= {"approved_at": now, "approved_by": (by or "")[:320]}
         return _move(session, issue, values)
 
 
-def unschedule_issue(settings: Settings, number: int) -> Issue:
+def unschedule_issue(number: int) -> Issue:
     """Take a scheduled issue off its time: it stays approved, to send now or schedule again."""
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status == "approved":
+        issue = require_issue(session, number)
+        if issue.status == states.APPROVED:
             return issue
-        if issue.status != "scheduled":
+        if issue.status != states.SCHEDULED:
             raise IssueError(f"{issue.label} is {issue.status}; only a scheduled issue can be unscheduled")
-        return _move(session, issue, {"status": "approved", "scheduled_for": None, "updated_at": clock.now()})
+        return _move(session, issue, {"status": states.APPROVED, "scheduled_for": None})
 
 
-def _move(session: Session, issue: Issue, values: dict) -> Issue:
-    """Apply a state change only if the status is still the one read: one
-    conditional UPDATE, so an issue that a scheduler tick or "send now" started
-    meanwhile is never put back to scheduled (and sent twice)."""
-    changed = session.execute(
-        update(Issue).where(Issue.id == issue.id, Issue.status == issue.status).values(**values)
-    ).rowcount
-    if changed != 1:
-        raise IssueError(f"{issue.label} changed meanwhile (another editor or the scheduler); look again")
-    session.refresh(issue)
-    return issue
-
-
-def update_issue(settings: Settings, number: int, **fields) -> Issue:
+def update_issue(number: int, **fields) -> Issue:
     """Edit theme, title, subject, preheader or intro (Markdown) of an open issue.
 
     A new theme without a new title re-derives the title ("Issue 045: <theme>").
     Editing an approved or scheduled issue returns it to draft.
     """
-    unknown = set(fields) - set(EDITABLE)
+    unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise IssueError(f"cannot edit {', '.join(sorted(unknown))}")
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status not in OPEN_STATUSES:
+        issue = require_issue(session, number)
+        if issue.status not in states.EDITABLE:
             raise IssueError(f"{issue.label} is {issue.status} and can no longer be edited")
         changes = {}
         for name in ("theme", "title", "subject", "preheader"):
@@ -364,20 +374,14 @@ def update_issue(settings: Settings, number: int, **fields) -> Issue:
             changes["subject"] = changes.get("title", issue.title)
         real = {k: v for k, v in changes.items() if getattr(issue, k) != v}
         if real:
-            for name, value in real.items():
-                setattr(issue, name, value)
-            _reopen(session, issue)
-            issue.updated_at = clock.now()
-            session.add(issue)
+            _edit(session, issue, real)
         return issue
 
 
-def set_issue_articles(settings: Settings, number: int, items: list[tuple[int, str]]) -> Issue:
+def set_issue_articles(number: int, items: list[tuple[int, str]]) -> Issue:
     """Replace the issue's articles: ``[(article_id, section_slug), …]`` in reading order."""
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status not in OPEN_STATUSES:
-            raise IssueError(f"{issue.label} is {issue.status} and can no longer be edited")
+        issue = require_issue(session, number)
         ids = [int(a) for a, _ in items]
         if len(set(ids)) != len(ids):
             raise IssueError("an article can appear only once in an issue")
@@ -393,33 +397,26 @@ def set_issue_articles(settings: Settings, number: int, items: list[tuple[int, s
             taken = session.exec(
                 select(IssueArticle.article_id, Issue.number)
                 .join(Issue, Issue.id == IssueArticle.issue_id)
-                .where(IssueArticle.article_id.in_(ids), Issue.id != issue.id, Issue.status != "cancelled")
+                .where(IssueArticle.article_id.in_(ids), Issue.id != issue.id, Issue.status != states.CANCELLED)
             ).all()
             if taken:
                 article_id, other = taken[0]
                 raise IssueError(f"article {article_id} is already in Issue {other:03d}")
+        _edit(session, issue, {})
         for link in session.exec(select(IssueArticle).where(IssueArticle.issue_id == issue.id)).all():
             session.delete(link)
         session.flush()
         for position, (article_id, section) in enumerate(items):
             session.add(IssueArticle(issue_id=issue.id, article_id=int(article_id), section=section, position=position))
-        _reopen(session, issue)
-        issue.updated_at = clock.now()
-        session.add(issue)
         return issue
 
 
-def cancel_issue(settings: Settings, number: int) -> Issue:
+def cancel_issue(number: int) -> Issue:
     """Cancel an issue that has not started sending; its articles return to the pool."""
     with session_scope() as session:
-        issue = _require(session, number)
-        if issue.status == "cancelled":
+        issue = require_issue(session, number)
+        if issue.status == states.CANCELLED:
             return issue
-        if issue.status not in OPEN_STATUSES:
+        if issue.status not in states.CANCEL.sources:
             raise IssueError(f"{issue.label} is {issue.status}; stop a sending issue from the delivery controls")
-        issue.status = "cancelled"
-        issue.scheduled_for = None
-        issue.cancelled_at = clock.now()
-        issue.updated_at = clock.now()
-        session.add(issue)
-        return issue
+        return _move(session, issue, {"status": states.CANCELLED, "scheduled_for": None, "cancelled_at": clock.now()})
