@@ -1,5 +1,5 @@
 """CLI of the delivery engine: ``issue send|status|pause|resume|cancel-send|test``
-and ``worker``. Thin faces over ``delivery.pipeline``.
+and ``worker``. Thin faces over ``delivery.deliver`` and ``delivery.send``.
 
 Exit codes: 0 all delivered (or skipped with a reason); 1 some messages
 failed, or the issue is unknown; 2 usage/configuration; 3 the send stopped
@@ -14,14 +14,22 @@ import threading
 import time
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import func, select
+
+from newsletter.db import session_scope
+from newsletter.delivery import send
+from newsletter.delivery.batch import DispatchStats
+from newsletter.delivery.deliver import deliver
+from newsletter.delivery.fanout import audience_count
+from newsletter.delivery.testsend import send_test
+from newsletter.delivery.worker import get_sender, run_worker
+from newsletter.extensions import settings as _settings
+from newsletter.issues import states
+from newsletter.models import Delivery, Issue
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED = 1, 2, 3
-
-
-def _settings():
-    return current_app.extensions["signal_settings"]
 
 
 def _fail(message: str, code: int = EXIT_FAILED):
@@ -36,29 +44,10 @@ def _summary(counts) -> str:
     )
 
 
-def _recipients_now(settings) -> int:
-    from sqlalchemy import exists, func, select
-
-    from newsletter.db import session_scope
-    from newsletter.models import Subscriber, Suppression
-
-    with session_scope() as session:
-        return session.execute(
-            select(func.count())
-            .select_from(Subscriber)
-            .where(
-                Subscriber.status == "active",
-                ~exists().where(Suppression.email_hash == Subscriber.email_hash),
-            )
-        ).scalar_one()
-
-
 class _Bar:
     """A rich progress bar: sent / failed / remaining, rate and ETA."""
 
     def __init__(self, start, console=None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.sent, self.failed, self.skipped = start.sent, start.failed, start.skipped
         self.total = start.total
         self.started = time.monotonic()
@@ -93,16 +82,14 @@ class _Bar:
 
 def _wait_for_workers(settings, number: int, bar: _Bar, stop: threading.Event):
     """Worker mode: the workers send; follow the counts until the issue leaves `sending`."""
-    from newsletter.delivery import pipeline
-
     while not stop.wait(1.0):
-        counts = pipeline.counts_for(settings, number)
+        counts = send.counts_for(number)
         with bar.lock:
             bar.sent, bar.failed, bar.skipped = counts.sent, counts.failed, counts.skipped
-        bar.update(counts, pipeline.DispatchStats())
-        if counts.status != "sending":
+        bar.update(counts, DispatchStats())
+        if counts.status != states.SENDING:
             return counts
-    return pipeline.counts_for(settings, number)
+    return send.counts_for(number)
 
 
 @click.command("send")
@@ -114,61 +101,52 @@ def send_command(number: int, yes: bool):
 
     Running it again continues an interrupted or crashed send; nobody gets the issue twice.
     """
-    from newsletter.delivery import pipeline
-
     settings = _settings()
     try:
-        counts = pipeline.counts_for(settings, number)
-    except pipeline.UnknownIssue as exc:
+        counts = send.counts_for(number)
+    except send.UnknownIssue as exc:
         _fail(str(exc))
-    if counts.status == "paused":
+    if counts.status == states.PAUSED:
         _fail(f"issue {number} is paused; `newsletter issue resume {number}` first", EXIT_UNFINISHED)
-    if counts.status not in ("approved", "scheduled", "sending"):
+    if counts.status not in states.STARTABLE | {states.SENDING}:
         _fail(
             f"issue {number} is {counts.status}; only an approved or scheduled issue can be sent", EXIT_USAGE
         )
     if not yes:
-        who = counts.remaining if counts.status == "sending" else _recipients_now(settings)
-        verb = "Continue sending" if counts.status == "sending" else "Send"
+        if counts.status == states.SENDING:
+            who = counts.remaining
+        else:
+            with session_scope() as session:
+                who = audience_count(session)
+        verb = "Continue sending" if counts.status == states.SENDING else "Send"
         click.confirm(
             f"{verb} issue {number} to {who} readers via {settings.transport.split(':')[0]}?", abort=True
         )
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        if settings.broker_url:
-            from newsletter.delivery.worker import get_sender
+    holder = {}
 
-            try:
-                issue = pipeline.start_send(settings, number)
-            except pipeline.AlreadySending:
-                issue = None
-            issue_id = issue.id if issue else pipeline.issue_id_for(number)
-            get_sender(settings).enqueue_send(issue_id)
-            bar = _Bar(pipeline.counts_for(settings, number))
+    def progress(start, batch):
+        if "bar" not in holder:
+            holder["bar"] = _Bar(start)
+            holder["bar"].progress.start()
+        holder["bar"].update(start, batch)
+
+    try:
+        final = deliver(settings, number, here=True, progress=progress, stop=stop)
+        if settings.broker_url:
+            bar = _Bar(final)
             with bar.progress:
                 final = _wait_for_workers(settings, number, bar, stop)
-        else:
-            holder = {}
-
-            def progress(start, batch):
-                if "bar" not in holder:
-                    holder["bar"] = _Bar(start)
-                    holder["bar"].progress.start()
-                holder["bar"].update(start, batch)
-
-            try:
-                final = pipeline.send_issue(settings, number, progress=progress, stop=stop)
-            except KeyboardInterrupt:
-                stop.set()
-                _fail(f"interrupted; run `newsletter issue send {number}` again to continue", EXIT_UNFINISHED)
-            finally:
-                if "bar" in holder:
-                    holder["bar"].progress.stop()
-    except pipeline.DeliveryError as exc:
+    except KeyboardInterrupt:
+        stop.set()
+        _fail(f"interrupted; run `newsletter issue send {number}` again to continue", EXIT_UNFINISHED)
+    except send.DeliveryError as exc:
         _fail(str(exc), EXIT_USAGE)
     finally:
+        if "bar" in holder:
+            holder["bar"].progress.stop()
         signal.signal(signal.SIGTERM, previous)
     click.echo(_summary(final))
     for error in dict.fromkeys(final.errors):
@@ -176,16 +154,11 @@ def send_command(number: int, yes: bool):
     if final.failed:
         _print_failures(number)
         sys.exit(EXIT_FAILED)
-    if final.status != "sent":
+    if final.status != states.SENT:
         sys.exit(EXIT_UNFINISHED)
 
 
 def _print_failures(number: int, limit: int = 10) -> None:
-    from sqlalchemy import func, select
-
-    from newsletter.db import session_scope
-    from newsletter.models import Delivery, Issue
-
     with session_scope() as session:
         rows = session.execute(
             select(Delivery.last_error, func.count())
@@ -204,32 +177,26 @@ def _print_failures(number: int, limit: int = 10) -> None:
 @click.argument("number", type=int)
 def status_command(number: int):
     """Where the send of issue NUMBER stands (exit 1 if there is no such issue)."""
-    from newsletter.delivery import pipeline
-
     try:
-        counts = pipeline.counts_for(_settings(), number)
-    except pipeline.UnknownIssue as exc:
+        counts = send.counts_for(number)
+    except send.UnknownIssue as exc:
         _fail(str(exc))
     click.echo(_summary(counts))
     if counts.failed:
         _print_failures(number)
 
 
-def _transition(name: str, number: int) -> None:
-    from newsletter.delivery import pipeline
-
+def _transition(action, number: int) -> None:
     settings = _settings()
     try:
-        issue = getattr(pipeline, name)(settings, number)
-    except pipeline.UnknownIssue as exc:
+        issue = action(number)
+    except send.UnknownIssue as exc:
         _fail(str(exc))
-    except pipeline.DeliveryError as exc:
+    except send.DeliveryError as exc:
         _fail(str(exc), EXIT_USAGE)
-    if name == "resume_issue" and settings.broker_url:
-        from newsletter.delivery.worker import get_sender
-
+    if action is send.resume_issue and settings.broker_url:
         get_sender(settings).enqueue_send(issue.id)
-    click.echo(_summary(pipeline.counts_for(settings, number)))
+    click.echo(_summary(send.counts_for(number)))
 
 
 @click.command("pause")
@@ -237,7 +204,7 @@ def _transition(name: str, number: int) -> None:
 @click.argument("number", type=int)
 def pause_command(number: int):
     """Pause a send: no new batches; batches on the wire finish."""
-    _transition("pause_issue", number)
+    _transition(send.pause_issue, number)
 
 
 @click.command("resume")
@@ -245,7 +212,7 @@ def pause_command(number: int):
 @click.argument("number", type=int)
 def resume_command(number: int):
     """Resume a paused send (the background sender or `issue send N` continues it)."""
-    _transition("resume_issue", number)
+    _transition(send.resume_issue, number)
 
 
 @click.command("cancel-send")
@@ -258,7 +225,7 @@ def cancel_send_command(number: int, yes: bool):
         click.confirm(
             f"Cancel the send of issue {number}? Readers not yet mailed will not get it.", abort=True
         )
-    _transition("cancel_sending", number)
+    _transition(send.cancel_sending, number)
 
 
 @click.command("test")
@@ -268,8 +235,6 @@ def cancel_send_command(number: int, yes: bool):
 @click.option("--topics", default=None, help="Comma-separated sections, to test a variant.")
 def test_command(number: int, addresses: tuple[str, ...], topics: str | None):
     """Send issue NUMBER to ADDRESSES as a test ([TEST] subject, no delivery records)."""
-    from newsletter.delivery.testsend import send_test
-
     try:
         results = send_test(_settings(), number, list(addresses), topics=topics)
     except (LookupError, ValueError) as exc:
@@ -288,8 +253,6 @@ def test_command(number: int, addresses: tuple[str, ...], topics: str | None):
 )
 def worker_command(threads: int | None):
     """Send through Dramatiq: consume NEWSLETTER_BROKER_URL (Redis or RabbitMQ) until stopped."""
-    from newsletter.delivery.worker import run_worker
-
     settings = _settings()
     if not settings.broker_url:
         _fail("set NEWSLETTER_BROKER_URL (redis://… or amqp://…) to run workers", EXIT_USAGE)

@@ -136,6 +136,15 @@ class DkimSigner:
     def sign(self, raw: bytes, lines: list[str] | None = None) -> bytes:
         return self.signature_header(raw, lines) + raw
 
+    def sign_messages(self, messages) -> None:
+        """Build every ``OutgoingMessage`` not yet signed and sign them in one
+        go (``signature_headers``); each keeps its signed bytes in ``signed``."""
+        todo = [m for m in messages if m.signed is None]
+        built = [m.built() for m in todo]
+        headers = self.signature_headers([(b.raw, b.lines) for b in built])
+        for message, b, header in zip(todo, built, headers, strict=True):
+            message.signed = header + b.raw
+
 
 _SIG_LINES = re.compile(rb".{1,72}", re.S)
 

@@ -19,12 +19,14 @@ import hashlib
 import re
 from email.utils import parseaddr
 from functools import lru_cache
+from html import escape
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.delivery.mime import encode_phrase
-from newsletter.delivery.transports.base import OutgoingMessage
+from newsletter.delivery.message import OutgoingMessage
 from newsletter.feedback.verp import verp_address
+from newsletter.mail_encoding import encode_phrase
+from newsletter.rendering.personalise import greeting
 
 
 @lru_cache(maxsize=16)
@@ -126,9 +128,7 @@ def _merge_fields(personalised, list_unsubscribe_value: str, name: str) -> dict[
     Mailgun) can send one body with tags to many readers. If the renderer's
     greeting changes shape, grouping only gets smaller: transports check that
     putting the values back gives each message exactly."""
-    from html import escape
 
-    from newsletter.rendering.personalise import greeting
 
     hello = greeting(name)
     return {

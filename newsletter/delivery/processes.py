@@ -4,7 +4,7 @@ One Python process sends on one core at a time: personalising, building
 MIME, the SMTP client and the database work all hold the GIL (only
 OpenSSL's RSA for DKIM and socket waits release it), so more threads do not
 make a single sender faster. The claim/lease design already lets several
-workers share a queue safely, so this runs ``pipeline.run_pool`` in N
+workers share a queue safely, so this runs ``dispatch.run_pool`` in N
 processes, each with its own interpreter, database connections, SMTP pool
 and leases; nothing else changes (a process that dies leaves rows whose
 leases expire and are reclaimed, exactly as for a crashed thread).
@@ -32,7 +32,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
+from newsletter import db
 from newsletter.config import Settings
+from newsletter.delivery.batch import DispatchStats
+from newsletter.delivery.dispatch import run_pool
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,7 @@ def run_processes(
     on_batch: Callable | None = None,
     wait: bool = True,
 ):
-    """Like ``pipeline.run_pool`` (same arguments, same totals), in processes."""
-    from newsletter.delivery.pipeline import DispatchStats
-
+    """Like ``dispatch.run_pool`` (same arguments, same totals), in processes."""
     context = _context()
     child_stop = context.Event()
     reports = context.Queue()
@@ -116,7 +117,7 @@ def run_processes(
     return total
 
 
-_PRELOAD = ["newsletter.delivery.pipeline", "newsletter.delivery.transports", "newsletter.rendering.issue"]
+_PRELOAD = ["newsletter.delivery.processes", "newsletter.delivery.transports"]
 
 
 def _context():
@@ -130,9 +131,6 @@ def _context():
 def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, reports) -> None:
     """One sender process: its own engine, transport and dispatch threads."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    from newsletter import db
-    from newsletter.delivery import pipeline
-
     name = multiprocessing.current_process().name
     try:  # forked: the parent's pooled connections are the parent's; never touch them
         db.get_engine().dispose(close=False)
@@ -147,7 +145,7 @@ def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, rep
 
     threading.Thread(target=watch, daemon=True).start()
     try:
-        stats = pipeline.run_pool(
+        stats = run_pool(
             settings,
             issue_id,
             stop=stop,
@@ -156,6 +154,6 @@ def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, rep
         )
     except Exception as exc:  # noqa: BLE001 - report it; the parent records it with the totals
         log.exception("sender process failed")
-        stats = pipeline.DispatchStats(stopped_because=f"error: {exc}", errors=[f"{name}: {exc}"])
+        stats = DispatchStats(stopped_because=f"error: {exc}", errors=[f"{name}: {exc}"])
     reports.put(("done", name, asdict(stats)))
     db.dispose_engine()

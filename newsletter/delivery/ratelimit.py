@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+
 
 class NoLimit:
     rate = 0.0
@@ -83,7 +85,6 @@ class RedisTokenBucket:
     def __init__(
         self, url: str, rate: float, burst: float | None = None, *, key: str = "gts:send-rate", client=None
     ):
-        import redis
 
         if rate <= 0:
             raise ValueError("rate must be positive (use NoLimit for unlimited)")

@@ -3,9 +3,9 @@
 A daemon thread that, on start, resumes what a previous process left
 unfinished (expired leases back in the queue, issues still ``sending``),
 then keeps watching for issues in ``sending`` — started by the scheduler,
-the editor, or resumed after a pause — and runs the dispatch pool on them
+the editor, or resumed after a pause — and sends them (``deliver.run_senders``)
 until each is done. When ``NEWSLETTER_BROKER_URL`` is set the Dramatiq
-workers send instead and this thread stays idle.
+workers send instead and this thread is not started.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging
 import threading
 
 from newsletter.config import Settings
+from newsletter.delivery.deliver import run_senders
+from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +38,16 @@ class Runner:
         self.thread.join(timeout)
 
     def tick(self) -> int:
-        """One pass: dispatch every issue that is sending; returns messages sent."""
-        from newsletter.delivery import pipeline
-
+        """One pass: send every issue that is sending; returns messages sent."""
         sent = 0
-        for number in pipeline.resume_unfinished(self.settings):
+        for number in resume_unfinished(self.settings):
             if self.stop.is_set():
                 break
-            counts = pipeline.counts_for(self.settings, number)
-            with_id = pipeline.issue_id_for(number)
-            stats = pipeline.run_pool(self.settings, with_id, stop=self.stop)
-            pipeline.finish_issue(self.settings, with_id)
+            issue_id = issue_id_for(number)
+            stats = run_senders(self.settings, issue_id, stop=self.stop)
+            finish_issue(issue_id)
             sent += stats.sent
-            log.info(
-                "issue %s: %s sent, %s failed, %s skipped (was %s)",
-                number,
-                stats.sent,
-                stats.failed,
-                stats.skipped,
-                counts,
-            )
+            log.info("issue %s: %s sent, %s failed, %s skipped", number, stats.sent, stats.failed, stats.skipped)
         return sent
 
     def _run(self) -> None:
@@ -70,10 +62,9 @@ class Runner:
 _runner: Runner | None = None
 
 
-def start_in_process(app) -> Runner | None:
-    """Start the background sender thread (dispatches issues in `sending`)."""
+def start_in_process(settings: Settings) -> Runner | None:
+    """Start the background sender thread (sends issues in `sending`)."""
     global _runner
-    settings = app.extensions["signal_settings"]
     if settings.broker_url:
         log.info("NEWSLETTER_BROKER_URL is set: `newsletter worker` processes send")
         return None

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.messages import build_issue_message
-from newsletter.delivery.transports import SendResult, make_transport
-from newsletter.delivery.transports.base import TransportError
-from newsletter.models import Issue
+from newsletter.delivery.transports import SendResult, TransportError, make_transport
+from newsletter.issues.service import require_issue
+from newsletter.rendering.issue import issue_sections, render_variant, variant_for
+from newsletter.rendering.personalise import personalise
 
-MAX_TEST_ADDRESSES = 20
+MAX_TEST_ADDRESSES = 10  # the editor's form and the CLI alike
 
 
 class _To:
@@ -32,12 +34,6 @@ class _To:
 def send_test(
     settings: Settings, number: int, addresses: list[str], *, topics: str | None = None
 ) -> list[SendResult]:
-    from sqlmodel import select
-
-    from newsletter.readers.service import InvalidAddress, normalise_email
-    from newsletter.rendering.issue import issue_sections, render_variant, variant_for
-    from newsletter.rendering.personalise import personalise
-
     if not addresses:
         raise ValueError("give at least one address")
     if len(addresses) > MAX_TEST_ADDRESSES:
@@ -49,9 +45,7 @@ def send_test(
         except InvalidAddress as exc:
             raise ValueError(f"{raw!r}: {exc}") from None
     with session_scope() as session:
-        issue = session.exec(select(Issue).where(Issue.number == number)).first()
-        if issue is None:
-            raise LookupError(f"there is no issue {number}")
+        issue = require_issue(session, number)
         variant = variant_for(topics or "", issue_sections(session, issue))
         render = render_variant(session, issue, variant, settings)
         session.expunge_all()

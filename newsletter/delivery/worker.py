@@ -18,8 +18,16 @@ import logging
 import threading
 
 import dramatiq
+from dramatiq import Worker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
 
 from newsletter.config import Settings
+from newsletter.delivery import queue
+from newsletter.delivery.dispatch import dispatch
+from newsletter.delivery.ratelimit import make_limiter
+from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
+from newsletter.delivery.transports import make_transport
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +38,8 @@ QUEUE = "newsletter"
 
 def make_broker(url: str):
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from dramatiq.brokers.redis import RedisBroker
-
         return RedisBroker(url=url)
     if url.startswith(("amqp://", "amqps://")):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
         return RabbitmqBroker(url=url)
     raise ValueError(f"NEWSLETTER_BROKER_URL must be redis://… or amqp://…, not {url!r}")
 
@@ -44,8 +48,6 @@ class Sender:
     """The broker, the actor and the per-process transport and rate limiter."""
 
     def __init__(self, settings: Settings, broker=None):
-        from newsletter.delivery.ratelimit import make_limiter
-
         self.settings = settings
         self.broker = broker or make_broker(settings.broker_url)
         dramatiq.set_broker(self.broker)
@@ -64,20 +66,16 @@ class Sender:
         )
 
     def transport(self):
-        from newsletter.delivery.transports import make_transport
-
         with self._lock:
             if self._transport is None:
                 self._transport = make_transport(self.settings.transport, self.settings)
             return self._transport
 
     def _dispatch_issue(self, issue_id: int, slot: int = 0) -> None:
-        from newsletter.delivery import pipeline
-
-        stats = pipeline.dispatch(
+        stats = dispatch(
             self.settings,
             issue_id=issue_id,
-            worker_id=pipeline.worker_name(f"dq{slot}"),
+            worker_id=queue.worker_name(f"dq{slot}"),
             stop=self.stop,
             transport=self.transport(),
             limiter=self.limiter,
@@ -85,7 +83,7 @@ class Sender:
             max_seconds=SLICE_SECONDS,
         )
         if stats.stopped_because == "done":
-            pipeline.finish_issue(self.settings, issue_id)
+            finish_issue(issue_id)
         elif stats.stopped_because in ("time", "waiting") or self.stop.is_set():
             self.actor.send(issue_id, slot)  # continue in a fresh job
         log.info("issue id %s slot %s: %s (%s sent)", issue_id, slot, stats.stopped_because, stats.sent)
@@ -114,16 +112,12 @@ def run_worker(
     settings: Settings, *, threads: int | None = None, stop: threading.Event | None = None, broker=None
 ) -> None:
     """``newsletter worker``: consume until ``stop`` (SIGINT/SIGTERM in the CLI)."""
-    from dramatiq import Worker
-
-    from newsletter.delivery import pipeline
-
     sender = get_sender(settings, broker)
     worker = Worker(sender.broker, queues={QUEUE}, worker_threads=threads or settings.send_concurrency)
     worker.start()
     try:
-        for number in pipeline.resume_unfinished(settings):
-            sender.enqueue_send(pipeline.issue_id_for(number))
+        for number in resume_unfinished(settings):
+            sender.enqueue_send(issue_id_for(number))
         (stop or threading.Event()).wait()
     finally:
         sender.stop.set()

@@ -1,7 +1,1 @@
-"""Bounces and complaints: provider webhooks, the DSN mailbox, suppression."""
-
-from flask import Blueprint
-
-bp = Blueprint("feedback", __name__)
-
-from newsletter.feedback import views  # noqa: E402,F401
+"""Bounces and complaints: provider webhooks, the DSN mailbox, suppression, click counts."""

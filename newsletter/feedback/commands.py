@@ -9,6 +9,13 @@ import sys
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from sqlmodel import select
+
+from newsletter import db
+from newsletter.feedback.mailbox import poll_bounce_mailbox
+from newsletter.feedback.stats import issue_links, issue_outcomes
+from newsletter.models import Issue
+from newsletter.suppression import suppress, unsuppress
 
 
 def _settings():
@@ -19,7 +26,6 @@ def _settings():
 @with_appcontext
 def poll_bounces():
     """Read new DSNs and ARF complaints from NEWSLETTER_BOUNCE_MAILBOX once."""
-    from newsletter.feedback.mailbox import poll_bounce_mailbox
 
     settings = _settings()
     if not settings.bounce_mailbox:
@@ -37,8 +43,6 @@ def poll_bounces():
 @click.option("--reason", default="manual", show_default=True, help="Stored with the hashed address.")
 def suppress_command(email: str, reason: str):
     """Never mail EMAIL again (kept as a hash; survives deletion and re-import)."""
-    from newsletter import db
-    from newsletter.feedback.suppression import suppress
 
     with db.session_scope() as session:
         row = suppress(session, email, reason[:40])
@@ -50,8 +54,6 @@ def suppress_command(email: str, reason: str):
 @click.argument("email")
 def unsuppress_command(email: str):
     """Allow EMAIL to subscribe again (it must still subscribe and confirm)."""
-    from newsletter import db
-    from newsletter.feedback.suppression import unsuppress
 
     with db.session_scope() as session:
         removed = unsuppress(session, email)
@@ -67,11 +69,7 @@ def unsuppress_command(email: str):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def outcomes_command(number: int, as_json: bool):
     """Delivered, failed, bounced, complained, unsubscribed and clicks of issue NUMBER."""
-    from sqlmodel import select
 
-    from newsletter import db
-    from newsletter.feedback.stats import issue_links, issue_outcomes
-    from newsletter.models import Issue
 
     with db.session_scope() as session:
         issue = session.exec(select(Issue).where(Issue.number == number)).first()

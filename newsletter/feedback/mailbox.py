@@ -186,7 +186,7 @@ def process_message(settings: Settings, raw: bytes) -> int:
             targets = [{"email": address} for address in report.emails]
         for target in targets:
             if report.kind == "complaint":
-                outcome = service.record_complaint(session, settings, provider=provider, detail=report.detail,
+                outcome = service.record_complaint(session, provider=provider, detail=report.detail,
                                                    **target)
             else:
                 outcome = service.record_bounce(session, settings, provider=provider, hard=report.kind == "hard",

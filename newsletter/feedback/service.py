@@ -29,8 +29,8 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.config import Settings
-from newsletter.feedback.suppression import email_hash, suppress
 from newsletter.models import Delivery, Event, Subscriber
+from newsletter.suppression import email_hash, suppress
 
 KIND_HARD = "bounce_hard"
 KIND_SOFT = "bounce_soft"
@@ -215,7 +215,6 @@ def soft_bounces(session: Session, settings: Settings, subscriber_id: int) -> in
 
 def record_complaint(
     session: Session,
-    settings: Settings,
     *,
     delivery: Delivery | None = None,
     email: str | None = None,

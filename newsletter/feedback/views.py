@@ -3,13 +3,14 @@ and ``feedback.clicks``."""
 
 from __future__ import annotations
 
-from flask import abort, current_app, redirect, request
+from flask import Blueprint, abort, current_app, redirect, request
 
 from newsletter import db
-from newsletter.app import settings
-from newsletter.extensions import limiter
-from newsletter.feedback import bp, clicks, webhooks
+from newsletter.extensions import limiter, settings
+from newsletter.feedback import clicks, webhooks
 from newsletter.tokens import TokenError
+
+bp = Blueprint("feedback", __name__)
 
 
 @bp.post("/webhooks/<provider>")

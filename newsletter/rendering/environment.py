@@ -1,19 +1,22 @@
-"""The Jinja environment for email templates (usable without a Flask app:
-the scheduler, the CLI and the sender threads render too)."""
+"""The Jinja environment for email templates, issues and transactional mail
+alike (usable without a Flask app: the scheduler, the CLI and the sender
+threads render too)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+from newsletter import BRAND, TAGLINE
+from newsletter.paths import TEMPLATES
+from newsletter.rendering.mjml import SYSTEM_FONTS
 
 
 @lru_cache(maxsize=1)
 def email_env() -> Environment:
-    return Environment(
+    """MJML and HTML templates are autoescaped; ``*.txt.j2`` (text parts) are not."""
+    env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(enabled_extensions=("html", "mjml.j2", "xml"), default_for_string=False),
         trim_blocks=True,
@@ -22,3 +25,5 @@ def email_env() -> Environment:
         undefined=StrictUndefined,
         auto_reload=True,
     )
+    env.globals.update(brand=BRAND, tagline=TAGLINE, system_fonts=SYSTEM_FONTS)
+    return env

@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.config import Settings
-from newsletter.feedback.clicks import apply_click_counts
 from newsletter.models import Issue, IssueRender, Subscriber
+from newsletter.rendering.clicks import apply_click_counts
 from newsletter.rendering.compiled import render_html, render_text
 from newsletter.rendering.view import IssueView, build_view, issue_sections
 

@@ -12,9 +12,8 @@ import re
 from html import escape
 from typing import NamedTuple
 
-from newsletter import tokens
+from newsletter import mail_encoding, tokens
 from newsletter.config import Settings
-from newsletter.delivery import mime
 from newsletter.models import IssueRender
 from newsletter.rendering import placeholders
 
@@ -24,7 +23,7 @@ _SLOT = {placeholders.GREETING: 0, placeholders.UNSUBSCRIBE_URL: 1, placeholders
 
 class Bodies:
     """One reader's text and HTML transfer-encoded for MIME, on demand, from
-    the frozen render's pre-encoded parts (``delivery.mime`` templates): the
+    the frozen render's pre-encoded parts (``mail_encoding`` templates): the
     SMTP path asks for them, the HTTP APIs never do."""
 
     __slots__ = ("_text", "_text_values", "_html", "_html_values")
@@ -69,14 +68,14 @@ class _Split:
         parts[1::2] = values
         return "".join(parts)
 
-    def quoted_printable(self) -> mime.QuotedPrintableTemplate:
+    def quoted_printable(self) -> mail_encoding.QuotedPrintableTemplate:
         if self._qp is None:
-            self._qp = mime.QuotedPrintableTemplate(self.parts)
+            self._qp = mail_encoding.QuotedPrintableTemplate(self.parts)
         return self._qp
 
-    def base64(self) -> mime.Base64Template:
+    def base64(self) -> mail_encoding.Base64Template:
         if self._b64 is None:
-            self._b64 = mime.Base64Template(self.parts)
+            self._b64 = mail_encoding.Base64Template(self.parts)
         return self._b64
 
 

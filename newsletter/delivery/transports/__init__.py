@@ -1,81 +1,49 @@
 """Transports by DSN scheme, one module per provider (Symfony Mailer style).
 
-``parse_dsn`` validates a DSN without connecting; ``make_transport`` builds
-the transport for it.
+A provider module is named after its scheme (``smtp``, ``smtps``,
+``postmark`` …) and declares ``check_dsn(dsn)`` (its rules: ValueError with
+an example when the DSN cannot work) and ``from_dsn(dsn, settings)``. It is
+found by its name and imported only when that scheme is used, so adding a
+provider is adding a module. ``base`` (the protocol) and ``http`` (what the
+ESP adapters share) are not providers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+import importlib
+import pkgutil
+from functools import lru_cache
+from types import ModuleType
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, Transport, TransportError
+from newsletter.delivery.transports.base import SendResult, Transport, TransportError
+from newsletter.dsn import Dsn, parse_dsn
 
-__all__ = [
-    "OutgoingMessage",
-    "SendResult",
-    "Transport",
-    "TransportError",
-    "Dsn",
-    "parse_dsn",
-    "make_transport",
-]
+__all__ = ["SendResult", "Transport", "TransportError", "check_dsn", "make_transport", "schemes"]
 
-SCHEMES = ("smtp", "smtps", "outbox", "postmark", "sendgrid", "mailgun", "ses", "resend")
+_NOT_PROVIDERS = {"base", "http"}
 
 
-@dataclass(frozen=True)
-class Dsn:
-    scheme: str
-    user: str
-    password: str
-    host: str
-    port: int | None
-    path: str
-    options: dict[str, str]
+@lru_cache(maxsize=1)
+def schemes() -> tuple[str, ...]:
+    """The schemes of the provider modules in this package (none is imported)."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_PROVIDERS))
 
 
-def parse_dsn(dsn: str) -> Dsn:
-    parts = urlsplit(dsn.strip())
-    if parts.scheme not in SCHEMES:
-        raise ValueError(f"unknown transport {parts.scheme!r} in {dsn!r}; use one of {', '.join(SCHEMES)}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in {dsn!r}") from None
-    parsed = Dsn(
-        scheme=parts.scheme,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        host=parts.hostname or "",
-        port=port,
-        path=parts.path.lstrip("/"),
-        options=dict(parse_qsl(parts.query)),
-    )
-    if parsed.scheme in {"smtp", "smtps"} and not parsed.host:
-        raise ValueError(f"{dsn!r} needs a host, e.g. smtp://user:pass@mail.example.com:587")
-    if parsed.scheme in {"postmark", "sendgrid", "resend", "mailgun"} and not parsed.user:
-        raise ValueError(
-            f"{parsed.scheme}:// needs the API key as the user part, e.g. {parsed.scheme}://KEY@default"
-        )
-    if parsed.scheme == "ses" and not (parsed.user and parsed.password and parsed.host):
-        raise ValueError("ses:// needs ses://ACCESS_KEY:SECRET@REGION")
-    return parsed
+def _provider(dsn: Dsn) -> ModuleType:
+    if dsn.scheme not in schemes():
+        raise ValueError(f"unknown transport {dsn.scheme!r}; use one of {', '.join(schemes())}")
+    return importlib.import_module(f"{__name__}.{dsn.scheme}")
 
 
-def make_transport(dsn: str, settings=None) -> Transport:
-    """Build the transport named by ``dsn``. ``settings`` carries shared
+def check_dsn(raw: str) -> Dsn:
+    """Parse ``raw`` and apply its provider's rules; ValueError says what is wrong."""
+    dsn = parse_dsn(raw)
+    _provider(dsn).check_dsn(dsn)
+    return dsn
+
+
+def make_transport(raw: str, settings=None) -> Transport:
+    """Build the transport named by ``raw``. ``settings`` carries shared
     options (concurrency, DKIM) the transports may use."""
-    parsed = parse_dsn(dsn)
-    if parsed.scheme in {"smtp", "smtps"}:
-        from newsletter.delivery.transports.smtp import SmtpTransport
-
-        return SmtpTransport.from_dsn(parsed, settings)
-    if parsed.scheme == "outbox":
-        from newsletter.delivery.transports.outbox import OutboxTransport
-
-        return OutboxTransport()
-    import importlib
-
-    module = importlib.import_module(f"newsletter.delivery.transports.{parsed.scheme}")
-    return module.from_dsn(parsed, settings)
+    dsn = check_dsn(raw)
+    return _provider(dsn).from_dsn(dsn, settings)

@@ -1,75 +1,25 @@
 """The transport protocol, modelled on Django's mail backends.
 
-A transport takes a batch of ``OutgoingMessage`` (at most ``max_batch``)
-and returns one ``SendResult`` per message, in order. It never raises for a
-single recipient's failure: that is a result. It raises ``TransportError``
-only when the whole batch could not be attempted (so the dispatcher retries
-the batch later).
+A transport has a ``name``, takes a batch of ``OutgoingMessage``
+(``delivery.message``; at most ``max_batch``) and returns one
+``SendResult`` per message, in order. It never raises for a single
+recipient's failure: that is a result. It raises ``TransportError`` only
+when the whole batch could not be attempted (so the dispatcher retries the
+batch later). ``close()`` releases connections; every transport is also a
+context manager that closes itself.
+
+A provider is one module in this package that declares ``SCHEMES`` (the
+DSN schemes it serves), ``check_dsn(dsn)`` (its DSN rules, raising
+ValueError with an example) and ``from_dsn(dsn, settings)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-
-@dataclass
-class OutgoingMessage:
-    """One email to one recipient, with everything an SMTP server or an ESP
-    API needs. ``as_bytes()`` gives the RFC 5322 form (built, and DKIM-signed
-    when configured, by ``newsletter.delivery.mime``)."""
-
-    sender: str  # "Name <address>"
-    to: str  # bare address
-    subject: str
-    text: str
-    html: str | None = None
-    to_name: str = ""
-    headers: dict[str, str] = field(default_factory=dict)  # List-*, Feedback-ID, …
-    message_id: str = ""  # "<…@host>", set by the builder when empty
-    return_path: str = ""  # envelope sender (VERP); defaults to the From address
-    kind: str = "transactional"  # transactional | issue | test
-    delivery_id: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)  # delivery_id, issue: ESP tags/custom args
-    # Per-recipient values (unsubscribe URL, …) that batch APIs with substitutions
-    # (SendGrid, Mailgun) turn back into tags so one body serves many recipients.
-    merge_fields: dict[str, str] = field(default_factory=dict)
-    # The text and HTML already transfer-encoded from a frozen render's
-    # pre-encoded parts (``rendering.personalise.Bodies``), or None.
-    bodies: object | None = field(default=None, repr=False)
-    _signed: bytes | None = field(default=None, repr=False)
-    _built: object | None = field(default=None, repr=False)  # mime.Built
-
-    def as_bytes(self) -> bytes:
-        return self.built().raw
-
-    def built(self):
-        """``mime.Built``: the bytes plus the header lines and whether a line starts with a dot."""
-        if self._built is None:
-            from newsletter.delivery.mime import build
-
-            self._built = build(self)
-        return self._built
-
-    def signed_bytes(self, signer) -> bytes:
-        """``as_bytes()`` with a DKIM-Signature in front (once; retries reuse it)."""
-        if signer is None:
-            return self.as_bytes()
-        if self._signed is None:
-            sign_all([self], signer)
-        return self._signed
-
-
-def sign_all(messages: list[OutgoingMessage], signer) -> None:
-    """Build every message, then DKIM-sign them all in one go (see
-    ``DkimSigner.signature_headers``); ``signed_bytes`` then returns at once."""
-    built = [message.built() for message in messages]
-    if signer is None:
-        return
-    todo = [(m, b) for m, b in zip(messages, built, strict=True) if m._signed is None]
-    headers = signer.signature_headers([(b.raw, b.lines) for _, b in todo])
-    for (message, b), header in zip(todo, headers, strict=True):
-        message._signed = header + b.raw
+if TYPE_CHECKING:
+    from newsletter.delivery.message import OutgoingMessage
 
 
 @dataclass
@@ -107,8 +57,19 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
+    name: str
     max_batch: int
 
     def send(self, messages: list[OutgoingMessage]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+
+class Closing:
+    """Mixin: ``with make_transport(...) as transport:`` closes it at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -14,7 +14,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from newsletter import clock
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import Closing, SendResult, TransportError
 
 USER_AGENT = "get-the-signal/0.1 (+https://github.com/)"
 
@@ -37,7 +38,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - clock.now()).total_seconds())
 
 
-class HttpTransport:
+class HttpTransport(Closing):
     """Base of the ESP adapters: one keep-alive session, pool sized for the
     dispatcher's concurrency."""
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult, TransportError
 from newsletter.delivery.transports.http import Group, HttpTransport, templatise, whole_request_error
 
 HOSTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
@@ -79,9 +80,14 @@ class MailgunTransport(HttpTransport):
         return [results[i] for i in range(len(messages))]
 
 
-def from_dsn(dsn, settings=None) -> MailgunTransport:
+def check_dsn(dsn) -> None:
+    if not dsn.user:
+        raise ValueError("mailgun:// needs the API key as the user part, e.g. mailgun://KEY@mg.example.org")
     if not dsn.host or dsn.host == "default":
         raise ValueError("mailgun:// needs the sending domain as host: mailgun://KEY@mg.example.org")
+
+
+def from_dsn(dsn, settings=None) -> MailgunTransport:
     return MailgunTransport(
         dsn.user,
         dsn.host,

@@ -11,7 +11,8 @@ the address; others are retried).
 
 from __future__ import annotations
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult
 from newsletter.delivery.transports.http import HttpTransport, whole_request_error
 
 INACTIVE_RECIPIENT = 406
@@ -70,6 +71,11 @@ class PostmarkTransport(HttpTransport):
         if code == INVALID_REQUEST:
             return SendResult("rejected", error=detail)
         return SendResult("transient", error=detail)
+
+
+def check_dsn(dsn) -> None:
+    if not dsn.user:
+        raise ValueError("postmark:// needs the API key as the user part, e.g. postmark://KEY@default")
 
 
 def from_dsn(dsn, settings=None) -> PostmarkTransport:

@@ -9,7 +9,8 @@ in ``errors`` with their ``index``. 429 answers carry ``retry-after``.
 
 from __future__ import annotations
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult
 from newsletter.delivery.transports.http import HttpTransport, whole_request_error
 
 
@@ -55,6 +56,11 @@ class ResendTransport(HttpTransport):
             else:
                 results.append(SendResult("sent", provider_message_id=str(entry.get("id", ""))))
         return results
+
+
+def check_dsn(dsn) -> None:
+    if not dsn.user:
+        raise ValueError("resend:// needs the API key as the user part, e.g. resend://KEY@default")
 
 
 def from_dsn(dsn, settings=None) -> ResendTransport:

@@ -12,8 +12,10 @@ the others are sent again without it.
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult, TransportError
 from newsletter.delivery.transports.http import Group, HttpTransport, templatise, whole_request_error
 
 _FIELD = re.compile(r"personalizations\.(\d+)")
@@ -99,7 +101,6 @@ class SendgridTransport(HttpTransport):
 
 
 def _split_sender(sender: str) -> tuple[str, str]:
-    from email.utils import parseaddr
 
     return parseaddr(sender)
 
@@ -116,6 +117,11 @@ def _refused_personalizations(response) -> set[int]:
             return set()  # an error about the request itself
         found.add(int(match.group(1)))
     return found
+
+
+def check_dsn(dsn) -> None:
+    if not dsn.user:
+        raise ValueError("sendgrid:// needs the API key as the user part, e.g. sendgrid://KEY@default")
 
 
 def from_dsn(dsn, settings=None) -> SendgridTransport:

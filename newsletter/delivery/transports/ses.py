@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 import json
+from email.utils import parseaddr
 
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import SendResult, TransportError
 from newsletter.delivery.transports.http import HttpTransport, parse_retry_after
 
 PATH = "/v2/email/outbound-emails"
@@ -70,7 +73,6 @@ class SesTransport(HttpTransport):
         self.dkim = signer
 
     def payload(self, message: OutgoingMessage) -> bytes:
-        from email.utils import parseaddr
 
         body = {
             "FromEmailAddress": parseaddr(message.sender)[1],
@@ -128,9 +130,12 @@ class SesTransport(HttpTransport):
         return results
 
 
-def from_dsn(dsn, settings=None) -> SesTransport:
-    from newsletter.delivery.dkim import DkimSigner
+def check_dsn(dsn) -> None:
+    if not (dsn.user and dsn.password and dsn.host):
+        raise ValueError("ses:// needs ses://ACCESS_KEY:SECRET@REGION")
 
+
+def from_dsn(dsn, settings=None) -> SesTransport:
     return SesTransport(
         dsn.user,
         dsn.password,

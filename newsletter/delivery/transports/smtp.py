@@ -25,9 +25,11 @@ import threading
 from email.utils import parseaddr
 from functools import lru_cache
 
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.mime import needs_smtputf8
-from newsletter.delivery.transports import Dsn
-from newsletter.delivery.transports.base import OutgoingMessage, SendResult, TransportError, sign_all
+from newsletter.delivery.transports.base import Closing, SendResult, TransportError
+from newsletter.dsn import Dsn
 
 
 def classify_smtp_code(code: int) -> str:
@@ -44,7 +46,7 @@ class _Conn:
         self.smtp: smtplib.SMTP | None = None
 
 
-class SmtpTransport:
+class SmtpTransport(Closing):
     # Outcomes are recorded per batch, so the batch is also what a crash can
     # leave in flight (and resend): 50 keeps that small at two database
     # writes per 50 messages.
@@ -77,12 +79,8 @@ class SmtpTransport:
 
     @classmethod
     def from_dsn(cls, dsn: Dsn, settings=None) -> SmtpTransport:
-        from newsletter.delivery.dkim import DkimSigner
-
         implicit = dsn.scheme == "smtps"
         tls = "implicit" if implicit else dsn.options.get("tls", "none")
-        if tls not in {"none", "starttls", "implicit"}:
-            raise ValueError(f"tls must be none, starttls or implicit, not {tls!r}")
         pool = int(dsn.options.get("pool", getattr(settings, "send_concurrency", 4) or 4))
         return cls(
             dsn.host,
@@ -252,7 +250,8 @@ class SmtpTransport:
         # each kind of work runs back to back, which costs less CPU a message
         # than alternating them (the RSA code evicts what the rest had in
         # cache), and no connection idles meanwhile.
-        sign_all([messages[i] for i in ready], self.signer)
+        if self.signer is not None:
+            self.signer.sign_messages([messages[i] for i in ready])
         if ready:
             results.update(zip(ready, self._send_on_a_connection([messages[i] for i in ready]), strict=True))
         return [results[i] for i in range(len(messages))]
@@ -325,3 +324,14 @@ def _from_address(value: str) -> str:
 
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def check_dsn(dsn: Dsn) -> None:
+    if not dsn.host:
+        raise ValueError(f"{dsn.scheme}:// needs a host, e.g. {dsn.scheme}://user:pass@mail.example.com:587")
+    if dsn.options.get("tls", "none") not in {"none", "starttls", "implicit"}:
+        raise ValueError(f"tls must be none, starttls or implicit, not {dsn.options['tls']!r}")
+
+
+def from_dsn(dsn: Dsn, settings=None) -> SmtpTransport:
+    return SmtpTransport.from_dsn(dsn, settings)

@@ -10,12 +10,16 @@ failing request changes nothing.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from types import ModuleType
 
+import requests
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -23,21 +27,24 @@ from sqlmodel import select
 from newsletter import clock, db
 from newsletter.config import Settings
 from newsletter.feedback import service
-from newsletter.feedback.webhooks import mailgun, postmark, resend, sendgrid, ses
 from newsletter.feedback.webhooks.base import COMPLAINT, HARD, WebhookRefused
 from newsletter.models import WebhookReplay
 
 log = logging.getLogger("newsletter.feedback")
 
-PROVIDERS = {
-    "postmark": postmark,
-    "sendgrid": sendgrid,
-    "mailgun": mailgun,
-    "ses": ses,
-    "resend": resend,
-}
+
+def _providers() -> dict[str, ModuleType]:
+    """Every module of this package but ``base`` is a provider, named as in
+    ``/webhooks/<provider>``, with ``verify`` and its ``SECRETS``: adding a
+    provider is adding a module."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+    return {name: importlib.import_module(f"{__name__}.{name}") for name in names}
 
 
+PROVIDERS = _providers()
+
+
+MAX_FETCH_BYTES = 64 * 1024  # an SNS signing certificate or confirmation answer
 REPLAY_KEEP = timedelta(days=7)  # far longer than any accepted timestamp window
 _PRUNE_EVERY = 600.0
 _pruned_at = 0.0
@@ -52,11 +59,10 @@ class WebhookResult:
 
 def default_fetch(url: str) -> bytes:
     """GET over https with certificate checks, no redirects, small bodies only."""
-    import requests
 
     response = requests.get(url, timeout=10, allow_redirects=False, stream=True)
     response.raise_for_status()
-    data = response.raw.read(ses.MAX_CERT_BYTES + 1, decode_content=True)
+    data = response.raw.read(MAX_FETCH_BYTES + 1, decode_content=True)
     response.close()
     return data
 
@@ -133,10 +139,15 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
 def _apply(session, settings, provider, item, delivery):
     email = None if delivery is not None else item.email
     if item.kind == COMPLAINT:
-        return service.record_complaint(session, settings, delivery=delivery, email=email, provider=provider,
+        return service.record_complaint(session, delivery=delivery, email=email, provider=provider,
                                         detail=item.detail)
     return service.record_bounce(session, settings, delivery=delivery, email=email, provider=provider,
                                  hard=item.kind == HARD, detail=item.detail)
 
 
-__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "default_fetch", "handle", "prune_replays"]
+def declared_secrets() -> dict[str, tuple[str, ...]]:
+    """The secrets each provider names (for the settings page and ``doctor``)."""
+    return {name: module.SECRETS for name, module in PROVIDERS.items()}
+
+
+__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "declared_secrets", "default_fetch", "handle", "prune_replays"]

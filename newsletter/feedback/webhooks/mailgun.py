@@ -30,6 +30,9 @@ from newsletter.feedback.webhooks.base import (
     text,
 )
 
+# NEWSLETTER_<NAME> variables this provider's verification needs
+SECRETS = ("mailgun_webhook_signing_key",)
+
 
 def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
     key = secret(settings, "mailgun_webhook_signing_key")

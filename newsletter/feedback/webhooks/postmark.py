@@ -28,6 +28,9 @@ from newsletter.feedback.webhooks.base import (
     text,
 )
 
+# NEWSLETTER_<NAME> variables this provider's verification needs
+SECRETS = ("postmark_webhook_user", "postmark_webhook_password")
+
 # https://postmarkapp.com/developer/api/bounce-api#bounce-types
 HARD_TYPES = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
 SOFT_TYPES = {"SoftBounce", "Transient", "DnsError", "Blocked", "SpamNotification", "DMARCPolicy", "Unknown"}

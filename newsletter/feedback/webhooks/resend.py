@@ -35,6 +35,9 @@ from newsletter.feedback.webhooks.base import (
     text,
 )
 
+# NEWSLETTER_<NAME> variables this provider's verification needs
+SECRETS = ("resend_webhook_secret",)
+
 
 def _key(raw: str) -> bytes:
     raw = raw.strip()

@@ -36,6 +36,9 @@ from newsletter.feedback.webhooks.base import (
     text,
 )
 
+# NEWSLETTER_<NAME> variables this provider's verification needs
+SECRETS = ("sendgrid_webhook_public_key",)
+
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 DROPPED_HARD = {"bounced address", "invalid", "invalid address"}

@@ -47,6 +47,9 @@ from newsletter.feedback.webhooks.base import (
     text,
 )
 
+# NEWSLETTER_<NAME> variables this provider's verification needs
+SECRETS = ("ses_sns_topics",)
+
 SNS_HOST = re.compile(r"^sns\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?$")
 MAX_AGE = timedelta(hours=1)  # SNS retries a delivery for up to an hour by default
 MAX_CERT_BYTES = 64 * 1024

@@ -1,0 +1,92 @@
+"""``deliver()``: the one way a send starts, whoever asks.
+
+The CLI (``issue send``), the editor's "send now" and the scheduler all call
+``deliver``. It starts the send (or finds it already started), then the
+rows go out in one of four ways, side by side in docs/architecture.md:
+
+- with ``NEWSLETTER_BROKER_URL``, Dramatiq workers send (``worker``);
+- with ``here``, this process sends now and returns when the send is done,
+  paused or cancelled: threads (``dispatch.run_pool``), or with
+  ``NEWSLETTER_SEND_PROCESSES`` > 1 that many processes (``processes``);
+- otherwise the process's background sender picks it up: ``serve``'s
+  sender thread (``runner``) or the scheduler's resume job.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.delivery import worker
+from newsletter.delivery.batch import DispatchStats
+from newsletter.delivery.dispatch import run_pool
+from newsletter.delivery.processes import run_processes
+from newsletter.delivery.queue import reclaim_expired_leases
+from newsletter.delivery.send import AlreadySending, IssueCounts, counts_for, finish_issue, start_send
+from newsletter.issues import states
+from newsletter.issues.service import require_issue
+
+Progress = Callable[[IssueCounts, DispatchStats], None]
+
+
+def run_senders(
+    settings: Settings,
+    issue_id: int | None,
+    *,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[DispatchStats], None] | None = None,
+    transport=None,
+    wait: bool = True,
+) -> DispatchStats:
+    """Send the rows of ``issue_id`` (or of every sending issue) in this
+    process: threads, or ``send_processes`` processes (not with a transport
+    passed in, which cannot cross a process boundary)."""
+    stop = stop or threading.Event()
+    if settings.send_processes > 1 and transport is None:
+        return run_processes(settings, issue_id, stop=stop, on_batch=on_batch, wait=wait)
+    return run_pool(settings, issue_id, stop=stop, on_batch=on_batch, transport=transport, wait=wait)
+
+
+def deliver(
+    settings: Settings,
+    number: int,
+    *,
+    here: bool,
+    continue_started: bool = True,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    transport=None,
+) -> IssueCounts:
+    """Start (or, with ``continue_started``, continue) sending issue ``number``;
+    returns its counts (final ones when this process sent it). Raises
+    ``NotSendable`` for an issue that is not approved, scheduled or sending,
+    ``AlreadySending`` for a paused one (or a started one when not continuing)."""
+    try:
+        issue = start_send(settings, number)
+    except AlreadySending:
+        with session_scope() as session:
+            issue = require_issue(session, number)
+        if issue.status == states.PAUSED or not continue_started:
+            raise
+    if settings.broker_url:
+        worker.get_sender(settings).enqueue_send(issue.id)
+        return counts_for(number)
+    if not here:
+        return counts_for(number)
+    reclaim_expired_leases(settings, issue.id)
+    start = counts_for(number)
+    if progress is not None:
+        progress(start, DispatchStats())
+    stats = run_senders(
+        settings,
+        issue.id,
+        stop=stop,
+        transport=transport,
+        on_batch=(lambda batch: progress(start, batch)) if progress is not None else None,
+    )
+    finish_issue(issue.id)
+    final = counts_for(number)
+    final.errors = stats.errors
+    return final

@@ -1,0 +1,191 @@
+"""The dispatch loop: claim, send and record batches until nothing is left.
+
+``dispatch`` is one sender (a thread); ``run_pool`` runs
+``NEWSLETTER_SEND_CONCURRENCY`` of them sharing one transport (the SMTP pool
+or HTTP session) and one rate limiter. The same ``dispatch`` runs in every
+way a send can run: in these threads, in sending processes (``processes``)
+and in Dramatiq actors (``worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from newsletter.config import Settings
+from newsletter.delivery import outcomes, queue
+from newsletter.delivery.batch import DispatchStats, Renders, process_batch
+from newsletter.delivery.ratelimit import NoLimit, make_limiter
+from newsletter.delivery.send import pause_issue_by_id
+from newsletter.delivery.transports import make_transport
+from newsletter.delivery.transports.base import TransportError
+from newsletter.issues import states
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+def batch_size(settings: Settings, transport) -> int:
+    size = min(getattr(transport, "max_batch", 100), MAX_BATCH)
+    if settings.send_rate:
+        size = min(size, max(1, int(settings.send_rate)))  # at most one second's worth per batch
+    return max(1, size)
+
+
+def dispatch(
+    settings: Settings,
+    *,
+    issue_id: int | None = None,
+    worker_id: str,
+    stop: threading.Event | None = None,
+    transport=None,
+    limiter=None,
+    wait: bool = True,
+    on_batch: Callable[[DispatchStats], None] | None = None,
+    max_seconds: float | None = None,
+) -> DispatchStats:
+    """Claim, send and record batches until nothing is left (or ``stop``).
+
+    ``wait=False`` returns as soon as nothing is due now (tests move the
+    clock instead of sleeping); ``max_seconds`` bounds one call (worker mode
+    re-enqueues itself). Stops claiming when the issue is paused or cancelled.
+    """
+    stop = stop or threading.Event()
+    own_transport = transport is None
+    transport = transport or make_transport(settings.transport, settings)
+    limiter = limiter or NoLimit()
+    renders = Renders(settings)
+    stats = DispatchStats()
+    size = batch_size(settings, transport)
+    started = time.monotonic()
+    failures = 0
+    idle_rounds = 0
+    try:
+        with queue.Heartbeat(settings, worker_id, stop):
+            while not stop.is_set():
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    stats.stopped_because = "time"
+                    break
+                rows = queue.claim_batch(settings, worker_id, size, issue_id)
+                if not rows:
+                    if issue_id is not None and queue.issue_status(issue_id) != states.SENDING:
+                        stats.stopped_because = queue.issue_status(issue_id) or "gone"
+                        break
+                    if queue.reclaim_expired_leases(settings, issue_id):
+                        continue
+                    if not queue.open_rows(issue_id):
+                        stats.stopped_because = "done"
+                        break
+                    due = queue.next_due_in(issue_id)
+                    if not wait:
+                        stats.stopped_because = "waiting"
+                        break
+                    # Nothing due: rows retry later or are on the wire in other
+                    # threads. Look again soon (a send's last batches finish within
+                    # milliseconds), then less and less often, at most once a second.
+                    idle_rounds += 1
+                    soon = 0.02 * 2 ** min(idle_rounds, 6)
+                    stop.wait(max(0.01, min(1.0, soon, due if due is not None else 1.0)))
+                    continue
+                idle_rounds = 0
+                try:
+                    batch = process_batch(settings, transport, rows, renders, limiter, stop)
+                    failures = 0
+                except TransportError as exc:
+                    failures += 1
+                    stats.errors.append(str(exc))
+                    if exc.fatal:
+                        pause_issue_by_id(rows[0].issue_id, reason=str(exc))
+                        stats.stopped_because = f"paused: {exc}"
+                        break
+                    pause = exc.retry_after if exc.retry_after is not None else min(60.0, 2.0**failures)
+                    log.warning("transport: %s; waiting %.1fs", exc, pause)
+                    if not wait:
+                        stats.stopped_because = "waiting"
+                        break
+                    stop.wait(pause)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a bug or a database hiccup: give the rows back
+                    failures += 1
+                    log.exception("batch failed")
+                    stats.errors.append(f"{type(exc).__name__}: {exc}")
+                    try:
+                        outcomes.release(
+                            rows,
+                            retry_after=settings.retry_base_seconds,
+                            charge=True,
+                            error=f"internal error: {exc}",
+                        )
+                    except Exception:  # noqa: BLE001 - the lease will expire and reclaim them
+                        log.exception("cannot release the batch")
+                    if failures >= 5:
+                        stats.stopped_because = f"error: {exc}"
+                        break
+                    stop.wait(min(30.0, 2.0**failures))
+                    continue
+                stats.add(batch)
+                if on_batch is not None:
+                    on_batch(batch)
+    finally:
+        if own_transport:
+            transport.close()
+    return stats
+
+
+def run_pool(
+    settings: Settings,
+    issue_id: int | None,
+    *,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[DispatchStats], None] | None = None,
+    transport=None,
+    limiter=None,
+    wait: bool = True,
+) -> DispatchStats:
+    """``send_concurrency`` dispatch loops in threads sharing one transport and
+    one rate limiter; returns their totals."""
+    stop = stop or threading.Event()
+    own = transport is None
+    transport = transport or make_transport(settings.transport, settings)
+    limiter = limiter or make_limiter(settings)
+    total = DispatchStats()
+    lock = threading.Lock()
+
+    def counted(batch: DispatchStats) -> None:
+        with lock:
+            if on_batch is not None:
+                on_batch(batch)
+
+    try:
+        with ThreadPoolExecutor(max_workers=settings.send_concurrency, thread_name_prefix="sender") as pool:
+            futures = [
+                pool.submit(
+                    dispatch,
+                    settings,
+                    issue_id=issue_id,
+                    worker_id=queue.worker_name(str(n)),
+                    stop=stop,
+                    transport=transport,
+                    limiter=limiter,
+                    wait=wait,
+                    on_batch=counted,
+                )
+                for n in range(settings.send_concurrency)
+            ]
+            try:
+                for future in futures:
+                    result = future.result()
+                    total.add(result)
+                    total.errors += result.errors
+                    total.stopped_because = total.stopped_because or result.stopped_because
+            except BaseException:
+                stop.set()  # Ctrl-C or a crash in one loop: let the others finish their batch and stop
+                raise
+    finally:
+        if own:
+            transport.close()
+    return total

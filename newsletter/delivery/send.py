@@ -1,0 +1,201 @@
+"""The send of an issue: start, finish, pause, resume, cancel, and its counts.
+
+``start_send`` moves an approved (or scheduled) issue to ``sending`` (one
+conditional UPDATE: exactly one caller wins) and, in the same transaction,
+freezes its renders and fans out (``fanout``); if anything fails the whole
+step rolls back. ``finish_issue`` moves it to ``sent`` with its counts once
+no row is open. Who then sends the rows (threads here, processes, Dramatiq
+workers) is ``deliver``'s business.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select, update
+
+from newsletter import clock
+from newsletter.config import Settings
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery.fanout import fan_out
+from newsletter.delivery.queue import OPEN_ROWS, reclaim_expired_leases
+from newsletter.issues import states
+from newsletter.issues.service import IssueNotFound, require_issue
+from newsletter.models import Delivery, Issue
+from newsletter.rendering.issue import freeze_issue
+
+log = logging.getLogger(__name__)
+
+deliveries = Delivery.__table__
+ROW_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+
+
+class DeliveryError(Exception):
+    """Base of the send's refusals (the CLI prints the message)."""
+
+
+UnknownIssue = IssueNotFound  # (a LookupError)
+
+
+class AlreadySending(DeliveryError):
+    """Another caller already started (or paused) this issue."""
+
+
+class NotSendable(DeliveryError):
+    """The issue is not in a state that can be sent (draft, sent, cancelled)."""
+
+
+@dataclass
+class IssueCounts:
+    number: int
+    status: str
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    total: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.pending + self.sending
+
+
+def issue_counts(session, issue_id: int) -> dict:
+    """Delivery rows of an issue by status, plus ``total``."""
+    rows = session.execute(
+        select(deliveries.c.status, func.count()).where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.status)
+    ).all()
+    counts = dict.fromkeys(ROW_STATUSES, 0)
+    for status, count in rows:
+        counts[status] = count
+    counts["total"] = sum(count for _, count in rows)
+    return counts
+
+
+def counts_for(number: int) -> IssueCounts:
+    with session_scope() as session:
+        issue = require_issue(session, number)
+        return IssueCounts(number=number, status=issue.status, **issue_counts(session, issue.id))
+
+
+def issue_id_for(number: int) -> int:
+    with session_scope() as session:
+        return require_issue(session, number).id
+
+
+def start_send(settings: Settings, number: int) -> Issue:
+    """approved|scheduled → sending (one winner), freeze, fan out; one transaction."""
+    with session_scope() as session:
+        issue = require_issue(session, number)
+        now = clock.now()
+        if not states.move(session, issue.id, states.START, send_started_at=now):
+            session.refresh(issue)
+            if issue.status in states.IN_FLIGHT:
+                raise AlreadySending(f"issue {number} is already {issue.status}")
+            raise NotSendable(f"issue {number} is {issue.status}; only an approved or scheduled issue can be sent")
+        session.refresh(issue)
+        freeze_issue(session, issue, settings)
+        session.flush()
+        fan_out(session, issue.id)
+        recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue.id)).scalar()
+        session.execute(update(Issue.__table__).where(Issue.id == issue.id).values(recipients=recipients))
+        session.refresh(issue)
+    log.info("issue %s: sending to %s recipients", number, recipients)
+    release_memory()
+    return issue
+
+
+def release_memory() -> None:
+    """Give back what the freeze and the fan-out used (SQLite's enlarged page
+    cache, MJML) before a long send: close pooled connections and ask glibc
+    to return freed heap to the system, so the sender's RSS stays small."""
+    get_engine().dispose()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def finish_issue(issue_id: int) -> bool:
+    """sending → sent when no row is open; stores the counts. One winner."""
+    with session_scope() as session:
+        counts = issue_counts(session, issue_id)
+        if counts["pending"] or counts["sending"]:
+            return False
+        return states.move(
+            session,
+            issue_id,
+            states.FINISH,
+            where=~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(OPEN_ROWS)),
+            sent_at=clock.now(),
+            sent_count=counts["sent"],
+            failed_count=counts["failed"],
+            skipped_count=counts["skipped"],
+        )
+
+
+def pause_issue_by_id(issue_id: int, reason: str = "") -> bool:
+    with session_scope() as session:
+        done = states.move(session, issue_id, states.PAUSE)
+    if done and reason:
+        log.error("issue paused: %s", reason)
+    return done
+
+
+def _transition(number: int, transition: states.Transition, **values) -> Issue:
+    with session_scope() as session:
+        issue = require_issue(session, number)
+        done = states.move(session, issue.id, transition, **values)
+        session.refresh(issue)
+        if not done:
+            raise NotSendable(f"issue {number} is {issue.status}, not {' or '.join(sorted(transition.sources))}")
+        return issue
+
+
+def pause_issue(number: int) -> Issue:
+    """Stop claiming new batches; batches already on the wire finish."""
+    return _transition(number, states.PAUSE)
+
+
+def resume_issue(number: int) -> Issue:
+    """paused → sending; the senders (or `issue send N`) continue the queue."""
+    return _transition(number, states.RESUME)
+
+
+def cancel_sending(number: int) -> Issue:
+    """sending|paused → cancelled; every row still pending is skipped with the
+    reason (rows on the wire finish and are recorded)."""
+    now = clock.now()
+    with session_scope() as session:
+        issue = require_issue(session, number)
+        if not states.move(session, issue.id, states.CANCEL_SEND, cancelled_at=now):
+            session.refresh(issue)
+            raise NotSendable(f"issue {number} is {issue.status}, not {' or '.join(sorted(states.IN_FLIGHT))}")
+        session.execute(
+            update(deliveries)
+            .where(deliveries.c.issue_id == issue.id, deliveries.c.status == "pending")
+            .values(status="skipped", last_error="issue cancelled", updated_at=now)
+        )
+        counts = issue_counts(session, issue.id)
+        session.execute(
+            update(Issue.__table__)
+            .where(Issue.id == issue.id)
+            .values(sent_count=counts["sent"], failed_count=counts["failed"], skipped_count=counts["skipped"])
+        )
+        session.refresh(issue)
+        return issue
+
+
+def resume_unfinished(settings: Settings) -> list[int]:
+    """On process start: reclaim expired leases, finish issues whose rows are
+    all done, and return the numbers of issues still sending."""
+    reclaim_expired_leases(settings)
+    with session_scope() as session:
+        sending = session.execute(
+            select(Issue.id, Issue.number).where(Issue.status == states.SENDING)
+        ).all()
+    return [number for issue_id, number in sending if not finish_issue(issue_id)]
