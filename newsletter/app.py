@@ -1,18 +1,40 @@
-"""The application factory: settings, database, extensions, blueprints."""
+"""The application factory: settings, database, extensions, blueprints, commands.
+
+The top of the import graph: it imports the faces (views, API, CLI
+commands), which import the domain services, which import the foundation;
+nothing imports this module but the entry points (``wsgi.py``,
+``newsletter.__main__``).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from flask import Flask, current_app, render_template
+from flask import Flask, render_template, request
 from sqlalchemy import text
 
 from newsletter import BRAND, TAGLINE, db
-from newsletter.config import Settings, load_settings
-from newsletter.extensions import csrf, limiter, login_manager
+from newsletter.api import articles as api_articles  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import subscribers as api_subscribers  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import views as api_views
+from newsletter.cli import register_commands
+from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.delivery.transports import check_dsn
+from newsletter.editor import views as editor_views
+from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_views.bp
+    views_articles,
+    views_issues,
+    views_outbox,
+    views_subscribers,
+)
+from newsletter.extensions import SETTINGS_KEY, csrf, limiter, login_manager
+from newsletter.feedback import views as feedback_views
+from newsletter.issues import states
+from newsletter.paths import STATIC, TEMPLATES
+from newsletter.readers import archive, outbox  # noqa: F401 - each adds its routes to readers_views.bp
+from newsletter.readers import views as readers_views
 
-ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 2 * 1024 * 1024  # forms and JSON; CSV imports stream through the CLI
 
 CSP = (
@@ -22,20 +44,25 @@ CSP = (
 )
 
 
-def settings() -> Settings:
-    """The Settings of the running app (views and services called from views)."""
-    return current_app.extensions["signal_settings"]
+def check_settings(settings: Settings) -> Settings:
+    """What only the capabilities can check (the foundation's ``load_settings``
+    checked the rest): the transport DSN by its provider's own rules."""
+    try:
+        check_dsn(settings.transport)
+    except ValueError as exc:
+        raise ConfigError(f"NEWSLETTER_TRANSPORT: {exc}") from None
+    return settings
 
 
 def create_app(app_settings: Settings | None = None) -> Flask:
-    app_settings = app_settings or load_settings()
+    app_settings = check_settings(app_settings or load_settings())
     app = Flask(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(Path(__file__).parent / "static"),
+        template_folder=str(TEMPLATES),
+        static_folder=str(STATIC),
         instance_path=str(Path(app_settings.instance_path).resolve()),
     )
-    app.extensions["signal_settings"] = app_settings
+    app.extensions[SETTINGS_KEY] = app_settings
     app.config.update(
         SECRET_KEY=app_settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
@@ -55,32 +82,25 @@ def create_app(app_settings: Settings | None = None) -> Flask:
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    app.jinja_env.globals.update(brand=BRAND, tagline=TAGLINE)
+    app.jinja_env.globals.update(brand=BRAND, tagline=TAGLINE, states=states)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 
     _register_blueprints(app)
     _register_pages(app)
-    from newsletter.cli import register_commands
-
     register_commands(app)
     logging.getLogger("newsletter").setLevel(logging.INFO)
     return app
 
 
 def _register_blueprints(app: Flask) -> None:
-    from newsletter.api import bp as api_bp
-    from newsletter.editor import bp as editor_bp
-    from newsletter.feedback import bp as feedback_bp
-    from newsletter.readers import bp as readers_bp
-
-    app.register_blueprint(readers_bp)
-    app.register_blueprint(editor_bp, url_prefix="/editor")
-    app.register_blueprint(api_bp, url_prefix="/api/v1")
-    app.register_blueprint(feedback_bp)
+    app.register_blueprint(readers_views.bp)
+    app.register_blueprint(editor_views.bp, url_prefix="/editor")
+    app.register_blueprint(api_views.bp, url_prefix="/api/v1")
+    app.register_blueprint(feedback_views.bp)
     # The JSON API and provider webhooks authenticate by token or signature, not cookies.
-    csrf.exempt(api_bp)
-    csrf.exempt(feedback_bp)
+    csrf.exempt(api_views.bp)
+    csrf.exempt(feedback_views.bp)
 
 
 def _register_pages(app: Flask) -> None:
@@ -115,8 +135,6 @@ def _register_pages(app: Flask) -> None:
 
 def _error_page(app: Flask, code: int, title: str, message: str) -> None:
     def handler(error):
-        from flask import request
-
         detail = getattr(error, "description", None) if code in (400, 403) else None
         if request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.is_json:
             return {"error": title.lower(), "message": detail or message}, code

@@ -1,4 +1,5 @@
-"""The ``newsletter`` command (also ``flask --app wsgi …``).
+"""The ``newsletter`` command's groups and its top-level commands
+(``serve``, ``demo``, ``db upgrade``); the entry point is ``newsletter.__main__``.
 
 This module only wires groups together; each capability keeps its commands
 next to its services in a ``commands.py`` with a ``register(groups)``
@@ -8,24 +9,30 @@ web views and the API call.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup
+from flask.cli import AppGroup, with_appcontext
+from waitress import serve as waitress_serve
 
-from newsletter.config import ConfigError
+from newsletter import db, scheduler
+from newsletter.content import commands as content_commands
+from newsletter.delivery import commands as delivery_commands
+from newsletter.delivery import runner
+from newsletter.demo import seed_demo
+from newsletter.editor import commands as editor_commands
+from newsletter.extensions import settings
+from newsletter.feedback import commands as feedback_commands
+from newsletter.issues import commands as issues_commands
+from newsletter.readers import commands as readers_commands
 
 COMMAND_MODULES = (
-    "newsletter.readers.commands",
-    "newsletter.content.commands",
-    "newsletter.issues.commands",
-    "newsletter.delivery.commands",
-    "newsletter.editor.commands",
-    "newsletter.feedback.commands",
-    "newsletter.scheduler",
+    readers_commands,
+    content_commands,
+    issues_commands,
+    delivery_commands,
+    editor_commands,
+    feedback_commands,
+    scheduler,
 )
 
 
@@ -38,8 +45,7 @@ def register_commands(app: Flask) -> None:
         "issue": AppGroup("issue", help="Assemble, preview, send and follow an issue."),
     }
     groups["db"].add_command(db_upgrade)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
+    for module in COMMAND_MODULES:
         module.register(groups)
     for group in groups.values():
         app.cli.add_command(group)
@@ -48,10 +54,9 @@ def register_commands(app: Flask) -> None:
 
 
 @click.command("upgrade")
+@with_appcontext
 def db_upgrade():
     """Apply all migrations to NEWSLETTER_DATABASE_URL."""
-    from newsletter import db
-
     db.upgrade()
     click.echo("database is at the newest revision")
 
@@ -59,16 +64,13 @@ def db_upgrade():
 def _serve(app: Flask, host: str, port: int, threads: int) -> None:
     """Web + scheduler + sender in one process, under waitress (a production
     WSGI server that runs everywhere Python does)."""
-    from waitress import serve as waitress_serve
-
-    from newsletter import db, scheduler
-    from newsletter.delivery import runner
-
     db.upgrade()
-    runner.start_in_process(app)
+    app_settings = settings()
+    runner.start_in_process(app_settings)
     scheduler.start_in_process(app)
-    settings = app.extensions["signal_settings"]
-    click.echo(f"GET THE SIGNAL on http://{host}:{port}  (public URL {settings.base_url}, transport {settings.transport})")
+    click.echo(
+        f"GET THE SIGNAL on http://{host}:{port}  (public URL {app_settings.base_url}, transport {app_settings.transport})"
+    )
     waitress_serve(app, host=host, port=port, threads=threads, ident="get-the-signal")
 
 
@@ -76,6 +78,7 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
+@with_appcontext
 def serve(host: str, port: int, threads: int):
     """Run the web app, the scheduler and the sender in one process."""
     _serve(current_app._get_current_object(), host, port, threads)
@@ -84,39 +87,10 @@ def serve(host: str, port: int, threads: int):
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
 def demo(host: str, port: int):
     """Serve with sample articles, an editor account and the outbox transport."""
-    from newsletter import db
-    from newsletter.demo import seed_demo
-
-    app = current_app._get_current_object()
     db.upgrade()
-    for line in seed_demo(app.extensions["signal_settings"]):
+    for line in seed_demo(settings()):
         click.echo(line)
-    _serve(app, host, port, threads=8)
-
-
-def _create_app_for_cli() -> Flask:
-    from newsletter.app import create_app
-    from newsletter.config import load_settings
-
-    overrides = {}
-    if len(sys.argv) > 1 and sys.argv[1] == "demo":
-        # The demo always runs on the embedded defaults a newcomer expects.
-        overrides = {"transport": os.environ.get("NEWSLETTER_TRANSPORT", "outbox://")}
-    try:
-        settings = load_settings(**overrides)
-    except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
-    return create_app(settings)
-
-
-@click.group(cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False)
-def cli():
-    """GET THE SIGNAL — AI agent intel, delivered weekly."""
-
-
-def main() -> None:
-    os.environ.setdefault("FLASK_RUN_FROM_CLI", "false")
-    cli(prog_name="newsletter")
+    _serve(current_app._get_current_object(), host, port, threads=8)

@@ -8,14 +8,19 @@ first ``newsletter issue assemble`` has something to put in an issue.
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from sqlmodel import select
 
 from newsletter import clock
 from newsletter.content.service import upsert_articles
 from newsletter.db import session_scope
-from newsletter.models import Tag
+from newsletter.editor.service import create_editor, set_password
+from newsletter.issues.service import assemble_issue
+from newsletter.models import Editor, Tag
+from newsletter.readers.service import subscribe
 
 SECTIONS = (
     ("ai-agents", "AI Agents", "Autonomous systems that plan, call tools and act."),
@@ -71,8 +76,6 @@ DEMO_READERS = (
 
 def _demo_password(settings) -> str:
     """A random password kept in instance/ so every demo run prints the same one."""
-    import secrets
-    from pathlib import Path
 
     path = Path(settings.instance_path) / "demo_editor_password"
     if not path.exists():
@@ -83,8 +86,6 @@ def _demo_password(settings) -> str:
 
 
 def _ensure_editor(settings) -> list[str]:
-    from newsletter.editor.service import create_editor, set_password
-    from newsletter.models import Editor
 
     password = _demo_password(settings)
     with session_scope() as session:
@@ -98,7 +99,6 @@ def _ensure_editor(settings) -> list[str]:
 
 def _ensure_readers(settings) -> list[str]:
     """A few confirmed readers (consent source "editor"), so a send shows up in the outbox."""
-    from newsletter.readers.service import subscribe
 
     for email, name, topics in DEMO_READERS:
         subscribe(
@@ -114,7 +114,6 @@ def _ensure_readers(settings) -> list[str]:
 
 
 def _ensure_draft(settings) -> list[str]:
-    from newsletter.issues.service import assemble_issue
 
     result = assemble_issue(settings)
     return [f"demo: {result.message}"]
@@ -147,7 +146,7 @@ def _seed_content(settings) -> list[str]:
         }
         for i, (slug, title, synopsis, author, minutes, tags) in enumerate(ARTICLES)
     ]
-    report = upsert_articles(settings, items, "editor")
+    report = upsert_articles(items, "editor")
     return [
         f"demo: {len(SECTIONS)} sections ({new_sections} new): {', '.join(s for s, _, _ in SECTIONS)}",
         f"demo: {report.created + report.updated} sample articles over the last 7 days "

@@ -19,19 +19,25 @@ testable with a controlled clock and safe across restarts.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import threading
 from datetime import UTC, datetime
 
 import click
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import current_app
 from flask.cli import with_appcontext
 
 from newsletter import clock
 from newsletter.config import ConfigError
-from newsletter.scheduling import jobs, slots
+from newsletter.db import get_engine
+from newsletter.scheduling import jobs, runs, slots
 from newsletter.scheduling.lock import RunnerLock, lock_state, make_lock
+from newsletter.scheduling.testclock import install_from_env
 
 log = logging.getLogger("newsletter.scheduler")
 
@@ -49,11 +55,7 @@ class Runner:
     """One scheduler process: the lock and the APScheduler jobs around it."""
 
     def __init__(self, app, *, blocking: bool, mode: jobs.Mode):
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-        from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from newsletter.db import get_engine
 
         self.app = app
         self.settings = app.extensions["signal_settings"]
@@ -122,7 +124,6 @@ _runner: Runner | None = None
 def start_in_process(app) -> Runner:
     """Start the scheduler in the background of ``newsletter serve``; the
     in-process sender of serve dispatches the issues it starts."""
-    import atexit
 
     global _runner
     if _runner is None:
@@ -144,7 +145,6 @@ def stop_in_process() -> None:
 
 
 def _settings():
-    from newsletter.scheduling.testclock import install_from_env
 
     settings = current_app.extensions["signal_settings"]
     install_from_env(settings)
@@ -206,8 +206,6 @@ def _fmt(moment: datetime | None, settings) -> str:
 @with_appcontext
 def schedule_command(count: int):
     """Show the next runs (local time and UTC), the state of each job and of the lock."""
-    from newsletter.db import get_engine
-    from newsletter.scheduling import runs
 
     settings = _settings()
     now = clock.now()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from flask import request
 
-from newsletter.api import bp
 from newsletter.api.auth import token_required
 from newsletter.api.openapi import document, schema
-from newsletter.app import settings
+from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, upsert_articles
 
 PATH = "/articles"
@@ -31,7 +30,7 @@ def articles_upsert():
         items = body
     else:
         return {"error": "invalid", "message": "the body must be an article object or a list of them"}, 400
-    report = upsert_articles(settings(), items, "api")
+    report = upsert_articles(items, "api")
     result = report.as_dict()
     if not report.errors:
         return result, 200

@@ -7,7 +7,7 @@ from functools import wraps
 
 from flask import request
 
-from newsletter.app import settings
+from newsletter.extensions import settings
 
 
 def token_required(view):

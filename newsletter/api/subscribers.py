@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import request
 
-from newsletter.api import bp
 from newsletter.api.openapi import document, schema
-from newsletter.app import settings
+from newsletter.api.views import bp
+from newsletter.extensions import settings
 from newsletter.readers import service
 from newsletter.readers.limits import subscribe_limits
 

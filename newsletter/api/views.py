@@ -4,9 +4,12 @@ Resources live in their own modules (subscribers.py, articles.py), imported
 by the package so their routes register on the blueprint.
 """
 
-from newsletter.api import bp
+from flask import Blueprint
+
 from newsletter.api.openapi import openapi_document
-from newsletter.app import settings
+from newsletter.extensions import settings
+
+bp = Blueprint("api", __name__)
 
 
 @bp.get("/openapi.json")

@@ -45,7 +45,7 @@ def import_articles(file, feed_url, tags):
             click.echo(f"error: {file.name} is not valid UTF-8 JSON: {exc}", err=True)
             sys.exit(1)
         items = data if isinstance(data, list) else [data]
-        report = upsert_articles(settings, items, "file")
+        report = upsert_articles(items, "file")
     _print_report(report)
     if report.errors and not (report.created or report.updated):
         sys.exit(1)

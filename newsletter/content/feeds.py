@@ -120,7 +120,7 @@ def poll_feed(settings: Settings, url: str, *, tags: tuple[str, ...] = ()) -> Up
             if not parsed.entries and (parsed.bozo or not parsed.get("version")):
                 reason = parsed.get("bozo_exception") or "no RSS or Atom document found"
                 raise FeedError(f"{url} is not an RSS or Atom feed ({reason})")
-            report = upsert_articles(settings, entries_to_items(parsed, tags), "feed", new_tags_are_sections=False)
+            report = upsert_articles(entries_to_items(parsed, tags), "feed", new_tags_are_sections=False)
         _remember(url, etag=etag, last_modified=last_modified, error="")
         return report
     except FeedError as exc:

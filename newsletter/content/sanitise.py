@@ -10,6 +10,7 @@ message that names the problem.
 
 from __future__ import annotations
 
+import html as _html
 import re
 import unicodedata
 from functools import lru_cache
@@ -117,7 +118,6 @@ _BLOCK_END = re.compile(r"</(p|blockquote|pre|ul|ol)>|<br\s*/?>")
 def html_to_text(fragment: str) -> str:
     """Sanitised HTML (as made by ``markdown_to_html``) → readable plain text:
     emphasis dropped, links written as "text (url)", paragraphs kept apart."""
-    import html as _html
 
     def link(match: re.Match) -> str:
         url, label = _html.unescape(match.group(1)), match.group(2)

@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import clock
-from newsletter.config import Settings
 from newsletter.content.sanitise import InvalidUrl, check_url, clean_text, markdown_to_html, neutralise
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, Tag
@@ -237,7 +236,7 @@ def store_item(session: Session, item: CleanItem, source: str, tag_cache: dict[s
     return article, created
 
 
-def upsert_articles(settings: Settings, items: list, source: str, *, new_tags_are_sections: bool = True) -> UpsertReport:
+def upsert_articles(items: list, source: str, *, new_tags_are_sections: bool = True) -> UpsertReport:
     """Validate and store ``items`` (dicts); idempotent by external id or canonical URL.
 
     Tags that do not exist yet are created; from the API and files they become

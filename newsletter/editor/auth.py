@@ -1,20 +1,19 @@
 """Flask-Login wiring and access rules for the editors' workspace.
 
-Every ``/editor`` route requires a logged-in editor (one ``before_request``
-guard on the blueprint, so a new view cannot forget it); only the login page
-is public. Views for admins are wrapped in ``admin_required``, which also
-records them in ``ADMIN_ENDPOINTS`` so a test can walk them all.
+Every ``/editor`` route requires a logged-in editor (the blueprint's
+``require_login`` guard in ``editor.views``); only ``PUBLIC_ENDPOINTS`` are
+open. Views for admins are wrapped in ``admin_required``, which also records
+them in ``ADMIN_ENDPOINTS`` so a test can walk them all.
 """
 
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, request
+from flask import abort
 from flask_login import UserMixin, current_user
 
 from newsletter.db import session_scope
-from newsletter.editor import bp
 from newsletter.extensions import login_manager
 from newsletter.models import Editor
 
@@ -49,25 +48,6 @@ login_manager.login_message = "Please log in to open the editor."
 login_manager.login_message_category = "warning"
 # A session cookie replayed from another browser (different IP/agent) is dropped.
 login_manager.session_protection = "strong"
-
-
-@bp.before_request
-def require_login():
-    """Refuse anonymous visitors everywhere in /editor except the login page."""
-    if request.endpoint in PUBLIC_ENDPOINTS:
-        return None
-    if not current_user.is_authenticated:
-        if request.path.endswith(".json"):
-            abort(401)
-        return login_manager.unauthorized()
-    return None
-
-
-@bp.after_request
-def no_store(response):
-    """Editor pages hold subscriber data: keep them out of shared caches."""
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 def admin_required(view):

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from newsletter.db import session_scope
+from newsletter.editor.service import EditorError, create_editor
 from newsletter.models import EDITOR_ROLES
 
 
@@ -15,8 +17,6 @@ from newsletter.models import EDITOR_ROLES
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def create_command(email: str, role: str, password_stdin: bool):
     """Create an editor account (prompts for the password without echo)."""
-    from newsletter.db import session_scope
-    from newsletter.editor.service import EditorError, create_editor
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

@@ -15,9 +15,11 @@ from sqlalchemy import case, literal
 from sqlmodel import Session, func, select
 
 from newsletter import clock
+from newsletter.feedback.stats import issue_outcomes as stats
+from newsletter.issues import states
 from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
 
-OPEN_STATUSES = ("draft", "approved", "scheduled", "sending", "paused")
+OPEN_STATUSES = sorted(states.OPEN)
 FEEDBACK_KINDS = ("bounce_hard", "bounce_soft", "bounce", "complaint")
 
 
@@ -81,15 +83,8 @@ def recent_feedback(session: Session, limit: int = 10) -> list[tuple[Event, str 
 
 
 def issue_outcomes(session: Session, issue: Issue) -> dict:
-    """Delivery outcomes from the feedback engineer's stats when present,
-    otherwise the counters kept on the issue row."""
-    try:
-        from newsletter.feedback.stats import issue_outcomes as stats
-    except ImportError:
-        stats = None
-    if stats is not None:
-        return dict(stats(session, issue.id))
-    return {"delivered": issue.sent_count, "failed": issue.failed_count}
+    """Delivery outcomes of one issue (``feedback.stats``)."""
+    return dict(stats(session, issue.id))
 
 
 def build_dashboard(session: Session, settings) -> Dashboard:
@@ -102,7 +97,7 @@ def build_dashboard(session: Session, settings) -> Dashboard:
         select(Issue).where(Issue.status.in_(OPEN_STATUSES)).order_by(Issue.number.desc())
     ).first()
     recent = session.exec(
-        select(Issue).where(Issue.status.in_(("sent", "sending", "paused", "cancelled"))).order_by(Issue.number.desc()).limit(5)
+        select(Issue).where(Issue.status.in_(sorted(states.PUBLIC | {states.CANCELLED}))).order_by(Issue.number.desc()).limit(5)
     ).all()
     return Dashboard(
         next_slot=slot,

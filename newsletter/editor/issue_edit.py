@@ -9,7 +9,7 @@ takes; it validates ids and sections but decides nothing about the issue.
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, Tag
 
@@ -37,7 +37,6 @@ def candidates(session: Session, issue: Issue, q: str = "", limit: int = 40) -> 
     stmt = select(Article).where(Article.id.not_in(in_issue), Article.held.is_(False))
     if q:
         escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        from sqlmodel import func
 
         stmt = stmt.where(func.lower(Article.title).like(f"%{escaped}%", escape="\\"))
     return list(session.exec(stmt.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)))

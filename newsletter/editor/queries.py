@@ -3,21 +3,18 @@ the database (keyset pages on id), never loaded whole."""
 
 from __future__ import annotations
 
-import email
 from dataclasses import dataclass
-from email.message import Message
-from email.policy import default as default_policy
 
 from sqlalchemy import or_
 from sqlmodel import Session, func, select
 
+from newsletter.db import like_pattern
 from newsletter.models import (
     Article,
     ArticleTag,
     Delivery,
     Event,
     Issue,
-    OutboxMessage,
     Subscriber,
     Tag,
 )
@@ -29,11 +26,6 @@ PAGE = 50
 class Page:
     rows: list
     next_before: int | None  # id to pass as ?before= for the next page
-
-
-def _like(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _page(rows: list, key) -> Page:
@@ -52,7 +44,7 @@ def all_tags(session: Session) -> list[Tag]:
 def search_articles(session: Session, *, q: str = "", tag: str = "", held: str = "", before: int | None = None) -> Page:
     stmt = select(Article).order_by(Article.id.desc()).limit(PAGE + 1)
     if q:
-        like = _like(q.lower())
+        like = like_pattern(q.lower())
         stmt = stmt.where(
             or_(func.lower(Article.title).like(like, escape="\\"), func.lower(Article.author).like(like, escape="\\"))
         )
@@ -89,7 +81,7 @@ def tags_by_article(session: Session, article_ids: list[int]) -> dict[int, list[
 def search_subscribers(session: Session, *, q: str = "", status: str = "", before: int | None = None) -> Page:
     stmt = select(Subscriber).order_by(Subscriber.id.desc()).limit(PAGE + 1)
     if q:
-        like = _like(q.strip().lower())
+        like = like_pattern(q.strip().lower())
         stmt = stmt.where(or_(func.lower(Subscriber.email).like(like, escape="\\"), func.lower(Subscriber.name).like(like, escape="\\")))
     if status:
         stmt = stmt.where(Subscriber.status == status)
@@ -110,49 +102,3 @@ def subscriber_history(session: Session, subscriber_id: int, limit: int = 50):
         select(Event).where(Event.subscriber_id == subscriber_id).order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
     ).all()
     return deliveries, events
-
-
-# --- outbox --------------------------------------------------------------------
-
-
-def outbox_page(session: Session, *, q: str = "", kind: str = "", before: int | None = None) -> Page:
-    stmt = select(
-        OutboxMessage.id,
-        OutboxMessage.created_at,
-        OutboxMessage.kind,
-        OutboxMessage.recipient,
-        OutboxMessage.subject,
-    ).order_by(OutboxMessage.id.desc()).limit(PAGE + 1)
-    if q:
-        like = _like(q.lower())
-        stmt = stmt.where(
-            or_(func.lower(OutboxMessage.recipient).like(like, escape="\\"), func.lower(OutboxMessage.subject).like(like, escape="\\"))
-        )
-    if kind:
-        stmt = stmt.where(OutboxMessage.kind == kind)
-    if before:
-        stmt = stmt.where(OutboxMessage.id < before)
-    return _page(list(session.exec(stmt)), lambda r: r.id)
-
-
-@dataclass
-class ParsedMail:
-    headers: list[tuple[str, str]]
-    html: str | None
-    text: str | None
-
-
-def parse_outbox(raw: bytes) -> ParsedMail:
-    """Split stored RFC 5322 bytes into headers, HTML part and text part."""
-    message: Message = email.message_from_bytes(raw, policy=default_policy)
-    headers = [(k, str(v)) for k, v in message.items()]
-    html = text = None
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_disposition() == "attachment":
-            continue
-        kind = part.get_content_type()
-        if kind == "text/html" and html is None:
-            html = part.get_content()
-        elif kind == "text/plain" and text is None:
-            text = part.get_content()
-    return ParsedMail(headers, html, text)

@@ -93,7 +93,7 @@ def set_password(session: Session, editor: Editor, password: str) -> None:
     session.add(editor)
 
 
-def authenticate(settings, email: str, password: str) -> AuthResult:
+def authenticate(email: str, password: str) -> AuthResult:
     """Check a login; count failures and lock the account after too many.
 
     Opens its own ``session_scope()``. The same generic message is returned

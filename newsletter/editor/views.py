@@ -1,27 +1,52 @@
-"""Login, logout, dashboard, and the admin pages for editors and settings.
+"""The editors' blueprint: login, logout, dashboard, and the admin pages for
+editors and settings.
 
 Views are thin: they read forms, call ``editor.service`` / ``dashboard`` and
-render. Issues, articles, subscribers and the outbox have their own modules.
+render. Issues, articles, subscribers and the outbox are pages of this same
+blueprint (one ``/editor`` workspace behind one login guard), written in
+their own modules (``views_issues`` …), each adding its routes to ``bp``;
+the app factory imports them all.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from newsletter.app import settings
 from newsletter.db import session_scope
-from newsletter.editor import bp, service
 from newsletter.editor import dashboard as dash
-from newsletter.editor.auth import EditorUser, admin_required
+from newsletter.editor import service
+from newsletter.editor.auth import PUBLIC_ENDPOINTS, EditorUser, admin_required
 from newsletter.editor.chart import line_chart
 from newsletter.editor.forms import ActionForm, EditorForm, LoginForm
-from newsletter.extensions import limiter
+from newsletter.extensions import limiter, login_manager, settings
 from newsletter.models import Editor
 
+bp = Blueprint("editor", __name__)
 SECRET_FIELDS = {"secret_key", "api_tokens", "webhook_secrets", "transport", "bounce_mailbox", "database_url", "broker_url", "redis_url"}
+
+
+@bp.before_request
+def require_login():
+    """Refuse anonymous visitors everywhere in /editor except the login page
+    (one guard on the blueprint, so a new view cannot forget it)."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        if request.path.endswith(".json"):
+            abort(401)
+        return login_manager.unauthorized()
+    return None
+
+
+@bp.after_request
+def no_store(response):
+    """Editor pages hold subscriber data: keep them out of shared caches."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 @bp.app_template_filter("editor_time")
@@ -55,7 +80,7 @@ def login():
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        result = service.authenticate(settings(), form.email.data, form.password.data)
+        result = service.authenticate(form.email.data, form.password.data)
         if result.ok:
             with session_scope() as db:
                 user = EditorUser(db.get(Editor, result.editor_id))
@@ -123,8 +148,6 @@ def delete_editor(editor_id: int):
 @bp.get("/settings")
 @admin_required
 def settings_page():
-    from dataclasses import fields
-
     current = settings()
     rows = []
     for f in fields(current):

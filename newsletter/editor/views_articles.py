@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from newsletter.db import session_scope
-from newsletter.editor import bp, queries
+from newsletter.editor import queries
 from newsletter.editor.articles import ArticleError, parse_tags, set_article_tags, set_held
 from newsletter.editor.forms import ActionForm, ArticleTagsForm
+from newsletter.editor.views import bp
 
 
 def _int_arg(name: str) -> int | None:

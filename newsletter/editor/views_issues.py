@@ -1,32 +1,50 @@
 """Issues: list, edit a draft, preview, test send, approve, schedule, send,
 pause, resume, cancel, and a small JSON endpoint for live progress.
 
-Every state change is one call into ``issues.service`` or
-``delivery.pipeline``; these views only read forms and report outcomes.
+Every state change is one call into ``issues.service``, ``delivery.send`` or
+``delivery.deliver``; these views only read forms and report outcomes.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlmodel import func, select
+from sqlmodel import select
 
-from newsletter.app import settings
+from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
-from newsletter.editor import bp, issue_edit
+from newsletter.delivery.deliver import deliver
+from newsletter.delivery.fanout import audience_count
+from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue, resume_issue
+from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
+from newsletter.editor import issue_edit
 from newsletter.editor.forms import ActionForm, ConfirmSendForm, IssueForm, ScheduleForm, TestSendForm
-from newsletter.editor.views_outbox import mail_html_response
-from newsletter.models import Issue, Subscriber
+from newsletter.editor.views import bp
+from newsletter.extensions import settings
+from newsletter.issues import states
+from newsletter.issues.preview import build_preview, preview_issue
+from newsletter.issues.service import (
+    EDITABLE_FIELDS,
+    approve_issue,
+    assemble_issue,
+    cancel_issue,
+    schedule_issue,
+    sections,
+    set_issue_articles,
+    unschedule_issue,
+    update_issue,
+)
+from newsletter.models import Issue
+from newsletter.web import mail_html_response
 
 log = logging.getLogger("newsletter.editor")
-MAX_TEST_ADDRESSES = 10
 PAGE = 30
-EDITABLE = ("draft", "approved", "scheduled")  # saving an approved/scheduled issue returns it to draft
+REFUSALS = (ValueError, LookupError, DeliveryError)  # how services refuse an action: shown, not logged
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -40,8 +58,6 @@ def _issue_or_404(db, number: int) -> Issue:
 
 
 def _sections(db) -> list:
-    from newsletter.issues.service import sections
-
     return list(sections(db, settings()))
 
 
@@ -52,18 +68,11 @@ def _topics_arg(section_slugs: list[str]) -> str | None:
     return ",".join(chosen) or None
 
 
-def _refusals() -> tuple[type[BaseException], ...]:
-    """Exceptions by which services refuse an action (state, input): shown, not logged."""
-    from newsletter.delivery.pipeline import DeliveryError
-
-    return (ValueError, LookupError, DeliveryError)
-
-
 def _act(number: int, what: str, call) -> None:
     """Run one state change, flashing its outcome (refusals are shown, not raised)."""
     try:
         call()
-    except _refusals() as exc:
+    except REFUSALS as exc:
         flash(f"Could not {what}: {exc}", "error")
         return
     except Exception as exc:  # noqa: BLE001 - the editor sees a message; the log keeps the trace
@@ -98,8 +107,6 @@ def issues():
 
 @bp.post("/issues/assemble")
 def issue_assemble():
-    from newsletter.issues.service import assemble_issue
-
     result = assemble_issue(settings())
     if result.issue is None:
         flash(result.message or "Nothing to assemble.", "warning")
@@ -114,7 +121,7 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         sections = _sections(db)
         rows = issue_edit.current_rows(db, issue)
         candidates = issue_edit.candidates(db, issue, request.args.get("add_q", "").strip()[:200])
-        audience = db.exec(select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")).one()
+        audience = audience_count(db)
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
@@ -136,7 +143,7 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             test_form=TestSendForm(),
             schedule_form=ScheduleForm(data={"when": issue.scheduled_for.astimezone(settings().tz).replace(tzinfo=None)}
                                        if issue.scheduled_for else None),
-            editable=issue.status in EDITABLE,
+            editable=issue.status in states.EDITABLE,
         ),
         status,
     )
@@ -149,15 +156,13 @@ def issue(number: int):
 
 @bp.post("/issues/<int:number>")
 def issue_save(number: int):
-    from newsletter.issues.service import set_issue_articles, update_issue
-
     form = IssueForm()
     if not form.validate_on_submit():
         flash("Some fields need attention.", "error")
         return _issue_page(number, form, 400)
     with session_scope() as db:
         issue = _issue_or_404(db, number)
-        if issue.status not in EDITABLE:
+        if issue.status not in states.EDITABLE:
             flash(f"{issue.label} is {issue.status} and can no longer be edited.", "error")
             return _back(number)
         try:
@@ -165,10 +170,10 @@ def issue_save(number: int):
         except issue_edit.EditError as exc:
             flash(f"Articles not saved: {exc}.", "error")
             return _issue_page(number, form, 400)
-    fields = {name: getattr(form, name).data.strip() for name in ("title", "theme", "subject", "preheader", "intro")}
+    fields = {name: getattr(form, name).data.strip() for name in EDITABLE_FIELDS}
     try:
-        update_issue(settings(), number, **fields)
-        set_issue_articles(settings(), number, plan)
+        update_issue(number, **fields)
+        set_issue_articles(number, plan)
     except (ValueError, LookupError) as exc:  # IssueError: the message says why
         flash(f"Not saved: {exc}", "error")
         return _issue_page(number, form, 400)
@@ -182,8 +187,6 @@ def issue_save(number: int):
 
 @bp.get("/issues/<int:number>/preview")
 def issue_preview(number: int):
-    from newsletter.rendering.preview import build_preview
-
     with session_scope() as db:
         issue = _issue_or_404(db, number)
         sections = _sections(db)
@@ -211,8 +214,6 @@ def issue_preview(number: int):
 def issue_preview_html(number: int):
     """The email HTML for the preview iframe, under its own CSP (inline styles
     allowed, no scripts, sandboxed)."""
-    from newsletter.rendering.preview import preview_issue
-
     with session_scope() as db:
         _issue_or_404(db, number)
         slugs = [t.slug for t in _sections(db)]
@@ -226,12 +227,13 @@ def parse_addresses(raw: str) -> tuple[list[str], list[str]]:
     """Split a list of addresses; return (valid normalised, refused)."""
     good: list[str] = []
     bad: list[str] = []
+    offline = replace(settings(), check_deliverability=False)
     for item in re.split(r"[,;\s]+", raw.strip()):
         if not item:
             continue
         try:
-            address = validate_email(item, check_deliverability=False).normalized
-        except EmailNotValidError:
+            address = normalise_email(item, offline)
+        except InvalidAddress:
             bad.append(item[:80])
             continue
         if address not in good:
@@ -257,8 +259,6 @@ def issue_test(number: int):
     with session_scope() as db:
         _issue_or_404(db, number)
         topics = _topics_arg([t.slug for t in _sections(db)])
-    from newsletter.delivery.testsend import send_test
-
     try:
         results = send_test(settings(), number, addresses, topics=topics)
     except (ValueError, LookupError, OSError) as exc:
@@ -277,52 +277,45 @@ def issue_test(number: int):
 
 @bp.post("/issues/<int:number>/approve")
 def issue_approve(number: int):
-    from newsletter.issues.service import approve_issue
-
-    _act(number, "approve", lambda: approve_issue(settings(), number, current_user.email))
+    _act(number, "approve", lambda: approve_issue(number, current_user.email))
     return _back(number)
 
 
 @bp.post("/issues/<int:number>/schedule")
 def issue_schedule(number: int):
     """Send at a chosen time (in NEWSLETTER_TIMEZONE); the scheduler's tick sends it."""
-    from newsletter.issues.service import schedule_issue
-
     form = ScheduleForm()
     if not form.validate_on_submit():
         flash("Choose a date and time to send at.", "error")
         return _back(number)
     local: datetime = form.when.data.replace(tzinfo=settings().tz)
     _act(number, f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
-         lambda: schedule_issue(settings(), number, local, by=current_user.email))
+         lambda: schedule_issue(number, local, by=current_user.email))
     return _back(number)
 
 
 @bp.post("/issues/<int:number>/unschedule")
 def issue_unschedule(number: int):
     """Take the issue off its time; it stays approved."""
-    from newsletter.issues.service import unschedule_issue
-
-    _act(number, "unschedule", lambda: unschedule_issue(settings(), number))
+    _act(number, "unschedule", lambda: unschedule_issue(number))
     return _back(number)
 
 
 @bp.route("/issues/<int:number>/send", methods=["GET", "POST"])
 def issue_send(number: int):
-    """Send now, after a confirmation step that names the issue and audience."""
-    from newsletter.delivery.pipeline import start_send
-
+    """Send now, after a confirmation step that names the issue and audience.
+    The send runs in the background (``deliver`` hands it to the senders)."""
     form = ConfirmSendForm()
     with session_scope() as db:
         issue = _issue_or_404(db, number)
-        audience = db.exec(select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")).one()
+        audience = audience_count(db)
     if request.method == "POST":
         if not form.validate_on_submit() or form.confirm_number.data != number:
             flash(f"Type {number} to confirm sending this issue.", "error")
         else:
             try:
-                start_send(settings(), number)
-            except _refusals() as exc:  # AlreadySending, NotSendable: shown to the editor
+                deliver(settings(), number, here=False, continue_started=False)
+            except REFUSALS as exc:  # AlreadySending, NotSendable: shown to the editor
                 flash(f"Not sent: {exc}", "error")
                 return _back(number)
             flash(f"Issue {number:03d} is sending.", "success")
@@ -332,17 +325,13 @@ def issue_send(number: int):
 
 @bp.post("/issues/<int:number>/pause")
 def issue_pause(number: int):
-    from newsletter.delivery.pipeline import pause_issue
-
-    _act(number, "pause", lambda: pause_issue(settings(), number))
+    _act(number, "pause", lambda: pause_issue(number))
     return _back(number)
 
 
 @bp.post("/issues/<int:number>/resume")
 def issue_resume(number: int):
-    from newsletter.delivery.pipeline import resume_issue
-
-    _act(number, "resume", lambda: resume_issue(settings(), number))
+    _act(number, "resume", lambda: resume_issue(number))
     return _back(number)
 
 
@@ -350,19 +339,14 @@ def issue_resume(number: int):
 def issue_cancel(number: int):
     with session_scope() as db:
         status = _issue_or_404(db, number).status
-    if status in ("sending", "paused"):
-        from newsletter.delivery.pipeline import cancel_sending as cancel
-    else:
-        from newsletter.issues.service import cancel_issue as cancel
-    _act(number, "cancel", lambda: cancel(settings(), number))
+    cancel = cancel_sending if status in states.IN_FLIGHT else cancel_issue
+    _act(number, "cancel", lambda: cancel(number))
     return _back(number)
 
 
 @bp.get("/issues/<int:number>/progress.json")
 def issue_progress(number: int):
     """Polled by editor.js while an issue sends."""
-    from newsletter.delivery.pipeline import issue_counts
-
     with session_scope() as db:
         issue = _issue_or_404(db, number)
         counts = dict(issue_counts(db, issue.id))
@@ -374,6 +358,6 @@ def issue_progress(number: int):
         counts=counts,
         done=done,
         total=total,
-        percent=round(100 * done / total, 1) if total else (100.0 if issue.status == "sent" else 0.0),
-        finished=issue.status in ("sent", "cancelled"),
+        percent=round(100 * done / total, 1) if total else (100.0 if issue.status == states.SENT else 0.0),
+        finished=issue.status in states.FINISHED,
     )

@@ -11,13 +11,16 @@ import tempfile
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from newsletter import clock
-from newsletter.app import settings
 from newsletter.db import session_scope
-from newsletter.editor import bp, queries
+from newsletter.editor import queries
 from newsletter.editor.auth import admin_required
 from newsletter.editor.dashboard import subscriber_counts
 from newsletter.editor.forms import ActionForm, ImportForm
+from newsletter.editor.views import bp
+from newsletter.extensions import settings
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from newsletter.readers.csv_io import export_csv, import_csv
+from newsletter.readers.service import erase, unsubscribe
 
 
 @bp.get("/subscribers")
@@ -57,7 +60,6 @@ def subscriber(subscriber_id: int):
 @bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
 @admin_required
 def subscriber_unsubscribe(subscriber_id: int):
-    from newsletter.readers.service import unsubscribe
 
     with session_scope() as db:
         reader = _subscriber_or_404(db, subscriber_id)
@@ -70,7 +72,6 @@ def subscriber_unsubscribe(subscriber_id: int):
 @bp.route("/subscribers/<int:subscriber_id>/erase", methods=["GET", "POST"])
 @admin_required
 def subscriber_erase(subscriber_id: int):
-    from newsletter.readers.service import erase
 
     form = ActionForm()
     with session_scope() as db:
@@ -89,7 +90,6 @@ def subscriber_erase(subscriber_id: int):
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @admin_required
 def subscribers_import():
-    from newsletter.readers.csv_io import import_csv
 
     form = ImportForm()
     report = None
@@ -113,7 +113,6 @@ def subscribers_import():
 def subscribers_export():
     """Stream the export: written to a spooled temp file (disk past 8 MB),
     then sent in chunks, so a million readers never sit in memory."""
-    from newsletter.readers.csv_io import export_csv
 
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+", encoding="utf-8", newline="")
     with session_scope() as db:

@@ -1,7 +1,1 @@
-"""Public pages: subscribe, confirm, preferences, unsubscribe, archive."""
-
-from flask import Blueprint
-
-bp = Blueprint("readers", __name__)
-
-from newsletter.readers import archive, outbox, views  # noqa: E402,F401
+"""The reader's path: subscribe, confirm, preferences, unsubscribe, the archive."""

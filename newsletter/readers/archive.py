@@ -14,14 +14,15 @@ from flask import Response, abort, render_template, request, url_for
 from sqlalchemy import func
 from sqlmodel import select
 
-from newsletter.app import settings
 from newsletter.db import session_scope
+from newsletter.extensions import settings
+from newsletter.issues import states
 from newsletter.models import Issue, IssueRender
-from newsletter.readers import bp
+from newsletter.readers.views import bp
 from newsletter.rendering.issue import render_variant
 from newsletter.rendering.personalise import generic
 
-PUBLIC_STATUSES = ("sending", "paused", "sent")
+PUBLIC_STATUSES = sorted(states.PUBLIC)
 PER_PAGE = 25
 FEED_ENTRIES = 20
 ISSUE_CSP = (

@@ -8,7 +8,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from newsletter.db import session_scope
 from newsletter.models import SUBSCRIBER_STATUSES
+from newsletter.readers.csv_io import ImportFormatError, export_csv, import_csv
 
 
 @click.command("import")
@@ -19,7 +21,6 @@ def import_command(file: str, pending: bool):
     """Import readers from a CSV file with a header row: email,name,topics
     (topics separated by ; or |). Invalid lines are reported with their line
     numbers; valid lines are kept. Exits 1 when any line was rejected."""
-    from newsletter.readers.csv_io import ImportFormatError, import_csv
 
     settings = current_app.extensions["signal_settings"]
     try:
@@ -45,8 +46,6 @@ def import_command(file: str, pending: bool):
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only readers with this status.")
 def export_command(status: str | None):
     """Write all readers as CSV to stdout (with a status column)."""
-    from newsletter.db import session_scope
-    from newsletter.readers.csv_io import export_csv
 
     with session_scope() as session:
         export_csv(session, sys.stdout, status=status)

@@ -11,6 +11,7 @@ from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, ValidationError
 from wtforms.widgets import CheckboxInput, EmailInput, ListWidget
 
+from newsletter.extensions import settings
 from newsletter.readers import service
 
 
@@ -22,7 +23,6 @@ class TopicsField(SelectMultipleField):
 
 
 def _email_ok(form, field):
-    from newsletter.app import settings
 
     try:
         field.data = service.normalise_email(field.data, settings())

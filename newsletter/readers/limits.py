@@ -13,8 +13,7 @@ from __future__ import annotations
 from flask import request
 from flask_limiter.util import get_remote_address
 
-from newsletter.app import settings
-from newsletter.extensions import limiter
+from newsletter.extensions import limiter, settings
 
 
 def _ip_limit() -> str:

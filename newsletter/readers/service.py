@@ -17,22 +17,23 @@ JSON API, the CSV import and the editor all call them. Rules kept here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import clock
+from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
 from newsletter.db import session_scope
-from newsletter.delivery.fanout_guard import wait_for_fan_outs
+from newsletter.delivery.fanout import wait_for_fan_outs
+from newsletter.delivery.transactional import send_transactional
 from newsletter.delivery.transports import SendResult, Transport
-from newsletter.feedback.suppression import email_hash, suppress, suppression_reason
 from newsletter.models import Delivery, Event, Issue, OutboxMessage, Subscriber, Suppression, Tag
 from newsletter.readers import links
+from newsletter.suppression import email_hash, suppress, suppression_reason
 
 log = logging.getLogger("newsletter.readers")
 
@@ -40,58 +41,8 @@ CONSENT_TEXT = (
     "Send me GET THE SIGNAL, a weekly email about AI agents, at this address. "
     "I can unsubscribe at any time with the link at the bottom of every email."
 )
-MAX_ADDRESS_LENGTH = 320
-MAX_NAME_LENGTH = 200
 SOURCES = ("form", "api", "import", "editor")
 LEFT = ("unsubscribed", "bounced", "complained")  # statuses only the reader can undo
-
-
-class InvalidInput(ValueError):
-    """Bad input for one field; ``field`` names it for inline errors."""
-
-    field = "input"
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        if field:
-            self.field = field
-
-
-class InvalidAddress(InvalidInput):
-    field = "email"
-
-
-# --- validation ------------------------------------------------------------------
-
-
-def normalise_email(raw, settings) -> str:
-    """The canonical form of an address, or ``InvalidAddress`` saying why not."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidAddress("Enter your email address.")
-    value = raw.strip()
-    if len(value) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddress("This email address is too long.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidAddress("An email address cannot contain line breaks or control characters.")
-    try:
-        result = validate_email(value, check_deliverability=settings.check_deliverability, allow_smtputf8=True)
-    except EmailNotValidError as exc:
-        raise InvalidAddress(f"This is not a valid email address: {exc}") from None
-    return result.normalized.lower()
-
-
-def clean_name(raw) -> str:
-    """A display name safe for a From/To header: no line breaks, no control characters."""
-    if raw is None:
-        return ""
-    if not isinstance(raw, str):
-        raise InvalidInput("Your name must be text.", "name")
-    value = raw.strip()
-    if any(ord(c) < 32 or ord(c) == 127 or c in "\u2028\u2029" for c in value):
-        raise InvalidInput("Your name cannot contain line breaks or control characters.", "name")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"Your name can be at most {MAX_NAME_LENGTH} characters.", "name")
-    return value
 
 
 def split_topics(raw) -> list[str]:
@@ -147,10 +98,6 @@ class SubscribeOutcome:
     email: str
     subscriber_id: int | None = None
     mail: SendResult | None = None
-
-    @property
-    def confirmation_sent(self) -> bool:
-        return self.mail is not None and self.mail.ok
 
 
 @dataclass
@@ -261,7 +208,6 @@ def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> boo
 
 
 def send_confirmation(settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None) -> SendResult:
-    from newsletter.delivery.transactional import send_transactional
 
     return send_transactional(
         settings,
@@ -437,7 +383,6 @@ def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
 
 
 def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
-    from newsletter.delivery.transactional import send_transactional
 
     unsubscribe = links.unsubscribe_url(settings, who.subscriber_id)
     return send_transactional(
@@ -559,15 +504,3 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
         "issues_sent": [{"issue": n, "status": s, "sent_at": _iso(at)} for n, s, at in deliveries],
         "exported_at": _iso(clock.now()),
     }
-
-
-def iter_candidates(items: Iterable[Candidate], size: int) -> Iterable[list[Candidate]]:
-    """Chunks of ``size`` candidates (used to bound each import transaction)."""
-    chunk: list[Candidate] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from newsletter import tokens
-from newsletter.app import settings
 from newsletter.db import session_scope
-from newsletter.extensions import csrf
-from newsletter.feedback.suppression import suppression_reason
+from newsletter.extensions import csrf, settings
 from newsletter.models import Subscriber
-from newsletter.readers import bp, links, service
+from newsletter.readers import links, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
 from newsletter.readers.limits import subscribe_limits
+from newsletter.suppression import suppression_reason
 
-ONE_CLICK = "List-Unsubscribe=One-Click"
+bp = Blueprint("readers", __name__)
 
 
 def _tags():

@@ -43,10 +43,17 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from newsletter import clock
-from newsletter.db import get_engine
+from newsletter.content.feeds import poll_configured_feeds
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery.deliver import deliver
+from newsletter.delivery.queue import reclaim_expired_leases
+from newsletter.delivery.send import resume_unfinished
+from newsletter.feedback.mailbox import poll_bounce_mailbox
+from newsletter.issues import states
+from newsletter.issues.service import approve_issue, assemble_issue, issue_articles
 from newsletter.models import Event, Issue, JobRun, OutboxMessage, WebhookReplay
 from newsletter.scheduling import notices, runs, slots
 
@@ -58,8 +65,8 @@ WEEKLY_JOBS = (REVIEW, SEND)
 RETRY_AFTER = timedelta(minutes=5)  # a failed weekly job is tried again this often within the grace period
 EMPTY_RECHECK = timedelta(minutes=15)  # an empty review looks again for new articles this often
 MAX_MISSED = 52  # missed slots recorded one by one after downtime; older ones are summarised
-SENDABLE = ("approved", "scheduled")
-HANDLED = ("sending", "paused", "sent")
+SENDABLE = states.STARTABLE
+HANDLED = states.PUBLIC  # the send has started (or is over): nothing for the slot to do
 RETENTION_BATCH = 5000
 HOUSEKEEPING_KEEP = timedelta(days=2)  # JobRun rows of the periodic jobs are only kept briefly
 
@@ -172,7 +179,6 @@ def _hours(delta: timedelta) -> str:
 
 def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: str) -> list[str]:
     """Assemble (idempotent) and send the issue of ``slot`` if it may go out."""
-    from newsletter.issues.service import approve_issue, assemble_issue
 
     if previous != "started" and not runs.move(SEND, slot, expect=previous, state="started", detail="running"):
         return []  # somebody else moved it
@@ -189,16 +195,16 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         if issue.status in HANDLED:
             runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label} is already {issue.status}")
             return [f"{label}: {issue.label} already {issue.status}"]
-        if issue.status == "cancelled":
+        if issue.status == states.CANCELLED:
             runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label} was cancelled by an editor")
             return [f"{label}: {issue.label} cancelled"]
-        if issue.status == "scheduled" and issue.scheduled_for is not None and runs._aware(issue.scheduled_for) > now:
+        if issue.status == states.SCHEDULED and issue.scheduled_for is not None and runs._aware(issue.scheduled_for) > now:
             when = slots.describe(settings, runs._aware(issue.scheduled_for))
             runs.move(SEND, slot, expect="started", state="done",
                       detail=f"{issue.label} is scheduled for {when}: sent at that time, not at the slot")
             return [f"{label}: {issue.label} left to its scheduled time ({when})"]
         if issue.status not in SENDABLE and settings.auto_send:
-            issue = approve_issue(settings, issue.number, by="auto-send")
+            issue = approve_issue(issue.number, by="auto-send")
         if issue.status not in SENDABLE:
             runs.move(SEND, slot, expect="started", state="waiting",
                       detail=f"{issue.label} is {issue.status}: waiting for an editor's approval")
@@ -231,7 +237,7 @@ def _timed_cycle(settings, now: datetime, mode: Mode) -> list[str]:
     with get_engine().connect() as conn:
         due = conn.execute(
             select(t.number, t.scheduled_for)
-            .where(t.status == "scheduled", t.scheduled_for.is_not(None), t.scheduled_for <= now)
+            .where(t.status == states.SCHEDULED, t.scheduled_for.is_not(None), t.scheduled_for <= now)
             .order_by(t.scheduled_for, t.number)
         ).all()
     actions: list[str] = []
@@ -245,7 +251,7 @@ def scheduled_issues() -> list[tuple[int, datetime]]:
     t = Issue.__table__.c
     with get_engine().connect() as conn:
         rows = conn.execute(
-            select(t.number, t.scheduled_for).where(t.status == "scheduled", t.scheduled_for.is_not(None))
+            select(t.number, t.scheduled_for).where(t.status == states.SCHEDULED, t.scheduled_for.is_not(None))
             .order_by(t.scheduled_for, t.number)
         ).all()
     return [(number, runs._aware(when)) for number, when in rows]
@@ -292,12 +298,11 @@ def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[
     """Back to approved (one conditional UPDATE: one process reports it)."""
     t = Issue.__table__.c
     with get_engine().begin() as conn:
-        changed = conn.execute(
-            update(Issue.__table__)
-            .where(t.number == number, t.status == "scheduled", t.scheduled_for == when)
-            .values(status="approved", scheduled_for=None, updated_at=now)
-        ).rowcount
-    if changed != 1:
+        issue_id = conn.execute(select(t.id).where(t.number == number)).scalar()
+        changed = issue_id is not None and states.move(
+            conn, issue_id, states.UNSCHEDULE, where=t.scheduled_for == when, scheduled_for=None, updated_at=now
+        )
+    if not changed:
         return []
     late = _hours(now - when)
     log.warning("Issue %03d was scheduled for %s and is %s late: not sent", number, when.isoformat(), late)
@@ -309,32 +314,17 @@ def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[
 
 
 def _deliver(settings, number: int, mode: Mode) -> str:
-    """Start the send and, depending on the process, dispatch it here."""
-    from newsletter.delivery import pipeline
-
+    """Start the send (``deliver``) and, depending on the process, send it here."""
+    counts = deliver(settings, number, here=mode.dispatch)
     if settings.broker_url:
-        from newsletter.delivery.worker import get_sender
-
-        try:
-            issue = pipeline.start_send(settings, number)
-            issue_id = issue.id
-        except pipeline.AlreadySending:
-            issue_id = pipeline.issue_id_for(number)
-        get_sender(settings).enqueue_send(issue_id)
         return "handed to the workers"
     if not mode.dispatch:
-        try:
-            issue = pipeline.start_send(settings, number)
-        except pipeline.AlreadySending:
-            return "already sending"
-        return f"sending to {issue.recipients} readers (in-process sender)"
-    counts = pipeline.send_issue(settings, number)
+        return f"sending to {counts.total} readers (in-process sender)"
     return f"{counts.status}: {counts.sent} sent, {counts.failed} failed, {counts.skipped} skipped of {counts.total}"
 
 
 def _expire(settings, run: JobRun, now: datetime) -> list[str]:
     """Close an open row whose slot is over (or past its grace period)."""
-    from newsletter.models import Issue
 
     with get_engine().connect() as conn:
         row = conn.execute(select(Issue.__table__.c.number, Issue.__table__.c.status)
@@ -375,8 +365,6 @@ def _review_cycle(settings, now: datetime) -> list[str]:
 
 
 def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> list[str]:
-    from newsletter.db import session_scope
-    from newsletter.issues.service import assemble_issue, issue_articles
 
     if previous != "started" and not runs.move(REVIEW, slot, expect=previous, state="started", detail="running"):
         return []
@@ -409,18 +397,15 @@ def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> li
 
 
 def _resume(settings, mode: Mode) -> str:
-    from newsletter.delivery import pipeline
-
-    reclaimed = pipeline.reclaim_expired_leases(settings)
-    sending = pipeline.resume_unfinished(settings)
+    reclaimed = reclaim_expired_leases(settings)
+    sending = resume_unfinished(settings)
     if sending and mode.dispatch and not settings.broker_url:
         for number in sending:
-            pipeline.send_issue(settings, number)
+            deliver(settings, number, here=True)
     return f"{reclaimed} leases reclaimed; sending: {', '.join(map(str, sending)) or 'none'}"
 
 
 def _feeds(settings, mode: Mode) -> str:
-    from newsletter.content.feeds import poll_configured_feeds
 
     results = poll_configured_feeds(settings)
     return "; ".join(
@@ -429,7 +414,6 @@ def _feeds(settings, mode: Mode) -> str:
 
 
 def _bounces(settings, mode: Mode) -> str:
-    from newsletter.feedback.mailbox import poll_bounce_mailbox
 
     return f"{poll_bounce_mailbox(settings)} bounces and complaints recorded"
 

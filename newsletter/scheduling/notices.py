@@ -14,6 +14,7 @@ import logging
 from sqlalchemy import select
 
 from newsletter.db import get_engine
+from newsletter.delivery.transactional import send_transactional
 from newsletter.models import Editor
 from newsletter.scheduling import slots
 
@@ -33,7 +34,6 @@ def preview_url(settings, number: int) -> str:
 
 def notify(settings, template: str, subject: str, **context) -> int:
     """Send one notice to every editor; returns how many were accepted."""
-    from newsletter.delivery.transactional import send_transactional
 
     recipients = editor_addresses(settings)
     if not recipients:
