@@ -29,7 +29,7 @@ def main() -> None:
     from sqlalchemy import func, select, text
 
     from newsletter.db import is_sqlite, session_scope
-    from newsletter.delivery import pipeline
+    from newsletter.delivery import fanout
     from newsletter.models import Delivery
 
     url, work = make_database(args.database_url)
@@ -47,17 +47,17 @@ def main() -> None:
             )
         started = time.perf_counter()
         with session_scope() as session:
-            inserted = pipeline.fan_out(session, issue_id)
+            inserted = fanout.fan_out(session, issue_id)
         fan_out = time.perf_counter() - started
         with session_scope() as session:
             rows = session.execute(select(func.count()).select_from(Delivery)).scalar()
         started = time.perf_counter()
         with session_scope() as session:
-            again = pipeline.fan_out(session, issue_id)
+            again = fanout.fan_out(session, issue_id)
         rerun = time.perf_counter() - started
         started = time.perf_counter()
         with session_scope() as session:
-            second = pipeline.fan_out(session, second_id)
+            second = fanout.fan_out(session, second_id)
         next_issue = time.perf_counter() - started
         backend = "SQLite" if is_sqlite() else "PostgreSQL"
         target = 20 if is_sqlite() else 10

@@ -31,9 +31,9 @@ from newsletter.app import create_app  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.feedback.mailbox import process_message  # noqa: E402
 from newsletter.feedback.stats import issue_outcomes  # noqa: E402
-from newsletter.feedback.suppression import email_hash  # noqa: E402
 from newsletter.feedback.verp import verp_address  # noqa: E402
 from newsletter.models import Delivery, Issue, Subscriber  # noqa: E402
+from newsletter.suppression import email_hash  # noqa: E402
 
 MG_KEY = "key-bench"
 

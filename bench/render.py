@@ -72,7 +72,7 @@ def setup(tmp: Path):
         }
         for n in range(30)
     ]
-    upsert_articles(settings, items, "api")
+    upsert_articles(items, "api")
     issue = assemble_issue(settings).issue
     return settings, issue
 

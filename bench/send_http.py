@@ -58,11 +58,11 @@ class Endpoint(BaseHTTPRequestHandler):
 
 
 def build_messages(settings, count: int):
+    from newsletter.delivery.batch import Renders
     from newsletter.delivery.messages import build_issue_message
-    from newsletter.delivery.pipeline import _Renders
     from newsletter.rendering.personalise import personalise
 
-    renders = _Renders(settings)
+    renders = Renders(settings)
     issue, _ = renders.issue(1)
     render = renders.render(1, "")
     out = []

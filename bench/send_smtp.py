@@ -51,7 +51,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from newsletter.delivery import pipeline
+    from newsletter.delivery import send
+    from newsletter.delivery.deliver import run_senders
     from newsletter.delivery.dkim import generate_key
 
     url, work = make_database(args.database_url)
@@ -74,11 +75,11 @@ def main() -> None:
         make_issue(settings, 1)
         add_readers(args.count)
         started = time.perf_counter()
-        issue = pipeline.start_send(settings, 1)
+        issue = send.start_send(settings, 1)
         frozen = time.perf_counter()
         cpu_before, sink_before = _cpu_seconds(), sink.cpu_seconds()
-        stats = pipeline.run_pool(settings, issue.id)
-        pipeline.finish_issue(settings, issue.id)
+        stats = run_senders(settings, issue.id)
+        send.finish_issue(issue.id)
         ours = stats.sent / (time.perf_counter() - frozen)
         cpu = (_cpu_seconds() - cpu_before) / max(1, stats.sent) * 1000
         sink_cpu = (sink.cpu_seconds() - sink_before) / max(1, stats.sent) * 1000
@@ -114,15 +115,16 @@ def _average_size(settings, issue_id: int) -> int:
     from sqlalchemy import select
 
     from newsletter.db import session_scope
+    from newsletter.delivery.batch import Renders
     from newsletter.delivery.messages import build_issue_message
-    from newsletter.delivery.pipeline import Claimed, _Renders
+    from newsletter.delivery.queue import Claimed
     from newsletter.models import Delivery
     from newsletter.rendering.personalise import personalise
 
     with session_scope() as session:
         row = session.scalars(select(Delivery).where(Delivery.issue_id == issue_id).limit(1)).one()
         claimed = Claimed(row.id, row.issue_id, row.subscriber_id, row.email, row.topics, 1, "Reader")
-    renders = _Renders(settings)
+    renders = Renders(settings)
     issue, _ = renders.issue(issue_id)
     personal = personalise(
         renders.render(issue_id, ""), settings, subscriber_id=claimed.subscriber_id, name="Reader"

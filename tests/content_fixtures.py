@@ -53,7 +53,7 @@ def article(n: int, tags, *, at: datetime | None = None, **extra) -> dict:
 
 
 def add_articles(settings, items) -> list[int]:
-    report = upsert_articles(settings, items, "api")
+    report = upsert_articles(items, "api")
     assert not report.errors, report.errors
     return report.ids
 

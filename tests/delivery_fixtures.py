@@ -10,8 +10,8 @@ from sqlalchemy import insert, select
 
 from newsletter import clock
 from newsletter.db import init_engine, session_scope
-from newsletter.feedback.suppression import email_hash
 from newsletter.models import Article, ArticleTag, Delivery, Issue, IssueArticle, Subscriber, Tag
+from newsletter.suppression import email_hash
 
 
 def make_issue(settings, number: int = 1, status: str = "approved", *, subject: str = "") -> int:

@@ -106,7 +106,7 @@ def seed_articles(settings, count_per_section: int = 2, extra_title: str = "") -
             )
     if extra_title:
         items.append({"url": "https://example.org/xss", "title": extra_title, "published_at": when, "tags": ["agents"]})
-    report = upsert_articles(settings, items, "api")
+    report = upsert_articles(items, "api")
     assert not report.errors, report.errors
     with session_scope() as s:
         for position, slug in enumerate(("agents", "ethics")):
@@ -126,8 +126,8 @@ def seed_issue(settings, **kw) -> int:
 
 def add_subscriber(email: str, status: str = "active", topics: str = "", name: str = "") -> int:
     from newsletter import clock
-    from newsletter.feedback.suppression import email_hash
     from newsletter.models import Subscriber
+    from newsletter.suppression import email_hash
 
     with session_scope() as s:
         row = Subscriber(email=email, email_hash=email_hash(email), status=status, topics=topics, name=name,

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from newsletter import clock, db
-from newsletter.feedback.suppression import email_hash
 from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.suppression import email_hash
 
 
 def make_subscriber(email: str, status: str = "active", **fields) -> int:

@@ -75,7 +75,7 @@ def test_an_article_is_never_in_two_issues_but_returns_after_a_cancel(content_se
     add_articles(settings, [article(1, "data")])
     first = assemble_issue(settings).issue
     # Backdate the window so the same article would be eligible again.
-    service.cancel_issue(settings, first.number)
+    service.cancel_issue(first.number)
     again = assemble_issue(settings).issue
     assert again.number == first.number + 1  # numbers are never reused
     assert _articles_of(again.number) == [("Article 1", "data")]
@@ -169,7 +169,7 @@ def test_assembling_twice_for_the_same_slot_makes_one_draft(content_settings):
     slot = T0 + timedelta(days=1)
     add_articles(settings, [article(1, "data")])
     first = assemble_issue(settings, slot_at=slot)
-    service.approve_issue(settings, first.issue.number, "ed@example.org")
+    service.approve_issue(first.issue.number, "ed@example.org")
     second = assemble_issue(settings, slot_at=slot)
     assert second.issue.id == first.issue.id and not second.created
     with session_scope() as session:
@@ -189,25 +189,25 @@ def test_edit_theme_retitles_and_withdraws_approval(content_settings):
     settings = content_settings.default
     add_articles(settings, [article(1, "data")])
     issue = assemble_issue(settings).issue
-    service.approve_issue(settings, issue.number, "ed@example.org")
-    edited = service.update_issue(settings, issue.number, theme="Signals from the data desk", intro="Hello **all**")
+    service.approve_issue(issue.number, "ed@example.org")
+    edited = service.update_issue(issue.number, theme="Signals from the data desk", intro="Hello **all**")
     assert edited.title == "Issue 001: Signals from the data desk" and edited.subject == edited.title
     assert edited.status == "draft" and edited.approved_at is None
     with pytest.raises(IssueError):
-        service.update_issue(settings, issue.number, theme="x" * 201)
+        service.update_issue(issue.number, theme="x" * 201)
     with pytest.raises(IssueError):
-        service.update_issue(settings, issue.number, status="sent")
+        service.update_issue(issue.number, status="sent")
 
 
 def test_set_articles_validates_and_reorders(content_settings):
     settings = content_settings.default
     ids = add_articles(settings, [article(1, "data"), article(2, "research")])
     issue = assemble_issue(settings).issue
-    service.set_issue_articles(settings, issue.number, [(ids[1], "research"), (ids[0], "ai-agents")])
+    service.set_issue_articles(issue.number, [(ids[1], "research"), (ids[0], "ai-agents")])
     assert _articles_of(issue.number) == [("Article 2", "research"), ("Article 1", "ai-agents")]
     for bad in ([(ids[0], "nope")], [(999, "data")], [(ids[0], "data"), (ids[0], "data")]):
         with pytest.raises(IssueError):
-            service.set_issue_articles(settings, issue.number, bad)
+            service.set_issue_articles(issue.number, bad)
     assert len(_articles_of(issue.number)) == 2  # a refused edit changes nothing
 
 
@@ -217,9 +217,9 @@ def test_cancel_only_before_sending(content_settings):
     issue = assemble_issue(settings).issue
     mark_sent(issue.number)
     with pytest.raises(IssueError):
-        service.cancel_issue(settings, issue.number)
+        service.cancel_issue(issue.number)
     with pytest.raises(service.IssueNotFound):
-        service.approve_issue(settings, 999, "x")
+        service.approve_issue(999, "x")
 
 
 def test_issue_articles_table_has_positions(content_settings):

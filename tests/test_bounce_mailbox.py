@@ -19,9 +19,9 @@ from sqlmodel import select
 
 from newsletter import clock, db
 from newsletter.feedback.mailbox import parse_mailbox_url, poll_bounce_mailbox
-from newsletter.feedback.suppression import is_suppressed
 from newsletter.feedback.verp import verp_address
 from newsletter.models import Event, Subscriber
+from newsletter.suppression import is_suppressed
 from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
 from tests.helpers import require
 

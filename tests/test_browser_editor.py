@@ -232,7 +232,7 @@ def test_import_csv_with_hostile_lines(page, live_server_factory, make_app, scre
 
 
 def test_outbox_viewer(page, live_server_factory, make_app, screenshot):
-    from newsletter.delivery.transports.base import OutgoingMessage
+    from newsletter.delivery.message import OutgoingMessage
     from newsletter.delivery.transports.outbox import OutboxTransport
 
     server, _ = start(live_server_factory, make_app)

@@ -57,15 +57,14 @@ def test_markdown_raw_html_is_shown_as_text_and_links_are_filtered():
 
 
 def test_upsert_is_idempotent_by_external_id_and_url(content_settings):
-    settings = content_settings.default
-    first = upsert_articles(settings, [article(1, ["data", "New Topic"]), article(2, "data")], "api")
+    first = upsert_articles([article(1, ["data", "New Topic"]), article(2, "data")], "api")
     assert (first.created, first.updated, first.errors) == (2, 0, [])
-    again = upsert_articles(settings, [article(1, ["data"], title="Renamed"), article(2, "data")], "api")
+    again = upsert_articles([article(1, ["data"], title="Renamed"), article(2, "data")], "api")
     assert (again.created, again.updated) == (0, 2)
     by_url = upsert_articles(
-        settings, [{"url": "https://EXAMPLE.com/posts/3?utm_source=x#frag", "title": "No id", "tags": ["data"]}], "api"
+        [{"url": "https://EXAMPLE.com/posts/3?utm_source=x#frag", "title": "No id", "tags": ["data"]}], "api"
     )
-    same = upsert_articles(settings, [{"url": "https://example.com/posts/3", "title": "No id again"}], "api")
+    same = upsert_articles([{"url": "https://example.com/posts/3", "title": "No id again"}], "api")
     assert by_url.created == 1 and same.updated == 1 and same.ids == by_url.ids
     with session_scope() as session:
         assert len(session.exec(select(Article)).all()) == 3
@@ -78,9 +77,7 @@ def test_upsert_is_idempotent_by_external_id_and_url(content_settings):
 
 
 def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
-    settings = content_settings.default
     report = upsert_articles(
-        settings,
         [
             article(1, "data"),
             {"title": "", "url": "javascript:alert(1)"},
@@ -99,10 +96,9 @@ def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
 
 
 def test_hostile_text_is_stored_harmlessly(content_settings):
-    settings = content_settings.default
     hostile = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
     report = upsert_articles(
-        settings, [article(1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x")], "api"
+        [article(1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x")], "api"
     )
     assert report.created == 1
     with session_scope() as session:

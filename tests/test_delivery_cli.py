@@ -11,7 +11,8 @@ from collections import Counter
 import pytest
 
 from newsletter.db import init_engine
-from newsletter.delivery import pipeline
+from newsletter.delivery import send
+from newsletter.delivery.deliver import deliver
 from newsletter.delivery.ratelimit import RedisTokenBucket, TokenBucket
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
 from tests.helpers import require
@@ -73,7 +74,7 @@ def test_pause_resume_cancel_commands(cli, make_settings):
     settings = make_settings()
     make_issue(settings, 1)
     add_subscribers(settings, 3)
-    pipeline.start_send(settings, 1)
+    send.start_send(settings, 1)
     assert cli("issue", "pause", "1").exit_code == 0
     paused = cli("issue", "send", "1", "--yes")
     assert paused.exit_code == 3 and "resume" in paused.output
@@ -121,7 +122,7 @@ def test_esp_answering_429_slows_the_send_down_and_everything_arrives(make_setti
         init_engine(settings.database_url)
         make_issue(settings, 1)
         add_subscribers(settings, 250)
-        counts = pipeline.send_issue(settings, 1)
+        counts = deliver(settings, 1, here=True)
     finally:
         server.close()
     assert (counts.status, counts.sent, counts.failed) == ("sent", 250, 0)

@@ -11,7 +11,7 @@ import threading
 from sqlalchemy import inspect, select
 
 from newsletter.db import get_engine, init_engine, session_scope
-from newsletter.delivery import pipeline
+from newsletter.delivery import fanout, send
 from newsletter.models import Delivery, Subscriber
 from newsletter.readers import service
 from tests.delivery_fixtures import add_subscribers, deliveries, make_issue
@@ -31,9 +31,9 @@ def test_the_unique_constraint_serves_lookups_by_reader_and_fan_out_is_idempoten
     issue_id = make_issue(settings, 1)
     add_subscribers(settings, 5)
     with session_scope() as session:
-        assert pipeline.fan_out(session, issue_id) == 5
+        assert fanout.fan_out(session, issue_id) == 5
     with session_scope() as session:
-        assert pipeline.fan_out(session, issue_id) == 0  # ON CONFLICT (issue_id, subscriber_id) DO NOTHING
+        assert fanout.fan_out(session, issue_id) == 0  # ON CONFLICT (issue_id, subscriber_id) DO NOTHING
     assert len(deliveries(settings, issue_id)) == 5
 
 
@@ -42,7 +42,7 @@ def test_erase_removes_only_that_readers_delivery_rows(settings):
     ids = add_subscribers(settings, 3)
     for issue_id in (first, second):
         with session_scope() as session:
-            pipeline.fan_out(session, issue_id)
+            fanout.fan_out(session, issue_id)
     _erase(ids[1])
     with session_scope() as session:
         left = session.execute(select(Delivery.issue_id, Delivery.subscriber_id, Delivery.email)).all()
@@ -62,7 +62,7 @@ def test_an_erasure_during_a_fan_out_leaves_no_row_for_the_erased_reader(setting
     def fan_out_and_wait() -> None:
         try:
             with session_scope() as session:
-                pipeline.fan_out(session, issue_id)
+                fanout.fan_out(session, issue_id)
                 fanned_out.set()
                 commit.wait(30)  # the fan-out's transaction stays open while the erasure starts
         except BaseException as exc:  # reported by the assertion below
@@ -96,8 +96,8 @@ def test_an_erasure_during_a_fan_out_leaves_no_row_for_the_erased_reader(setting
 def test_cancel_keeps_the_rows_and_says_why(settings):
     issue_id = make_issue(settings, 1)
     add_subscribers(settings, 3)
-    pipeline.start_send(settings, 1)
-    pipeline.cancel_sending(settings, 1)
+    send.start_send(settings, 1)
+    send.cancel_sending(1)
     rows = deliveries(settings, issue_id)
     assert len(rows) == 3
     assert {(r.status, r.last_error) for r in rows} == {("skipped", "issue cancelled")}

@@ -10,9 +10,10 @@ import dkim
 import pytest
 
 from newsletter.delivery.dkim import DkimSigner, generate_key
+from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.messages import build_issue_message
-from newsletter.delivery.mime import HeaderInjectionError
-from newsletter.delivery.transports import OutgoingMessage, make_transport
+from newsletter.delivery.transports import make_transport
+from newsletter.mail_encoding import HeaderInjectionError
 from newsletter.rendering.personalise import Personalised
 
 
@@ -293,13 +294,13 @@ def test_pre_encoded_templates_decode_to_exactly_the_filled_body(parts):
     import base64
     import itertools
 
-    from newsletter.delivery import mime
+    from newsletter import mail_encoding as mime
 
     qp, b64 = mime.QuotedPrintableTemplate(parts), mime.Base64Template(parts)
     slots = len(parts) // 2
     for values in itertools.product(TEMPLATE_VALUES, repeat=slots):
         filled = "".join(p if i % 2 == 0 else values[i // 2] for i, p in enumerate(parts))
-        assert qp.encode(list(values)) == mime._qp(filled)
+        assert qp.encode(list(values)) == mime.encode_qp(filled)
         encoded = b64.encode(list(values))
         lines = encoded.split(b"\r\n")
         assert lines[-1] == b"" and all(0 < len(line) <= 76 for line in lines[:-1])
@@ -307,7 +308,7 @@ def test_pre_encoded_templates_decode_to_exactly_the_filled_body(parts):
 
 
 def test_quoted_printable_template_refuses_a_value_with_a_line_break():
-    from newsletter.delivery import mime
+    from newsletter import mail_encoding as mime
 
     with pytest.raises(ValueError, match="line break"):
         mime.QuotedPrintableTemplate(["Hi ", "", "\n"]).encode(["Ana\r\nBcc: x@example.org"])

@@ -15,9 +15,10 @@ from sqlalchemy import event, select
 
 from newsletter import clock
 from newsletter.db import get_engine, init_engine, session_scope
-from newsletter.delivery import pipeline
-from newsletter.feedback.suppression import is_suppressed, suppress
+from newsletter.delivery import dispatch, fanout, queue, send
+from newsletter.delivery.deliver import deliver
 from newsletter.models import Delivery, Subscriber
+from newsletter.suppression import is_suppressed, suppress
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue, subscriber
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -59,7 +60,7 @@ def test_fan_out_is_one_insert_select_of_active_unsuppressed_readers(sending_set
 
     event.listen(get_engine(), "before_cursor_execute", count)
     try:
-        issue = pipeline.start_send(settings, 1)
+        issue = send.start_send(settings, 1)
     finally:
         event.remove(get_engine(), "before_cursor_execute", count)
     assert len(statements) == 1 and "SELECT" in statements[0].upper(), "fan-out must be one INSERT … SELECT"
@@ -72,7 +73,7 @@ def test_fan_out_is_one_insert_select_of_active_unsuppressed_readers(sending_set
     assert by_status(rows) == {"pending": 13}
     # running the fan-out again adds nothing (unique issue × subscriber, ON CONFLICT DO NOTHING)
     with session_scope() as session:
-        assert pipeline.fan_out(session, issue_id) == 0
+        assert fanout.fan_out(session, issue_id) == 0
     assert len(deliveries(settings, issue_id)) == 13
 
 
@@ -86,9 +87,9 @@ def test_exactly_one_of_many_concurrent_starts_wins(sending_settings):
     def start():
         barrier.wait()
         try:
-            pipeline.start_send(settings, 1)
+            send.start_send(settings, 1)
             outcomes.append("won")
-        except pipeline.AlreadySending:
+        except send.AlreadySending:
             outcomes.append("already")
 
     threads = [threading.Thread(target=start) for _ in range(4)]
@@ -103,10 +104,10 @@ def test_exactly_one_of_many_concurrent_starts_wins(sending_settings):
 def test_draft_and_sent_issues_cannot_start(sending_settings):
     settings = sending_settings()
     make_issue(settings, 1, status="draft")
-    with pytest.raises(pipeline.NotSendable):
-        pipeline.start_send(settings, 1)
-    with pytest.raises(pipeline.UnknownIssue):
-        pipeline.start_send(settings, 99)
+    with pytest.raises(send.NotSendable):
+        send.start_send(settings, 1)
+    with pytest.raises(send.UnknownIssue):
+        send.start_send(settings, 99)
 
 
 def test_end_to_end_every_reader_gets_one_message_and_one_click_unsubscribes_only_them(
@@ -120,7 +121,7 @@ def test_end_to_end_every_reader_gets_one_message_and_one_click_unsubscribes_onl
     add_subscribers(settings, 10, prefix="agents", topics="agents")
     add_subscribers(settings, 5, prefix="pending", status="pending")
 
-    counts = pipeline.send_issue(settings, 1)
+    counts = deliver(settings, 1, here=True)
 
     assert (counts.status, counts.sent, counts.failed, counts.skipped, counts.total) == ("sent", 50, 0, 0, 50)
     received = smtp_server.wait_for(50)
@@ -191,8 +192,8 @@ def test_temporary_refusals_are_retried_with_backoff_until_delivered(sending_set
         return None
 
     smtp_server.respond = respond
-    issue = pipeline.start_send(settings, 1)
-    stats = pipeline.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
+    issue = send.start_send(settings, 1)
+    stats = dispatch.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
     assert stats.sent == 9 and stats.retried == 3
     rows = {r.email: r for r in deliveries(settings)}
     for address in ("reader1@example.org", "reader2@example.org", "reader3@example.org"):
@@ -202,17 +203,17 @@ def test_temporary_refusals_are_retried_with_backoff_until_delivered(sending_set
         delay = (row.next_attempt_at - T0).total_seconds()
         assert 5 <= delay <= 10, "first retry after base/2..base seconds (jitter)"
     # nothing is due yet: a second pass sends nothing
-    assert pipeline.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False).sent == 0
+    assert dispatch.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False).sent == 0
     clock.advance(timedelta(seconds=11))
-    second = pipeline.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
+    second = dispatch.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
     assert second.retried == 3  # still refused: second attempt, longer backoff
     row = {r.email: r for r in deliveries(settings)}["reader1@example.org"]
     assert row.attempts == 2 and 10 <= (row.next_attempt_at - clock.now()).total_seconds() <= 20
     refusing["on"] = False
     clock.advance(timedelta(seconds=21))
-    third = pipeline.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
+    third = dispatch.dispatch(settings, issue_id=issue.id, worker_id="w1", wait=False)
     assert third.sent == 3 and third.stopped_because == "done"
-    assert pipeline.finish_issue(settings, issue.id)
+    assert send.finish_issue(issue.id)
     assert by_status(deliveries(settings)) == {"sent": 12}
     assert Counter(m.to for m in smtp_server.messages)["reader1@example.org"] == 1
     assert tries["reader1@example.org"] == 3
@@ -230,7 +231,7 @@ def test_permanent_refusals_bounce_suppress_and_are_never_retried(sending_settin
         return "550 5.1.1 no such mailbox" if rcpt in ("reader0@example.org", "reader4@example.org") else None
 
     smtp_server.respond = respond
-    counts = pipeline.send_issue(settings, 1)
+    counts = deliver(settings, 1, here=True)
     assert (counts.sent, counts.failed, counts.status) == (4, 2, "sent")
     rows = {r.email: r for r in deliveries(settings)}
     assert rows["reader0@example.org"].status == "failed"
@@ -242,11 +243,11 @@ def test_permanent_refusals_bounce_suppress_and_are_never_retried(sending_settin
         assert not is_suppressed(session, "reader1@example.org")
     clock.advance(timedelta(days=1))
     issue_id = issue_row(settings, 1).id
-    assert pipeline.dispatch(settings, issue_id=issue_id, worker_id="w2", wait=False).claimed == 0
+    assert dispatch.dispatch(settings, issue_id=issue_id, worker_id="w2", wait=False).claimed == 0
     assert tries["reader0@example.org"] == 1, "a permanent failure is never retried"
     # and the next issue does not even try the bounced reader
     make_issue(settings, 2)
-    assert pipeline.start_send(settings, 2).recipients == 4
+    assert send.start_send(settings, 2).recipients == 4
 
 
 def test_transient_failures_give_up_after_max_attempts_with_the_reason(sending_settings, smtp_server):
@@ -255,27 +256,27 @@ def test_transient_failures_give_up_after_max_attempts_with_the_reason(sending_s
     make_issue(settings, 1)
     add_subscribers(settings, 3)
     smtp_server.respond = lambda rcpt: "452 4.2.2 mailbox full" if rcpt == "reader1@example.org" else None
-    issue = pipeline.start_send(settings, 1)
+    issue = send.start_send(settings, 1)
     for _ in range(4):
-        pipeline.dispatch(settings, issue_id=issue.id, worker_id="w", wait=False)
+        dispatch.dispatch(settings, issue_id=issue.id, worker_id="w", wait=False)
         clock.advance(timedelta(hours=1))
     row = {r.email: r for r in deliveries(settings)}["reader1@example.org"]
     assert (row.status, row.attempts) == ("failed", 3)
     assert row.last_error.startswith("gave up after 3 attempts: 452")
     assert subscriber(settings, "reader1@example.org").status == "active", "a full mailbox is not a bounce"
-    assert pipeline.finish_issue(settings, issue.id)
+    assert send.finish_issue(issue.id)
 
 
 def test_readers_who_leave_after_fan_out_are_skipped_with_the_reason(sending_settings, smtp_server):
     settings = sending_settings()
     make_issue(settings, 1)
     add_subscribers(settings, 5)
-    pipeline.start_send(settings, 1)
+    send.start_send(settings, 1)
     with session_scope() as session:
         gone = session.scalars(select(Subscriber).where(Subscriber.email == "reader1@example.org")).one()
         gone.status = "unsubscribed"
         suppress(session, "reader3@example.org", "complaint")
-    counts = pipeline.send_issue(settings, 1)
+    counts = deliver(settings, 1, here=True)
     assert (counts.sent, counts.skipped, counts.failed, counts.status) == (3, 2, 0, "sent")
     rows = {r.email: r for r in deliveries(settings)}
     assert rows["reader1@example.org"].last_error == "subscriber unsubscribed since fan-out"
@@ -293,14 +294,14 @@ def test_an_expired_lease_is_reclaimed_so_a_dead_worker_loses_nothing(sending_se
     clock.set(T0)
     make_issue(settings, 1)
     add_subscribers(settings, 8)
-    issue = pipeline.start_send(settings, 1)
-    claimed = pipeline.claim_batch(settings, "dead-worker", 3, issue.id)  # …and then the worker dies
+    issue = send.start_send(settings, 1)
+    claimed = queue.claim_batch(settings, "dead-worker", 3, issue.id)  # …and then the worker dies
     assert len(claimed) == 3
-    first = pipeline.dispatch(settings, issue_id=issue.id, worker_id="alive", wait=False)
+    first = dispatch.dispatch(settings, issue_id=issue.id, worker_id="alive", wait=False)
     assert first.sent == 5 and first.stopped_because == "waiting"
     assert by_status(deliveries(settings)) == {"sent": 5, "sending": 3}
     clock.advance(timedelta(seconds=61))
-    second = pipeline.dispatch(settings, issue_id=issue.id, worker_id="alive", wait=False)
+    second = dispatch.dispatch(settings, issue_id=issue.id, worker_id="alive", wait=False)
     assert second.sent == 3
     rows = deliveries(settings)
     assert by_status(rows) == {"sent": 8}
@@ -312,16 +313,16 @@ def test_pause_resume_and_cancel_mid_send(sending_settings, smtp_server):
     settings = sending_settings()
     make_issue(settings, 1)
     add_subscribers(settings, 6)
-    issue = pipeline.start_send(settings, 1)
-    pipeline.pause_issue(settings, 1)
-    stats = pipeline.dispatch(settings, issue_id=issue.id, worker_id="w", wait=False)
+    issue = send.start_send(settings, 1)
+    send.pause_issue(1)
+    stats = dispatch.dispatch(settings, issue_id=issue.id, worker_id="w", wait=False)
     assert stats.sent == 0 and stats.stopped_because == "paused"
-    with pytest.raises(pipeline.NotSendable):
-        pipeline.pause_issue(settings, 1)
-    pipeline.resume_issue(settings, 1)
+    with pytest.raises(send.NotSendable):
+        send.pause_issue(1)
+    send.resume_issue(1)
     size_one = sending_settings(send_rate=1)  # batches of one second's worth = 1 message
-    pipeline.claim_batch(size_one, "w", 2, issue.id)  # two rows on the wire
-    cancelled = pipeline.cancel_sending(settings, 1)
+    queue.claim_batch(size_one, "w", 2, issue.id)  # two rows on the wire
+    cancelled = send.cancel_sending(1)
     assert cancelled.status == "cancelled"
     rows = deliveries(settings)
     assert by_status(rows) == {"skipped": 4, "sending": 2}
@@ -334,7 +335,7 @@ def test_send_rate_limits_batches(sending_settings, smtp_server):
     make_issue(settings, 1)
     add_subscribers(settings, 60)
     started = datetime.now(UTC)
-    counts = pipeline.send_issue(settings, 1)
+    counts = deliver(settings, 1, here=True)
     elapsed = (datetime.now(UTC) - started).total_seconds()
     assert counts.sent == 60
     assert elapsed >= 0.2, "60 messages at 50/s with a one-second burst need at least 0.2 s"
@@ -345,12 +346,12 @@ def test_resume_unfinished_finishes_or_reports_sending_issues(sending_settings):
     make_issue(settings, 1)
     make_issue(settings, 2)
     add_subscribers(settings, 2)
-    pipeline.start_send(settings, 1)
-    pipeline.start_send(settings, 2)
+    send.start_send(settings, 1)
+    send.start_send(settings, 2)
     with session_scope() as session:  # issue 2's rows were all sent before a crash
         for row in session.scalars(select(Delivery).where(Delivery.issue_id == issue_row(settings, 2).id)):
             row.status = "sent"
-    assert pipeline.resume_unfinished(settings) == [1]
+    assert send.resume_unfinished(settings) == [1]
     assert issue_row(settings, 2).status == "sent"
 
 
@@ -360,7 +361,7 @@ def test_background_runner_resumes_an_unfinished_send(sending_settings, smtp_ser
     settings = sending_settings()
     make_issue(settings, 1)
     add_subscribers(settings, 9)
-    pipeline.start_send(settings, 1)  # …and the process that started it went away
+    send.start_send(settings, 1)  # …and the process that started it went away
     assert Runner(settings).tick() == 9
     assert issue_row(settings, 1).status == "sent"
     assert len(smtp_server.wait_for(9)) == 9

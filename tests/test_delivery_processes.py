@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from newsletter.config import ConfigError, load_settings
 from newsletter.db import init_engine, session_scope
-from newsletter.delivery import pipeline, processes
+from newsletter.delivery import dispatch, processes, send
+from newsletter.delivery.deliver import deliver
 from newsletter.models import OutboxMessage
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
 
@@ -41,7 +42,7 @@ def test_two_processes_send_every_reader_exactly_once(make_settings, smtp_server
     add_subscribers(settings, 5, prefix="left", status="unsubscribed")
     batches = []
 
-    counts = pipeline.send_issue(settings, 1, progress=lambda start, batch: batches.append(batch.sent))
+    counts = deliver(settings, 1, here=True, progress=lambda start, batch: batches.append(batch.sent))
 
     assert (counts.status, counts.sent, counts.failed, counts.skipped) == ("sent", 120, 0, 0)
     received = smtp_server.wait_for(120)
@@ -65,7 +66,7 @@ def test_forked_children_share_the_queue(make_settings, monkeypatch):
     add_subscribers(settings, 60)
     monkeypatch.setattr(processes, "_context", lambda: multiprocessing.get_context("fork"))
 
-    counts = pipeline.send_issue(settings, 1)
+    counts = deliver(settings, 1, here=True)
 
     assert (counts.status, counts.sent) == ("sent", 60)
     with session_scope() as session:
@@ -77,11 +78,11 @@ def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
     init_engine(settings.database_url)
     make_issue(settings, 1)
     add_subscribers(settings, 400)
-    issue = pipeline.start_send(settings, 1)
+    issue = send.start_send(settings, 1)
     stop = threading.Event()
 
     # 40 a second split over two children: stop as soon as the first batch is reported
-    stats = pipeline.run_pool(settings, issue.id, stop=stop, on_batch=lambda batch: stop.set())
+    stats = dispatch.run_pool(settings, issue.id, stop=stop, on_batch=lambda batch: stop.set())
 
     assert 0 < stats.sent < 400, "stopped part-way"
     rows = deliveries(settings, issue.id)

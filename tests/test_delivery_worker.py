@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from newsletter.db import init_engine
-from newsletter.delivery import pipeline
+from newsletter.delivery import send
 from tests.delivery_fixtures import add_subscribers, issue_row, make_issue
 from tests.helpers import require
 
@@ -50,7 +50,7 @@ def test_dramatiq_workers_send_every_message_once(make_settings, smtp_server, re
     )
     thread.start()
     try:
-        issue = pipeline.start_send(settings, 1)
+        issue = send.start_send(settings, 1)
         worker.get_sender(settings).enqueue_send(issue.id)
         smtp_server.wait_for(120, timeout=60)
         for _ in range(200):

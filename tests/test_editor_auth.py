@@ -33,7 +33,7 @@ def test_passwords_are_argon2id_and_verify(app):
         row = s.exec(select(Editor)).one()
     assert row.password_hash.startswith("$argon2id$")
     assert "long enough password" not in row.password_hash
-    assert service.authenticate(app.extensions["signal_settings"], "A@Example.org", "long enough password").ok
+    assert service.authenticate("A@Example.org", "long enough password").ok
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_cli_creates_editor_from_stdin(app):
     result = runner.invoke(args=["editor", "create", "cli@example.org", "--role", "admin", "--password-stdin"], input="cli password 123\n")
     assert result.exit_code == 0, result.output
     assert "created admin cli@example.org" in result.output
-    assert service.authenticate(app.extensions["signal_settings"], "cli@example.org", "cli password 123").ok
+    assert service.authenticate("cli@example.org", "cli password 123").ok
     again = runner.invoke(args=["editor", "create", "cli@example.org", "--password-stdin"], input="cli password 123\n")
     assert again.exit_code != 0 and "already exists" in again.output
 
@@ -70,7 +70,7 @@ def test_cli_prompts_without_echo(app):
     result = runner.invoke(args=["editor", "create", "prompt@example.org"], input="prompted password\nprompted password\n")
     assert result.exit_code == 0, result.output
     assert "prompted password" not in result.output
-    assert service.authenticate(app.extensions["signal_settings"], "prompt@example.org", "prompted password").ok
+    assert service.authenticate("prompt@example.org", "prompted password").ok
 
 
 # --- login, lockout, logout ----------------------------------------------------------

@@ -283,12 +283,12 @@ def test_approve_then_send_needs_the_typed_number(editor, settings):
 
 
 def test_pause_resume_and_cancel_sending(editor, settings):
-    from newsletter.delivery.pipeline import start_send
+    from newsletter.delivery.send import start_send
     from newsletter.issues.service import approve_issue
 
     number = seed_issue(settings)
     add_subscriber("reader@example.org")
-    approve_issue(settings, number, "t")
+    approve_issue(number, "t")
     start_send(settings, number)
     editor.get(f"/editor/issues/{number}")
     editor.post(f"/editor/issues/{number}/pause")
@@ -414,7 +414,7 @@ def test_csv_export_streams_every_reader(admin):
 
 
 def _store_mail(subject="Hello <there>", html="<p style=\"color:red\">Hi</p>", text="Hi in text"):
-    from newsletter.delivery.transports.base import OutgoingMessage
+    from newsletter.delivery.message import OutgoingMessage
     from newsletter.delivery.transports.outbox import OutboxTransport
 
     message = OutgoingMessage(sender="GET THE SIGNAL <signal@example.org>", to="reader@example.org", subject=subject, text=text, html=html)

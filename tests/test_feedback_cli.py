@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from newsletter import db
-from newsletter.feedback.suppression import is_suppressed
+from newsletter.suppression import is_suppressed
 from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
 
 

@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import select
 
 from newsletter import db
-from newsletter.feedback import clicks
 from newsletter.feedback.stats import issue_links
 from newsletter.models import ClickCount, Event
+from newsletter.rendering import clicks as links
 from tests.feedback_fixtures import engine, make_issue  # noqa: F401
 
 ARTICLE = "https://example.com/articles/ai-ethics?utm_source=signal&page=2#part-3"
@@ -34,13 +34,13 @@ def test_signed_link_redirects_and_counts_per_link(counting):
     app, settings = counting
     issue = make_issue(7)
     client = app.test_client()
-    link = clicks.click_url(settings, issue, ARTICLE)
+    link = links.click_url(settings, issue, ARTICLE)
     assert link.startswith(f"{settings.base_url}/c/{issue}/")
     for _ in range(3):
         r = client.get(path_of(link))
         assert r.status_code == 302 and r.headers["Location"] == ARTICLE
         assert r.headers["Cache-Control"] == "no-store"
-    other = clicks.click_url(settings, issue, "https://example.org/other")
+    other = links.click_url(settings, issue, "https://example.org/other")
     assert client.get(path_of(other)).headers["Location"] == "https://example.org/other"
     with db.session_scope() as s:
         assert issue_links(s, issue) == [(ARTICLE, 3), ("https://example.org/other", 1)]
@@ -53,7 +53,7 @@ def test_no_open_redirect(counting):
     app, settings = counting
     issue = make_issue(7)
     client = app.test_client()
-    link = clicks.click_url(settings, issue, ARTICLE)
+    link = links.click_url(settings, issue, ARTICLE)
     parts = urlsplit(link)
     sig = parts.path.rsplit("/", 1)[1]
     attempts = [
@@ -69,7 +69,7 @@ def test_no_open_redirect(counting):
         assert r.status_code == 404, attempt
         assert "Location" not in r.headers
     # a signed javascript: URL is refused too
-    js = clicks.click_url(settings, issue, "javascript:alert(1)")
+    js = links.click_url(settings, issue, "javascript:alert(1)")
     assert client.get(path_of(js)).status_code == 404
     with db.session_scope() as s:
         assert s.exec(select(ClickCount)).all() == []
@@ -80,7 +80,7 @@ def test_off_by_default_links_still_work_but_are_not_counted(make_app, counting)
     issue = make_issue(7)
     app = make_app()  # NEWSLETTER_CLICK_COUNTS=off
     assert app.extensions["signal_settings"].click_counts == "off"
-    link = clicks.click_url(signing, issue, ARTICLE)
+    link = links.click_url(signing, issue, ARTICLE)
     assert app.test_client().get(path_of(link)).headers["Location"] == ARTICLE
     with db.session_scope() as s:
         assert s.exec(select(ClickCount)).all() == []
@@ -88,7 +88,7 @@ def test_off_by_default_links_still_work_but_are_not_counted(make_app, counting)
 
 def test_unknown_issue_redirects_without_counting(counting):
     app, settings = counting
-    link = clicks.click_url(settings, 999, ARTICLE)
+    link = links.click_url(settings, 999, ARTICLE)
     assert app.test_client().get(path_of(link)).status_code == 302
     with db.session_scope() as s:
         assert s.exec(select(ClickCount)).all() == []
@@ -108,11 +108,11 @@ FROZEN = f"""<html><body>
 def test_rewrite_links_only_touches_article_links(counting, make_settings):
     app, settings = counting
     issue = make_issue(7)
-    assert clicks.rewrite_links(FROZEN, make_settings(), issue) == FROZEN  # off: untouched
-    out = clicks.rewrite_links(FROZEN, settings, issue)
+    assert links.rewrite_links(FROZEN, make_settings(), issue) == FROZEN  # off: untouched
+    out = links.rewrite_links(FROZEN, settings, issue)
     hrefs = [html.unescape(h) for h in re.findall(r"""href=["']([^"']*)["']""", out)]
-    assert hrefs[0] == clicks.click_url(settings, issue, ARTICLE)
-    assert hrefs[1] == clicks.click_url(settings, issue, "https://example.org/b")
+    assert hrefs[0] == links.click_url(settings, issue, ARTICLE)
+    assert hrefs[1] == links.click_url(settings, issue, "https://example.org/b")
     assert hrefs[2:] == ["%%GTS_UNSUBSCRIBE_URL%%", "%%GTS_PREFERENCES_URL%%", "mailto:editor@example.org",
                          "http://localhost/unsubscribe/abc"]
     assert 'src="https://example.org/image.png"' in out
@@ -120,12 +120,12 @@ def test_rewrite_links_only_touches_article_links(counting, make_settings):
     r = app.test_client().get(path_of(hrefs[0]))
     assert r.headers["Location"] == ARTICLE
     text = f"Read: {ARTICLE}\nUnsubscribe: %%GTS_UNSUBSCRIBE_URL%%\n"
-    rewritten = clicks.rewrite_text_links(text, settings, issue)
-    assert clicks.click_url(settings, issue, ARTICLE) in rewritten and "%%GTS_UNSUBSCRIBE_URL%%" in rewritten
+    rewritten = links.rewrite_text_links(text, settings, issue)
+    assert links.click_url(settings, issue, ARTICLE) in rewritten and "%%GTS_UNSUBSCRIBE_URL%%" in rewritten
 
 
 def test_sent_issue_carries_counting_links_and_personal_links_untouched(make_app, smtp_server):
-    from newsletter.delivery.pipeline import send_issue
+    from newsletter.delivery.deliver import deliver
     from newsletter.feedback.stats import issue_outcomes
     from tests.delivery_fixtures import add_subscribers
     from tests.delivery_fixtures import make_issue as make_full_issue
@@ -134,7 +134,7 @@ def test_sent_issue_carries_counting_links_and_personal_links_untouched(make_app
     settings = app.extensions["signal_settings"]
     add_subscribers(settings, 2)
     issue = make_full_issue(settings, 1)
-    send_issue(settings, 1)
+    deliver(settings, 1, here=True)
     mails = smtp_server.wait_for(2)
     client = app.test_client()
     hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', mails[0].html)]

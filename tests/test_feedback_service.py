@@ -8,8 +8,8 @@ from sqlmodel import select
 
 from newsletter import clock, db
 from newsletter.feedback import service
-from newsletter.feedback.suppression import is_suppressed, suppression_reason
 from newsletter.models import Delivery, Event, Subscriber
+from newsletter.suppression import is_suppressed, suppression_reason
 from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
 
 
@@ -77,7 +77,7 @@ def test_complaint_marks_complained_and_survives_deletion(settings):
     iid = make_issue()
     did = make_delivery(iid, sid)
     with db.session_scope() as s:
-        out = service.record_complaint(s, settings, delivery=s.get(Delivery, did), provider="ses", detail="abuse")
+        out = service.record_complaint(s, delivery=s.get(Delivery, did), provider="ses", detail="abuse")
         assert out.suppressed
     assert _status(sid) == "complained"
     # a later hard bounce does not downgrade the complaint
@@ -96,7 +96,7 @@ def test_unknown_address_is_still_suppressed_and_nothing_unknown_is_matched(sett
         out = service.record_bounce(s, settings, email="stranger@example.org", provider="x", hard=True, detail="")
         assert out.suppressed and out.subscriber_id is None
         assert is_suppressed(s, "stranger@example.org")
-        none = service.record_complaint(s, settings, provider="x", detail="")
+        none = service.record_complaint(s, provider="x", detail="")
         assert not none.matched and not none.suppressed
 
 

@@ -23,7 +23,7 @@ def test_issue_outcomes(settings):
         service.record_bounce(s, settings, delivery=get(0), provider="ses", hard=True, detail="5.1.1")
         service.record_bounce(s, settings, delivery=get(1), provider="ses", hard=False, detail="4.2.2")
         service.record_bounce(s, settings, delivery=get(1), provider="dsn", hard=False, detail="4.2.2")  # same one
-        service.record_complaint(s, settings, delivery=get(2), provider="ses", detail="abuse")
+        service.record_complaint(s, delivery=get(2), provider="ses", detail="abuse")
         # the delivery engine's permanent SMTP refusal: failed, and a hard bounce
         service.record_bounce(s, settings, delivery=get(6), provider="smtp", hard=True, detail="550 5.1.1")
         s.add(Event(kind="unsubscribe", issue_id=issue, subscriber_id=get(3).subscriber_id))

@@ -10,7 +10,7 @@ import io
 from sqlmodel import select
 
 from newsletter import db
-from newsletter.delivery.pipeline import send_issue
+from newsletter.delivery.deliver import deliver
 from newsletter.feedback.mailbox import process_message
 from newsletter.feedback.stats import issue_outcomes
 from newsletter.models import Delivery, Subscriber
@@ -36,7 +36,7 @@ def test_bounced_and_complained_readers_are_skipped_and_cannot_come_back(make_se
     # issue 1: bob's server refuses him outright (a permanent SMTP failure)
     smtp_server.respond = lambda rcpt: "550 5.1.1 <bob@example.org>: user unknown" if rcpt.startswith("bob") else None
     issue1 = make_issue(settings, 1)
-    send_issue(settings, 1)
+    deliver(settings, 1, here=True)
     received = {m.to: m for m in smtp_server.wait_for(2)}
     assert set(received) == {"ann@example.org", "cy@example.org"}
     # every mail left with its own VERP envelope sender
@@ -68,7 +68,7 @@ def test_bounced_and_complained_readers_are_skipped_and_cannot_come_back(make_se
     smtp_server.messages.clear()
     smtp_server.respond = None
     issue2 = make_issue(settings, 2)
-    send_issue(settings, 2)
+    deliver(settings, 2, here=True)
     assert [m.to for m in smtp_server.wait_for(1)] == ["dan@example.org"]
     with db.session_scope() as s:
         emails = s.exec(select(Delivery.email).where(Delivery.issue_id == issue2)).all()

@@ -9,9 +9,11 @@ from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
 from newsletter import db
+from newsletter.app import create_app
 from newsletter.config import ConfigError, load_settings
-from newsletter.delivery.mime import HeaderInjectionError
-from newsletter.delivery.transports import OutgoingMessage, make_transport, parse_dsn
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports import check_dsn, make_transport
+from newsletter.mail_encoding import HeaderInjectionError
 
 
 def test_production_refuses_missing_secret_and_plain_http(tmp_path):
@@ -33,7 +35,6 @@ def test_production_refuses_missing_secret_and_plain_http(tmp_path):
     [
         ("NEWSLETTER_SCHEDULE", "every monday", "cron"),
         ("NEWSLETTER_TIMEZONE", "Mars/Olympus", "IANA"),
-        ("NEWSLETTER_TRANSPORT", "pigeon://coop", "unknown transport"),
         ("NEWSLETTER_SEND_RATE", "fast", "number"),
         ("NEWSLETTER_AUTO_SEND", "perhaps", "true or false"),
         ("NEWSLETTER_MAIL_FROM", "nobody", "Name <address>"),
@@ -44,6 +45,14 @@ def test_malformed_settings_name_the_variable(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(environ={name: value, "NEWSLETTER_INSTANCE_PATH": str(tmp_path)})
     assert name.removeprefix("NEWSLETTER_") in str(info.value) or message in str(info.value)
+
+
+def test_an_unknown_transport_names_the_variable(tmp_path):
+    """The provider rules of a DSN live in its transport module, so the app
+    factory (``check_settings``) is where an unknown transport stops the start."""
+    with pytest.raises(ConfigError, match="unknown transport") as info:
+        create_app(load_settings(environ={"NEWSLETTER_TRANSPORT": "pigeon://coop", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}))
+    assert "TRANSPORT" in str(info.value)
 
 
 def test_development_defaults_generate_a_persistent_secret(tmp_path):
@@ -91,7 +100,7 @@ def test_security_headers_on_pages(client):
 
 
 def test_dsn_parsing():
-    dsn = parse_dsn("smtp://user:p%40ss@mail.example.org:587?tls=starttls")
+    dsn = check_dsn("smtp://user:p%40ss@mail.example.org:587?tls=starttls")
     assert (dsn.host, dsn.port, dsn.user, dsn.password, dsn.options["tls"]) == (
         "mail.example.org",
         587,
@@ -100,7 +109,7 @@ def test_dsn_parsing():
         "starttls",
     )
     with pytest.raises(ValueError, match="API key"):
-        parse_dsn("postmark://@default")
+        check_dsn("postmark://@default")
 
 
 def test_smtp_transport_delivers_to_a_real_server_with_auth(smtp_server):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from newsletter.db import session_scope
-from newsletter.feedback.suppression import is_suppressed, suppress
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.readers import links, service
+from newsletter.suppression import is_suppressed, suppress
 from tests.readers_fixtures import (  # noqa: F401
     csrf_token,
     events,

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from newsletter.db import session_scope
 from newsletter.delivery.transactional import send_transactional
-from newsletter.feedback.suppression import is_suppressed
+from newsletter.suppression import is_suppressed
 from tests.readers_fixtures import csrf_token, events, post_form, reader, topics_fixture  # noqa: F401
 
 

@@ -11,7 +11,6 @@ from sqlmodel import select
 
 from newsletter import tokens
 from newsletter.db import session_scope
-from newsletter.feedback.suppression import email_hash
 from newsletter.issues.service import assemble_issue, get_issue, update_issue
 from newsletter.models import IssueRender, Subscriber
 from newsletter.rendering import placeholders
@@ -21,6 +20,7 @@ from newsletter.rendering.lint import lint_html
 from newsletter.rendering.mjml import SYSTEM_FONTS
 from newsletter.rendering.personalise import personalise
 from newsletter.rendering.view import build_view
+from newsletter.suppression import email_hash
 from tests import content_fixtures
 from tests.content_fixtures import add_articles, article
 
@@ -31,7 +31,7 @@ def _issue(settings, items, **edits):
     add_articles(settings, items)
     issue = assemble_issue(settings).issue
     if edits:
-        issue = update_issue(settings, issue.number, **edits)
+        issue = update_issue(issue.number, **edits)
     return issue
 
 

@@ -69,7 +69,7 @@ def tick_at(settings, moment: datetime) -> list[str]:
 
 def test_scheduling_a_draft_approves_it_and_stores_the_time_in_utc(settings, issue):
     when = datetime(2026, 3, 26, 10, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # 09:30 UTC
-    scheduled = service.schedule_issue(settings, issue, when, by="ed@example.org")
+    scheduled = service.schedule_issue(issue, when, by="ed@example.org")
     assert scheduled.status == "scheduled"
     stored = row(issue)
     assert stored.status == "scheduled"
@@ -78,10 +78,10 @@ def test_scheduling_a_draft_approves_it_and_stores_the_time_in_utc(settings, iss
 
 
 def test_scheduling_again_moves_the_time_and_keeps_the_first_approval(settings, issue):
-    service.approve_issue(settings, issue, "first@example.org")
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=1), by="second@example.org")
+    service.approve_issue(issue, "first@example.org")
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=1), by="second@example.org")
     clock.advance(timedelta(hours=1))
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=2), by="third@example.org")
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=2), by="third@example.org")
     stored = row(issue)
     assert stored.scheduled_for == WEDNESDAY + timedelta(days=2)
     assert (stored.approved_by, stored.approved_at) == ("first@example.org", WEDNESDAY)
@@ -99,7 +99,7 @@ def test_scheduling_again_moves_the_time_and_keeps_the_first_approval(settings, 
 )
 def test_past_now_and_naive_times_are_refused_and_nothing_changes(settings, issue, when, message):
     with pytest.raises(IssueError, match=message):
-        service.schedule_issue(settings, issue, when)
+        service.schedule_issue(issue, when)
     stored = row(issue)
     assert (stored.status, stored.scheduled_for, stored.approved_at) == ("draft", None, None)
 
@@ -107,51 +107,51 @@ def test_past_now_and_naive_times_are_refused_and_nothing_changes(settings, issu
 def test_only_an_open_issue_with_articles_can_be_scheduled(settings, issue):
     later = WEDNESDAY + timedelta(days=1)
     with pytest.raises(IssueError, match="there is no issue 999"):
-        service.schedule_issue(settings, 999, later)
-    service.set_issue_articles(settings, issue, [])
+        service.schedule_issue(999, later)
+    service.set_issue_articles(issue, [])
     with pytest.raises(IssueError, match="has no articles"):
-        service.schedule_issue(settings, issue, later)
-    service.cancel_issue(settings, issue)
+        service.schedule_issue(issue, later)
+    service.cancel_issue(issue)
     with pytest.raises(IssueError, match="is cancelled"):
-        service.schedule_issue(settings, issue, later)
+        service.schedule_issue(issue, later)
 
 
 def test_editing_a_scheduled_issue_returns_it_to_draft_and_clears_the_time(settings, issue):
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=1), by="ed@example.org")
-    service.update_issue(settings, issue, subject="A better subject")
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=1), by="ed@example.org")
+    service.update_issue(issue, subject="A better subject")
     stored = row(issue)
     assert (stored.status, stored.scheduled_for, stored.approved_at) == ("draft", None, None)
 
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=1))
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=1))
     with session_scope() as session:
         items = [(ia.article_id, ia.section) for ia, _ in service.issue_articles(session, row(issue))]
-    service.set_issue_articles(settings, issue, items[:1])
+    service.set_issue_articles(issue, items[:1])
     assert (row(issue).status, row(issue).scheduled_for) == ("draft", None)
 
 
 def test_cancel_clears_the_time(settings, issue):
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=1))
-    service.cancel_issue(settings, issue)
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=1))
+    service.cancel_issue(issue)
     assert (row(issue).status, row(issue).scheduled_for) == ("cancelled", None)
 
 
 def test_unschedule_keeps_the_approval(settings, issue):
     with pytest.raises(IssueError, match="only a scheduled issue"):
-        service.unschedule_issue(settings, issue)
-    service.schedule_issue(settings, issue, WEDNESDAY + timedelta(days=1), by="ed@example.org")
-    service.unschedule_issue(settings, issue)
+        service.unschedule_issue(issue)
+    service.schedule_issue(issue, WEDNESDAY + timedelta(days=1), by="ed@example.org")
+    service.unschedule_issue(issue)
     stored = row(issue)
     assert (stored.status, stored.scheduled_for, stored.approved_by) == ("approved", None, "ed@example.org")
-    assert service.unschedule_issue(settings, issue).status == "approved"  # idempotent
+    assert service.unschedule_issue(issue).status == "approved"  # idempotent
 
 
 def test_a_state_change_made_meanwhile_wins_over_a_stale_schedule(settings, issue):
     """The transition is one conditional UPDATE on the status that was read:
     if "send now" (or a tick) started the issue in between, scheduling is
     refused instead of putting a sending issue back to scheduled."""
-    from newsletter.delivery.pipeline import start_send
+    from newsletter.delivery.send import start_send
 
-    service.approve_issue(settings, issue, "ed@example.org")
+    service.approve_issue(issue, "ed@example.org")
     with session_scope() as session:
         stale = service.get_issue(session, issue)
         session.expunge(stale)
@@ -166,7 +166,7 @@ def test_a_state_change_made_meanwhile_wins_over_a_stale_schedule(settings, issu
 
 def test_the_tick_sends_a_scheduled_issue_at_its_time_exactly_once(settings, issue, smtp_server):
     when = datetime(2026, 3, 26, 10, 0, tzinfo=LONDON)
-    service.schedule_issue(settings, issue, when, by="ed@example.org")
+    service.schedule_issue(issue, when, by="ed@example.org")
     tick_at(settings, when - timedelta(seconds=1))
     assert reader_mail(smtp_server) == [] and row(issue).status == "scheduled"
 
@@ -185,7 +185,7 @@ def test_the_tick_sends_a_scheduled_issue_at_its_time_exactly_once(settings, iss
 
 def test_concurrent_ticks_send_a_scheduled_issue_once(settings, issue, smtp_server):
     when = WEDNESDAY + timedelta(hours=3)
-    service.schedule_issue(settings, issue, when)
+    service.schedule_issue(issue, when)
     clock.set(when + timedelta(seconds=2))
     assert run_concurrently(lambda: jobs.tick(settings)) == []
     smtp_server.wait_for(len(READERS))
@@ -205,7 +205,7 @@ def test_the_weekly_slot_leaves_a_scheduled_issue_to_its_own_time(settings, smtp
     tick_at(settings, SLOT - timedelta(hours=24))  # review: assembles (adopts) the draft for the slot
     assert row(number).slot_at == SLOT
     afternoon = SLOT + timedelta(hours=6)
-    service.schedule_issue(settings, number, afternoon, by="ed@example.org")
+    service.schedule_issue(number, afternoon, by="ed@example.org")
 
     actions = tick_at(settings, SLOT)
     assert any("left to its scheduled time" in a for a in actions), actions
@@ -226,7 +226,7 @@ def test_an_issue_scheduled_before_the_slot_is_sent_then_and_not_again_at_the_sl
     for address in READERS:
         add_subscriber(address)
     tick_at(settings, SLOT - timedelta(hours=24))
-    service.schedule_issue(settings, number, SLOT - timedelta(hours=2))
+    service.schedule_issue(number, SLOT - timedelta(hours=2))
     tick_at(settings, SLOT - timedelta(hours=2))
     smtp_server.wait_for(len(READERS))
     tick_at(settings, SLOT)
@@ -236,7 +236,7 @@ def test_an_issue_scheduled_before_the_slot_is_sent_then_and_not_again_at_the_sl
 
 def test_a_time_missed_beyond_the_grace_period_is_not_sent_late(settings, accounts, issue, smtp_server):
     when = WEDNESDAY + timedelta(hours=1)
-    service.schedule_issue(settings, issue, when, by="ed@example.org")
+    service.schedule_issue(issue, when, by="ed@example.org")
     late = when + timedelta(hours=settings.misfire_grace_hours, minutes=1)
     actions = tick_at(settings, late)  # the scheduler was down all that time
     assert "timed Issue 001: missed by 6.0 h, returned to approved" in actions
@@ -252,27 +252,26 @@ def test_a_time_missed_beyond_the_grace_period_is_not_sent_late(settings, accoun
 
 def test_a_failing_timed_send_is_recorded_reported_once_and_retried(make_settings, settings, issue, smtp_server,
                                                                    monkeypatch):
-    from newsletter.delivery import pipeline
 
-    real = pipeline.send_issue
-    monkeypatch.setattr(pipeline, "send_issue", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("SMTP down")))
+    real = jobs.deliver
+    monkeypatch.setattr(jobs, "deliver", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("SMTP down")))
     settings = make_settings(**{**settings.__dict__, "editor_emails": ("chief@example.org",)})
     when = WEDNESDAY + timedelta(hours=1)
-    service.schedule_issue(settings, issue, when)
+    service.schedule_issue(issue, when)
     tick_at(settings, when)
     assert runs.get(jobs.timed_job(issue), when).state == "failed"
     tick_at(settings, when + timedelta(minutes=1))  # before the retry delay: untouched
     [notice] = smtp_server.wait_for(1)
     assert notice.message["Subject"] == "The scheduler could not send Issue 001"
     assert "SMTP down" in notice.text
-    monkeypatch.setattr(pipeline, "send_issue", real)
+    monkeypatch.setattr(jobs, "deliver", real)
     tick_at(settings, when + timedelta(minutes=6))
     smtp_server.wait_for(1 + len(READERS))
     assert runs.get(jobs.timed_job(issue), when).state == "done" and row(issue).status == "sent"
 
 
 def test_the_schedule_command_lists_issues_scheduled_for_a_time(app, settings, issue):
-    service.schedule_issue(settings, issue, datetime(2026, 3, 26, 10, 0, tzinfo=LONDON))
+    service.schedule_issue(issue, datetime(2026, 3, 26, 10, 0, tzinfo=LONDON))
     result = app.test_cli_runner().invoke(args=["schedule"])
     assert result.exit_code == 0, result.output
     assert "Issues scheduled for a time" in result.output

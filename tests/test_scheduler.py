@@ -165,7 +165,7 @@ def test_at_the_slot_an_unapproved_issue_waits_then_goes_out_once_approved(weekl
     tick_at(settings, SLOT + timedelta(minutes=5))  # still waiting: told once
     assert len(editor_mail(smtp_server)) == 2
 
-    approve_issue(settings, 1, by=EDITOR)
+    approve_issue(1, by=EDITOR)
     tick_at(settings, SLOT + timedelta(minutes=20))
     received = smtp_server.wait_for(2 + READERS)
     assert sorted(m.to for m in readers_mail(smtp_server)) == [f"reader{n}@example.org" for n in range(READERS)]
@@ -316,7 +316,7 @@ def test_a_cancelled_issue_is_not_sent(weekly, smtp_server):
 
     settings = weekly(auto_send=True)
     tick_at(settings, REVIEW)
-    cancel_issue(settings, 1)
+    cancel_issue(1)
     tick_at(settings, SLOT)
     assert readers_mail(smtp_server) == []
     assert "cancelled" in runs.get(jobs.SEND, SLOT).detail
@@ -345,18 +345,17 @@ def test_many_concurrent_ticks_make_one_issue_and_one_send(weekly, smtp_server):
 
 
 def test_a_failing_send_is_recorded_reported_once_and_retried(weekly, smtp_server, monkeypatch):
-    from newsletter.delivery import pipeline
 
     settings = weekly(auto_send=True)
-    real = pipeline.send_issue
-    monkeypatch.setattr(pipeline, "send_issue", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("SMTP down")))
+    real = jobs.deliver
+    monkeypatch.setattr(jobs, "deliver", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("SMTP down")))
     tick_at(settings, SLOT)
     [run] = job_runs("send")
     assert run.state == "failed" and "SMTP down" in run.detail
     tick_at(settings, SLOT + timedelta(minutes=1))  # before the retry delay: untouched
     [notice] = smtp_server.wait_for(1)
     assert notice.message["Subject"] == "The scheduler could not send this week's issue"
-    monkeypatch.setattr(pipeline, "send_issue", real)
+    monkeypatch.setattr(jobs, "deliver", real)
     tick_at(settings, SLOT + timedelta(minutes=6))
     smtp_server.wait_for(1 + READERS)
     assert job_runs("send")[0].state == "done"
@@ -540,7 +539,7 @@ def test_hostile_issue_titles_are_escaped_in_editor_mails(weekly, smtp_server):
 
     settings = weekly()
     tick_at(settings, REVIEW)
-    update_issue(settings, 1, title='<script>alert(1)</script> & <a href="https://evil.example">x</a>')
+    update_issue(1, title='<script>alert(1)</script> & <a href="https://evil.example">x</a>')
     tick_at(settings, SLOT)
     [waiting] = [m for m in editor_mail(smtp_server) if "waiting" in m.message["Subject"]]
     assert "<script>" not in waiting.html and "evil.example\">" not in waiting.html

@@ -8,10 +8,10 @@ import io
 from sqlmodel import select
 
 from newsletter.db import session_scope
-from newsletter.feedback.suppression import suppress
 from newsletter.models import Subscriber
 from newsletter.readers import service
 from newsletter.readers.csv_io import export_csv, import_csv
+from newsletter.suppression import suppress
 from tests.readers_fixtures import link, outbox, reader, topics_fixture  # noqa: F401
 
 

@@ -14,7 +14,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from newsletter.delivery.transports import OutgoingMessage, TransportError, make_transport
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports import TransportError, make_transport
 
 
 class FakeProvider:

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from newsletter.delivery.transports import OutgoingMessage, make_transport
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports import make_transport
 
 
 class CountingServer:

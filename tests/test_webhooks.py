@@ -19,8 +19,8 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import func, select
 
 from newsletter import clock, db
-from newsletter.feedback.suppression import is_suppressed
 from newsletter.models import Event, Subscriber, Suppression, WebhookReplay
+from newsletter.suppression import is_suppressed
 from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
