@@ -6,7 +6,7 @@ the same concurrency, in the same run.
                                          [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 ``--processes`` (NEWSLETTER_SEND_PROCESSES) defaults to the number of CPUs,
-as the README advises for large sends; the concurrency (SMTP sessions) is
+as docs/operating.md advises for large sends; the concurrency (SMTP sessions) is
 split over them, so the mail server sees as many sessions as smtp-source
 opens. ``--processes 1`` measures a single sending process.
 

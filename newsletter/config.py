@@ -89,7 +89,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     check_deliverability: bool = False
-    # Beyond the contract: documented in the README.
+    # Beyond the contract: documented in docs/operating.md.
     env: str = "development"  # development | production | testing
     instance_path: str = str(DEFAULT_INSTANCE)
     list_id: str = ""  # defaults to "<slug>.<host of base_url>"

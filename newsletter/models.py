@@ -184,7 +184,7 @@ class Delivery(SQLModel, table=True):
     """One row per issue × subscriber: the record of what happened to that mail.
 
     Shaped for the fan-out, which writes a million of these rows in one
-    INSERT … SELECT (docs/delivery.md, "Figures"):
+    INSERT … SELECT (docs/performance.md, "Delivery"):
 
     - No foreign keys on ``issue_id`` and ``subscriber_id``. Their checks (a
       ``FOR KEY SHARE`` lookup of the issue and of the subscriber per row)

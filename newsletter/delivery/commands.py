@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from newsletter.db import session_scope
 from newsletter.delivery import send
 from newsletter.delivery.batch import DispatchStats
-from newsletter.delivery.deliver import deliver
+from newsletter.delivery.deliver import deliver, resume
 from newsletter.delivery.fanout import audience_count
 from newsletter.delivery.testsend import send_test
-from newsletter.delivery.worker import get_sender, run_worker
+from newsletter.delivery.worker import run_worker
 from newsletter.extensions import settings as _settings
 from newsletter.issues import states
 from newsletter.models import Delivery, Issue
@@ -187,15 +187,12 @@ def status_command(number: int):
 
 
 def _transition(action, number: int) -> None:
-    settings = _settings()
     try:
-        issue = action(number)
+        action(number)
     except send.UnknownIssue as exc:
         _fail(str(exc))
     except send.DeliveryError as exc:
         _fail(str(exc), EXIT_USAGE)
-    if action is send.resume_issue and settings.broker_url:
-        get_sender(settings).enqueue_send(issue.id)
     click.echo(_summary(send.counts_for(number)))
 
 
@@ -212,7 +209,7 @@ def pause_command(number: int):
 @click.argument("number", type=int)
 def resume_command(number: int):
     """Resume a paused send (the background sender or `issue send N` continues it)."""
-    _transition(send.resume_issue, number)
+    _transition(lambda n: resume(_settings(), n), number)
 
 
 @click.command("cancel-send")

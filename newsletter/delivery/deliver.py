@@ -24,7 +24,14 @@ from newsletter.delivery.batch import DispatchStats
 from newsletter.delivery.dispatch import run_pool
 from newsletter.delivery.processes import run_processes
 from newsletter.delivery.queue import reclaim_expired_leases
-from newsletter.delivery.send import AlreadySending, IssueCounts, counts_for, finish_issue, start_send
+from newsletter.delivery.send import (
+    AlreadySending,
+    IssueCounts,
+    counts_for,
+    finish_issue,
+    resume_issue,
+    start_send,
+)
 from newsletter.issues import states
 from newsletter.issues.service import require_issue
 
@@ -90,3 +97,12 @@ def deliver(
     final = counts_for(number)
     final.errors = stats.errors
     return final
+
+
+def resume(settings: Settings, number: int):
+    """paused → sending, and the rows back to whoever sends (the workers get
+    the send again; ``serve``'s thread and ``issue send`` find it sending)."""
+    issue = resume_issue(number)
+    if settings.broker_url:
+        worker.get_sender(settings).enqueue_send(issue.id)
+    return issue

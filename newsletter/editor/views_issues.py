@@ -18,9 +18,9 @@ from sqlmodel import select
 
 from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
-from newsletter.delivery.deliver import deliver
+from newsletter.delivery.deliver import deliver, resume
 from newsletter.delivery.fanout import audience_count
-from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue, resume_issue
+from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue
 from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
 from newsletter.editor import issue_edit
 from newsletter.editor.forms import ActionForm, ConfirmSendForm, IssueForm, ScheduleForm, TestSendForm
@@ -331,7 +331,7 @@ def issue_pause(number: int):
 
 @bp.post("/issues/<int:number>/resume")
 def issue_resume(number: int):
-    _act(number, "resume", lambda: resume_issue(number))
+    _act(number, "resume", lambda: resume(settings(), number))
     return _back(number)
 
 

@@ -3,7 +3,7 @@
 One place for each action; the CLI, the editor views and the scheduler call
 these. Functions taking ``settings`` open their own unit of work.
 
-Assembly rules (docs/issues.md has the long form):
+Assembly rules (docs/operating.md, "Assembly", has the long form):
 - sections are the tags listed in NEWSLETTER_SECTIONS, in that order, or else
   every tag marked ``is_section``, by ``position``;
 - the window runs from the previous (not cancelled) issue's ``window_end`` —
