@@ -92,7 +92,8 @@ def plain_text(fragment: str, width: int = 72) -> str:
 
 def card_view(article: Article) -> CardView:
     show_image = is_https(article.image_url) and bool((article.image_alt or "").strip())
-    synopsis_html = article.synopsis_html or markdown_to_html(article.synopsis)
+    # neutralised again: rows stored before markdown_to_html neutralised its output
+    synopsis_html = neutralise(article.synopsis_html or markdown_to_html(article.synopsis))
     return CardView(
         title=neutralise(article.title),
         url=article.url,
