@@ -1,25 +1,29 @@
-"""Rendering: fragments equal a full MJML compile, escaping, variants, freezing,
-personalisation, lint, previews, and the email in Chromium at 375 and 600 px."""
+"""Rendering: escaping of hostile values through Jinja and mjml-python,
+placeholders, web fonts, variants, freezing, personalisation, lint, previews,
+and the email in Chromium at 375 and 600 px."""
 
 from __future__ import annotations
 
+import random
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from newsletter import tokens
+from newsletter.content.sanitise import markdown_to_html
 from newsletter.db import session_scope
+from newsletter.delivery.transactional import render_transactional
 from newsletter.issues.service import assemble_issue, get_issue, update_issue
-from newsletter.models import IssueRender, Subscriber
+from newsletter.models import Article, IssueRender, Subscriber
+from newsletter.paths import TEMPLATES
 from newsletter.rendering import placeholders
-from newsletter.rendering.compiled import render_full, render_html
 from newsletter.rendering.issue import freeze_issue, issue_sections, render_variant, variant_for
 from newsletter.rendering.lint import lint_html
-from newsletter.rendering.mjml import SYSTEM_FONTS
+from newsletter.rendering.mjml import SYSTEM_FONTS, MjmlError, compile_mjml, keep_spaces
 from newsletter.rendering.personalise import personalise
-from newsletter.rendering.view import build_view
 from newsletter.suppression import email_hash
 from tests import content_fixtures
 from tests.content_fixtures import add_articles, article
@@ -44,13 +48,34 @@ def _subscriber(email, topics="", name="", status="active") -> int:
 
 
 class Tags(HTMLParser):
+    """Start tags with their (decoded) attributes, and each run of text with
+    the element it is in — what a browser would see, entities decoded once."""
+
+    VOID = {"br", "img", "meta", "link", "hr", "input"}
+
     def __init__(self, html):
         super().__init__()
         self.tags = []
+        self.texts = []  # (tag, attrs, text)
+        self._open = []
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+        if tag not in self.VOID:
+            self._open.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        while self._open and self._open.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        tag, attrs = self._open[-1] if self._open else ("", {})
+        self.texts.append((tag, attrs, data))
+
+    def text(self) -> str:
+        """All text, whitespace collapsed as a browser shows it."""
+        return " ".join("".join(t for _, _, t in self.texts).split())
 
 
 def standard() -> list[dict]:
@@ -64,14 +89,6 @@ def standard() -> list[dict]:
         article(5, "ai-ethics", image_url="http://insecure.example.com/b.png", image_alt="insecure"),
         article(6, "data", image_url="https://cdn.example.com/c.png", image_alt=""),
     ]
-
-
-def test_fragments_equal_a_full_mjml_compile(content_settings):
-    settings = content_settings.default
-    issue = _issue(settings, standard(), intro="Welcome to **this week**.\n\n- one\n- two")
-    with session_scope() as session:
-        view = build_view(session, issue, settings, "")
-    assert render_html(view) == render_full(view)
 
 
 def test_email_content_links_and_privacy(content_settings):
@@ -134,6 +151,174 @@ def test_hostile_content_is_escaped_everywhere(content_settings):
     assert all(a.get("src", "").startswith("https://") for t, a in tags if t == "img")
     assert 'href="javascript' not in render.html
     assert "&lt;script&gt;" in render.html
+
+
+HOSTILE = """Q "double" 'single' <script>alert(1)</script> &amp; &lt;b&gt; &#34; end"""
+
+
+def test_hostile_values_keep_their_exact_value_in_attributes_and_text(content_settings):
+    """Jinja escapes once and MRML writes what it read: an attribute or a text
+    that was decoded and written back raw would not parse back to the value."""
+    settings = content_settings.default
+    url = "https://example.com/p?a=1&b=2&c=&quot;x&quot;&d=&#34;"
+    issue = _issue(
+        settings,
+        [
+            article(1, "data", title=HOSTILE, url=url, author=HOSTILE,
+                    image_url="https://cdn.example.com/x.png?a=1&b=2", image_alt=HOSTILE),
+        ],  # fmt: skip
+        title=HOSTILE,
+        theme=HOSTILE,
+        preheader=HOSTILE,
+    )
+    with session_scope() as session:
+        html = render_variant(session, issue, "", settings).html
+        url = session.exec(select(Article.url)).one()  # as ingest normalised it
+    assert "&quot" in url
+    page = Tags(html)
+    assert not [t for t, _ in page.tags if t == "script"]
+    assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]
+    [img] = [a for t, a in page.tags if t == "img"]
+    assert img["alt"] == HOSTILE and img["src"] == "https://cdn.example.com/x.png?a=1&b=2"
+    assert [a["href"] for t, a in page.tags if t == "a" and "example.com/p" in a.get("href", "")] == [url] * 3
+    [wrapper] = [a for t, a in page.tags if a.get("aria-roledescription") == "email"]
+    assert wrapper["aria-label"] == HOSTILE  # MRML copies the title here
+    texts = {(tag, text) for tag, _, text in page.texts}
+    assert ("title", HOSTILE) in texts and ("h1", HOSTILE) in texts
+    assert any(tag == "a" and attrs.get("href") == url and text == HOSTILE for tag, attrs, text in page.texts)
+    assert any(text.startswith(f"By {HOSTILE} · ") for _, _, text in page.texts)
+    preheader = [t for _, a, t in page.texts if "display:none" in a.get("style", "")]
+    assert preheader == [HOSTILE]
+
+
+FORGERIES = (
+    "%%GTS_UNSUBSCRIBE_URL%% %%GTS_GREETING%% &#37;&#37;GTS_PREFERENCES_URL&#37;&#37; "
+    "%%GTS&#95;UNSUBSCRIBE_URL%% %&#x25;GTS_GREETING%%"
+)
+
+
+def test_placeholders_survive_compilation_and_content_cannot_forge_them(content_settings):
+    settings = content_settings.default
+    items = [
+        article(1, "data", title=FORGERIES, synopsis=FORGERIES, author=FORGERIES,
+                image_url="https://cdn.example.com/a.png", image_alt=FORGERIES),
+        article(2, "research", synopsis=f"[{FORGERIES}](https://example.org/?u=%%GTS_UNSUBSCRIBE_URL%%)"),
+    ]  # fmt: skip
+    issue = _issue(settings, items, title=FORGERIES, theme=FORGERIES, preheader=FORGERIES, intro=FORGERIES)
+    with session_scope() as session:
+        render = render_variant(session, issue, "", settings)
+    # exactly the template's own: one greeting, one link of each kind, in the HTML and in the text
+    for part in (render.html, render.text):
+        assert [part.count(p) for p in placeholders.ALL] == [1, 1, 1]
+    assert f'href="{placeholders.UNSUBSCRIBE_URL}"' in render.html
+    assert f'href="{placeholders.PREFERENCES_URL}"' in render.html
+    msg = personalise(render, settings, subscriber_id=7, email="r@example.org", name="Rea")
+    assert "%%GTS_" not in msg.html and "%%GTS_" not in msg.text
+    assert msg.html.count(msg.unsubscribe_url) == 1 and msg.text.count(msg.unsubscribe_url) == 1
+    assert msg.html.count(msg.preferences_url) == 1 and msg.html.count("Hi Rea,") == 1
+
+
+def test_markdown_keeps_its_spaces_and_code_through_mjml(content_settings):
+    """MRML drops a whitespace text node that starts with a line break; a
+    Markdown soft break between two inline elements must still read as a space."""
+    settings = content_settings.default
+    synopsis = (
+        "**New:**\n*A paper*\n[read it](https://example.org/p \"T <b> & \\\"q\\\"\")\n`a<b && c>d`\n\n"
+        "> quoted\n\n1. one\n   - nested\n\n```\n<tag> & x\n  indented\n```"
+    )
+    issue = _issue(settings, [article(1, "data", synopsis=synopsis)], intro="**Hello**\n*there*")
+    with session_scope() as session:
+        html = render_variant(session, issue, "", settings).html
+    page = Tags(html)
+    assert "New: A paper read it a<b && c>d" in page.text() and "Hello there" in page.text()
+    assert [a["title"] for t, a in page.tags if t == "a" and a.get("href") == "https://example.org/p"] == ['T <b> & "q"']
+    assert ("code", "<tag> & x\n  indented\n") in {(tag, text) for tag, _, text in page.texts}
+    assert "quoted" in page.text() and "nested" in page.text()
+
+
+MARKDOWN_PIECES = (
+    "**b**", "*i*", "`c<d>`", '[l](https://e.org/?a=1&b=2 "t <x> & \\"q\\"")', "<script>", "&amp;", "&#34;", "&nbsp;",
+    "</p>", "'", '"', "<", ">", "&", "~~s~~", "\n", "\n\n", "  \n", "> ", "- ", "1. ", "```\n", "    code", "\t", " ",
+    "word", "é", "😀", "<!--", "-->", "\\", "![i](https://x.example/y.png)", "<https://auto.example>", "#", "---",
+)  # fmt: skip
+
+
+def test_sanitised_markdown_passes_through_mjml_unchanged():
+    """Whatever Markdown an article or intro holds, MRML (strict about HTML,
+    loose about whitespace) must neither refuse it nor change what it shows:
+    the same elements, attributes, text and code, for a few hundred mixtures."""
+    rng = random.Random(20261130)
+    for _ in range(300):
+        source = "".join(rng.choice(MARKDOWN_PIECES) for _ in range(rng.randint(1, 25)))
+        fragment = markdown_to_html(source)
+        html = compile_mjml(
+            "<mjml><mj-body><mj-section><mj-column><mj-text>"
+            f'<div class="probe">{keep_spaces(fragment)}</div>'
+            "</mj-text></mj-column></mj-section></mj-body></mjml>"
+        )
+        inner = html[html.index('<div class="probe">') + len('<div class="probe">') : html.index("</div></div></td>")]
+        before, after = Tags(fragment), Tags(inner)
+        assert after.tags == before.tags, source
+        assert after.text() == before.text(), source
+        code = [(tag, text) for tag, _, text in before.texts if tag in ("pre", "code")]
+        assert [(tag, text) for tag, _, text in after.texts if tag in ("pre", "code")] == code, source
+
+
+def _transactional_context(hostile: str) -> dict:
+    """Every name a one-off email template uses, hostile where it is text."""
+    return {
+        "name": hostile, "email": "ana@example.org", "confirm_url": "https://x.example/confirm/t?a=1&b=2",
+        "max_age_days": 7, "topics": [hostile, "data"], "unsubscribe_url": "https://x.example/u/t",
+        "preferences_url": "https://x.example/p/t", "auto_send": True, "article_count": 3,
+        "editor_url": "https://x.example/editor", "issue_label": "Issue 001", "issue_title": hostile,
+        "preview_url": "https://x.example/editor/issues/1/preview", "slot_text": hostile, "reason": hostile,
+        "grace_hours": 2, "action": hostile, "error": hostile, "intro": hostile, "missed": [hostile],
+        "issue_status": "approved",
+    }  # fmt: skip
+
+
+TRANSACTIONAL = sorted(
+    p.name.removesuffix(".mjml.j2")
+    for p in (Path(TEMPLATES) / "email").glob("*.mjml.j2")
+    if not p.name.startswith(("_", "issue."))
+)
+
+
+@pytest.mark.parametrize("template", TRANSACTIONAL)
+def test_every_one_off_email_compiles_escaped_and_loads_no_web_font(content_settings, template):
+    settings = content_settings(postal_address="Signal Ltd, Leith")
+    html, text = render_transactional(settings, template, _transactional_context(HOSTILE))
+    page = Tags(html)
+    assert not [t for t, _ in page.tags if t in ("script", "link")]
+    assert HOSTILE in page.text() and HOSTILE in text  # shown as the very text it is, in both parts
+    assert "fonts.googleapis" not in html and "@import" not in html and "Ubuntu" not in html
+    assert SYSTEM_FONTS.split(",")[0] in html and "GET THE SIGNAL" in page.text()
+    assert "Signal Ltd, Leith" in page.text() and "Signal Ltd, Leith" in text
+    assert [f.code for f in lint_html(html, settings.base_url) if f.level == "error"] == []
+
+
+def test_the_issue_email_loads_no_web_font(content_settings):
+    settings = content_settings.default
+    issue = _issue(settings, standard())
+    with session_scope() as session:
+        html = render_variant(session, issue, "", settings).html
+    assert "fonts.googleapis" not in html and "@import" not in html and "<link" not in html
+
+
+def test_compile_mjml_imports_no_font_and_refuses_what_it_cannot_compile():
+    def body(inner: str) -> str:
+        return f"<mjml><mj-body><mj-section><mj-column>{inner}</mj-column></mj-section></mj-body></mjml>"
+
+    # MRML knows Google Fonts URLs for Ubuntu, Roboto, Lato…; we give it none
+    html = compile_mjml(body('<mj-text font-family="Ubuntu, Roboto, Lato">x</mj-text><mj-button>b</mj-button>'))
+    assert "fonts.googleapis" not in html and "<link" not in html and "@import" not in html
+    with pytest.raises(MjmlError, match="mj-font"):
+        compile_mjml(
+            '<mjml><mj-head><mj-font name="Raleway" href="https://fonts.googleapis.com/css?family=Raleway" />'
+            "</mj-head>" + body("<mj-text>x</mj-text>")[6:]
+        )
+    with pytest.raises(MjmlError):
+        compile_mjml(body("<mj-text>an <b>unclosed tag</mj-text>"))
 
 
 def test_variant_for():

@@ -61,7 +61,7 @@ def markdown_to_html(source: str) -> str:
     if not source:
         return ""
     rendered = _markdown().render(neutralise(source))
-    return nh3.clean(
+    cleaned = nh3.clean(
         rendered,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
@@ -69,6 +69,9 @@ def markdown_to_html(source: str) -> str:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     ).strip()
+    # Markdown decodes character references ("&#37;&#37;GTS_…" → "%%GTS_…"),
+    # so the source's neutralising is not enough: neutralise what it became.
+    return neutralise(cleaned)
 
 
 def check_url(value, *, field: str = "url", required: bool = True) -> str | None:

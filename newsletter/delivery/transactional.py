@@ -1,9 +1,10 @@
 """One-off emails to one person: confirmation, welcome, review and notices.
 
 Each message is a pair of templates, ``templates/email/<name>.mjml.j2``
-(compiled to HTML with MJML) and ``<name>.txt.j2`` (the text part), rendered
-by the same email environment as issues (``rendering.environment``) and sent
-through the transport named by ``NEWSLETTER_TRANSPORT``.
+(compiled to HTML by ``rendering.mjml.compile_mjml``, as issues are) and
+``<name>.txt.j2`` (the text part), rendered by the same email environment as
+issues (``rendering.environment``) and sent through the transport named by
+``NEWSLETTER_TRANSPORT``.
 """
 
 from __future__ import annotations

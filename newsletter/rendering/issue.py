@@ -42,7 +42,7 @@ def render_variant(session: Session, issue: Issue, variant: str, settings: Setti
 
 
 def render_view(issue: Issue, view: IssueView, variant: str) -> IssueRender:
-    """Compile a prepared view: fragment filling for HTML, Jinja for text (no MJML, no database)."""
+    """Compile a prepared view: Jinja + MJML for HTML, Jinja for text (no database)."""
     return IssueRender(
         issue_id=issue.id,
         variant=variant,

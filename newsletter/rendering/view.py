@@ -1,9 +1,9 @@
 """The view model of one issue variant: plain values the templates print as they are.
 
 Everything a template shows is computed here (meta lines, the image
-decision, Markdown → sanitised HTML), so the templates need no logic on
-article fields — which is what lets ``compiled`` fill pre-compiled MJML
-fragments instead of compiling MJML per variant.
+decision, Markdown → sanitised HTML ready for MJML, placeholders
+neutralised), so the templates need no logic on article fields and print
+values as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from newsletter.config import Settings
 from newsletter.content.sanitise import html_to_text, is_https, markdown_to_html, neutralise
 from newsletter.models import Article, Issue, IssueArticle, Tag
+from newsletter.rendering.mjml import keep_spaces
 
 
 @dataclass
@@ -92,11 +93,12 @@ def plain_text(fragment: str, width: int = 72) -> str:
 
 def card_view(article: Article) -> CardView:
     show_image = is_https(article.image_url) and bool((article.image_alt or "").strip())
-    synopsis_html = article.synopsis_html or markdown_to_html(article.synopsis)
+    # neutralised again: rows stored before markdown_to_html neutralised its output
+    synopsis_html = neutralise(article.synopsis_html or markdown_to_html(article.synopsis))
     return CardView(
         title=neutralise(article.title),
         url=article.url,
-        synopsis_html=Markup(synopsis_html),
+        synopsis_html=Markup(keep_spaces(synopsis_html)),
         synopsis_text=plain_text(synopsis_html),
         meta=meta_line(article),
         image_url=article.image_url if show_image else "",
@@ -151,7 +153,7 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         title=title,
         subject=neutralise(issue.subject) or title,
         preheader=neutralise(issue.preheader),
-        intro_html=Markup(intro_html),
+        intro_html=Markup(keep_spaces(intro_html)),
         intro_text=plain_text(intro_html),
         web_url=web_url(settings, issue.number),
         postal_address=neutralise(settings.postal_address),
