@@ -40,7 +40,7 @@ class Subscriber(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
-    email_hash: str = Field(max_length=64, index=True)  # feedback.suppression.email_hash(email): joins the suppression list
+    email_hash: str = Field(max_length=64, index=True)  # suppression.email_hash(email): joins the suppression list
     name: str = Field(default="", max_length=200)
     status: str = Field(default="pending", max_length=20, index=True)
     topics: str = Field(default="", max_length=1000)
