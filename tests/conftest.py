@@ -24,6 +24,16 @@ from newsletter import clock, db
 from newsletter.config import load_settings
 from tests.helpers import SmtpSink, require
 
+# The areas' fixture modules, registered once for every test: a test module
+# asks for their fixtures by argument and imports only the plain helpers it calls.
+pytest_plugins = [
+    "tests.content_fixtures",
+    "tests.delivery_fixtures",
+    "tests.editor_fixtures",
+    "tests.feedback_fixtures",
+    "tests.readers_fixtures",
+]
+
 TEST_DB_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
 SECRET = "test-secret-key-" + "x" * 40
 

@@ -40,8 +40,9 @@ def make_delivery(issue_id: int, subscriber_id: int, *, provider_message_id: str
         return row.id
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def engine(database_url):
-    """The process engine on this test's database (import this fixture by name)."""
+    """The process engine on this test's database; a feedback test module asks
+    for it for all its tests with ``pytestmark = pytest.mark.usefixtures("engine")``."""
     db.init_engine(database_url)
     yield

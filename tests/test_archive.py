@@ -13,10 +13,8 @@ from newsletter.db import session_scope
 from newsletter.issues.service import assemble_issue, get_issue
 from newsletter.rendering import placeholders
 from newsletter.rendering.issue import freeze_issue
-from tests import content_fixtures
 from tests.content_fixtures import add_articles, article, mark_sent
 
-content_settings = content_fixtures.content_settings
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 

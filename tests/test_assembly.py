@@ -12,10 +12,7 @@ from newsletter.db import session_scope
 from newsletter.issues import service
 from newsletter.issues.service import IssueError, assemble_issue
 from newsletter.models import Article, Issue, IssueArticle
-from tests import content_fixtures
 from tests.content_fixtures import T0, add_articles, article, mark_sent
-
-content_settings = content_fixtures.content_settings
 
 
 def _articles_of(number: int) -> list[tuple[str, str]]:

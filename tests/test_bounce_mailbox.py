@@ -22,8 +22,10 @@ from newsletter.feedback.mailbox import parse_mailbox_url, poll_bounce_mailbox
 from newsletter.feedback.verp import verp_address
 from newsletter.models import Event, Subscriber
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
 from tests.helpers import require
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 RETURN_PATH = "bounces+{token}@signal.example.org"

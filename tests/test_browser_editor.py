@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """The editor's flows in headless Chromium (Playwright), against a live
 server: login, edit, preview at both widths, a test received by a real SMTP
 server, approve and send with live progress, CSV import. Screenshots land

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.readers_fixtures import reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import reader
 
 pytestmark = pytest.mark.browser
 

@@ -16,10 +16,7 @@ from newsletter.content.sanitise import InvalidUrl, check_url, markdown_to_html
 from newsletter.content.service import upsert_articles
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, FeedState, Tag
-from tests import content_fixtures
 from tests.content_fixtures import T0, article
-
-content_settings = content_fixtures.content_settings
 
 AUTH = {"Authorization": "Bearer test-token"}
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """Editor access: accounts, login, lockout, rate limit, CSRF, roles, and a
 walk over the whole URL map showing no /editor route serves an anonymous
 visitor."""
@@ -16,7 +15,7 @@ from newsletter.db import session_scope
 from newsletter.editor import service
 from newsletter.editor.auth import ADMIN_ENDPOINTS
 from newsletter.models import Editor
-from tests.editor_fixtures import ADMIN, EDITOR, accounts, admin, csrf_of, editor, login, make_account  # noqa: F401
+from tests.editor_fixtures import ADMIN, EDITOR, csrf_of, login, make_account
 
 
 def _concrete(rule) -> str:

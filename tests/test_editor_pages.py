@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """The workspace pages: dashboard, articles, issues (edit, preview, test,
 lifecycle), subscribers and the outbox, driven through the Flask client
 with CSRF on (tokens read from the pages, as a browser would)."""
@@ -25,15 +24,7 @@ from newsletter.models import (
     Suppression,
     Tag,
 )
-from tests.editor_fixtures import (  # noqa: F401
-    XSS,
-    accounts,
-    add_subscriber,
-    admin,
-    editor,
-    seed_articles,
-    seed_issue,
-)
+from tests.editor_fixtures import XSS, add_subscriber, seed_articles, seed_issue
 
 
 def text_of(response) -> str:

@@ -14,7 +14,9 @@ from newsletter import db
 from newsletter.feedback.stats import issue_links
 from newsletter.models import ClickCount, Event
 from newsletter.rendering import clicks as links
-from tests.feedback_fixtures import engine, make_issue  # noqa: F401
+from tests.feedback_fixtures import make_issue
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 ARTICLE = "https://example.com/articles/ai-ethics?utm_source=signal&page=2#part-3"
 

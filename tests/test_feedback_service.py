@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
 from newsletter import clock, db
 from newsletter.feedback import service
 from newsletter.models import Delivery, Event, Subscriber
 from newsletter.suppression import is_suppressed, suppression_reason
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 
 def _status(sid):

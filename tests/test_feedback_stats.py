@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from newsletter import db
 from newsletter.feedback import service
 from newsletter.feedback.clicks import count_click
 from newsletter.feedback.stats import issue_outcomes
 from newsletter.models import Delivery, Event
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 
 def test_issue_outcomes(settings):

@@ -8,16 +8,7 @@ from newsletter.db import session_scope
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.readers import links, service
 from newsletter.suppression import is_suppressed, suppress
-from tests.readers_fixtures import (  # noqa: F401
-    csrf_token,
-    events,
-    link,
-    outbox,
-    post_form,
-    reader,
-    subscribe,
-    topics_fixture,
-)
+from tests.readers_fixtures import events, link, outbox, post_form, reader, subscribe
 
 
 def test_front_page_offers_sections_in_order_with_labels(client, topics):

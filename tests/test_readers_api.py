@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.readers_fixtures import outbox, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import outbox, reader
 
 ORIGIN = "https://blog.example.org"
 

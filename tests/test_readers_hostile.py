@@ -8,7 +8,7 @@ import pytest
 
 from newsletter import clock, tokens
 from newsletter.readers import links, service
-from tests.readers_fixtures import csrf_token, link, outbox, post_form, reader, subscribe, topics_fixture  # noqa: F401
+from tests.readers_fixtures import csrf_token, link, outbox, post_form, reader, subscribe
 
 HOSTILE_ADDRESSES = [
     "",

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from newsletter.db import session_scope
 from newsletter.delivery.transactional import send_transactional
 from newsletter.suppression import is_suppressed
-from tests.readers_fixtures import csrf_token, events, post_form, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import events, post_form, reader
 
 
 def path(url: str) -> str:

@@ -21,10 +21,7 @@ from newsletter.rendering.mjml import SYSTEM_FONTS
 from newsletter.rendering.personalise import personalise
 from newsletter.rendering.view import build_view
 from newsletter.suppression import email_hash
-from tests import content_fixtures
 from tests.content_fixtures import add_articles, article
-
-content_settings = content_fixtures.content_settings
 
 
 def _issue(settings, items, **edits):

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """Scheduling an issue for a time of the editor's choosing, end to end:
 the issues service transition, the scheduler tick that sends it (once, to a
 real SMTP server), its interplay with the weekly slot, and the editor's
@@ -18,7 +17,7 @@ from newsletter.issues import service
 from newsletter.issues.service import IssueError
 from newsletter.models import Delivery, Issue
 from newsletter.scheduling import jobs, runs
-from tests.editor_fixtures import accounts, add_subscriber, editor, seed_issue  # noqa: F401
+from tests.editor_fixtures import add_subscriber, seed_issue
 from tests.helpers import run_concurrently
 
 LONDON = ZoneInfo("Europe/London")

@@ -12,7 +12,7 @@ from newsletter.models import Subscriber
 from newsletter.readers import service
 from newsletter.readers.csv_io import export_csv, import_csv
 from newsletter.suppression import suppress
-from tests.readers_fixtures import link, outbox, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import link, outbox, reader
 
 
 def run(settings, text: str | bytes, **kwargs):

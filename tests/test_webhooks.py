@@ -21,7 +21,9 @@ from sqlmodel import func, select
 from newsletter import clock, db
 from newsletter.models import Event, Subscriber, Suppression, WebhookReplay
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SES_TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
