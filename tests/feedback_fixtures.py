@@ -1,10 +1,12 @@
-"""Rows the feedback tests need: a subscriber, an issue, a sent delivery."""
+"""Rows the feedback tests need: a subscriber, an issue, a sent delivery;
+and a subscriber's status read back."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from newsletter import clock, db
 from newsletter.models import Delivery, Issue, Subscriber
@@ -38,6 +40,11 @@ def make_delivery(issue_id: int, subscriber_id: int, *, provider_message_id: str
         s.add(row)
         s.flush()
         return row.id
+
+
+def status_of(email: str) -> str:
+    with db.session_scope() as s:
+        return s.exec(select(Subscriber.status).where(Subscriber.email == email)).one()
 
 
 @pytest.fixture

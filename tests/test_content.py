@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from sqlmodel import select
@@ -17,6 +16,7 @@ from newsletter.content.service import upsert_articles
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, FeedState, Tag
 from tests.content_fixtures import T0, article
+from tests.helpers import LoopbackServer, QuietHandler
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -170,7 +170,7 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 </feed>"""
 
 
-class FeedServer:
+class FeedServer(LoopbackServer):
     """A real HTTP server serving feeds with ETag / Last-Modified and 304 answers."""
 
     def __init__(self):
@@ -178,38 +178,21 @@ class FeedServer:
         self.bodies = {"/rss": (RSS, "application/rss+xml"), "/atom": (ATOM, "application/atom+xml")}
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
                 if self.path not in server.bodies:
-                    self.send_response(404)
-                    self.end_headers()
+                    self.reply(404)
                     return
                 body, kind = server.bodies[self.path]
                 etag = f'"{hash(body) & 0xFFFF:x}"'
                 if self.headers.get("If-None-Match") == etag:
-                    self.send_response(304)
-                    self.end_headers()
+                    self.reply(304)
                     return
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("ETag", etag)
-                self.send_header("Last-Modified", "Sun, 01 Mar 2026 10:00:00 GMT")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                headers = {"Content-Type": kind, "ETag": etag, "Last-Modified": "Sun, 01 Mar 2026 10:00:00 GMT"}
+                self.reply(200, headers, body.encode())
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture

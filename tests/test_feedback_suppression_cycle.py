@@ -17,7 +17,7 @@ from newsletter.models import Delivery, Subscriber
 from newsletter.readers.csv_io import import_csv
 from newsletter.readers.service import subscribe
 from tests.delivery_fixtures import make_issue
-from tests.test_bounce_mailbox import arf, dsn
+from tests.helpers import arf, dsn
 
 CSV = b"email,name,topics\nann@example.org,Ann,\nbob@example.org,Bob,\ncy@example.org,Cy,\n"
 

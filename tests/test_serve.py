@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

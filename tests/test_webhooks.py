@@ -21,7 +21,7 @@ from sqlmodel import func, select
 from newsletter import clock, db
 from newsletter.models import Event, Subscriber, Suppression, WebhookReplay
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber, status_of
 
 pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
@@ -43,11 +43,6 @@ def snapshot():
             s.exec(select(func.count(Event.id))).one(),
             s.exec(select(func.count(WebhookReplay.id))).one(),
         )
-
-
-def status_of(email):
-    with db.session_scope() as s:
-        return s.exec(select(Subscriber.status).where(Subscriber.email == email)).one()
 
 
 def events():
