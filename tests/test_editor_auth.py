@@ -35,6 +35,40 @@ def test_passwords_are_argon2id_and_verify(app):
     assert service.authenticate("A@Example.org", "long enough password").ok
 
 
+def test_password_cost_is_the_library_default_except_under_tests():
+    """Production (and development) hash at argon2-cffi's default cost; the test
+    environment at Argon2's minimal cost. Each hasher verifies the other's hashes."""
+    import argon2
+
+    default = (
+        f"$argon2id$v=19$m={argon2.DEFAULT_MEMORY_COST},t={argon2.DEFAULT_TIME_COST},p={argon2.DEFAULT_PARALLELISM}$"
+    )
+    assert default == "$argon2id$v=19$m=65536,t=3,p=4$"  # the RFC 9106 low-memory profile
+    hashes = {env: service.password_hasher(env).hash("long enough password") for env in ("production", "development", "testing")}
+    assert hashes["production"].startswith(default) and hashes["development"].startswith(default)
+    assert hashes["testing"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    for env in ("production", "testing"):
+        hasher = service.password_hasher(env)
+        for hashed in hashes.values():
+            assert hasher.verify(hashed, "long enough password")
+            with pytest.raises(argon2.exceptions.VerifyMismatchError):
+                hasher.verify(hashed, "long enough passwore")
+
+
+def test_the_app_hashes_at_the_cost_of_its_environment(make_app):
+    make_app(env="production", base_url="https://news.example.org")
+    make_account("prod@example.org", "long enough password", "admin")
+    make_app()  # the tests' settings: env="testing"
+    make_account("test@example.org", "long enough password", "editor")
+    with session_scope() as s:
+        stored = {row.email: row.password_hash for row in s.exec(select(Editor))}
+    assert stored["prod@example.org"].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert stored["test@example.org"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert service.authenticate("prod@example.org", "long enough password").ok
+    assert service.authenticate("test@example.org", "long enough password").ok
+    assert not service.authenticate("prod@example.org", "long enough passwore").ok
+
+
 @pytest.mark.parametrize(
     "email,password,role,message",
     [
