@@ -131,7 +131,9 @@ class SmtpSink:
 
             async def handle_DATA(self, server, session, envelope):
                 with sink._lock:
-                    sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+                    sink.messages.append(
+                        Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                    )
                 return "250 Message accepted for delivery"
 
         if not self.port:
@@ -148,7 +150,9 @@ class SmtpSink:
 
             kwargs = {"authenticator": authenticator, "auth_require_tls": False}
         self._lock = threading.Lock()
-        self._controller = Controller(Handler(), hostname=self.host, port=self.port, enable_SMTPUTF8=True, **kwargs)
+        self._controller = Controller(
+            Handler(), hostname=self.host, port=self.port, enable_SMTPUTF8=True, **kwargs
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -206,28 +210,38 @@ def run_concurrently(target: Callable[[], object], count: int = 4) -> list[Excep
 
 
 def original_headers(rcpt: str, return_path: str) -> str:
-    return (f"Return-Path: <{return_path}>\r\n"
-            f"From: GET THE SIGNAL <signal@signal.example.org>\r\n"
-            f"To: {rcpt}\r\n"
-            f"Subject: Issue 045: AI Ethics and Data 2026\r\n"
-            f"Message-ID: <issue-45.{abs(hash(rcpt))}@signal.example.org>\r\n"
-            f"List-Id: GET THE SIGNAL <get-the-signal.signal.example.org>\r\n")
+    return (
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: GET THE SIGNAL <signal@signal.example.org>\r\n"
+        f"To: {rcpt}\r\n"
+        f"Subject: Issue 045: AI Ethics and Data 2026\r\n"
+        f"Message-ID: <issue-45.{abs(hash(rcpt))}@signal.example.org>\r\n"
+        f"List-Id: GET THE SIGNAL <get-the-signal.signal.example.org>\r\n"
+    )
 
 
-def dsn(rcpt: str, envelope_to: str, *, action="failed", status="5.1.1",
-        diagnostic="smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
-        return_path: str | None = None) -> bytes:
+def dsn(
+    rcpt: str,
+    envelope_to: str,
+    *,
+    action="failed",
+    status="5.1.1",
+    diagnostic="smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
+    return_path: str | None = None,
+) -> bytes:
     """A delivery status notification as Postfix writes it (RFC 3464)."""
     date = format_datetime(clock.now())
     diagnostic = diagnostic.format(rcpt=rcpt)
     boundary = "8D1A31E0A5.1709366400/mx1.example.net"
-    text = ("This is the mail system at host mx1.example.net.\r\n\r\n"
-            "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n"
-            if action == "failed" else
-            "This is the mail system at host mx1.example.net.\r\n\r\n"
-            "####################################################################\r\n"
-            "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
-            "####################################################################\r\n")
+    text = (
+        "This is the mail system at host mx1.example.net.\r\n\r\n"
+        "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n"
+        if action == "failed"
+        else "This is the mail system at host mx1.example.net.\r\n\r\n"
+        "####################################################################\r\n"
+        "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+        "####################################################################\r\n"
+    )
     return (
         f"Return-Path: <>\r\n"
         f"Delivered-To: {envelope_to}\r\n"
@@ -237,7 +251,7 @@ def dsn(rcpt: str, envelope_to: str, *, action="failed", status="5.1.1",
         f"To: {envelope_to}\r\n"
         f"Auto-Submitted: auto-replied\r\n"
         f"MIME-Version: 1.0\r\n"
-        f"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"\r\n'
         f"Message-Id: <20260302080000.8D1A31E0A5@mx1.example.net>\r\n\r\n"
         f"This is a MIME-encapsulated message.\r\n\r\n"
         f"--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
@@ -261,8 +275,8 @@ def arf(rcpt: str, return_path: str, fbl_to="fbl@signal.example.org") -> bytes:
     return (
         f"From: <staff@hotmail.example>\r\nDate: {date}\r\nSubject: FW: Issue 045\r\nTo: <{fbl_to}>\r\n"
         f"MIME-Version: 1.0\r\n"
-        f"Content-Type: multipart/report; report-type=feedback-report;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
-        f"--{boundary}\r\nContent-Type: text/plain; charset=\"US-ASCII\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report;\r\n\tboundary="{boundary}"\r\n\r\n'
+        f'--{boundary}\r\nContent-Type: text/plain; charset="US-ASCII"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
         f"This is an email abuse report for an email message received from IP\r\n192.0.2.1 on {date}.\r\n\r\n"
         f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\n"
         f"Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"

@@ -81,7 +81,9 @@ service imap-login {{
   }}
 }}
 """)
-    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -129,13 +131,17 @@ def flags_of_all(url: str) -> list[bytes]:
 
 
 def autoreply(envelope_to: str) -> bytes:
-    return (f"From: ann@example.org\r\nTo: {envelope_to}\r\nSubject: Out of office\r\n"
-            f"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n").encode()
+    return (
+        f"From: ann@example.org\r\nTo: {envelope_to}\r\nSubject: Out of office\r\n"
+        f"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
+    ).encode()
 
 
-BROKEN = (b"From: x@example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"Q\"\r\n"
-          b"\r\n--Q\r\nContent-Type: message/delivery-status\r\n\r\nAction failed\r\n\r\n"
-          b"Final-Recipient: ;;;\r\nAction: failed\r\n--Q\r\nContent-Type: message/rfc822\r\n\r\n")
+BROKEN = (
+    b'From: x@example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="Q"\r\n'
+    b"\r\n--Q\r\nContent-Type: message/delivery-status\r\n\r\nAction failed\r\n\r\n"
+    b"Final-Recipient: ;;;\r\nAction: failed\r\n--Q\r\nContent-Type: message/rfc822\r\n\r\n"
+)
 
 
 # --- tests --------------------------------------------------------------------------------
@@ -152,11 +158,21 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
     people = ["ann@example.org", "bob@example.org", "cy@example.org", "dee@example.org"]
     d = {e: make_delivery(issue, make_subscriber(e)) for e in people}
     verp = {e: verp_address(settings, d[e]) for e in people}
-    assert verp["ann@example.org"].startswith("bounces+") and verp["ann@example.org"].endswith("@signal.example.org")
+    assert verp["ann@example.org"].startswith("bounces+") and verp["ann@example.org"].endswith(
+        "@signal.example.org"
+    )
 
     append(dovecot, dsn("ann@example.org", verp["ann@example.org"]))  # hard
-    append(dovecot, dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.4.1",
-                        diagnostic="X-Postfix; connect to mx2.example.net: Connection timed out"))  # soft
+    append(
+        dovecot,
+        dsn(
+            "bob@example.org",
+            verp["bob@example.org"],
+            action="delayed",
+            status="4.4.1",
+            diagnostic="X-Postfix; connect to mx2.example.net: Connection timed out",
+        ),
+    )  # soft
     append(dovecot, arf("cy@example.org", verp["cy@example.org"]))  # complaint
     append(dovecot, autoreply(verp["dee@example.org"]))  # not a bounce
     append(dovecot, BROKEN)  # malformed: skipped, marked, never blocks the poll
@@ -164,17 +180,24 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
     forged = RETURN_PATH.replace("{token}", f"{d['dee@example.org']}.forgedsignature")
     append(dovecot, dsn("dee@example.org", forged))
     # a human already opened this one: it is still processed (keyword, not \Seen)
-    append(dovecot, dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.2.2"),
-           flags="(\\Seen)")
+    append(
+        dovecot,
+        dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.2.2"),
+        flags="(\\Seen)",
+    )
 
     assert poll_bounce_mailbox(settings) == 3
     assert status_of("ann@example.org") == "bounced"
     assert status_of("bob@example.org") == "active"  # one soft bounce per delivery counts once
     assert status_of("cy@example.org") == "complained"
     assert status_of("dee@example.org") == "active"
-    assert sorted(_events()) == sorted([("bounce_hard", d["ann@example.org"], "dsn"),
-                                        ("bounce_soft", d["bob@example.org"], "dsn"),
-                                        ("complaint", d["cy@example.org"], "arf")])
+    assert sorted(_events()) == sorted(
+        [
+            ("bounce_hard", d["ann@example.org"], "dsn"),
+            ("bounce_soft", d["bob@example.org"], "dsn"),
+            ("complaint", d["cy@example.org"], "arf"),
+        ]
+    )
     with db.session_scope() as s:
         assert is_suppressed(s, "ann@example.org") and is_suppressed(s, "cy@example.org")
         assert not is_suppressed(s, "dee@example.org")
@@ -214,9 +237,17 @@ def test_wrong_password_and_no_mailbox(make_settings, dovecot):
         poll_bounce_mailbox(make_settings(bounce_mailbox=bad))
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x00\xff\xfe", BROKEN, b"Content-Type: multipart/report\r\n\r\n--",
-                                 b"Content-Type: multipart/report; report-type=feedback-report; boundary=z\r\n\r\n"
-                                 b"--z\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n--z--"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe",
+        BROKEN,
+        b"Content-Type: multipart/report\r\n\r\n--",
+        b"Content-Type: multipart/report; report-type=feedback-report; boundary=z\r\n\r\n"
+        b"--z\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n--z--",
+    ],
+)
 def test_malformed_messages_are_skipped(make_settings, raw):
     from newsletter.feedback.mailbox import process_message
 

@@ -36,12 +36,12 @@ def test_only_http_urls_are_accepted(url):
 
 
 def test_urls_are_normalised_and_quotes_encoded():
-    assert check_url("HTTPS://Example.COM/a?q=\"x\"'<y>") == "https://example.com/a?q=%22x%22%27%3Cy%3E"
+    assert check_url('HTTPS://Example.COM/a?q="x"\'<y>') == "https://example.com/a?q=%22x%22%27%3Cy%3E"
 
 
 def test_markdown_raw_html_is_shown_as_text_and_links_are_filtered():
     html = markdown_to_html(
-        'Hi <script>alert(1)</script> <img src=x onerror=alert(1)> **bold** [bad](javascript:alert(1)) [ok](https://ok.org)'
+        "Hi <script>alert(1)</script> <img src=x onerror=alert(1)> **bold** [bad](javascript:alert(1)) [ok](https://ok.org)"
     )
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html and "&lt;img src=x" in html  # visible, inert text
@@ -67,7 +67,9 @@ def test_upsert_is_idempotent_by_external_id_and_url(content_settings):
         assert len(session.exec(select(Article)).all()) == 3
         renamed = session.exec(select(Article).where(Article.external_id == "a-1")).one()
         assert renamed.title == "Renamed"
-        tags = session.exec(select(Tag.slug).join(ArticleTag).where(ArticleTag.article_id == renamed.id)).all()
+        tags = session.exec(
+            select(Tag.slug).join(ArticleTag).where(ArticleTag.article_id == renamed.id)
+        ).all()
         assert tags == ["data"]  # the tag list is replaced, not merged
         new_topic = session.exec(select(Tag).where(Tag.slug == "new-topic")).one()
         assert new_topic.name == "New Topic" and new_topic.is_section
@@ -78,7 +80,13 @@ def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
         [
             article(1, "data"),
             {"title": "", "url": "javascript:alert(1)"},
-            {"title": "x", "url": "https://x.org", "reading_minutes": "ten", "published_at": "yesterday", "bogus": 1},
+            {
+                "title": "x",
+                "url": "https://x.org",
+                "reading_minutes": "ten",
+                "published_at": "yesterday",
+                "bogus": 1,
+            },
             "not an object",
             article(5, "data", image_url="data:image/png;base64,AAAA"),
         ],
@@ -95,7 +103,12 @@ def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
 def test_hostile_text_is_stored_harmlessly(content_settings):
     hostile = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
     report = upsert_articles(
-        [article(1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x")], "api"
+        [
+            article(
+                1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x"
+            )
+        ],
+        "api",
     )
     assert report.created == 1
     with session_scope() as session:
@@ -112,7 +125,12 @@ def test_hostile_text_is_stored_harmlessly(content_settings):
 def test_api_requires_a_token(content_settings, make_app):
     client = make_app().test_client()
     assert client.post("/api/v1/articles", json=article(1, "data")).status_code == 401
-    assert client.post("/api/v1/articles", json=article(1, "data"), headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/articles", json=article(1, "data"), headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
     closed = make_app(api_tokens=()).test_client()
     assert closed.post("/api/v1/articles", json=article(1, "data"), headers=AUTH).status_code == 403
 
@@ -123,7 +141,9 @@ def test_api_single_list_partial_and_invalid(content_settings, make_app):
     assert one.status_code == 200 and one.json["created"] == 1
     many = client.post("/api/v1/articles", json=[article(1, "data"), article(2, "data")], headers=AUTH)
     assert many.status_code == 200 and (many.json["created"], many.json["updated"]) == (1, 1)
-    partial = client.post("/api/v1/articles", json=[article(3, "data"), {"title": "x", "url": "data:x"}], headers=AUTH)
+    partial = client.post(
+        "/api/v1/articles", json=[article(3, "data"), {"title": "x", "url": "data:x"}], headers=AUTH
+    )
     assert partial.status_code == 207 and partial.json["errors"][0]["index"] == 1
     bad = client.post("/api/v1/articles", json=[{"url": "javascript:alert(1)"}], headers=AUTH)
     assert bad.status_code == 400 and bad.json["created"] == 0
@@ -189,7 +209,11 @@ class FeedServer(LoopbackServer):
                 if self.headers.get("If-None-Match") == etag:
                     self.reply(304)
                     return
-                headers = {"Content-Type": kind, "ETag": etag, "Last-Modified": "Sun, 01 Mar 2026 10:00:00 GMT"}
+                headers = {
+                    "Content-Type": kind,
+                    "ETag": etag,
+                    "Last-Modified": "Sun, 01 Mar 2026 10:00:00 GMT",
+                }
                 self.reply(200, headers, body.encode())
 
         super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
@@ -272,7 +296,9 @@ def test_demo_seed_is_idempotent_and_assembles(content_settings):
     assert any("20 sample articles" in line for line in first)
     assert any("Issue 001" in line and "draft" in line for line in first)
     assert any("already an open draft" in line for line in second)
-    assert [line for line in first if "editor login" in line] == [line for line in second if "editor login" in line]
+    assert [line for line in first if "editor login" in line] == [
+        line for line in second if "editor login" in line
+    ]
     with session_scope() as session:
         assert len(session.exec(select(Article)).all()) == 20
         assert len(session.exec(select(Issue)).all()) == 1

@@ -149,7 +149,12 @@ def test_token_bucket_is_shared_by_threads():
     bucket = TokenBucket(100, monotonic=lambda: now[0], sleep=lambda s: None)
     waits = []
     errors = run_concurrently(lambda: waits.append(bucket.reserve(50)), 4)
-    assert sorted(waits) == [pytest.approx(0.0), pytest.approx(0.0), pytest.approx(0.5), pytest.approx(1.0)], errors
+    assert sorted(waits) == [
+        pytest.approx(0.0),
+        pytest.approx(0.0),
+        pytest.approx(0.5),
+        pytest.approx(1.0),
+    ], errors
 
 
 def test_redis_token_bucket_shares_one_rate_between_processes():

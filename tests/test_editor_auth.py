@@ -40,11 +40,12 @@ def test_password_cost_is_the_library_default_except_under_tests():
     environment at Argon2's minimal cost. Each hasher verifies the other's hashes."""
     import argon2
 
-    default = (
-        f"$argon2id$v=19$m={argon2.DEFAULT_MEMORY_COST},t={argon2.DEFAULT_TIME_COST},p={argon2.DEFAULT_PARALLELISM}$"
-    )
+    default = f"$argon2id$v=19$m={argon2.DEFAULT_MEMORY_COST},t={argon2.DEFAULT_TIME_COST},p={argon2.DEFAULT_PARALLELISM}$"
     assert default == "$argon2id$v=19$m=65536,t=3,p=4$"  # the RFC 9106 low-memory profile
-    hashes = {env: service.password_hasher(env).hash("long enough password") for env in ("production", "development", "testing")}
+    hashes = {
+        env: service.password_hasher(env).hash("long enough password")
+        for env in ("production", "development", "testing")
+    }
     assert hashes["production"].startswith(default) and hashes["development"].startswith(default)
     assert hashes["testing"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
     for env in ("production", "testing"):
@@ -90,17 +91,24 @@ def test_create_editor_refuses_duplicates(app):
 
 def test_cli_creates_editor_from_stdin(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["editor", "create", "cli@example.org", "--role", "admin", "--password-stdin"], input="cli password 123\n")
+    result = runner.invoke(
+        args=["editor", "create", "cli@example.org", "--role", "admin", "--password-stdin"],
+        input="cli password 123\n",
+    )
     assert result.exit_code == 0, result.output
     assert "created admin cli@example.org" in result.output
     assert service.authenticate("cli@example.org", "cli password 123").ok
-    again = runner.invoke(args=["editor", "create", "cli@example.org", "--password-stdin"], input="cli password 123\n")
+    again = runner.invoke(
+        args=["editor", "create", "cli@example.org", "--password-stdin"], input="cli password 123\n"
+    )
     assert again.exit_code != 0 and "already exists" in again.output
 
 
 def test_cli_prompts_without_echo(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["editor", "create", "prompt@example.org"], input="prompted password\nprompted password\n")
+    result = runner.invoke(
+        args=["editor", "create", "prompt@example.org"], input="prompted password\nprompted password\n"
+    )
     assert result.exit_code == 0, result.output
     assert "prompted password" not in result.output
     assert service.authenticate("prompt@example.org", "prompted password").ok
@@ -259,7 +267,9 @@ def test_editor_nav_hides_admin_pages(editor, admin):
 
 def test_admin_adds_and_deletes_editors(admin):
     admin.get("/editor/editors")
-    r = admin.post("/editor/editors", data={"email": "new@example.org", "role": "editor", "password": "fresh password 1"})
+    r = admin.post(
+        "/editor/editors", data={"email": "new@example.org", "role": "editor", "password": "fresh password 1"}
+    )
     assert r.status_code == 302
     with session_scope() as s:
         new_id = s.exec(select(Editor.id).where(Editor.email == "new@example.org")).one()

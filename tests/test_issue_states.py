@@ -42,7 +42,9 @@ def test_a_cancel_racing_the_start_of_the_send_has_one_winner(make_settings):
     winners = {"cancel": 0, "start": 0}
     for number in range(1, ROUNDS + 1):
         issue_id = make_issue(settings, number)
-        cancel, start = race(lambda n=number: service.cancel_issue(n), lambda n=number: send.start_send(settings, n))
+        cancel, start = race(
+            lambda n=number: service.cancel_issue(n), lambda n=number: send.start_send(settings, n)
+        )
         status = issue_row(settings, number).status
         assert (cancel is None) != (start is None), (cancel, start)
         if cancel is None:
@@ -75,5 +77,7 @@ def test_an_edit_racing_the_start_of_the_send_never_changes_what_is_sent(make_se
         else:
             assert issue.status == states.SENDING and issue.subject != f"Changed {number}"
             with session_scope() as session:
-                subjects = set(session.scalars(select(IssueRender.subject).where(IssueRender.issue_id == issue.id)))
+                subjects = set(
+                    session.scalars(select(IssueRender.subject).where(IssueRender.issue_id == issue.id))
+                )
             assert subjects and not any("Changed" in s for s in subjects)

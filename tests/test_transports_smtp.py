@@ -287,7 +287,9 @@ def test_a_batch_signed_at_once_arrives_with_a_valid_signature_on_every_message(
     from newsletter.delivery.dkim import generate_key
 
     record = generate_key(tmp_path / "dkim.pem").encode()
-    settings = make_settings(dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(tmp_path / "dkim.pem"))
+    settings = make_settings(
+        dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(tmp_path / "dkim.pem")
+    )
     server = counting_server()
     messages = batch(8)
     for n, message in enumerate(messages):

@@ -139,14 +139,18 @@ def authenticate(email: str, password: str) -> AuthResult:
             _verify(_dummy_hash(_hasher), password)
             return AuthResult(False, message=generic)
         if editor.locked_until is not None and editor.locked_until > now:
-            return AuthResult(False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until))
+            return AuthResult(
+                False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until)
+            )
         if not _verify(editor.password_hash, password):
             editor.failed_logins += 1
             if editor.failed_logins >= MAX_FAILED_LOGINS:
                 editor.locked_until = now + timedelta(minutes=LOCKOUT_MINUTES)
                 editor.failed_logins = 0
                 session.add(editor)
-                return AuthResult(False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until))
+                return AuthResult(
+                    False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until)
+                )
             session.add(editor)
             return AuthResult(False, message=generic)
         if _hasher.check_needs_rehash(editor.password_hash):

@@ -63,7 +63,13 @@ def personal_placeholders(html: bool = True) -> SimpleNamespace:
 
 
 def _context(issue, sections, mark) -> dict:
-    return {"issue": issue, "sections": sections, "p": personal_placeholders(), "fonts": SYSTEM_FONTS, "mark": mark}
+    return {
+        "issue": issue,
+        "sections": sections,
+        "p": personal_placeholders(),
+        "fonts": SYSTEM_FONTS,
+        "mark": mark,
+    }
 
 
 def _no_mark(_name: str) -> str:
@@ -122,7 +128,9 @@ def skeleton() -> Skeleton:
         values = {f: _s(f"card.{f}") for f in CARD_FIELDS}
         return SimpleNamespace(**values, has_image=image)
 
-    section = SimpleNamespace(name=_s("section.name"), slug=_s("section.slug"), articles=[card(False), card(True)])
+    section = SimpleNamespace(
+        name=_s("section.name"), slug=_s("section.slug"), articles=[card(False), card(True)]
+    )
     source = email_env().get_template(TEMPLATE).render(_context(issue, [section], _raw_mark))
     pieces = _MARK.split(_compact(compile_mjml(source)))
     found = tuple(pieces[1::2])

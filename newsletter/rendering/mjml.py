@@ -18,7 +18,9 @@ _FONT_IMPORTS = re.compile(
     r"<!--\[if !mso\]><!-->\s*(<link[^>]+fonts\.googleapis[^>]*>\s*)+(<style[^>]*>\s*(@import url\([^)]*\);\s*)+</style>\s*)?<!--<!\[endif\]-->",
     re.S,
 )
-_ANY_FONT_LINK = re.compile(r"<link[^>]+fonts\.googleapis[^>]*>|@import url\(https://fonts\.googleapis[^)]*\);")
+_ANY_FONT_LINK = re.compile(
+    r"<link[^>]+fonts\.googleapis[^>]*>|@import url\(https://fonts\.googleapis[^)]*\);"
+)
 
 
 class MjmlError(ValueError):
