@@ -68,7 +68,9 @@ def main() -> None:
         )
         print(f"rows in delivery    {rows}")
         print(f"fan-out again       {again} new rows in {rerun:.2f} s (ON CONFLICT DO NOTHING)")
-        print(f"next issue          {second} rows in {next_issue:.2f} s (with the first issue's rows present)")
+        print(
+            f"next issue          {second} rows in {next_issue:.2f} s (with the first issue's rows present)"
+        )
     finally:
         drop_database(url)
         cleanup(work)

@@ -36,8 +36,14 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="signal-bench-"))
     url = args.database_url or f"sqlite:///{work / 'bench.db'}"
-    settings = load_settings(environ={}, env="testing", database_url=url, secret_key="b" * 40,
-                             instance_path=str(work / "instance"), transport="outbox://")
+    settings = load_settings(
+        environ={},
+        env="testing",
+        database_url=url,
+        secret_key="b" * 40,
+        instance_path=str(work / "instance"),
+        transport="outbox://",
+    )
     db.init_engine(url)
     db.upgrade(url)
     with session_scope() as session:
@@ -58,8 +64,10 @@ def main() -> None:
     with path.open("rb") as stream:
         report = import_csv(settings, stream)
     took = time.perf_counter() - started
-    print(f"import: {report.imported} imported, {report.rejected_total} rejected in {took:.1f} s "
-          f"({report.imported / took:,.0f} rows/s); peak RSS {rss_mb():.0f} MB")
+    print(
+        f"import: {report.imported} imported, {report.rejected_total} rejected in {took:.1f} s "
+        f"({report.imported / took:,.0f} rows/s); peak RSS {rss_mb():.0f} MB"
+    )
 
     started = time.perf_counter()
     with open("/dev/null", "w") as sink, session_scope() as session:

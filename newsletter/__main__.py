@@ -30,7 +30,9 @@ def _create_app_for_cli() -> Flask:
         sys.exit(2)
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False)
+@click.group(
+    cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False
+)
 def cli():
     """GET THE SIGNAL — AI agent intel, delivered weekly."""
 

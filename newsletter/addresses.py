@@ -39,7 +39,9 @@ def normalise_email(raw, settings) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidAddress("An email address cannot contain line breaks or control characters.")
     try:
-        result = validate_email(value, check_deliverability=settings.check_deliverability, allow_smtputf8=True)
+        result = validate_email(
+            value, check_deliverability=settings.check_deliverability, allow_smtputf8=True
+        )
     except EmailNotValidError as exc:
         raise InvalidAddress(f"This is not a valid email address: {exc}") from None
     return result.normalized.lower()

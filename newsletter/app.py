@@ -21,6 +21,7 @@ from newsletter.api import views as api_views
 from newsletter.cli import register_commands
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery.transports import check_dsn
+from newsletter.editor import service as editor_service
 from newsletter.editor import views as editor_views
 from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_views.bp
     views_articles,
@@ -77,6 +78,7 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         TESTING=app_settings.env == "testing",
     )
     db.init_engine(app_settings.database_url)
+    editor_service.use_settings(app_settings)
 
     csrf.init_app(app)
     limiter.init_app(app)

@@ -113,7 +113,9 @@ class Settings:
     broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
     send_lease_seconds: int = 120  # a dead sender's claimed rows return to the queue after this (delivery)
-    send_processes: int = 1  # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes (delivery)
+    send_processes: int = (
+        1  # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes (delivery)
+    )
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
@@ -236,7 +238,9 @@ def validate(settings: Settings) -> Settings:
     try:
         CronTrigger.from_crontab(settings.schedule, timezone=settings.timezone)
     except ValueError as exc:
-        raise ConfigError(f"NEWSLETTER_SCHEDULE {settings.schedule!r} is not a 5-field cron expression: {exc}") from None
+        raise ConfigError(
+            f"NEWSLETTER_SCHEDULE {settings.schedule!r} is not a 5-field cron expression: {exc}"
+        ) from None
 
     if settings.click_counts not in {"off", "aggregate"}:
         raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")
@@ -256,14 +260,19 @@ def validate(settings: Settings) -> Settings:
         if urlsplit(feed).scheme not in {"http", "https", "file"}:
             raise ConfigError(f"NEWSLETTER_FEEDS: {feed!r} is not an http(s) URL")
     if settings.bounce_mailbox and urlsplit(settings.bounce_mailbox).scheme not in {"imap", "imaps"}:
-        raise ConfigError("NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)")
+        raise ConfigError(
+            "NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)"
+        )
     if settings.bounce_return_path and (
-        "{token}" not in settings.bounce_return_path or "@" not in settings.bounce_return_path.split("{token}")[-1]
+        "{token}" not in settings.bounce_return_path
+        or "@" not in settings.bounce_return_path.split("{token}")[-1]
     ):
         raise ConfigError("NEWSLETTER_BOUNCE_RETURN_PATH must look like bounces+{token}@example.org")
     dkim = [settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file]
     if any(dkim) and not all(dkim):
-        raise ConfigError("DKIM needs all three: NEWSLETTER_DKIM_DOMAIN, NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_KEY_FILE")
+        raise ConfigError(
+            "DKIM needs all three: NEWSLETTER_DKIM_DOMAIN, NEWSLETTER_DKIM_SELECTOR, NEWSLETTER_DKIM_KEY_FILE"
+        )
     if settings.dkim_key_file and not Path(settings.dkim_key_file).is_file():
         raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE {settings.dkim_key_file!r} does not exist")
     return replace(settings, **changes)

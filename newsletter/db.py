@@ -53,9 +53,9 @@ def make_engine(url: str) -> Engine:
 def init_engine(url: str) -> Engine:
     """Set the process-wide engine (called by the app factory and the CLI)."""
     global _engine
-    if _engine is not None and _engine.url.render_as_string(hide_password=False) == make_url(url).render_as_string(
-        hide_password=False
-    ):
+    if _engine is not None and _engine.url.render_as_string(hide_password=False) == make_url(
+        url
+    ).render_as_string(hide_password=False):
         return _engine
     if _engine is not None:
         _engine.dispose()
@@ -104,5 +104,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", (url or get_engine().url.render_as_string(hide_password=False)).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", (url or get_engine().url.render_as_string(hide_password=False)).replace("%", "%%")
+    )
     return cfg

@@ -90,7 +90,6 @@ def encode_address(name: str, address: str, field: str) -> str:
     return f"{phrase} <{address}>" if phrase else address
 
 
-
 def encode_qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends (lines of at most 76 characters)."""
     data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")

@@ -56,7 +56,6 @@ class Runner:
 
     def __init__(self, app, *, blocking: bool, mode: jobs.Mode):
 
-
         self.app = app
         self.settings = app.extensions["signal_settings"]
         check_settings(self.settings)
@@ -74,7 +73,9 @@ class Runner:
         now = datetime.now(UTC)
         self.scheduler.add_job(self.hold, "interval", seconds=heartbeat, id="lock", next_run_time=now)
         self.scheduler.add_job(self.tick, "interval", seconds=tick, id="tick", next_run_time=now)
-        self.scheduler.add_job(self.housekeeping, "interval", seconds=tick, id="housekeeping", next_run_time=now)
+        self.scheduler.add_job(
+            self.housekeeping, "interval", seconds=tick, id="housekeeping", next_run_time=now
+        )
         self._stopped = threading.Event()
 
     @property
@@ -103,7 +104,9 @@ class Runner:
     def start(self) -> None:
         """Blocking for ``newsletter scheduler``, returns at once otherwise."""
         self.hold()
-        log.info("scheduler %s started (%s)", self.holder, "holding the lock" if self.lock.held else "standing by")
+        log.info(
+            "scheduler %s started (%s)", self.holder, "holding the lock" if self.lock.held else "standing by"
+        )
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -211,8 +214,10 @@ def schedule_command(count: int):
     now = clock.now()
     echo = click.echo
     echo(f"Schedule   {settings.schedule!r} in {settings.timezone}")
-    echo(f"           review {settings.review_hours} h before the slot · auto-send {'on' if settings.auto_send else 'off'}"
-         f" · misfire grace {settings.misfire_grace_hours} h · tick every {settings.scheduler_tick_seconds:g} s")
+    echo(
+        f"           review {settings.review_hours} h before the slot · auto-send {'on' if settings.auto_send else 'off'}"
+        f" · misfire grace {settings.misfire_grace_hours} h · tick every {settings.scheduler_tick_seconds:g} s"
+    )
     echo(f"Now        {_fmt(now, settings)}")
     echo("")
     echo("Next slots")
@@ -222,8 +227,10 @@ def schedule_command(count: int):
     for slot in upcoming:
         local = slots.local(settings, slot)
         review = slots.review_at(settings, slot)
-        echo(f"  {local:%a %Y-%m-%d %H:%M %Z}  = {slot:%Y-%m-%d %H:%M} UTC   review from "
-             f"{slots.local(settings, review):%a %Y-%m-%d %H:%M %Z} = {review:%Y-%m-%d %H:%M} UTC")
+        echo(
+            f"  {local:%a %Y-%m-%d %H:%M %Z}  = {slot:%Y-%m-%d %H:%M} UTC   review from "
+            f"{slots.local(settings, review):%a %Y-%m-%d %H:%M %Z} = {review:%Y-%m-%d %H:%M} UTC"
+        )
     timed = jobs.scheduled_issues()
     if timed:
         echo("")
@@ -234,8 +241,10 @@ def schedule_command(count: int):
     echo("Jobs")
     nxt = upcoming[0] if upcoming else None
     weekly = {
-        jobs.REVIEW: ("assemble the draft, mail the editors a preview link",
-                      slots.review_at(settings, nxt) if nxt and settings.review_hours > 0 else None),
+        jobs.REVIEW: (
+            "assemble the draft, mail the editors a preview link",
+            slots.review_at(settings, nxt) if nxt and settings.review_hours > 0 else None,
+        ),
         jobs.SEND: ("send if approved or auto-send; else wait and tell the editors", nxt),
     }
     for name, (what, due) in weekly.items():
@@ -252,15 +261,24 @@ def schedule_command(count: int):
         every = _every(period) if period else "off"
         echo(f"  {job.name:<11} {job.description} ({every})")
         if period:
-            echo(f"  {'':<11} last: " + (f"{_fmt(last.created_at, settings)} — {last.state}: {last.detail}" if last else "never"))
+            echo(
+                f"  {'':<11} last: "
+                + (f"{_fmt(last.created_at, settings)} — {last.state}: {last.detail}" if last else "never")
+            )
     echo("")
     state = lock_state(get_engine())
     if state.get("holder"):
         held = "held" if state["held"] else "NOT held (holder gone; the next scheduler to look takes it)"
         echo(f"Lock       {state['kind']}: {held} by {state['holder']}")
-        echo(f"           since {_fmt(state['acquired_at'], settings)}; heartbeat {_fmt(state['heartbeat_at'], settings)}"
-             + (f"; backend pid {state['backend_pid']}" if state.get("backend_pid") else "")
-             + (f"; lease until {_fmt(state['expires_at'], settings)}" if state["kind"].startswith("sqlite") else ""))
+        echo(
+            f"           since {_fmt(state['acquired_at'], settings)}; heartbeat {_fmt(state['heartbeat_at'], settings)}"
+            + (f"; backend pid {state['backend_pid']}" if state.get("backend_pid") else "")
+            + (
+                f"; lease until {_fmt(state['expires_at'], settings)}"
+                if state["kind"].startswith("sqlite")
+                else ""
+            )
+        )
     else:
         echo(f"Lock       {state['kind']}: free (no scheduler running)")
 

@@ -19,7 +19,10 @@ def email_hash(email: str) -> str:
 
 
 def is_suppressed(session: Session, email: str) -> bool:
-    return session.exec(select(Suppression.id).where(Suppression.email_hash == email_hash(email))).first() is not None
+    return (
+        session.exec(select(Suppression.id).where(Suppression.email_hash == email_hash(email))).first()
+        is not None
+    )
 
 
 def suppression_reason(session: Session, email: str) -> str | None:

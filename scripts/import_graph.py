@@ -130,7 +130,9 @@ def main() -> None:
     print(f"largest cycle between top-level units: {len(largest)} {sorted(largest) if largest else ''}")
     print(f"imports inside functions: {total_local}")
     if "--modules" in sys.argv:
-        module_cycles = sorted((c for c in strongly_connected(module_graph) if len(c) > 1), key=len, reverse=True)
+        module_cycles = sorted(
+            (c for c in strongly_connected(module_graph) if len(c) > 1), key=len, reverse=True
+        )
         print(f"largest cycle between modules: {len(module_cycles[0]) if module_cycles else 0}")
         for cycle in module_cycles:
             print("  ", sorted(cycle))

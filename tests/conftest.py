@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import uuid
 from pathlib import Path
 
@@ -22,7 +20,17 @@ from sqlmodel import SQLModel
 
 from newsletter import clock, db
 from newsletter.config import load_settings
-from tests.helpers import SmtpSink, require
+from tests.helpers import LoopbackServer, SmtpSink, free_port, require, start_peers
+
+# The areas' fixture modules, registered once for every test: a test module
+# asks for their fixtures by argument and imports only the plain helpers it calls.
+pytest_plugins = [
+    "tests.content_fixtures",
+    "tests.delivery_fixtures",
+    "tests.editor_fixtures",
+    "tests.feedback_fixtures",
+    "tests.readers_fixtures",
+]
 
 TEST_DB_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
 SECRET = "test-secret-key-" + "x" * 40
@@ -105,12 +113,6 @@ def fresh_database_url(tmp_path):
 # --- app ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(autouse=True)
 def _reset_clock():
     yield
@@ -184,40 +186,26 @@ def smtp_server():
     sink.stop()
 
 
-class LiveServer:
+class LiveServer(LoopbackServer):
+    """The app under werkzeug's threaded server on ``port``."""
+
     def __init__(self, app, port):
         from werkzeug.serving import make_server
 
         self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = make_server("127.0.0.1", port, app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
+        super().__init__(make_server("127.0.0.1", port, app, threaded=True))
 
 
 @pytest.fixture
 def live_server_factory():
     """Start the app on a free port; the app's base_url is that server's URL,
     so links in emails lead back to it."""
-    servers = []
 
     def start(make_app, **overrides):
         port = free_port()
-        app = make_app(base_url=f"http://127.0.0.1:{port}", **overrides)
-        server = LiveServer(app, port).start()
-        servers.append(server)
-        return server
+        return LiveServer(make_app(base_url=f"http://127.0.0.1:{port}", **overrides), port)
 
-    yield start
-    for server in servers:
-        server.stop()
+    yield from start_peers(start)
 
 
 CHROMIUM = os.environ.get("NEWSLETTER_CHROMIUM", "/usr/bin/chromium")

@@ -12,7 +12,12 @@ from newsletter.db import session_scope
 from newsletter.models import Issue, Tag
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
-SECTIONS = (("ai-agents", "AI Agents"), ("ai-ethics", "AI Ethics"), ("data", "Data"), ("research", "Research"))
+SECTIONS = (
+    ("ai-agents", "AI Agents"),
+    ("ai-ethics", "AI Ethics"),
+    ("data", "Data"),
+    ("research", "Research"),
+)
 
 
 @pytest.fixture

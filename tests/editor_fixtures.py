@@ -29,7 +29,8 @@ def csrf_of(html: str) -> str:
 def login(client, email: str, password: str):
     page = client.get("/editor/login")
     return client.post(
-        "/editor/login", data={"email": email, "password": password, "csrf_token": csrf_of(page.get_data(as_text=True))}
+        "/editor/login",
+        data={"email": email, "password": password, "csrf_token": csrf_of(page.get_data(as_text=True))},
     )
 
 
@@ -105,7 +106,9 @@ def seed_articles(settings, count_per_section: int = 2, extra_title: str = "") -
                 }
             )
     if extra_title:
-        items.append({"url": "https://example.org/xss", "title": extra_title, "published_at": when, "tags": ["agents"]})
+        items.append(
+            {"url": "https://example.org/xss", "title": extra_title, "published_at": when, "tags": ["agents"]}
+        )
     report = upsert_articles(items, "api")
     assert not report.errors, report.errors
     with session_scope() as s:
@@ -130,8 +133,16 @@ def add_subscriber(email: str, status: str = "active", topics: str = "", name: s
     from newsletter.suppression import email_hash
 
     with session_scope() as s:
-        row = Subscriber(email=email, email_hash=email_hash(email), status=status, topics=topics, name=name,
-                         consent_source="form", consent_at=clock.now(), consent_text="I agree to get GET THE SIGNAL.")
+        row = Subscriber(
+            email=email,
+            email_hash=email_hash(email),
+            status=status,
+            topics=topics,
+            name=name,
+            consent_source="form",
+            consent_at=clock.now(),
+            consent_text="I agree to get GET THE SIGNAL.",
+        )
         s.add(row)
         s.flush()
         return row.id

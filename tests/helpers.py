@@ -1,19 +1,28 @@
-"""Helpers shared by the tests: a real SMTP server and link extraction."""
+"""Helpers shared by the tests: the peers and fakes that stand in for the
+outside world (a real SMTP server, an ESP's HTTP API, bounce and complaint
+mail as receivers write it), free ports, threads released together, and
+link extraction."""
 
 from __future__ import annotations
 
 import email
+import json
 import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import default as default_policy
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 import pytest
+
+from newsletter import clock
 
 REQUIRE_ALL = os.environ.get("NEWSLETTER_REQUIRE_ALL", "") not in ("", "0", "false")
 
@@ -25,6 +34,32 @@ def require(condition: bool, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required in CI but missing: {reason}")
     pytest.skip(reason)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on at the moment (for peers that must be told one)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+Peer = TypeVar("Peer")
+
+
+def start_peers(make: Callable[..., Peer]) -> Iterator[Callable[..., Peer]]:
+    """The body of a factory fixture: ``yield from start_peers(make)`` hands the
+    test a function that starts a peer (``make(*args, **kwargs)``) as often as
+    it likes, and stops every peer it started when the test ends."""
+    started: list = []
+
+    def start(*args, **kwargs) -> Peer:
+        peer = make(*args, **kwargs)
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        peer.stop()
 
 
 @dataclass
@@ -96,13 +131,13 @@ class SmtpSink:
 
             async def handle_DATA(self, server, session, envelope):
                 with sink._lock:
-                    sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+                    sink.messages.append(
+                        Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                    )
                 return "250 Message accepted for delivery"
 
         if not self.port:
-            with socket.socket() as s:
-                s.bind((self.host, 0))
-                self.port = s.getsockname()[1]
+            self.port = free_port(self.host)
         kwargs = {}
         if self.auth:
             user, password = self.auth
@@ -115,7 +150,9 @@ class SmtpSink:
 
             kwargs = {"authenticator": authenticator, "auth_require_tls": False}
         self._lock = threading.Lock()
-        self._controller = Controller(Handler(), hostname=self.host, port=self.port, enable_SMTPUTF8=True, **kwargs)
+        self._controller = Controller(
+            Handler(), hostname=self.host, port=self.port, enable_SMTPUTF8=True, **kwargs
+        )
         self._controller.start()
 
     def stop(self) -> None:
@@ -142,22 +179,186 @@ class SmtpSink:
         self.messages.clear()
 
 
-def run_concurrently(target: Callable[[], object], count: int = 4) -> list[Exception]:
-    """Start ``count`` threads that call ``target`` at the same moment (a
-    barrier), wait for all of them, and return the exceptions they raised."""
-    barrier = threading.Barrier(count)
-    errors: list[Exception] = []
+def race(*calls: Callable[[], object]) -> list[BaseException | None]:
+    """Run ``calls`` in threads released together (a barrier), wait for all of
+    them, and return the outcome of each, in order: None, or its exception."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[BaseException | None] = [None] * len(calls)
 
-    def run():
+    def run(index, call):
         barrier.wait()
         try:
-            target()
+            call()
         except Exception as exc:  # noqa: BLE001 - returned to the test
-            errors.append(exc)
+            outcomes[index] = exc
 
-    threads = [threading.Thread(target=run) for _ in range(count)]
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return errors
+    return outcomes
+
+
+def run_concurrently(target: Callable[[], object], count: int = 4) -> list[Exception]:
+    """Start ``count`` threads that call ``target`` at the same moment (a
+    barrier), wait for all of them, and return the exceptions they raised."""
+    return [outcome for outcome in race(*[target] * count) if outcome is not None]
+
+
+# --- bounce and complaint mail, as receivers write it ------------------------------------
+
+
+def original_headers(rcpt: str, return_path: str) -> str:
+    return (
+        f"Return-Path: <{return_path}>\r\n"
+        f"From: GET THE SIGNAL <signal@signal.example.org>\r\n"
+        f"To: {rcpt}\r\n"
+        f"Subject: Issue 045: AI Ethics and Data 2026\r\n"
+        f"Message-ID: <issue-45.{abs(hash(rcpt))}@signal.example.org>\r\n"
+        f"List-Id: GET THE SIGNAL <get-the-signal.signal.example.org>\r\n"
+    )
+
+
+def dsn(
+    rcpt: str,
+    envelope_to: str,
+    *,
+    action="failed",
+    status="5.1.1",
+    diagnostic="smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
+    return_path: str | None = None,
+) -> bytes:
+    """A delivery status notification as Postfix writes it (RFC 3464)."""
+    date = format_datetime(clock.now())
+    diagnostic = diagnostic.format(rcpt=rcpt)
+    boundary = "8D1A31E0A5.1709366400/mx1.example.net"
+    text = (
+        "This is the mail system at host mx1.example.net.\r\n\r\n"
+        "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n"
+        if action == "failed"
+        else "This is the mail system at host mx1.example.net.\r\n\r\n"
+        "####################################################################\r\n"
+        "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+        "####################################################################\r\n"
+    )
+    return (
+        f"Return-Path: <>\r\n"
+        f"Delivered-To: {envelope_to}\r\n"
+        f"Date: {date}\r\n"
+        f"From: MAILER-DAEMON@mx1.example.net (Mail Delivery System)\r\n"
+        f"Subject: {'Undelivered Mail Returned to Sender' if action == 'failed' else 'Delayed Mail (still being retried)'}\r\n"
+        f"To: {envelope_to}\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"\r\n'
+        f"Message-Id: <20260302080000.8D1A31E0A5@mx1.example.net>\r\n\r\n"
+        f"This is a MIME-encapsulated message.\r\n\r\n"
+        f"--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"{text}\r\n<{rcpt}>: host mx2.example.net[192.0.2.25] said: 550 5.1.1 user unknown\r\n\r\n"
+        f"--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx1.example.net\r\nX-Postfix-Queue-ID: 8D1A31E0A5\r\n"
+        f"X-Postfix-Sender: rfc822; {envelope_to}\r\nArrival-Date: {date}\r\n\r\n"
+        f"Final-Recipient: rfc822; {rcpt}\r\nOriginal-Recipient: rfc822;{rcpt}\r\nAction: {action}\r\n"
+        f"Status: {status}\r\nRemote-MTA: dns; mx2.example.net\r\nDiagnostic-Code: {diagnostic}\r\n\r\n"
+        f"--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"{original_headers(rcpt, return_path or envelope_to)}\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+
+
+def arf(rcpt: str, return_path: str, fbl_to="fbl@signal.example.org") -> bytes:
+    """An abuse report in the Abuse Reporting Format (RFC 5965), as a mailbox
+    provider's feedback loop sends it."""
+    boundary = "part1_13d.2e68ed54_boundary"
+    date = format_datetime(clock.now())
+    return (
+        f"From: <staff@hotmail.example>\r\nDate: {date}\r\nSubject: FW: Issue 045\r\nTo: <{fbl_to}>\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report;\r\n\tboundary="{boundary}"\r\n\r\n'
+        f'--{boundary}\r\nContent-Type: text/plain; charset="US-ASCII"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        f"This is an email abuse report for an email message received from IP\r\n192.0.2.1 on {date}.\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\n"
+        f"Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
+        f"Original-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\nArrival-Date: {date}\r\n"
+        f"Reporting-MTA: dns; mail.receiver.example\r\nSource-IP: 192.0.2.1\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n"
+        f"{original_headers(rcpt, return_path)}Date: {date}\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain\r\n\r\nThis week in the signal...\r\n\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+
+
+# --- HTTP peers ---------------------------------------------------------------
+
+
+class LoopbackServer:
+    """A socketserver-based HTTP server (http.server's or werkzeug's) already
+    bound on loopback, answering from a daemon thread until ``stop()``."""
+
+    def __init__(self, server):
+        self.server = server
+        self.port = server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A short poll so that stop() returns at once (the default, 0.5 s, is paid by every test).
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """http.server's handler without the access log on stderr."""
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status: int, headers: dict[str, str] | None = None, body: bytes | None = None) -> None:
+        """Answer ``status`` with ``headers`` and, when given, ``body`` and its Content-Length."""
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if body is not None:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body is not None:
+            self.wfile.write(body)
+
+
+class FakeProvider(LoopbackServer):
+    """An ESP's HTTP API: http.server in a thread; ``answer(request) -> (status,
+    headers, body)``. An AssertionError raised by ``answer`` (the request broke
+    the provider's documented contract) is kept in ``errors`` and answered 400."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list[dict] = []
+        self.errors: list[str] = []
+        provider = self
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                request = {
+                    "path": self.path,
+                    "headers": dict(self.headers.items()),
+                    "body": body,
+                    "method": "POST",
+                }
+                provider.requests.append(request)
+                try:
+                    status, headers, payload = provider.answer(request)
+                except AssertionError as exc:  # the request broke the provider's documented contract
+                    provider.errors.append(str(exc))
+                    status, headers, payload = 400, {}, {"message": f"fake provider: {exc}"}
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.reply(status, {**headers, "Content-Type": "application/json"}, data)
+
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+
+    def json(self, n=-1):
+        return json.loads(self.requests[n]["body"])

@@ -19,7 +19,9 @@ CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 def topics_fixture(app):
     """Three sections readers can choose among (created per test; nothing is seeded)."""
     with session_scope() as session:
-        for position, (slug, name) in enumerate((("agents", "Agents"), ("models", "Models"), ("tools", "Tools"))):
+        for position, (slug, name) in enumerate(
+            (("agents", "Agents"), ("models", "Models"), ("tools", "Tools"))
+        ):
             session.add(Tag(slug=slug, name=name, position=position, is_section=True))
         session.add(Tag(slug="internal", name="Internal", position=9, is_section=False))
     return ["agents", "models", "tools"]

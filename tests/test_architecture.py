@@ -10,13 +10,22 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WEB_MODULES = ("flask_login", "flask_wtf", "flask_limiter", "newsletter.app", "newsletter.extensions", "newsletter.web")
+WEB_MODULES = (
+    "flask_login",
+    "flask_wtf",
+    "flask_limiter",
+    "newsletter.app",
+    "newsletter.extensions",
+    "newsletter.web",
+)
 
 
 def _imported_after(statement: str) -> set[str]:
     """The modules loaded by running ``statement`` in a fresh interpreter."""
     code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     return set(result.stdout.split())
 
 
@@ -55,7 +64,9 @@ def test_every_module_is_placed_in_a_layer():
         name = ".".join(parts)
         if name == "newsletter":
             continue
-        if not any(name == item or name.startswith(item + ".") or item.startswith(name + ".") for item in items):
+        if not any(
+            name == item or name.startswith(item + ".") or item.startswith(name + ".") for item in items
+        ):
             unplaced.append(name)
     assert unplaced == []
 
@@ -63,6 +74,9 @@ def test_every_module_is_placed_in_a_layer():
 def test_import_linter_keeps_every_contract():
     """The same check CI runs (``lint-imports``): no upward import, no cycle."""
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], capture_output=True, text=True, cwd=ROOT
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:]

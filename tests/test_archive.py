@@ -13,10 +13,8 @@ from newsletter.db import session_scope
 from newsletter.issues.service import assemble_issue, get_issue
 from newsletter.rendering import placeholders
 from newsletter.rendering.issue import freeze_issue
-from tests import content_fixtures
 from tests.content_fixtures import add_articles, article, mark_sent
 
-content_settings = content_fixtures.content_settings
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
@@ -85,7 +83,9 @@ def test_archive_pages_in_a_browser(sent_and_draft, make_app, live_server_factor
     settings, sent, draft = sent_and_draft
     server = live_server_factory(make_app)
     problems = []
-    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on(
+        "console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
     page.set_viewport_size({"width": 390, "height": 900})
     page.goto(server.url + "/issues")
     assert page.get_by_text("Issue 045").is_visible()

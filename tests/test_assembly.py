@@ -12,10 +12,7 @@ from newsletter.db import session_scope
 from newsletter.issues import service
 from newsletter.issues.service import IssueError, assemble_issue
 from newsletter.models import Article, Issue, IssueArticle
-from tests import content_fixtures
 from tests.content_fixtures import T0, add_articles, article, mark_sent
-
-content_settings = content_fixtures.content_settings
 
 
 def _articles_of(number: int) -> list[tuple[str, str]]:
@@ -120,7 +117,9 @@ def test_section_and_issue_limits_round_robin(content_settings):
     assert len(got) == 5
     sections = [s for _, s in got]
     assert sections.count("ai-agents") <= 3
-    assert {"ai-agents", "data", "research"} == set(sections)  # the busy section does not crowd out the others
+    assert {"ai-agents", "data", "research"} == set(
+        sections
+    )  # the busy section does not crowd out the others
     assert [t for t, s in got if s == "ai-agents"] == ["Article 1", "Article 2"]  # newest first
     assert sections == sorted(sections, key=["ai-agents", "ai-ethics", "data", "research"].index)
 
@@ -143,7 +142,13 @@ def test_theme_derived_from_top_sections_and_year(content_settings):
     settings = content_settings.default
     add_articles(
         settings,
-        [article(1, "ai-ethics"), article(2, "ai-ethics"), article(3, "data"), article(4, "data"), article(5, "research")],
+        [
+            article(1, "ai-ethics"),
+            article(2, "ai-ethics"),
+            article(3, "data"),
+            article(4, "data"),
+            article(5, "research"),
+        ],
     )
     issue = assemble_issue(settings).issue
     assert issue.theme == "AI Ethics and Data 2026"
@@ -228,7 +233,9 @@ def test_issue_articles_table_has_positions(content_settings):
     issue = assemble_issue(settings).issue
     with session_scope() as session:
         positions = session.exec(
-            select(IssueArticle.position).where(IssueArticle.issue_id == issue.id).order_by(IssueArticle.position)
+            select(IssueArticle.position)
+            .where(IssueArticle.issue_id == issue.id)
+            .order_by(IssueArticle.position)
         ).all()
     assert positions == [0, 1, 2]
 

@@ -11,29 +11,24 @@ import socket
 import subprocess
 import tempfile
 import time
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from newsletter import clock, db
+from newsletter import db
 from newsletter.feedback.mailbox import parse_mailbox_url, poll_bounce_mailbox
 from newsletter.feedback.verp import verp_address
 from newsletter.models import Event, Subscriber
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
-from tests.helpers import require
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber, status_of
+from tests.helpers import arf, dsn, free_port, require
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 RETURN_PATH = "bounces+{token}@signal.example.org"
 USER, PASSWORD = "bounces", "imap-test-pw"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,7 +37,7 @@ def dovecot():
     require(Path(DOVECOT).exists(), "dovecot not installed (apt-get install dovecot-imapd)")
     root = Path(tempfile.mkdtemp(prefix="signal-dovecot-"))
     root.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     (root / "mail").mkdir()
     if os.geteuid() == 0:  # as root (this container): mail as nobody, login as dovenull
         uid, gid = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid
@@ -86,7 +81,9 @@ service imap-login {{
   }}
 }}
 """)
-    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [DOVECOT, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -133,92 +130,21 @@ def flags_of_all(url: str) -> list[bytes]:
 # --- real messages ---------------------------------------------------------------------
 
 
-def original_headers(rcpt: str, return_path: str) -> str:
-    return (f"Return-Path: <{return_path}>\r\n"
-            f"From: GET THE SIGNAL <signal@signal.example.org>\r\n"
-            f"To: {rcpt}\r\n"
-            f"Subject: Issue 045: AI Ethics and Data 2026\r\n"
-            f"Message-ID: <issue-45.{abs(hash(rcpt))}@signal.example.org>\r\n"
-            f"List-Id: GET THE SIGNAL <get-the-signal.signal.example.org>\r\n")
-
-
-def dsn(rcpt: str, envelope_to: str, *, action="failed", status="5.1.1",
-        diagnostic="smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
-        return_path: str | None = None) -> bytes:
-    """A delivery status notification as Postfix writes it (RFC 3464)."""
-    date = format_datetime(clock.now())
-    diagnostic = diagnostic.format(rcpt=rcpt)
-    boundary = "8D1A31E0A5.1709366400/mx1.example.net"
-    text = ("This is the mail system at host mx1.example.net.\r\n\r\n"
-            "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.\r\n"
-            if action == "failed" else
-            "This is the mail system at host mx1.example.net.\r\n\r\n"
-            "####################################################################\r\n"
-            "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
-            "####################################################################\r\n")
-    return (
-        f"Return-Path: <>\r\n"
-        f"Delivered-To: {envelope_to}\r\n"
-        f"Date: {date}\r\n"
-        f"From: MAILER-DAEMON@mx1.example.net (Mail Delivery System)\r\n"
-        f"Subject: {'Undelivered Mail Returned to Sender' if action == 'failed' else 'Delayed Mail (still being retried)'}\r\n"
-        f"To: {envelope_to}\r\n"
-        f"Auto-Submitted: auto-replied\r\n"
-        f"MIME-Version: 1.0\r\n"
-        f"Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"
-        f"Message-Id: <20260302080000.8D1A31E0A5@mx1.example.net>\r\n\r\n"
-        f"This is a MIME-encapsulated message.\r\n\r\n"
-        f"--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-        f"{text}\r\n<{rcpt}>: host mx2.example.net[192.0.2.25] said: 550 5.1.1 user unknown\r\n\r\n"
-        f"--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"
-        f"Reporting-MTA: dns; mx1.example.net\r\nX-Postfix-Queue-ID: 8D1A31E0A5\r\n"
-        f"X-Postfix-Sender: rfc822; {envelope_to}\r\nArrival-Date: {date}\r\n\r\n"
-        f"Final-Recipient: rfc822; {rcpt}\r\nOriginal-Recipient: rfc822;{rcpt}\r\nAction: {action}\r\n"
-        f"Status: {status}\r\nRemote-MTA: dns; mx2.example.net\r\nDiagnostic-Code: {diagnostic}\r\n\r\n"
-        f"--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"{original_headers(rcpt, return_path or envelope_to)}\r\n"
-        f"--{boundary}--\r\n"
-    ).encode()
-
-
-def arf(rcpt: str, return_path: str, fbl_to="fbl@signal.example.org") -> bytes:
-    """An abuse report in the Abuse Reporting Format (RFC 5965), as a mailbox
-    provider's feedback loop sends it."""
-    boundary = "part1_13d.2e68ed54_boundary"
-    date = format_datetime(clock.now())
-    return (
-        f"From: <staff@hotmail.example>\r\nDate: {date}\r\nSubject: FW: Issue 045\r\nTo: <{fbl_to}>\r\n"
-        f"MIME-Version: 1.0\r\n"
-        f"Content-Type: multipart/report; report-type=feedback-report;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
-        f"--{boundary}\r\nContent-Type: text/plain; charset=\"US-ASCII\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
-        f"This is an email abuse report for an email message received from IP\r\n192.0.2.1 on {date}.\r\n\r\n"
-        f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\n"
-        f"Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
-        f"Original-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\nArrival-Date: {date}\r\n"
-        f"Reporting-MTA: dns; mail.receiver.example\r\nSource-IP: 192.0.2.1\r\n\r\n"
-        f"--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n"
-        f"{original_headers(rcpt, return_path)}Date: {date}\r\nMIME-Version: 1.0\r\n"
-        f"Content-Type: text/plain\r\n\r\nThis week in the signal...\r\n\r\n"
-        f"--{boundary}--\r\n"
-    ).encode()
-
-
 def autoreply(envelope_to: str) -> bytes:
-    return (f"From: ann@example.org\r\nTo: {envelope_to}\r\nSubject: Out of office\r\n"
-            f"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n").encode()
+    return (
+        f"From: ann@example.org\r\nTo: {envelope_to}\r\nSubject: Out of office\r\n"
+        f"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
+    ).encode()
 
 
-BROKEN = (b"From: x@example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"Q\"\r\n"
-          b"\r\n--Q\r\nContent-Type: message/delivery-status\r\n\r\nAction failed\r\n\r\n"
-          b"Final-Recipient: ;;;\r\nAction: failed\r\n--Q\r\nContent-Type: message/rfc822\r\n\r\n")
+BROKEN = (
+    b'From: x@example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="Q"\r\n'
+    b"\r\n--Q\r\nContent-Type: message/delivery-status\r\n\r\nAction failed\r\n\r\n"
+    b"Final-Recipient: ;;;\r\nAction: failed\r\n--Q\r\nContent-Type: message/rfc822\r\n\r\n"
+)
 
 
 # --- tests --------------------------------------------------------------------------------
-
-
-def _status(email):
-    with db.session_scope() as s:
-        return s.exec(select(Subscriber.status).where(Subscriber.email == email)).one()
 
 
 def _events():
@@ -232,11 +158,21 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
     people = ["ann@example.org", "bob@example.org", "cy@example.org", "dee@example.org"]
     d = {e: make_delivery(issue, make_subscriber(e)) for e in people}
     verp = {e: verp_address(settings, d[e]) for e in people}
-    assert verp["ann@example.org"].startswith("bounces+") and verp["ann@example.org"].endswith("@signal.example.org")
+    assert verp["ann@example.org"].startswith("bounces+") and verp["ann@example.org"].endswith(
+        "@signal.example.org"
+    )
 
     append(dovecot, dsn("ann@example.org", verp["ann@example.org"]))  # hard
-    append(dovecot, dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.4.1",
-                        diagnostic="X-Postfix; connect to mx2.example.net: Connection timed out"))  # soft
+    append(
+        dovecot,
+        dsn(
+            "bob@example.org",
+            verp["bob@example.org"],
+            action="delayed",
+            status="4.4.1",
+            diagnostic="X-Postfix; connect to mx2.example.net: Connection timed out",
+        ),
+    )  # soft
     append(dovecot, arf("cy@example.org", verp["cy@example.org"]))  # complaint
     append(dovecot, autoreply(verp["dee@example.org"]))  # not a bounce
     append(dovecot, BROKEN)  # malformed: skipped, marked, never blocks the poll
@@ -244,17 +180,24 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
     forged = RETURN_PATH.replace("{token}", f"{d['dee@example.org']}.forgedsignature")
     append(dovecot, dsn("dee@example.org", forged))
     # a human already opened this one: it is still processed (keyword, not \Seen)
-    append(dovecot, dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.2.2"),
-           flags="(\\Seen)")
+    append(
+        dovecot,
+        dsn("bob@example.org", verp["bob@example.org"], action="delayed", status="4.2.2"),
+        flags="(\\Seen)",
+    )
 
     assert poll_bounce_mailbox(settings) == 3
-    assert _status("ann@example.org") == "bounced"
-    assert _status("bob@example.org") == "active"  # one soft bounce per delivery counts once
-    assert _status("cy@example.org") == "complained"
-    assert _status("dee@example.org") == "active"
-    assert sorted(_events()) == sorted([("bounce_hard", d["ann@example.org"], "dsn"),
-                                        ("bounce_soft", d["bob@example.org"], "dsn"),
-                                        ("complaint", d["cy@example.org"], "arf")])
+    assert status_of("ann@example.org") == "bounced"
+    assert status_of("bob@example.org") == "active"  # one soft bounce per delivery counts once
+    assert status_of("cy@example.org") == "complained"
+    assert status_of("dee@example.org") == "active"
+    assert sorted(_events()) == sorted(
+        [
+            ("bounce_hard", d["ann@example.org"], "dsn"),
+            ("bounce_soft", d["bob@example.org"], "dsn"),
+            ("complaint", d["cy@example.org"], "arf"),
+        ]
+    )
     with db.session_scope() as s:
         assert is_suppressed(s, "ann@example.org") and is_suppressed(s, "cy@example.org")
         assert not is_suppressed(s, "dee@example.org")
@@ -268,7 +211,7 @@ def test_dsns_and_arf_over_imap_map_to_exactly_one_delivery(make_settings, dovec
     d2 = make_delivery(make_issue(46), _sid("bob@example.org"))
     append(dovecot, dsn("bob@example.org", verp_address(settings, d2), action="delayed", status="4.2.2"))
     assert poll_bounce_mailbox(settings) == 1
-    assert _status("bob@example.org") == "bounced"
+    assert status_of("bob@example.org") == "bounced"
 
 
 def _sid(email):
@@ -283,8 +226,8 @@ def test_without_verp_the_failed_address_is_used(make_settings, dovecot):
     append(dovecot, dsn("ANN@example.org", "signal@signal.example.org"))
     append(dovecot, arf("cy@example.org", "signal@signal.example.org"))
     assert poll_bounce_mailbox(settings) == 2
-    assert _status("ann@example.org") == "bounced"
-    assert _status("cy@example.org") == "complained"
+    assert status_of("ann@example.org") == "bounced"
+    assert status_of("cy@example.org") == "complained"
 
 
 def test_wrong_password_and_no_mailbox(make_settings, dovecot):
@@ -294,9 +237,17 @@ def test_wrong_password_and_no_mailbox(make_settings, dovecot):
         poll_bounce_mailbox(make_settings(bounce_mailbox=bad))
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x00\xff\xfe", BROKEN, b"Content-Type: multipart/report\r\n\r\n--",
-                                 b"Content-Type: multipart/report; report-type=feedback-report; boundary=z\r\n\r\n"
-                                 b"--z\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n--z--"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe",
+        BROKEN,
+        b"Content-Type: multipart/report\r\n\r\n--",
+        b"Content-Type: multipart/report; report-type=feedback-report; boundary=z\r\n\r\n"
+        b"--z\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n--z--",
+    ],
+)
 def test_malformed_messages_are_skipped(make_settings, raw):
     from newsletter.feedback.mailbox import process_message
 

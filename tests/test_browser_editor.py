@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """The editor's flows in headless Chromium (Playwright), against a live
 server: login, edit, preview at both widths, a test received by a real SMTP
 server, approve and send with live progress, CSV import. Screenshots land
@@ -36,7 +35,12 @@ def log_in(page, server, who=ADMIN):
 def no_console_errors(page) -> list[str]:
     """Script errors and CSP refusals (expected 401/403/404 loads are not errors)."""
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
+        ),
+    )
     page.on("pageerror", lambda e: errors.append(str(e)))
     return errors
 
@@ -110,8 +114,10 @@ def test_edit_a_draft(page, live_server_factory, make_app, screenshot):
         titles = [
             a.title
             for _, a in s.exec(
-                select(IssueArticle, Article).join(Article, Article.id == IssueArticle.article_id)
-                .where(IssueArticle.issue_id == issue.id).order_by(IssueArticle.position)
+                select(IssueArticle, Article)
+                .join(Article, Article.id == IssueArticle.article_id)
+                .where(IssueArticle.issue_id == issue.id)
+                .order_by(IssueArticle.position)
             )
         ]
     assert issue.subject == "Agents are shipping" and issue.intro == "This week: **agents** at work."
@@ -127,7 +133,10 @@ def test_preview_desktop_mobile_text_and_variant(page, live_server_factory, make
     page.goto(f"{server.url}/editor/issues/{number}/preview")
     frame = page.frame_locator("#preview-frame")
     frame.locator("text=Agents story 0 >> visible=true").first.wait_for()
-    assert page.locator("#preview-frame").get_attribute("sandbox") == "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
+    assert (
+        page.locator("#preview-frame").get_attribute("sandbox")
+        == "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
+    )
     desktop = page.locator("#preview-frame").bounding_box()["width"]
     assert desktop > 600
     screenshot(page, "editor-preview-desktop")
@@ -206,7 +215,7 @@ def test_import_csv_with_hostile_lines(page, live_server_factory, make_app, scre
         "two@example.org,Two,\n"
         "broken,Nope,\n"
         '"<img src=x onerror=alert(1)>@example.org",Hostile,\n'
-        'three@example.org,"=cmd|\' /C calc\'!A0",\n'
+        "three@example.org,\"=cmd|' /C calc'!A0\",\n"
     )
     errors = no_console_errors(page)
     log_in(page, server)
@@ -217,7 +226,9 @@ def test_import_csv_with_hostile_lines(page, live_server_factory, make_app, scre
     report = page.locator(".import-report")
     assert report.locator("[data-report=rejected]").inner_text() != "0"
     rejected = report.locator("table.rejected").inner_text()
-    assert re.search(r"^4\s+email: .*not a valid email", rejected, re.M)  # line 4 (header is line 1) = "broken"
+    assert re.search(
+        r"^4\s+email: .*not a valid email", rejected, re.M
+    )  # line 4 (header is line 1) = "broken"
     assert "<img" not in report.inner_html().replace("&lt;img", "")
     screenshot(page, "editor-import")
     with session_scope() as s:
@@ -237,8 +248,17 @@ def test_outbox_viewer(page, live_server_factory, make_app, screenshot):
 
     server, _ = start(live_server_factory, make_app)
     html = '<html><body><h1 style="color:#b8310f">Welcome aboard</h1><p>Plain and simple.</p></body></html>'
-    OutboxTransport().send([OutgoingMessage(sender="GET THE SIGNAL <signal@example.org>", to="new@example.org",
-                                            subject="Confirm your subscription", text="Welcome in text", html=html)])
+    OutboxTransport().send(
+        [
+            OutgoingMessage(
+                sender="GET THE SIGNAL <signal@example.org>",
+                to="new@example.org",
+                subject="Confirm your subscription",
+                text="Welcome in text",
+                html=html,
+            )
+        ]
+    )
     errors = no_console_errors(page)
     log_in(page, server)
     page.click("nav.editor-nav >> text=Outbox")

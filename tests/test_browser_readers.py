@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.readers_fixtures import reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import reader
 
 pytestmark = pytest.mark.browser
 
@@ -14,12 +14,17 @@ def only(links: list[str], kind: str) -> str:
     return found
 
 
-def test_subscribe_confirm_change_topics_unsubscribe(page, live_server_factory, make_app, smtp_server, topics, screenshot):
+def test_subscribe_confirm_change_topics_unsubscribe(
+    page, live_server_factory, make_app, smtp_server, topics, screenshot
+):
     server = live_server_factory(make_app, transport=smtp_server.dsn)
 
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(server.url + "/")
-    assert page.locator(".site-header .tagline").inner_text() == "GET THE SIGNAL — AI agent intel, delivered weekly"
+    assert (
+        page.locator(".site-header .tagline").inner_text()
+        == "GET THE SIGNAL — AI agent intel, delivered weekly"
+    )
     box = page.locator(".hp").bounding_box()
     assert box["x"] + box["width"] <= 0  # the honeypot is off screen: not for people
     screenshot(page, "readers-subscribe-375")

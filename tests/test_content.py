@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from sqlmodel import select
@@ -16,10 +15,8 @@ from newsletter.content.sanitise import InvalidUrl, check_url, markdown_to_html
 from newsletter.content.service import upsert_articles
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, FeedState, Tag
-from tests import content_fixtures
 from tests.content_fixtures import T0, article
-
-content_settings = content_fixtures.content_settings
+from tests.helpers import LoopbackServer, QuietHandler
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -39,12 +36,12 @@ def test_only_http_urls_are_accepted(url):
 
 
 def test_urls_are_normalised_and_quotes_encoded():
-    assert check_url("HTTPS://Example.COM/a?q=\"x\"'<y>") == "https://example.com/a?q=%22x%22%27%3Cy%3E"
+    assert check_url('HTTPS://Example.COM/a?q="x"\'<y>') == "https://example.com/a?q=%22x%22%27%3Cy%3E"
 
 
 def test_markdown_raw_html_is_shown_as_text_and_links_are_filtered():
     html = markdown_to_html(
-        'Hi <script>alert(1)</script> <img src=x onerror=alert(1)> **bold** [bad](javascript:alert(1)) [ok](https://ok.org)'
+        "Hi <script>alert(1)</script> <img src=x onerror=alert(1)> **bold** [bad](javascript:alert(1)) [ok](https://ok.org)"
     )
     assert "<script" not in html and "<img" not in html
     assert "&lt;script&gt;" in html and "&lt;img src=x" in html  # visible, inert text
@@ -79,7 +76,9 @@ def test_upsert_is_idempotent_by_external_id_and_url(content_settings):
         assert len(session.exec(select(Article)).all()) == 3
         renamed = session.exec(select(Article).where(Article.external_id == "a-1")).one()
         assert renamed.title == "Renamed"
-        tags = session.exec(select(Tag.slug).join(ArticleTag).where(ArticleTag.article_id == renamed.id)).all()
+        tags = session.exec(
+            select(Tag.slug).join(ArticleTag).where(ArticleTag.article_id == renamed.id)
+        ).all()
         assert tags == ["data"]  # the tag list is replaced, not merged
         new_topic = session.exec(select(Tag).where(Tag.slug == "new-topic")).one()
         assert new_topic.name == "New Topic" and new_topic.is_section
@@ -90,7 +89,13 @@ def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
         [
             article(1, "data"),
             {"title": "", "url": "javascript:alert(1)"},
-            {"title": "x", "url": "https://x.org", "reading_minutes": "ten", "published_at": "yesterday", "bogus": 1},
+            {
+                "title": "x",
+                "url": "https://x.org",
+                "reading_minutes": "ten",
+                "published_at": "yesterday",
+                "bogus": 1,
+            },
             "not an object",
             article(5, "data", image_url="data:image/png;base64,AAAA"),
         ],
@@ -107,7 +112,12 @@ def test_invalid_items_are_reported_and_valid_ones_kept(content_settings):
 def test_hostile_text_is_stored_harmlessly(content_settings):
     hostile = '<img src=x onerror=alert(1)>"><script>alert(1)</script>'
     report = upsert_articles(
-        [article(1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x")], "api"
+        [
+            article(
+                1, "data", title=hostile, synopsis=hostile + " %%GTS_UNSUBSCRIBE_URL%%", author="A\r\nBcc: x"
+            )
+        ],
+        "api",
     )
     assert report.created == 1
     with session_scope() as session:
@@ -124,7 +134,12 @@ def test_hostile_text_is_stored_harmlessly(content_settings):
 def test_api_requires_a_token(content_settings, make_app):
     client = make_app().test_client()
     assert client.post("/api/v1/articles", json=article(1, "data")).status_code == 401
-    assert client.post("/api/v1/articles", json=article(1, "data"), headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/articles", json=article(1, "data"), headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
     closed = make_app(api_tokens=()).test_client()
     assert closed.post("/api/v1/articles", json=article(1, "data"), headers=AUTH).status_code == 403
 
@@ -135,7 +150,9 @@ def test_api_single_list_partial_and_invalid(content_settings, make_app):
     assert one.status_code == 200 and one.json["created"] == 1
     many = client.post("/api/v1/articles", json=[article(1, "data"), article(2, "data")], headers=AUTH)
     assert many.status_code == 200 and (many.json["created"], many.json["updated"]) == (1, 1)
-    partial = client.post("/api/v1/articles", json=[article(3, "data"), {"title": "x", "url": "data:x"}], headers=AUTH)
+    partial = client.post(
+        "/api/v1/articles", json=[article(3, "data"), {"title": "x", "url": "data:x"}], headers=AUTH
+    )
     assert partial.status_code == 207 and partial.json["errors"][0]["index"] == 1
     bad = client.post("/api/v1/articles", json=[{"url": "javascript:alert(1)"}], headers=AUTH)
     assert bad.status_code == 400 and bad.json["created"] == 0
@@ -182,7 +199,7 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 </feed>"""
 
 
-class FeedServer:
+class FeedServer(LoopbackServer):
     """A real HTTP server serving feeds with ETag / Last-Modified and 304 answers."""
 
     def __init__(self):
@@ -190,38 +207,25 @@ class FeedServer:
         self.bodies = {"/rss": (RSS, "application/rss+xml"), "/atom": (ATOM, "application/atom+xml")}
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
                 if self.path not in server.bodies:
-                    self.send_response(404)
-                    self.end_headers()
+                    self.reply(404)
                     return
                 body, kind = server.bodies[self.path]
                 etag = f'"{hash(body) & 0xFFFF:x}"'
                 if self.headers.get("If-None-Match") == etag:
-                    self.send_response(304)
-                    self.end_headers()
+                    self.reply(304)
                     return
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("ETag", etag)
-                self.send_header("Last-Modified", "Sun, 01 Mar 2026 10:00:00 GMT")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                headers = {
+                    "Content-Type": kind,
+                    "ETag": etag,
+                    "Last-Modified": "Sun, 01 Mar 2026 10:00:00 GMT",
+                }
+                self.reply(200, headers, body.encode())
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture
@@ -301,7 +305,9 @@ def test_demo_seed_is_idempotent_and_assembles(content_settings):
     assert any("20 sample articles" in line for line in first)
     assert any("Issue 001" in line and "draft" in line for line in first)
     assert any("already an open draft" in line for line in second)
-    assert [line for line in first if "editor login" in line] == [line for line in second if "editor login" in line]
+    assert [line for line in first if "editor login" in line] == [
+        line for line in second if "editor login" in line
+    ]
     with session_scope() as session:
         assert len(session.exec(select(Article)).all()) == 20
         assert len(session.exec(select(Issue)).all()) == 1

@@ -4,7 +4,6 @@ answers 429 during a whole send, and the rate limiters."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 
@@ -15,8 +14,7 @@ from newsletter.delivery import send
 from newsletter.delivery.deliver import deliver
 from newsletter.delivery.ratelimit import RedisTokenBucket, TokenBucket
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
-from tests.helpers import require
-from tests.test_transports_esp import FakeProvider
+from tests.helpers import FakeProvider, require, run_concurrently
 
 
 @pytest.fixture
@@ -124,7 +122,7 @@ def test_esp_answering_429_slows_the_send_down_and_everything_arrives(make_setti
         add_subscribers(settings, 250)
         counts = deliver(settings, 1, here=True)
     finally:
-        server.close()
+        server.stop()
     assert (counts.status, counts.sent, counts.failed) == ("sent", 250, 0)
     assert calls[1] - calls[0] >= 0.9 and calls[2] - calls[1] >= 0.9, "Retry-After was honoured"
     rows = deliveries(settings)
@@ -150,12 +148,13 @@ def test_token_bucket_is_shared_by_threads():
     now = [0.0]
     bucket = TokenBucket(100, monotonic=lambda: now[0], sleep=lambda s: None)
     waits = []
-    threads = [threading.Thread(target=lambda: waits.append(bucket.reserve(50))) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(waits) == [pytest.approx(0.0), pytest.approx(0.0), pytest.approx(0.5), pytest.approx(1.0)]
+    errors = run_concurrently(lambda: waits.append(bucket.reserve(50)), 4)
+    assert sorted(waits) == [
+        pytest.approx(0.0),
+        pytest.approx(0.0),
+        pytest.approx(0.5),
+        pytest.approx(1.0),
+    ], errors
 
 
 def test_redis_token_bucket_shares_one_rate_between_processes():

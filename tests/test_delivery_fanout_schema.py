@@ -47,7 +47,10 @@ def test_erase_removes_only_that_readers_delivery_rows(settings):
     with session_scope() as session:
         left = session.execute(select(Delivery.issue_id, Delivery.subscriber_id, Delivery.email)).all()
     assert sorted(left) == sorted(
-        (issue_id, sid, f"reader{n}@example.org") for issue_id in (first, second) for n, sid in enumerate(ids) if n != 1
+        (issue_id, sid, f"reader{n}@example.org")
+        for issue_id in (first, second)
+        for n, sid in enumerate(ids)
+        if n != 1
     )
 
 

@@ -220,7 +220,9 @@ def test_fast_header_canonicalisation_equals_dkimpys(block):
     ours = _split_headers(block)
     theirs = dkim.rfc822_parse(block + b"\r\n\r\n")[0]
     assert [(n, v.rstrip(b"\r\n")) for n, v in theirs] == ours
-    assert [_relaxed(n, v) for n, v in ours] == [n + b":" + v for n, v in Relaxed.canonicalize_headers(theirs)]
+    assert [_relaxed(n, v) for n, v in ours] == [
+        n + b":" + v for n, v in Relaxed.canonicalize_headers(theirs)
+    ]
 
 
 def test_unusual_header_blocks_go_through_dkimpys_parser():
@@ -269,7 +271,9 @@ def test_dkim_still_signs_messages_dkimpy_has_to_parse(dkim_key):
     raw = b"From: a@example.org\r\nSubject: x\r\n\tfolded\r\nTo: b@example.org\r\n\r\nbody\r\n"
     assert _verify(signer.sign(raw), record)
     twice = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\r\nTo: c@example.org\r\n\r\nbody\r\n"
-    assert _verify(signer.sign(twice), record)  # a repeated header: h= names it once, the bottom one is signed
+    assert _verify(
+        signer.sign(twice), record
+    )  # a repeated header: h= names it once, the bottom one is signed
     assert not _verify(signer.sign(twice).replace(b"To: c@", b"To: d@"), record)
     odd = b"From: a@example.org\r\nSubject: x\nTo: b@example.org\r\n\r\nbody\r\n"  # a bare LF
     signed = signer.sign(odd)

@@ -5,7 +5,6 @@ whose One-Click unsubscribe links are then used."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +19,7 @@ from newsletter.delivery.deliver import deliver
 from newsletter.models import Delivery, Subscriber
 from newsletter.suppression import is_suppressed, suppress
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue, subscriber
+from tests.helpers import run_concurrently
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -82,22 +82,16 @@ def test_exactly_one_of_many_concurrent_starts_wins(sending_settings):
     make_issue(settings, 1)
     add_subscribers(settings, 20)
     outcomes = []
-    barrier = threading.Barrier(4)
 
     def start():
-        barrier.wait()
         try:
             send.start_send(settings, 1)
             outcomes.append("won")
         except send.AlreadySending:
             outcomes.append("already")
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["already", "already", "already", "won"]
+    errors = run_concurrently(start, 4)
+    assert sorted(outcomes) == ["already", "already", "already", "won"], errors
     assert len(deliveries(settings)) == 20
 
 

@@ -34,6 +34,7 @@ def test_send_processes_must_be_positive():
         load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "0"}, dotenv=False)
 
 
+@pytest.mark.slow
 def test_two_processes_send_every_reader_exactly_once(make_settings, smtp_server):
     settings = make_settings(transport=smtp_server.dsn, send_concurrency=3, send_processes=2)
     init_engine(settings.database_url)
@@ -57,6 +58,7 @@ def test_two_processes_send_every_reader_exactly_once(make_settings, smtp_server
     assert owners == {None}, "every lease is released"
 
 
+@pytest.mark.slow
 def test_forked_children_share_the_queue(make_settings, monkeypatch):
     """The fork path (a single-threaded parent such as `issue send`): children
     drop the inherited database pool and open their own."""
@@ -73,6 +75,7 @@ def test_forked_children_share_the_queue(make_settings, monkeypatch):
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 60
 
 
+@pytest.mark.slow
 def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
     settings = make_settings(transport=smtp_server.dsn, send_concurrency=2, send_processes=2, send_rate=40)
     init_engine(settings.database_url)

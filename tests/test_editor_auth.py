@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """Editor access: accounts, login, lockout, rate limit, CSRF, roles, and a
 walk over the whole URL map showing no /editor route serves an anonymous
 visitor."""
@@ -16,7 +15,7 @@ from newsletter.db import session_scope
 from newsletter.editor import service
 from newsletter.editor.auth import ADMIN_ENDPOINTS
 from newsletter.models import Editor
-from tests.editor_fixtures import ADMIN, EDITOR, accounts, admin, csrf_of, editor, login, make_account  # noqa: F401
+from tests.editor_fixtures import ADMIN, EDITOR, csrf_of, login, make_account
 
 
 def _concrete(rule) -> str:
@@ -34,6 +33,41 @@ def test_passwords_are_argon2id_and_verify(app):
     assert row.password_hash.startswith("$argon2id$")
     assert "long enough password" not in row.password_hash
     assert service.authenticate("A@Example.org", "long enough password").ok
+
+
+def test_password_cost_is_the_library_default_except_under_tests():
+    """Production (and development) hash at argon2-cffi's default cost; the test
+    environment at Argon2's minimal cost. Each hasher verifies the other's hashes."""
+    import argon2
+
+    default = f"$argon2id$v=19$m={argon2.DEFAULT_MEMORY_COST},t={argon2.DEFAULT_TIME_COST},p={argon2.DEFAULT_PARALLELISM}$"
+    assert default == "$argon2id$v=19$m=65536,t=3,p=4$"  # the RFC 9106 low-memory profile
+    hashes = {
+        env: service.password_hasher(env).hash("long enough password")
+        for env in ("production", "development", "testing")
+    }
+    assert hashes["production"].startswith(default) and hashes["development"].startswith(default)
+    assert hashes["testing"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    for env in ("production", "testing"):
+        hasher = service.password_hasher(env)
+        for hashed in hashes.values():
+            assert hasher.verify(hashed, "long enough password")
+            with pytest.raises(argon2.exceptions.VerifyMismatchError):
+                hasher.verify(hashed, "long enough passwore")
+
+
+def test_the_app_hashes_at_the_cost_of_its_environment(make_app):
+    make_app(env="production", base_url="https://news.example.org")
+    make_account("prod@example.org", "long enough password", "admin")
+    make_app()  # the tests' settings: env="testing"
+    make_account("test@example.org", "long enough password", "editor")
+    with session_scope() as s:
+        stored = {row.email: row.password_hash for row in s.exec(select(Editor))}
+    assert stored["prod@example.org"].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert stored["test@example.org"].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert service.authenticate("prod@example.org", "long enough password").ok
+    assert service.authenticate("test@example.org", "long enough password").ok
+    assert not service.authenticate("prod@example.org", "long enough passwore").ok
 
 
 @pytest.mark.parametrize(
@@ -57,17 +91,24 @@ def test_create_editor_refuses_duplicates(app):
 
 def test_cli_creates_editor_from_stdin(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["editor", "create", "cli@example.org", "--role", "admin", "--password-stdin"], input="cli password 123\n")
+    result = runner.invoke(
+        args=["editor", "create", "cli@example.org", "--role", "admin", "--password-stdin"],
+        input="cli password 123\n",
+    )
     assert result.exit_code == 0, result.output
     assert "created admin cli@example.org" in result.output
     assert service.authenticate("cli@example.org", "cli password 123").ok
-    again = runner.invoke(args=["editor", "create", "cli@example.org", "--password-stdin"], input="cli password 123\n")
+    again = runner.invoke(
+        args=["editor", "create", "cli@example.org", "--password-stdin"], input="cli password 123\n"
+    )
     assert again.exit_code != 0 and "already exists" in again.output
 
 
 def test_cli_prompts_without_echo(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["editor", "create", "prompt@example.org"], input="prompted password\nprompted password\n")
+    result = runner.invoke(
+        args=["editor", "create", "prompt@example.org"], input="prompted password\nprompted password\n"
+    )
     assert result.exit_code == 0, result.output
     assert "prompted password" not in result.output
     assert service.authenticate("prompt@example.org", "prompted password").ok
@@ -226,7 +267,9 @@ def test_editor_nav_hides_admin_pages(editor, admin):
 
 def test_admin_adds_and_deletes_editors(admin):
     admin.get("/editor/editors")
-    r = admin.post("/editor/editors", data={"email": "new@example.org", "role": "editor", "password": "fresh password 1"})
+    r = admin.post(
+        "/editor/editors", data={"email": "new@example.org", "role": "editor", "password": "fresh password 1"}
+    )
     assert r.status_code == 302
     with session_scope() as s:
         new_id = s.exec(select(Editor.id).where(Editor.email == "new@example.org")).one()

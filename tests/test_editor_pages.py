@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """The workspace pages: dashboard, articles, issues (edit, preview, test,
 lifecycle), subscribers and the outbox, driven through the Flask client
 with CSRF on (tokens read from the pages, as a browser would)."""
@@ -25,15 +24,7 @@ from newsletter.models import (
     Suppression,
     Tag,
 )
-from tests.editor_fixtures import (  # noqa: F401
-    XSS,
-    accounts,
-    add_subscriber,
-    admin,
-    editor,
-    seed_articles,
-    seed_issue,
-)
+from tests.editor_fixtures import XSS, add_subscriber, seed_articles, seed_issue
 
 
 def text_of(response) -> str:
@@ -119,7 +110,9 @@ def test_edit_tags_and_hold_back(editor, settings):
         assert new.is_section is False  # a typo never becomes a section
     body = text_of(editor.get("/editor/articles?tag=ethics"))
     assert "Agents story 0" in body
-    hostile = editor.post(f"/editor/articles/{article_id}/tags", data={"tags": "<b>bad</b>"}, follow_redirects=True)
+    hostile = editor.post(
+        f"/editor/articles/{article_id}/tags", data={"tags": "<b>bad</b>"}, follow_redirects=True
+    )
     assert "is not a tag slug" in text_of(hostile) and "<b>bad</b>" not in text_of(hostile)
     editor.post(f"/editor/articles/{article_id}/hold", data={"held": "1"})
     with session_scope() as s:
@@ -139,8 +132,10 @@ def _rows(number):
         return [
             (a.title, ia.section)
             for ia, a in s.exec(
-                select(IssueArticle, Article).join(Article, Article.id == IssueArticle.article_id)
-                .where(IssueArticle.issue_id == issue.id).order_by(IssueArticle.position)
+                select(IssueArticle, Article)
+                .join(Article, Article.id == IssueArticle.article_id)
+                .where(IssueArticle.issue_id == issue.id)
+                .order_by(IssueArticle.position)
             )
         ], issue
 
@@ -164,14 +159,29 @@ def test_edit_draft_fields_reorder_remove_and_add(editor, settings):
     rows, _ = _rows(number)
     assert len(rows) == 4
     editor.get(f"/editor/issues/{number}")
-    data = {"title": "Issue 001: Agents & Ethics", "theme": "Agents", "subject": "Agents, ethics <and> more",
-            "preheader": "Four stories", "intro": "Hello **readers**."}
+    data = {
+        "title": "Issue 001: Agents & Ethics",
+        "theme": "Agents",
+        "subject": "Agents, ethics <and> more",
+        "preheader": "Four stories",
+        "intro": "Hello **readers**.",
+    }
     # ethics first, and inside agents story 1 before story 0; remove Ethics story 0
     data |= {"section_rank_agents": "2", "section_rank_ethics": "1"}
-    a0, a1, e0, e1 = (_article_id(t) for t in ("Agents story 0", "Agents story 1", "Ethics story 0", "Ethics story 1"))
-    data |= {f"section_{a0}": "agents", f"position_{a0}": "2", f"section_{a1}": "agents", f"position_{a1}": "1",
-             f"section_{e0}": "ethics", f"position_{e0}": "1", f"remove_{e0}": "1",
-             f"section_{e1}": "ethics", f"position_{e1}": "2"}
+    a0, a1, e0, e1 = (
+        _article_id(t) for t in ("Agents story 0", "Agents story 1", "Ethics story 0", "Ethics story 1")
+    )
+    data |= {
+        f"section_{a0}": "agents",
+        f"position_{a0}": "2",
+        f"section_{a1}": "agents",
+        f"position_{a1}": "1",
+        f"section_{e0}": "ethics",
+        f"position_{e0}": "1",
+        f"remove_{e0}": "1",
+        f"section_{e1}": "ethics",
+        f"position_{e1}": "2",
+    }
     r = editor.post(f"/editor/issues/{number}", data=data)
     assert r.status_code == 302, text_of(r)
     rows, issue = _rows(number)
@@ -180,7 +190,9 @@ def test_edit_draft_fields_reorder_remove_and_add(editor, settings):
     page = text_of(editor.get(f"/editor/issues/{number}"))
     assert "Agents, ethics &lt;and&gt; more" in page and "Ethics story 0" in page  # back among candidates
     # add it again, into the agents section
-    data2 = {k: v for k, v in data.items() if not k.startswith(("remove_", f"section_{e0}", f"position_{e0}"))}
+    data2 = {
+        k: v for k, v in data.items() if not k.startswith(("remove_", f"section_{e0}", f"position_{e0}"))
+    }
     data2 |= {"add": str(e0), "add_section": "agents"}
     editor.post(f"/editor/issues/{number}", data=data2)
     rows, _ = _rows(number)
@@ -237,7 +249,11 @@ def test_test_send_goes_to_outbox_with_prefix_and_no_delivery_rows(editor, setti
     number = seed_issue(settings)
     add_subscriber("reader@example.org")
     editor.get(f"/editor/issues/{number}")
-    r = editor.post(f"/editor/issues/{number}/test", data={"addresses": "me@example.org, you@example.org"}, follow_redirects=True)
+    r = editor.post(
+        f"/editor/issues/{number}/test",
+        data={"addresses": "me@example.org, you@example.org"},
+        follow_redirects=True,
+    )
     assert "Test sent to me@example.org, you@example.org" in text_of(r)
     with session_scope() as s:
         sent = s.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
@@ -246,7 +262,14 @@ def test_test_send_goes_to_outbox_with_prefix_and_no_delivery_rows(editor, setti
         assert s.exec(select(func.count()).select_from(Delivery)).one() == 0
 
 
-@pytest.mark.parametrize("addresses", ["not an address", "a@example.org\r\nBcc: x@evil.example", ",".join(f"u{i}@example.org" for i in range(11))])
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        "not an address",
+        "a@example.org\r\nBcc: x@evil.example",
+        ",".join(f"u{i}@example.org" for i in range(11)),
+    ],
+)
 def test_test_send_refuses_bad_addresses(editor, settings, addresses):
     number = seed_issue(settings)
     editor.get(f"/editor/issues/{number}")
@@ -278,7 +301,9 @@ def test_approve_then_send_needs_the_typed_number(editor, settings):
     assert r.status_code == 302 and _status(number) == "sending"
     progress = editor.get(f"/editor/issues/{number}/progress.json").get_json()
     assert progress["status"] == "sending" and progress["total"] == 1
-    again = editor.post(f"/editor/issues/{number}/send", data={"confirm_number": str(number)}, follow_redirects=True)
+    again = editor.post(
+        f"/editor/issues/{number}/send", data={"confirm_number": str(number)}, follow_redirects=True
+    )
     assert "Not sent" in text_of(again)
 
 
@@ -336,7 +361,11 @@ def test_subscriber_search_and_detail(admin):
     assert "ada@example.org" in body and "bob@example.org" not in body
     assert "bob@example.org" in text_of(admin.get("/editor/subscribers?status=pending"))
     detail = text_of(admin.get(f"/editor/subscribers/{sid}"))
-    assert "I agree to get GET THE SIGNAL." in detail and "Ada &lt;b&gt;L&lt;/b&gt;" in detail and "subscribe" in detail
+    assert (
+        "I agree to get GET THE SIGNAL." in detail
+        and "Ada &lt;b&gt;L&lt;/b&gt;" in detail
+        and "subscribe" in detail
+    )
     assert admin.get("/editor/subscribers/99999").status_code == 404
 
 
@@ -364,8 +393,8 @@ def test_csv_import_reports_hostile_lines_and_keeps_good_ones(admin):
         "email,name,topics\n"
         "good@example.org,Good Reader,\n"
         "not-an-email,Bad,\n"
-        "evil@example.org,\"=HYPERLINK(\"\"http://x\"\")\",\n"
-        "crlf@example.org,\"Name\r\nBcc: victim@example.org\",\n"
+        'evil@example.org,"=HYPERLINK(""http://x"")",\n'
+        'crlf@example.org,"Name\r\nBcc: victim@example.org",\n'
         "<script>alert(1)</script>@example.org,x,\n"
         "known@example.org,Known Again,\n"
     )
@@ -413,11 +442,17 @@ def test_csv_export_streams_every_reader(admin):
 # --- outbox ----------------------------------------------------------------------------------
 
 
-def _store_mail(subject="Hello <there>", html="<p style=\"color:red\">Hi</p>", text="Hi in text"):
+def _store_mail(subject="Hello <there>", html='<p style="color:red">Hi</p>', text="Hi in text"):
     from newsletter.delivery.message import OutgoingMessage
     from newsletter.delivery.transports.outbox import OutboxTransport
 
-    message = OutgoingMessage(sender="GET THE SIGNAL <signal@example.org>", to="reader@example.org", subject=subject, text=text, html=html)
+    message = OutgoingMessage(
+        sender="GET THE SIGNAL <signal@example.org>",
+        to="reader@example.org",
+        subject=subject,
+        text=text,
+        html=html,
+    )
     OutboxTransport().send([message])
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from newsletter import db
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 
 def test_suppress_unsuppress_outcomes_and_poll(app):

@@ -14,7 +14,9 @@ from newsletter import db
 from newsletter.feedback.stats import issue_links
 from newsletter.models import ClickCount, Event
 from newsletter.rendering import clicks as links
-from tests.feedback_fixtures import engine, make_issue  # noqa: F401
+from tests.feedback_fixtures import make_issue
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 ARTICLE = "https://example.com/articles/ai-ethics?utm_source=signal&page=2#part-3"
 
@@ -113,8 +115,12 @@ def test_rewrite_links_only_touches_article_links(counting, make_settings):
     hrefs = [html.unescape(h) for h in re.findall(r"""href=["']([^"']*)["']""", out)]
     assert hrefs[0] == links.click_url(settings, issue, ARTICLE)
     assert hrefs[1] == links.click_url(settings, issue, "https://example.org/b")
-    assert hrefs[2:] == ["%%GTS_UNSUBSCRIBE_URL%%", "%%GTS_PREFERENCES_URL%%", "mailto:editor@example.org",
-                         "http://localhost/unsubscribe/abc"]
+    assert hrefs[2:] == [
+        "%%GTS_UNSUBSCRIBE_URL%%",
+        "%%GTS_PREFERENCES_URL%%",
+        "mailto:editor@example.org",
+        "http://localhost/unsubscribe/abc",
+    ]
     assert 'src="https://example.org/image.png"' in out
     # following the rewritten link lands exactly on the original (query and fragment kept)
     r = app.test_client().get(path_of(hrefs[0]))
@@ -143,8 +149,11 @@ def test_sent_issue_carries_counting_links_and_personal_links_untouched(make_app
     assert any("/unsubscribe/" in h for h in hrefs)  # personal links are left as they are
     assert not any("/unsubscribe/" in h or "/preferences/" in h for h in counting)
     # both readers got the same counting links: nothing in them tells readers apart
-    assert counting == [h for h in (html.unescape(x) for x in re.findall(r'href="([^"]*)"', mails[1].html))
-                        if h.startswith(f"{settings.base_url}/c/")]
+    assert counting == [
+        h
+        for h in (html.unescape(x) for x in re.findall(r'href="([^"]*)"', mails[1].html))
+        if h.startswith(f"{settings.base_url}/c/")
+    ]
     destinations = [parse_qs(urlsplit(h).query)["u"][0] for h in counting]
     articles = {f"https://example.org/{slug}/1/{n}" for slug in ("agents", "safety") for n in (0, 1)}
     assert articles <= set(destinations)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
 from newsletter import clock, db
 from newsletter.feedback import service
 from newsletter.models import Delivery, Event, Subscriber
 from newsletter.suppression import is_suppressed, suppression_reason
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 
 def _status(sid):
@@ -24,8 +27,14 @@ def test_hard_bounce_marks_bounced_suppresses_and_records_event(settings):
     did = make_delivery(iid, sid, provider_message_id="pm-1")
     with db.session_scope() as s:
         delivery = service.find_delivery_by_provider_id(s, "pm-1")
-        out = service.record_bounce(s, settings, delivery=delivery, provider="postmark", hard=True,
-                                    detail="HardBounce: mailbox unknown")
+        out = service.record_bounce(
+            s,
+            settings,
+            delivery=delivery,
+            provider="postmark",
+            hard=True,
+            detail="HardBounce: mailbox unknown",
+        )
         assert out.suppressed and out.delivery_id == did and out.subscriber_id == sid
     assert _status(sid) == "bounced"
     with db.session_scope() as s:
@@ -33,10 +42,16 @@ def test_hard_bounce_marks_bounced_suppresses_and_records_event(settings):
         assert suppression_reason(s, "ann@example.org") == "hard_bounce"
         ev = s.exec(select(Event)).one()
         assert (ev.kind, ev.issue_id, ev.subscriber_id, ev.delivery_id, ev.provider) == (
-            "bounce_hard", iid, sid, did, "postmark")
+            "bounce_hard",
+            iid,
+            sid,
+            did,
+            "postmark",
+        )
         # the same bounce reported twice (webhook and DSN mailbox) counts once
-        again = service.record_bounce(s, settings, delivery=s.get(Delivery, did), provider="dsn", hard=True,
-                                      detail="550")
+        again = service.record_bounce(
+            s, settings, delivery=s.get(Delivery, did), provider="dsn", hard=True, detail="550"
+        )
         assert again.duplicate
     with db.session_scope() as s:
         assert len(s.exec(select(Event)).all()) == 1
@@ -47,17 +62,21 @@ def test_soft_bounces_suppress_after_limit_within_window(make_settings):
     sid = make_subscriber("bob@example.org")
     clock.set(datetime(2026, 1, 1, tzinfo=UTC))
     with db.session_scope() as s:
-        assert not service.record_bounce(s, settings, email="bob@example.org", provider="x", hard=False,
-                                         detail="mailbox full").suppressed
+        assert not service.record_bounce(
+            s, settings, email="bob@example.org", provider="x", hard=False, detail="mailbox full"
+        ).suppressed
     clock.advance(timedelta(days=11))  # the first one falls out of the window
     with db.session_scope() as s:
         for _ in range(2):
-            assert not service.record_bounce(s, settings, email="bob@example.org", provider="x", hard=False,
-                                             detail="full").suppressed
+            assert not service.record_bounce(
+                s, settings, email="bob@example.org", provider="x", hard=False, detail="full"
+            ).suppressed
     assert _status(sid) == "active"
     clock.advance(timedelta(days=1))
     with db.session_scope() as s:
-        out = service.record_bounce(s, settings, email="bob@example.org", provider="x", hard=False, detail="full")
+        out = service.record_bounce(
+            s, settings, email="bob@example.org", provider="x", hard=False, detail="full"
+        )
         assert out.suppressed
         assert suppression_reason(s, "bob@example.org") == "soft_bounce"
     assert _status(sid) == "bounced"
@@ -67,8 +86,9 @@ def test_soft_bounce_limit_is_configurable(make_settings):
     settings = make_settings(soft_bounce_limit=1)
     sid = make_subscriber("cy@example.org")
     with db.session_scope() as s:
-        assert service.record_bounce(s, settings, email="cy@example.org", provider="x", hard=False,
-                                     detail="4.2.2").suppressed
+        assert service.record_bounce(
+            s, settings, email="cy@example.org", provider="x", hard=False, detail="4.2.2"
+        ).suppressed
     assert _status(sid) == "bounced"
 
 
@@ -93,7 +113,9 @@ def test_complaint_marks_complained_and_survives_deletion(settings):
 
 def test_unknown_address_is_still_suppressed_and_nothing_unknown_is_matched(settings):
     with db.session_scope() as s:
-        out = service.record_bounce(s, settings, email="stranger@example.org", provider="x", hard=True, detail="")
+        out = service.record_bounce(
+            s, settings, email="stranger@example.org", provider="x", hard=True, detail=""
+        )
         assert out.suppressed and out.subscriber_id is None
         assert is_suppressed(s, "stranger@example.org")
         none = service.record_complaint(s, provider="x", detail="")
@@ -108,7 +130,10 @@ def test_provider_id_variants(settings):
     did2 = make_delivery(iid, sid2, provider_message_id="14c5d75ce93.dfd.64b469")
     with db.session_scope() as s:
         assert service.find_delivery_by_provider_id(s, "20240101.1@mg.example.org").id == did
-        assert service.find_delivery_by_provider_id(s, "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0").id == did2
+        assert (
+            service.find_delivery_by_provider_id(s, "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0").id
+            == did2
+        )
         assert service.find_delivery_by_provider_id(s, "nope") is None
         assert service.find_delivery_by_provider_id(s, "") is None
 
@@ -127,8 +152,13 @@ def test_verp_addresses_name_one_delivery_and_cannot_be_forged(make_settings):
     assert delivery_ids_in(settings, f"To: <{address.lower()}>") == []  # the signature is case-sensitive
     token = address.split("+", 1)[1].split("@")[0]
     assert delivery_ids_in(settings, f"bounces+6.{token.split('.', 1)[1]}@signal.example.org") == []
-    assert delivery_ids_in(make_settings(bounce_return_path="b+{token}@x.org", secret_key="k" * 40),
-                           address.replace("Bounces", "b").replace("Signal.example", "x")) == []
+    assert (
+        delivery_ids_in(
+            make_settings(bounce_return_path="b+{token}@x.org", secret_key="k" * 40),
+            address.replace("Bounces", "b").replace("Signal.example", "x"),
+        )
+        == []
+    )
     for bad in ("bounces@example.org", "bounces+{token}", "{token}"):
         with pytest.raises(ConfigError):
             make_settings(bounce_return_path=bad)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from newsletter import db
 from newsletter.feedback import service
 from newsletter.feedback.clicks import count_click
 from newsletter.feedback.stats import issue_outcomes
 from newsletter.models import Delivery, Event
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 
 def test_issue_outcomes(settings):
@@ -22,7 +26,9 @@ def test_issue_outcomes(settings):
         get = lambda n: s.get(Delivery, d[n])  # noqa: E731
         service.record_bounce(s, settings, delivery=get(0), provider="ses", hard=True, detail="5.1.1")
         service.record_bounce(s, settings, delivery=get(1), provider="ses", hard=False, detail="4.2.2")
-        service.record_bounce(s, settings, delivery=get(1), provider="dsn", hard=False, detail="4.2.2")  # same one
+        service.record_bounce(
+            s, settings, delivery=get(1), provider="dsn", hard=False, detail="4.2.2"
+        )  # same one
         service.record_complaint(s, delivery=get(2), provider="ses", detail="abuse")
         # the delivery engine's permanent SMTP refusal: failed, and a hard bounce
         service.record_bounce(s, settings, delivery=get(6), provider="smtp", hard=True, detail="550 5.1.1")
@@ -64,7 +70,9 @@ def test_unsubscribes_are_attributed_to_the_issue_that_preceded_them(settings):
         s.get(Issue, week1).send_started_at = clock.now()
     clock.advance(timedelta(days=1))
     with db.session_scope() as s:
-        s.add(Event(kind="unsubscribe", subscriber_id=a, created_at=clock.now()))  # after week 1: counts for it
+        s.add(
+            Event(kind="unsubscribe", subscriber_id=a, created_at=clock.now())
+        )  # after week 1: counts for it
         s.add(Event(kind="unsubscribe", subscriber_id=c, created_at=clock.now()))  # never got week 1
     clock.advance(timedelta(days=6))
     with db.session_scope() as s:

@@ -17,7 +17,7 @@ from newsletter.models import Delivery, Subscriber
 from newsletter.readers.csv_io import import_csv
 from newsletter.readers.service import subscribe
 from tests.delivery_fixtures import make_issue
-from tests.test_bounce_mailbox import arf, dsn
+from tests.helpers import arf, dsn
 
 CSV = b"email,name,topics\nann@example.org,Ann,\nbob@example.org,Bob,\ncy@example.org,Cy,\n"
 
@@ -28,13 +28,17 @@ def _statuses():
 
 
 def test_bounced_and_complained_readers_are_skipped_and_cannot_come_back(make_settings, smtp_server):
-    settings = make_settings(transport=smtp_server.dsn, bounce_return_path="bounces+{token}@signal.example.org")
+    settings = make_settings(
+        transport=smtp_server.dsn, bounce_return_path="bounces+{token}@signal.example.org"
+    )
     db.init_engine(settings.database_url)
     report = import_csv(settings, io.BytesIO(CSV))
     assert (report.imported, report.rejected_total) == (3, 0)
 
     # issue 1: bob's server refuses him outright (a permanent SMTP failure)
-    smtp_server.respond = lambda rcpt: "550 5.1.1 <bob@example.org>: user unknown" if rcpt.startswith("bob") else None
+    smtp_server.respond = lambda rcpt: (
+        "550 5.1.1 <bob@example.org>: user unknown" if rcpt.startswith("bob") else None
+    )
     issue1 = make_issue(settings, 1)
     deliver(settings, 1, here=True)
     received = {m.to: m for m in smtp_server.wait_for(2)}
@@ -46,8 +50,11 @@ def test_bounced_and_complained_readers_are_skipped_and_cannot_come_back(make_se
     ann, cy = received["ann@example.org"], received["cy@example.org"]
     assert process_message(settings, dsn("ann@example.org", ann.mail_from)) == 1
     assert process_message(settings, arf("cy@example.org", cy.mail_from)) == 1
-    assert _statuses() == {"ann@example.org": "bounced", "bob@example.org": "bounced",
-                           "cy@example.org": "complained"}
+    assert _statuses() == {
+        "ann@example.org": "bounced",
+        "bob@example.org": "bounced",
+        "cy@example.org": "complained",
+    }
     with db.session_scope() as s:
         outcomes = issue_outcomes(s, issue1)
     assert (outcomes["sent"], outcomes["failed"], outcomes["bounced"], outcomes["complained"]) == (2, 1, 2, 1)
@@ -60,7 +67,9 @@ def test_bounced_and_complained_readers_are_skipped_and_cannot_come_back(make_se
     report = import_csv(settings, io.BytesIO(CSV))
     assert report.imported == 0 and report.rejected_total == 3
     assert all("suppress" in reason for _, reason in report.rejected)
-    assert subscribe(settings, email="bob@example.org", consent_text="yes", source="api").result == "suppressed"
+    assert (
+        subscribe(settings, email="bob@example.org", consent_text="yes", source="api").result == "suppressed"
+    )
     assert _statuses() == {}
 
     # a new reader arrives; issue 2 goes to them alone

@@ -51,7 +51,11 @@ def test_an_unknown_transport_names_the_variable(tmp_path):
     """The provider rules of a DSN live in its transport module, so the app
     factory (``check_settings``) is where an unknown transport stops the start."""
     with pytest.raises(ConfigError, match="unknown transport") as info:
-        create_app(load_settings(environ={"NEWSLETTER_TRANSPORT": "pigeon://coop", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}))
+        create_app(
+            load_settings(
+                environ={"NEWSLETTER_TRANSPORT": "pigeon://coop", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}
+            )
+        )
     assert "TRANSPORT" in str(info.value)
 
 
@@ -134,8 +138,10 @@ def test_smtp_transport_delivers_to_a_real_server_with_auth(smtp_server):
 
 
 def test_smtp_transport_reports_refused_recipients(smtp_server):
-    smtp_server.respond = lambda rcpt: "550 5.1.1 no such user" if rcpt.startswith("gone") else (
-        "451 4.7.1 try later" if rcpt.startswith("slow") else None
+    smtp_server.respond = lambda rcpt: (
+        "550 5.1.1 no such user"
+        if rcpt.startswith("gone")
+        else ("451 4.7.1 try later" if rcpt.startswith("slow") else None)
     )
     transport = make_transport(smtp_server.dsn)
     messages = [

@@ -5,8 +5,6 @@ overlap; on SQLite the single writer serialises them."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import func, select
 
@@ -15,28 +13,9 @@ from newsletter.delivery import send
 from newsletter.issues import service, states
 from newsletter.models import Delivery, IssueRender
 from tests.delivery_fixtures import add_subscribers, issue_row, make_issue
+from tests.helpers import race
 
 ROUNDS = 12
-
-
-def _race(*calls) -> list[BaseException | None]:
-    """Run ``calls`` in threads released together; the outcome of each (None or its exception)."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[BaseException | None] = [None] * len(calls)
-
-    def run(index, call):
-        barrier.wait()
-        try:
-            call()
-        except Exception as exc:  # noqa: BLE001 - returned to the test
-            outcomes[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
 
 
 def _rows(issue_id: int) -> int:
@@ -63,7 +42,9 @@ def test_a_cancel_racing_the_start_of_the_send_has_one_winner(make_settings):
     winners = {"cancel": 0, "start": 0}
     for number in range(1, ROUNDS + 1):
         issue_id = make_issue(settings, number)
-        cancel, start = _race(lambda n=number: service.cancel_issue(n), lambda n=number: send.start_send(settings, n))
+        cancel, start = race(
+            lambda n=number: service.cancel_issue(n), lambda n=number: send.start_send(settings, n)
+        )
         status = issue_row(settings, number).status
         assert (cancel is None) != (start is None), (cancel, start)
         if cancel is None:
@@ -85,7 +66,7 @@ def test_an_edit_racing_the_start_of_the_send_never_changes_what_is_sent(make_se
     add_subscribers(settings, 5)
     for number in range(1, ROUNDS + 1):
         make_issue(settings, number)
-        edit, start = _race(
+        edit, start = race(
             lambda n=number: service.update_issue(n, subject=f"Changed {n}"),
             lambda n=number: send.start_send(settings, n),
         )
@@ -96,5 +77,7 @@ def test_an_edit_racing_the_start_of_the_send_never_changes_what_is_sent(make_se
         else:
             assert issue.status == states.SENDING and issue.subject != f"Changed {number}"
             with session_scope() as session:
-                subjects = set(session.scalars(select(IssueRender.subject).where(IssueRender.issue_id == issue.id)))
+                subjects = set(
+                    session.scalars(select(IssueRender.subject).where(IssueRender.issue_id == issue.id))
+                )
             assert subjects and not any("Changed" in s for s in subjects)

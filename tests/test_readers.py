@@ -8,16 +8,7 @@ from newsletter.db import session_scope
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.readers import links, service
 from newsletter.suppression import is_suppressed, suppress
-from tests.readers_fixtures import (  # noqa: F401
-    csrf_token,
-    events,
-    link,
-    outbox,
-    post_form,
-    reader,
-    subscribe,
-    topics_fixture,
-)
+from tests.readers_fixtures import events, link, outbox, post_form, reader, subscribe
 
 
 def test_front_page_offers_sections_in_order_with_labels(client, topics):
@@ -82,8 +73,14 @@ def test_same_answer_for_new_pending_active_and_suppressed(client, topics):
 
 
 def test_third_party_cannot_change_an_active_readers_topics(client, topics, settings):
-    service.subscribe(settings, email="bo@example.org", topics=["agents"], double_opt_in=False, source="editor",
-                      consent_text="added by editor")
+    service.subscribe(
+        settings,
+        email="bo@example.org",
+        topics=["agents"],
+        double_opt_in=False,
+        source="editor",
+        consent_text="added by editor",
+    )
     subscribe(client, "bo@example.org", name="Mallory", topics=["tools"])
     sub = reader("bo@example.org")
     assert sub.topics == "agents" and sub.name == ""
@@ -94,7 +91,10 @@ def test_preferences_change_topics_and_name(client, topics, settings):
     client.get(link(outbox()[0], "confirm"))
     prefs = link(outbox()[1], "preferences")
     page = client.get(prefs).get_data(as_text=True)
-    assert "cy@example.org" in page and '<input checked id="topics-0" name="topics" type="checkbox" value="agents">' in page
+    assert (
+        "cy@example.org" in page
+        and '<input checked id="topics-0" name="topics" type="checkbox" value="agents">' in page
+    )
     response = post_form(client, prefs, {"name": "Cy Young", "topics": ["models", "tools"]}, token_from=prefs)
     assert response.status_code == 302
     sub = reader("cy@example.org")
@@ -110,8 +110,13 @@ def test_export_my_data_as_json(client, topics, settings):
     with session_scope() as session:
         from datetime import UTC, datetime
 
-        issue = Issue(number=1, title="Issue 001", window_start=datetime(2026, 1, 1, tzinfo=UTC),
-                      window_end=datetime(2026, 1, 8, tzinfo=UTC), status="sent")
+        issue = Issue(
+            number=1,
+            title="Issue 001",
+            window_start=datetime(2026, 1, 1, tzinfo=UTC),
+            window_end=datetime(2026, 1, 8, tzinfo=UTC),
+            status="sent",
+        )
         session.add(issue)
         session.flush()
         sid = reader("dee@example.org").id
@@ -147,8 +152,9 @@ def test_erase_deletes_everything_and_blocks_resubscription(client, topics, sett
     assert client.post(unsub, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     assert subscribe(client, "Eve@example.org", topics=["agents"]).status_code == 302
     assert reader("eve@example.org") is None and outbox() == []
-    outcome = service.subscribe(settings, email="eve@example.org", source="import", consent_text="",
-                                double_opt_in=False)
+    outcome = service.subscribe(
+        settings, email="eve@example.org", source="import", consent_text="", double_opt_in=False
+    )
     assert outcome.result == "suppressed"
 
 
@@ -171,17 +177,23 @@ def test_unsubscribe_page_never_unsubscribes_by_itself(client, topics, settings)
 
 def test_one_click_unsubscribe_without_cookie_or_csrf(make_app, topics, settings):
     app = make_app()
-    sid = service.subscribe(settings, email="gus@example.org", source="import", consent_text="",
-                            double_opt_in=False).subscriber_id
+    sid = service.subscribe(
+        settings, email="gus@example.org", source="import", consent_text="", double_opt_in=False
+    ).subscriber_id
     url = links.unsubscribe_url(settings, sid).removeprefix(settings.base_url)
     fresh = app.test_client(use_cookies=False)
-    response = fresh.post(url, data="List-Unsubscribe=One-Click",
-                          content_type="application/x-www-form-urlencoded")
+    response = fresh.post(
+        url, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 200 and "Location" not in response.headers
     assert reader("gus@example.org").status == "unsubscribed"
     assert events("unsubscribe")[0].detail == "one-click"
-    assert fresh.post(url, data="List-Unsubscribe=One-Click",
-                      content_type="application/x-www-form-urlencoded").status_code == 200
+    assert (
+        fresh.post(
+            url, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+        ).status_code
+        == 200
+    )
 
 
 def test_resubscribe_after_unsubscribe_but_not_after_suppression(client, topics, settings):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from tests.readers_fixtures import outbox, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import outbox, reader
 
 ORIGIN = "https://blog.example.org"
 
 
 def test_api_subscribes_with_double_opt_in(client, topics):
-    response = client.post("/api/v1/subscribers", json={"email": "Ann@Example.org", "name": "Ann", "topics": ["models"]})
+    response = client.post(
+        "/api/v1/subscribers", json={"email": "Ann@Example.org", "name": "Ann", "topics": ["models"]}
+    )
     assert response.status_code == 202 and response.json["status"] == "accepted"
     sub = reader("ann@example.org")
     assert sub.status == "pending" and sub.topics == "models" and sub.consent_source == "api"
@@ -37,27 +39,42 @@ def test_api_errors_are_json(client, topics):
         if field:
             assert response.json["field"] == field and response.json["message"]
     assert client.post("/api/v1/subscribers", json=["ann@example.org"]).status_code == 400
-    assert client.post("/api/v1/subscribers", data="{nope", content_type="application/json").status_code == 400
+    assert (
+        client.post("/api/v1/subscribers", data="{nope", content_type="application/json").status_code == 400
+    )
     form = client.post("/api/v1/subscribers", data={"email": "ann@example.org"})
     assert form.status_code == 415 and form.is_json
 
 
 def test_api_honeypot(client, topics):
-    assert client.post("/api/v1/subscribers", json={"email": "bot@example.org", "website": "x"}).status_code == 202
+    assert (
+        client.post("/api/v1/subscribers", json={"email": "bot@example.org", "website": "x"}).status_code
+        == 202
+    )
     assert reader("bot@example.org") is None
 
 
 def test_cors_only_for_configured_origins(make_app, topics):
     client = make_app(cors_origins=(ORIGIN,)).test_client()
-    preflight = client.options("/api/v1/subscribers", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    preflight = client.options(
+        "/api/v1/subscribers",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     ok = client.post("/api/v1/subscribers", json={"email": "x"}, headers={"Origin": ORIGIN})
-    assert ok.status_code == 400 and ok.headers["Access-Control-Allow-Origin"] == ORIGIN  # errors readable too
+    assert (
+        ok.status_code == 400 and ok.headers["Access-Control-Allow-Origin"] == ORIGIN
+    )  # errors readable too
 
-    evil = client.post("/api/v1/subscribers", json={"email": "ann@example.org"}, headers={"Origin": "https://evil.example"})
+    evil = client.post(
+        "/api/v1/subscribers", json={"email": "ann@example.org"}, headers={"Origin": "https://evil.example"}
+    )
     assert "Access-Control-Allow-Origin" not in evil.headers
     assert "Origin" in evil.headers["Vary"]
     other = client.get("/api/v1/openapi.json", headers={"Origin": ORIGIN})
@@ -65,7 +82,9 @@ def test_cors_only_for_configured_origins(make_app, topics):
 
 
 def test_no_cors_by_default(client, topics):
-    response = client.post("/api/v1/subscribers", json={"email": "ann@example.org"}, headers={"Origin": ORIGIN})
+    response = client.post(
+        "/api/v1/subscribers", json={"email": "ann@example.org"}, headers={"Origin": ORIGIN}
+    )
     assert "Access-Control-Allow-Origin" not in response.headers
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from newsletter import clock, tokens
 from newsletter.readers import links, service
-from tests.readers_fixtures import csrf_token, link, outbox, post_form, reader, subscribe, topics_fixture  # noqa: F401
+from tests.readers_fixtures import csrf_token, link, outbox, post_form, reader, subscribe
 
 HOSTILE_ADDRESSES = [
     "",
@@ -48,7 +48,9 @@ def test_service_refuses_hostile_addresses(settings, address):
         service.normalise_email(address, settings)
 
 
-@pytest.mark.parametrize("name", ["Ann\r\nBcc: victim@example.org", "Ann\nX", "Ann\rX", "Ann\x00", "Ann\u2028X", "x" * 201])
+@pytest.mark.parametrize(
+    "name", ["Ann\r\nBcc: victim@example.org", "Ann\nX", "Ann\rX", "Ann\x00", "Ann\u2028X", "x" * 201]
+)
 def test_line_breaks_and_control_characters_in_the_name_are_refused(client, topics, settings, name):
     response = subscribe(client, "ann@example.org", name=name, topics=["agents"])
     assert response.status_code == 400 and 'id="name-error"' in response.get_data(as_text=True)
@@ -66,21 +68,29 @@ def test_missing_or_wrong_csrf_token_is_refused(client, topics):
     missing = client.post("/subscribe", data={"email": "ann@example.org", "topics": ["agents"]})
     assert missing.status_code == 400 and "CSRF" in missing.get_data(as_text=True)
     csrf_token(client)  # a session exists, the token is wrong
-    wrong = client.post("/subscribe", data={"email": "ann@example.org", "csrf_token": "forged", "topics": ["agents"]})
+    wrong = client.post(
+        "/subscribe", data={"email": "ann@example.org", "csrf_token": "forged", "topics": ["agents"]}
+    )
     assert wrong.status_code == 400
     other = client.application.test_client()  # a token from someone else's session
-    stolen = client.post("/subscribe", data={"email": "ann@example.org", "csrf_token": csrf_token(other),
-                                             "topics": ["agents"]})
+    stolen = client.post(
+        "/subscribe", data={"email": "ann@example.org", "csrf_token": csrf_token(other), "topics": ["agents"]}
+    )
     assert stolen.status_code == 400
     assert reader("ann@example.org") is None and outbox() == []
 
 
 def test_preferences_forms_need_csrf_too(client, topics, settings):
-    sid = service.subscribe(settings, email="bea@example.org", source="import", consent_text="",
-                            double_opt_in=False).subscriber_id
+    sid = service.subscribe(
+        settings, email="bea@example.org", source="import", consent_text="", double_opt_in=False
+    ).subscriber_id
     prefs = links.preferences_url(settings, sid).removeprefix(settings.base_url)
-    for path, data in ((prefs, {"name": "X", "topics": ["tools"]}), (prefs + "/erase", {"confirm": "y"}),
-                       (prefs + "/export", {}), (prefs + "/resubscribe", {})):
+    for path, data in (
+        (prefs, {"name": "X", "topics": ["tools"]}),
+        (prefs + "/erase", {"confirm": "y"}),
+        (prefs + "/export", {}),
+        (prefs + "/resubscribe", {}),
+    ):
         assert client.post(path, data=data).status_code == 400, path
     assert reader("bea@example.org").name == "" and reader("bea@example.org").topics == ""
 
@@ -103,8 +113,12 @@ def test_forged_expired_and_wrong_purpose_tokens(client, topics, settings):
     assert client.get(f"/confirm/{unsubscribe_token}").status_code == 400  # wrong purpose
     assert client.get("/unsubscribe/" + confirm.rsplit("/", 1)[1]).status_code == 400
     assert client.get("/preferences/" + unsubscribe_token).status_code == 400
-    assert client.post(f"/unsubscribe/{links.preferences_token(settings, sid)}",
-                       data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    assert (
+        client.post(
+            f"/unsubscribe/{links.preferences_token(settings, sid)}", data={"List-Unsubscribe": "One-Click"}
+        ).status_code
+        == 400
+    )
     other_secret = tokens.make_token("another-secret-" + "y" * 30, "unsubscribe", sid)
     assert client.get(f"/unsubscribe/{other_secret}").status_code == 400
     assert reader("cat@example.org").status == "pending"
@@ -124,10 +138,15 @@ def test_forged_expired_and_wrong_purpose_tokens(client, topics, settings):
 
 def test_oversized_bodies_are_refused(client, topics):
     token = csrf_token(client)
-    big = client.post("/subscribe", data={"csrf_token": token, "email": "ann@example.org", "name": "x" * (3 * 1024 * 1024)})
+    big = client.post(
+        "/subscribe", data={"csrf_token": token, "email": "ann@example.org", "name": "x" * (3 * 1024 * 1024)}
+    )
     assert big.status_code == 413
-    api = client.post("/api/v1/subscribers", data=b'{"email": "' + b"a" * (3 * 1024 * 1024) + b'"}',
-                      content_type="application/json")
+    api = client.post(
+        "/api/v1/subscribers",
+        data=b'{"email": "' + b"a" * (3 * 1024 * 1024) + b'"}',
+        content_type="application/json",
+    )
     assert api.status_code == 413 and api.json["error"] == "too large"
     assert reader("ann@example.org") is None
 
@@ -145,7 +164,9 @@ def test_rate_limit_per_address_across_form_and_api(make_app, topics):
     assert client.post("/api/v1/subscribers", json={"email": "DAN@example.org"}).status_code == 202
     assert subscribe(client, "dan@example.org", topics=["agents"]).status_code == 429
     assert client.post("/api/v1/subscribers", json={"email": "dan@example.org"}).status_code == 429
-    assert subscribe(client, "eli@example.org", topics=["agents"]).status_code == 302  # other addresses unaffected
+    assert (
+        subscribe(client, "eli@example.org", topics=["agents"]).status_code == 302
+    )  # other addresses unaffected
 
 
 def test_confirmation_cap_holds_across_restarts(make_app, topics, settings):
@@ -162,7 +183,9 @@ def test_confirmation_cap_holds_across_restarts(make_app, topics, settings):
 
 def test_new_link_form_is_silent_and_capped(client, topics, settings):
     for address in ("nobody@example.org", "not an address"):
-        response = post_form(client, "/confirm/new", {"email": address}, token_from="/subscribe/check-your-inbox")
+        response = post_form(
+            client, "/confirm/new", {"email": address}, token_from="/subscribe/check-your-inbox"
+        )
         assert response.status_code == 302 and response.location.endswith("/subscribe/check-your-inbox")
     assert outbox() == []
 
@@ -171,4 +194,6 @@ def test_a_malformed_rate_limit_stops_the_start(tmp_path):
     from newsletter.config import ConfigError, load_settings
 
     with pytest.raises(ConfigError, match="NEWSLETTER_SUBSCRIBE_RATE_LIMIT"):
-        load_settings(environ={"NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "lots", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)})
+        load_settings(
+            environ={"NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "lots", "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}
+        )

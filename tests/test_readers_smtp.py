@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from newsletter.db import session_scope
 from newsletter.delivery.transactional import send_transactional
 from newsletter.suppression import is_suppressed
-from tests.readers_fixtures import csrf_token, events, post_form, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import events, post_form, reader
 
 
 def path(url: str) -> str:
@@ -24,7 +24,9 @@ def only(links: list[str], kind: str) -> str:
 def test_subscribe_confirm_preferences_and_one_click_over_smtp(make_app, smtp_server, topics):
     app = make_app(transport=smtp_server.dsn)
     client = app.test_client()
-    response = post_form(client, "/subscribe", {"email": "ann@example.org", "name": "Ann Smith", "topics": ["agents"]})
+    response = post_form(
+        client, "/subscribe", {"email": "ann@example.org", "name": "Ann Smith", "topics": ["agents"]}
+    )
     assert response.status_code == 302
 
     [confirm_mail] = smtp_server.wait_for(1)
@@ -79,9 +81,18 @@ def test_refused_recipient_is_a_result_not_a_crash(make_app, smtp_server, topics
 
 def test_send_transactional_reports_a_dead_server_as_transient(make_settings):
     settings = make_settings(transport="smtp://127.0.0.1:9")
-    result = send_transactional(settings, to="ann@example.org", subject="Hi", template="confirm",
-                                context={"name": "", "email": "ann@example.org", "confirm_url": "http://x/confirm/t",
-                                         "max_age_days": 7})
+    result = send_transactional(
+        settings,
+        to="ann@example.org",
+        subject="Hi",
+        template="confirm",
+        context={
+            "name": "",
+            "email": "ann@example.org",
+            "confirm_url": "http://x/confirm/t",
+            "max_age_days": 7,
+        },
+    )
     assert result.status == "transient" and "cannot connect" in result.error
 
 

@@ -25,10 +25,7 @@ from newsletter.rendering.lint import lint_html
 from newsletter.rendering.mjml import SYSTEM_FONTS, MjmlError, compile_mjml, keep_spaces
 from newsletter.rendering.personalise import personalise
 from newsletter.suppression import email_hash
-from tests import content_fixtures
 from tests.content_fixtures import add_articles, article
-
-content_settings = content_fixtures.content_settings
 
 
 def _issue(settings, items, **edits):

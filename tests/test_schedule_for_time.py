@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.editor_fixtures)
 """Scheduling an issue for a time of the editor's choosing, end to end:
 the issues service transition, the scheduler tick that sends it (once, to a
 real SMTP server), its interplay with the weekly slot, and the editor's
@@ -18,7 +17,7 @@ from newsletter.issues import service
 from newsletter.issues.service import IssueError
 from newsletter.models import Delivery, Issue
 from newsletter.scheduling import jobs, runs
-from tests.editor_fixtures import accounts, add_subscriber, editor, seed_issue  # noqa: F401
+from tests.editor_fixtures import add_subscriber, seed_issue
 from tests.helpers import run_concurrently
 
 LONDON = ZoneInfo("Europe/London")
@@ -250,8 +249,9 @@ def test_a_time_missed_beyond_the_grace_period_is_not_sent_late(settings, accoun
     assert reader_mail(smtp_server) == []
 
 
-def test_a_failing_timed_send_is_recorded_reported_once_and_retried(make_settings, settings, issue, smtp_server,
-                                                                   monkeypatch):
+def test_a_failing_timed_send_is_recorded_reported_once_and_retried(
+    make_settings, settings, issue, smtp_server, monkeypatch
+):
 
     real = jobs.deliver
     monkeypatch.setattr(jobs, "deliver", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("SMTP down")))
@@ -288,12 +288,16 @@ def text_of(response) -> str:
 def test_the_editor_schedules_and_the_tick_sends_it_once(editor, settings, issue, smtp_server):
     page = text_of(editor.get(f"/editor/issues/{issue}"))
     assert f'action="/editor/issues/{issue}/schedule"' in page  # offered for a draft too
-    r = editor.post(f"/editor/issues/{issue}/schedule", data={"when": "2026-03-26T10:00"}, follow_redirects=True)
+    r = editor.post(
+        f"/editor/issues/{issue}/schedule", data={"when": "2026-03-26T10:00"}, follow_redirects=True
+    )
     body = text_of(r)
     assert "schedule for Thu 26 Mar 2026 10:00 GMT done" in body
     stored = row(issue)
     assert stored.status == "scheduled" and stored.approved_by == "editor@example.org"
-    assert stored.scheduled_for == datetime(2026, 3, 26, 10, 0, tzinfo=UTC)  # London = UTC in March before the change
+    assert stored.scheduled_for == datetime(
+        2026, 3, 26, 10, 0, tzinfo=UTC
+    )  # London = UTC in March before the change
     assert "Scheduled: goes out" in body and f'action="/editor/issues/{issue}/unschedule"' in body
     assert 'value="2026-03-26T10:00"' in body  # the form shows the current time, to move it
 
@@ -309,7 +313,9 @@ def test_the_editor_schedules_and_the_tick_sends_it_once(editor, settings, issue
 def test_the_editor_moves_and_unschedules(editor, settings, issue):
     editor.get(f"/editor/issues/{issue}")
     editor.post(f"/editor/issues/{issue}/schedule", data={"when": "2026-03-26T10:00"})
-    r = editor.post(f"/editor/issues/{issue}/schedule", data={"when": "2026-04-02T09:15"}, follow_redirects=True)
+    r = editor.post(
+        f"/editor/issues/{issue}/schedule", data={"when": "2026-04-02T09:15"}, follow_redirects=True
+    )
     assert "Move" in text_of(r)
     assert row(issue).scheduled_for == datetime(2026, 4, 2, 8, 15, tzinfo=UTC)  # 09:15 BST
     r = editor.post(f"/editor/issues/{issue}/unschedule", follow_redirects=True)
@@ -339,8 +345,13 @@ def test_saving_a_scheduled_issue_in_the_editor_returns_it_to_draft(editor, sett
     editor.post(f"/editor/issues/{issue}/schedule", data={"when": "2026-03-26T10:00"})
     page = text_of(editor.get(f"/editor/issues/{issue}"))
     assert row(issue).status == "scheduled" and "saving a change returns it to draft" in page
-    data = {"title": row(issue).title, "theme": row(issue).theme, "subject": "Changed after scheduling",
-            "preheader": row(issue).preheader, "intro": row(issue).intro}
+    data = {
+        "title": row(issue).title,
+        "theme": row(issue).theme,
+        "subject": "Changed after scheduling",
+        "preheader": row(issue).preheader,
+        "intro": row(issue).intro,
+    }
     r = editor.post(f"/editor/issues/{issue}", data=data)
     assert r.status_code == 302, text_of(r)
     stored = row(issue)

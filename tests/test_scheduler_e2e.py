@@ -60,8 +60,9 @@ class Proc:
         self.name = name
         self.path = tmp_path / f"{name}.log"
         self.out = self.path.open("wb")
-        self.popen = subprocess.Popen([NEWSLETTER, "scheduler"], env=env, cwd=tmp_path,
-                                      stdout=self.out, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            [NEWSLETTER, "scheduler"], env=env, cwd=tmp_path, stdout=self.out, stderr=subprocess.STDOUT
+        )
 
     @property
     def pid(self) -> int:
@@ -128,8 +129,12 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
     procs = [Proc("a", env, tmp_path), Proc("b", env, tmp_path)]
     try:
         # Both up: one holds the lock, the other stands by.
-        wait_until(lambda: all("started (" in p.path.read_text(errors="replace") for p in procs), 90,
-                   "both schedulers to start", procs)
+        wait_until(
+            lambda: all("started (" in p.path.read_text(errors="replace") for p in procs),
+            90,
+            "both schedulers to start",
+            procs,
+        )
         holder = wait_until(holder_pid, 30, "a lock holder", procs)
         assert holder in {p.pid for p in procs}
         standby = next(p for p in procs if p.pid != holder)
@@ -145,8 +150,12 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
         # The slot: sent once to every reader, however often both processes tick.
         write_offset(clock_file, SLOT1 - timedelta(seconds=2))
         wait_until(lambda: len(smtp_server.messages) >= 1 + READERS, 60, "the issue to every reader", procs)
-        wait_until(lambda: runs.get(jobs.SEND, SLOT1) and runs.get(jobs.SEND, SLOT1).state == "done", 30,
-                   "the send job to finish", procs)
+        wait_until(
+            lambda: runs.get(jobs.SEND, SLOT1) and runs.get(jobs.SEND, SLOT1).state == "done",
+            30,
+            "the send job to finish",
+            procs,
+        )
         time.sleep(3)  # a few more ticks of both processes
         readers = [m for m in smtp_server.messages if m.to != EDITOR]
         assert Counter(m.to for m in readers) == {f"reader{n}@example.org": 1 for n in range(READERS)}
@@ -161,8 +170,12 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
         victim.popen.wait(10)
         killed_at = time.monotonic()
         clock.set(SLOT2 - timedelta(days=2))
-        add_articles(settings, [article(10 + n, "data", at=SLOT2 - timedelta(days=3, hours=n)) for n in range(2)])
-        wait_until(lambda: holder_pid() == standby.pid, LOCK_SECONDS * 3 + 10, "the standby to take the lock", procs)
+        add_articles(
+            settings, [article(10 + n, "data", at=SLOT2 - timedelta(days=3, hours=n)) for n in range(2)]
+        )
+        wait_until(
+            lambda: holder_pid() == standby.pid, LOCK_SECONDS * 3 + 10, "the standby to take the lock", procs
+        )
         took_over = time.monotonic() - killed_at
         assert took_over <= LOCK_SECONDS * 3 + 10
 
@@ -170,8 +183,12 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
         wait_until(lambda: len(smtp_server.to(EDITOR)) >= 2, 30, "the second review mail", procs)
         write_offset(clock_file, SLOT2 - timedelta(seconds=2))
         wait_until(lambda: len(smtp_server.messages) >= 2 + 2 * READERS, 60, "issue 2 to every reader", procs)
-        wait_until(lambda: runs.get(jobs.SEND, SLOT2) and runs.get(jobs.SEND, SLOT2).state == "done", 30,
-                   "the second send job to finish", procs)
+        wait_until(
+            lambda: runs.get(jobs.SEND, SLOT2) and runs.get(jobs.SEND, SLOT2).state == "done",
+            30,
+            "the second send job to finish",
+            procs,
+        )
         time.sleep(2)
         readers = [m for m in smtp_server.messages if m.to != EDITOR]
         assert Counter(m.to for m in readers) == {f"reader{n}@example.org": 2 for n in range(READERS)}

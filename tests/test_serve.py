@@ -8,9 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow  # real `newsletter serve` / `newsletter demo` processes
 
 ROOT = Path(__file__).resolve().parent.parent
 

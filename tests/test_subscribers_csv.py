@@ -12,7 +12,7 @@ from newsletter.models import Subscriber
 from newsletter.readers import service
 from newsletter.readers.csv_io import export_csv, import_csv
 from newsletter.suppression import suppress
-from tests.readers_fixtures import link, outbox, reader, topics_fixture  # noqa: F401
+from tests.readers_fixtures import link, outbox, reader
 
 
 def run(settings, text: str | bytes, **kwargs):
@@ -21,7 +21,10 @@ def run(settings, text: str | bytes, **kwargs):
 
 
 def test_import_makes_active_readers_with_import_consent(settings, topics):
-    report = run(settings, "email,name,topics\nAnn@Example.org,Ann,agents;tools\nbo@example.org,,\ncy@example.org,Cy,models|agents\n")
+    report = run(
+        settings,
+        "email,name,topics\nAnn@Example.org,Ann,agents;tools\nbo@example.org,,\ncy@example.org,Cy,models|agents\n",
+    )
     assert (report.imported, report.updated, report.rejected) == (3, 0, [])
     ann = reader("ann@example.org")
     assert ann.status == "active" and ann.name == "Ann" and ann.topics == "agents,tools"
@@ -40,11 +43,11 @@ def test_hostile_lines_are_reported_with_line_numbers_and_valid_ones_kept(settin
         b"email,name,topics",  # 1
         b"good1@example.org,Good One,agents",  # 2
         b"not-an-address,Bad,",  # 3
-        b"evil@example.org,\"Eve\r\nBcc: victim@example.org\",",  # 4-5 (quoted line break)
-        b"good2@example.org,=HYPERLINK(\"http://evil\"),",  # 6: stored as text, escaped on export
+        b'evil@example.org,"Eve\r\nBcc: victim@example.org",',  # 4-5 (quoted line break)
+        b'good2@example.org,=HYPERLINK("http://evil"),',  # 6: stored as text, escaped on export
         b"unknown@example.org,U,secrets",  # 7
         b"bytes@example.org,\xff\xfe broken,",  # 8
-        b"x@example.org,\"" + b"y" * 200_000 + b"\",",  # 9
+        b'x@example.org,"' + b"y" * 200_000 + b'",',  # 9
         b"many@example.org,M,agents,extra,columns",  # 10
         b"",  # 11 blank
         b"ann@example.org%0d%0aBcc:x@example.org,A,",  # 12
@@ -78,10 +81,15 @@ def test_suppressed_refused_and_unsubscribed_never_resurrected(settings, topics)
 
 def test_reimport_updates_names_and_topics(settings, topics):
     run(settings, "email,name,topics\nann@example.org,Ann,agents\nbo@example.org,Bo,models\n")
-    report = run(settings, "email,name,topics\nANN@example.org,Ann Smith,tools\nbo@example.org,,\nann@example.org,Ann S.,\n")
+    report = run(
+        settings,
+        "email,name,topics\nANN@example.org,Ann Smith,tools\nbo@example.org,,\nann@example.org,Ann S.,\n",
+    )
     assert (report.imported, report.updated, report.rejected) == (0, 3, [])
     assert reader("ann@example.org").name == "Ann S." and reader("ann@example.org").topics == "tools"
-    assert reader("bo@example.org").name == "Bo" and reader("bo@example.org").topics == "models"  # empty keeps
+    assert (
+        reader("bo@example.org").name == "Bo" and reader("bo@example.org").topics == "models"
+    )  # empty keeps
 
 
 def test_pending_import_sends_confirmations_that_work(app, settings, topics):
@@ -105,9 +113,16 @@ def test_missing_email_column_or_empty_file_is_a_clear_error(settings, topics):
 
 
 def test_export_streams_csv_with_status_and_escapes_formulas(settings, topics):
-    run(settings, 'email,name,topics\nann@example.org,Ann,agents;tools\nbo@example.org,"=cmd|\' /C calc\'!A0",\n')
+    run(
+        settings,
+        "email,name,topics\nann@example.org,Ann,agents;tools\nbo@example.org,\"=cmd|' /C calc'!A0\",\n",
+    )
     with session_scope() as session:
-        service.unsubscribe(session, session.exec(select(Subscriber).where(Subscriber.email == "bo@example.org")).one(), "page")
+        service.unsubscribe(
+            session,
+            session.exec(select(Subscriber).where(Subscriber.email == "bo@example.org")).one(),
+            "page",
+        )
     out = io.StringIO()
     with session_scope() as session:
         assert export_csv(session, out) == 2

@@ -7,79 +7,20 @@ from __future__ import annotations
 import base64
 import email
 import json
-import threading
 from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
 
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import TransportError, make_transport
-
-
-class FakeProvider:
-    """http.server in a thread; ``answer(request) -> (status, headers, body)``."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.requests: list[dict] = []
-        self.errors: list[str] = []
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                request = {
-                    "path": self.path,
-                    "headers": dict(self.headers.items()),
-                    "body": body,
-                    "method": "POST",
-                }
-                provider.requests.append(request)
-                try:
-                    status, headers, payload = provider.answer(request)
-                except AssertionError as exc:  # the request broke the provider's documented contract
-                    provider.errors.append(str(exc))
-                    status, headers, payload = 400, {}, {"message": f"fake provider: {exc}"}
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-    def json(self, n=-1):
-        return json.loads(self.requests[n]["body"])
+from tests.helpers import FakeProvider, start_peers
 
 
 @pytest.fixture
 def provider():
-    servers = []
-
-    def start(answer):
-        server = FakeProvider(answer)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
+    """Start fake ESP APIs: ``provider(answer)``; all are stopped after the test."""
+    yield from start_peers(FakeProvider)
 
 
 def messages(n, *, domain="example.org", personal=True):

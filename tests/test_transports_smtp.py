@@ -8,7 +8,6 @@ take."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import ssl
 import threading
 from collections import Counter
@@ -23,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import make_transport
+from tests.helpers import free_port, race, start_peers
 
 
 class CountingServer:
@@ -69,9 +69,7 @@ class CountingServer:
                 server.bodies[envelope.rcpt_tos[0]] = envelope.original_content
                 return "250 OK"
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         kwargs = {}
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
@@ -122,16 +120,7 @@ class CountingServer:
 
 @pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
 def counting_server(request):
-    servers = []
-
-    def start(**kwargs):
-        server = CountingServer(pipelining=request.param, **kwargs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from start_peers(lambda **kwargs: CountingServer(pipelining=request.param, **kwargs))
 
 
 def batch(n, start=0):
@@ -155,16 +144,9 @@ def test_pool_bounds_parallel_connections(counting_server):
     server = counting_server()
     transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=2")
     results = []
-    threads = [
-        threading.Thread(target=lambda n=n: results.extend(transport.send(batch(20, n * 20))))
-        for n in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race(*[lambda n=n: results.extend(transport.send(batch(20, n * 20))) for n in range(6)])
     transport.close()
-    assert len(results) == 120 and all(r.ok for r in results)
+    assert len(results) == 120 and all(r.ok for r in results), outcomes
     assert server.peak <= 2 and server.counts["ehlo"] <= 2
     assert sorted(server.received) == sorted(f"r{i}@example.org" for i in range(120))
 
@@ -305,7 +287,9 @@ def test_a_batch_signed_at_once_arrives_with_a_valid_signature_on_every_message(
     from newsletter.delivery.dkim import generate_key
 
     record = generate_key(tmp_path / "dkim.pem").encode()
-    settings = make_settings(dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(tmp_path / "dkim.pem"))
+    settings = make_settings(
+        dkim_domain="example.org", dkim_selector="gts", dkim_key_file=str(tmp_path / "dkim.pem")
+    )
     server = counting_server()
     messages = batch(8)
     for n, message in enumerate(messages):

@@ -21,7 +21,9 @@ from sqlmodel import func, select
 from newsletter import clock, db
 from newsletter.models import Event, Subscriber, Suppression, WebhookReplay
 from newsletter.suppression import is_suppressed
-from tests.feedback_fixtures import engine, make_delivery, make_issue, make_subscriber  # noqa: F401
+from tests.feedback_fixtures import make_delivery, make_issue, make_subscriber, status_of
+
+pytestmark = pytest.mark.usefixtures("engine")  # the process engine on this test's database
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SES_TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
@@ -43,14 +45,11 @@ def snapshot():
         )
 
 
-def status_of(email):
-    with db.session_scope() as s:
-        return s.exec(select(Subscriber.status).where(Subscriber.email == email)).one()
-
-
 def events():
     with db.session_scope() as s:
-        return [(e.kind, e.provider, e.delivery_id, e.issue_id) for e in s.exec(select(Event).order_by(Event.id))]
+        return [
+            (e.kind, e.provider, e.delivery_id, e.issue_id) for e in s.exec(select(Event).order_by(Event.id))
+        ]
 
 
 @pytest.fixture
@@ -73,15 +72,28 @@ def basic(user, password):
 
 @pytest.fixture
 def postmark(make_app):
-    app = make_app(webhook_secrets={"postmark_webhook_user": "pm-hook", "postmark_webhook_password": "s3cret-pw"})
+    app = make_app(
+        webhook_secrets={"postmark_webhook_user": "pm-hook", "postmark_webhook_password": "s3cret-pw"}
+    )
     return app.test_client()
 
 
 def pm_bounce(kind="HardBounce", email="ann@example.org", message_id="msg-0", record_id=42):
-    return {"RecordType": "Bounce", "ID": record_id, "Type": kind, "TypeCode": 1, "Name": "Hard bounce",
-            "MessageID": message_id, "Description": "The server was unable to deliver your message",
-            "Details": "smtp;550 5.1.1 unknown user", "Email": email, "From": "signal@example.org",
-            "BouncedAt": "2026-03-02T07:59:00Z", "Inactive": True, "MessageStream": "broadcast"}
+    return {
+        "RecordType": "Bounce",
+        "ID": record_id,
+        "Type": kind,
+        "TypeCode": 1,
+        "Name": "Hard bounce",
+        "MessageID": message_id,
+        "Description": "The server was unable to deliver your message",
+        "Details": "smtp;550 5.1.1 unknown user",
+        "Email": email,
+        "From": "signal@example.org",
+        "BouncedAt": "2026-03-02T07:59:00Z",
+        "Inactive": True,
+        "MessageStream": "broadcast",
+    }
 
 
 def test_postmark_hard_soft_and_complaint_accepted(postmark, people):
@@ -89,21 +101,36 @@ def test_postmark_hard_soft_and_complaint_accepted(postmark, people):
     assert r.status_code == 200, r.json
     assert r.json["suppressed"] == 1
     assert status_of("ann@example.org") == "bounced"
-    r = postmark.post("/webhooks/postmark", json=pm_bounce("Transient", "bob@example.org", "msg-1", 43),
-                      headers=basic("pm-hook", "s3cret-pw"))
+    r = postmark.post(
+        "/webhooks/postmark",
+        json=pm_bounce("Transient", "bob@example.org", "msg-1", 43),
+        headers=basic("pm-hook", "s3cret-pw"),
+    )
     assert r.status_code == 200 and r.json["suppressed"] == 0
-    complaint = {"RecordType": "SpamComplaint", "ID": 44, "Type": "SpamComplaint", "TypeCode": 100001,
-                 "MessageID": "msg-2", "Email": "cy@example.org", "BouncedAt": "2026-03-02T08:00:00Z"}
+    complaint = {
+        "RecordType": "SpamComplaint",
+        "ID": 44,
+        "Type": "SpamComplaint",
+        "TypeCode": 100001,
+        "MessageID": "msg-2",
+        "Email": "cy@example.org",
+        "BouncedAt": "2026-03-02T08:00:00Z",
+    }
     r = postmark.post("/webhooks/postmark", json=complaint, headers=basic("pm-hook", "s3cret-pw"))
     assert r.status_code == 200
     assert status_of("cy@example.org") == "complained"
     d = people["deliveries"]
-    assert events() == [("bounce_hard", "postmark", d["ann@example.org"], people["issue"]),
-                        ("bounce_soft", "postmark", d["bob@example.org"], people["issue"]),
-                        ("complaint", "postmark", d["cy@example.org"], people["issue"])]
+    assert events() == [
+        ("bounce_hard", "postmark", d["ann@example.org"], people["issue"]),
+        ("bounce_soft", "postmark", d["bob@example.org"], people["issue"]),
+        ("complaint", "postmark", d["cy@example.org"], people["issue"]),
+    ]
     # an auto-reply is verified but is not a bounce
-    r = postmark.post("/webhooks/postmark", json=pm_bounce("AutoResponder", record_id=45),
-                      headers=basic("pm-hook", "s3cret-pw"))
+    r = postmark.post(
+        "/webhooks/postmark",
+        json=pm_bounce("AutoResponder", record_id=45),
+        headers=basic("pm-hook", "s3cret-pw"),
+    )
     assert r.status_code == 200 and r.json["ignored"] == 1 and len(events()) == 3
 
 
@@ -111,17 +138,37 @@ def test_postmark_refuses_missing_wrong_and_replayed_credentials(postmark, peopl
     before = snapshot()
     r = postmark.post("/webhooks/postmark", json=pm_bounce())
     assert r.status_code == 401 and "Basic" in r.headers["WWW-Authenticate"]
-    assert postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "wrong")).status_code == 403
-    assert postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("x", "s3cret-pw")).status_code == 403
-    assert postmark.post("/webhooks/postmark", json=pm_bounce(),
-                         headers={"Authorization": "Basic !!!"}).status_code == 401
+    assert (
+        postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "wrong")).status_code
+        == 403
+    )
+    assert (
+        postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("x", "s3cret-pw")).status_code
+        == 403
+    )
+    assert (
+        postmark.post(
+            "/webhooks/postmark", json=pm_bounce(), headers={"Authorization": "Basic !!!"}
+        ).status_code
+        == 401
+    )
     # not configured: refused, whatever is sent
     unconfigured = make_app().test_client()
     assert unconfigured.post("/webhooks/postmark", json=pm_bounce(), headers=basic("", "")).status_code == 403
     assert snapshot() == before
-    assert postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "s3cret-pw")).status_code == 200
+    assert (
+        postmark.post(
+            "/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "s3cret-pw")
+        ).status_code
+        == 200
+    )
     after = snapshot()
-    assert postmark.post("/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "s3cret-pw")).status_code == 403
+    assert (
+        postmark.post(
+            "/webhooks/postmark", json=pm_bounce(), headers=basic("pm-hook", "s3cret-pw")
+        ).status_code
+        == 403
+    )
     assert snapshot() == after
 
 
@@ -134,14 +181,19 @@ def sendgrid_key():
 
 
 def sg_public(key) -> str:
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(der).decode()
 
 
 def sg_sign(key, body: bytes, timestamp: str) -> dict:
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp, "Content-Type": "application/json"}
+    return {
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -152,10 +204,24 @@ def sendgrid(make_app, sendgrid_key):
 def sg_events():
     base = {"timestamp": int(NOW.timestamp()), "sg_event_id": "ev"}
     return [
-        {**base, "event": "bounce", "type": "bounce", "email": "ann@example.org", "status": "5.1.1",
-         "reason": "550 5.1.1 user unknown", "sg_message_id": "msg-0.filterdrecv-5645d9c87f-78xgx-1-5E3A5.0"},
-        {**base, "event": "bounce", "type": "blocked", "email": "bob@example.org", "status": "4.0.0",
-         "reason": "blocked", "sg_message_id": "msg-1.filter0001.16648.5515E0B88.0"},
+        {
+            **base,
+            "event": "bounce",
+            "type": "bounce",
+            "email": "ann@example.org",
+            "status": "5.1.1",
+            "reason": "550 5.1.1 user unknown",
+            "sg_message_id": "msg-0.filterdrecv-5645d9c87f-78xgx-1-5E3A5.0",
+        },
+        {
+            **base,
+            "event": "bounce",
+            "type": "blocked",
+            "email": "bob@example.org",
+            "status": "4.0.0",
+            "reason": "blocked",
+            "sg_message_id": "msg-1.filter0001.16648.5515E0B88.0",
+        },
         {**base, "event": "spamreport", "email": "cy@example.org", "sg_message_id": "msg-2.filter0002.1.0"},
         {**base, "event": "delivered", "email": "cy@example.org", "sg_message_id": "msg-2.filter0002.1.0"},
         {**base, "event": "dropped", "email": "dan@example.org", "reason": "Bounced Address"},
@@ -164,7 +230,9 @@ def sg_events():
 
 def test_sendgrid_signed_batch_accepted(sendgrid, sendgrid_key, people):
     body = json.dumps(sg_events()).encode()
-    r = sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, str(int(NOW.timestamp()))))
+    r = sendgrid.post(
+        "/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, str(int(NOW.timestamp())))
+    )
     assert r.status_code == 200, r.json
     assert (r.json["accepted"], r.json["ignored"]) == (4, 1)
     assert status_of("ann@example.org") == "bounced"
@@ -191,10 +259,18 @@ def test_sendgrid_refuses_forged_tampered_unsigned_stale_and_replayed(sendgrid, 
     other = sg_sign(ec.generate_private_key(ec.SECP256R1()), body, stamp)
     assert sendgrid.post("/webhooks/sendgrid", data=body, headers=other).status_code == 403
     # unsigned
-    assert sendgrid.post("/webhooks/sendgrid", data=body, headers={"Content-Type": "application/json"}).status_code == 401
+    assert (
+        sendgrid.post(
+            "/webhooks/sendgrid", data=body, headers={"Content-Type": "application/json"}
+        ).status_code
+        == 401
+    )
     # genuinely signed, but ten minutes old
     old = str(int((NOW - timedelta(minutes=10)).timestamp()))
-    assert sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, old)).status_code == 403
+    assert (
+        sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, old)).status_code
+        == 403
+    )
     assert snapshot() == before
     assert sendgrid.post("/webhooks/sendgrid", data=body, headers=headers).status_code == 200
     after = snapshot()
@@ -211,14 +287,25 @@ def mg_payload(event, key=MG_KEY, timestamp=None, token=None):
     timestamp = timestamp or str(int(NOW.timestamp()))
     token = token or secrets.token_hex(25)
     signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": event}
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": event,
+    }
 
 
 def mg_failed(severity, email, message_id):
-    return {"event": "failed", "severity": severity, "recipient": email, "reason": "bounce",
-            "delivery-status": {"code": 550 if severity == "permanent" else 452, "message": "no such user",
-                                "description": "mailbox unavailable"},
-            "message": {"headers": {"message-id": message_id, "to": email}}}
+    return {
+        "event": "failed",
+        "severity": severity,
+        "recipient": email,
+        "reason": "bounce",
+        "delivery-status": {
+            "code": 550 if severity == "permanent" else 452,
+            "message": "no such user",
+            "description": "mailbox unavailable",
+        },
+        "message": {"headers": {"message-id": message_id, "to": email}},
+    }
 
 
 @pytest.fixture
@@ -228,18 +315,27 @@ def mailgun(make_app):
 
 def test_mailgun_signed_events_accepted(mailgun, make_app):
     issue = make_issue(1)
-    ids = {e: make_delivery(issue, make_subscriber(e), provider_message_id=f"<2026.{n}@mg.example.org>")
-           for n, e in enumerate(["ann@example.org", "bob@example.org", "cy@example.org"])}
-    for event in (mg_failed("permanent", "ann@example.org", "2026.0@mg.example.org"),
-                  mg_failed("temporary", "bob@example.org", "2026.1@mg.example.org"),
-                  {"event": "complained", "recipient": "cy@example.org",
-                   "message": {"headers": {"message-id": "2026.2@mg.example.org"}}}):
+    ids = {
+        e: make_delivery(issue, make_subscriber(e), provider_message_id=f"<2026.{n}@mg.example.org>")
+        for n, e in enumerate(["ann@example.org", "bob@example.org", "cy@example.org"])
+    }
+    for event in (
+        mg_failed("permanent", "ann@example.org", "2026.0@mg.example.org"),
+        mg_failed("temporary", "bob@example.org", "2026.1@mg.example.org"),
+        {
+            "event": "complained",
+            "recipient": "cy@example.org",
+            "message": {"headers": {"message-id": "2026.2@mg.example.org"}},
+        },
+    ):
         r = mailgun.post("/webhooks/mailgun", json=mg_payload(event))
         assert r.status_code == 200, r.json
     assert [status_of(e) for e in ids] == ["bounced", "active", "complained"]
-    assert [(k, d) for k, _, d, _ in events()] == [("bounce_hard", ids["ann@example.org"]),
-                                                 ("bounce_soft", ids["bob@example.org"]),
-                                                 ("complaint", ids["cy@example.org"])]
+    assert [(k, d) for k, _, d, _ in events()] == [
+        ("bounce_hard", ids["ann@example.org"]),
+        ("bounce_soft", ids["bob@example.org"]),
+        ("complaint", ids["cy@example.org"]),
+    ]
 
 
 def test_mailgun_refuses_forged_stale_unsigned_and_replayed(mailgun, people):
@@ -254,7 +350,10 @@ def test_mailgun_refuses_forged_stale_unsigned_and_replayed(mailgun, people):
     altered = json.loads(json.dumps(good))
     altered["signature"]["timestamp"] = str(int(NOW.timestamp()) + 1)
     assert mailgun.post("/webhooks/mailgun", json=altered).status_code == 403
-    assert mailgun.post("/webhooks/mailgun", data=b"not json", content_type="application/json").status_code == 400
+    assert (
+        mailgun.post("/webhooks/mailgun", data=b"not json", content_type="application/json").status_code
+        == 400
+    )
     assert snapshot() == before
     assert mailgun.post("/webhooks/mailgun", json=good).status_code == 200
     after = snapshot()
@@ -270,10 +369,16 @@ def test_mailgun_refuses_forged_stale_unsigned_and_replayed(mailgun, people):
 def sns_key():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC)).not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2027, 1, 1, tzinfo=UTC))
+        .sign(key, hashes.SHA256())
+    )
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -304,17 +409,30 @@ def sns_sign(key, message: dict, version: str = "2") -> dict:
 
 
 def sns_notification(notification: dict, message_id=None, **extra) -> dict:
-    return {"Type": "Notification", "MessageId": message_id or secrets.token_hex(8), "TopicArn": SES_TOPIC,
-            "Message": json.dumps(notification), "Timestamp": NOW.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            "SigningCertURL": CERT_URL, "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
-            **extra}
+    return {
+        "Type": "Notification",
+        "MessageId": message_id or secrets.token_hex(8),
+        "TopicArn": SES_TOPIC,
+        "Message": json.dumps(notification),
+        "Timestamp": NOW.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe",
+        **extra,
+    }
 
 
 def ses_bounce(kind, email, message_id):
-    return {"notificationType": "Bounce", "mail": {"messageId": message_id, "destination": [email]},
-            "bounce": {"bounceType": kind, "bounceSubType": "General",
-                       "bouncedRecipients": [{"emailAddress": email, "status": "5.1.1",
-                                              "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}}
+    return {
+        "notificationType": "Bounce",
+        "mail": {"messageId": message_id, "destination": [email]},
+        "bounce": {
+            "bounceType": kind,
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {"emailAddress": email, "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            ],
+        },
+    }
 
 
 @pytest.fixture
@@ -327,16 +445,27 @@ def ses(make_app, sns_key):
 
 def post_sns(client, message):
     kind = message.get("Type", "")
-    return client.post("/webhooks/ses", data=json.dumps(message), content_type="text/plain; charset=UTF-8",
-                       headers={"x-amz-sns-message-type": kind})
+    return client.post(
+        "/webhooks/ses",
+        data=json.dumps(message),
+        content_type="text/plain; charset=UTF-8",
+        headers={"x-amz-sns-message-type": kind},
+    )
 
 
 def test_ses_subscription_confirmation(ses, sns_key):
     client, fetcher = ses
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc"
-    message = {"Type": "SubscriptionConfirmation", "MessageId": "c1", "Token": "abc", "TopicArn": SES_TOPIC,
-               "Message": "You have chosen to subscribe", "SubscribeURL": url,
-               "Timestamp": NOW.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "SigningCertURL": CERT_URL}
+    message = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "c1",
+        "Token": "abc",
+        "TopicArn": SES_TOPIC,
+        "Message": "You have chosen to subscribe",
+        "SubscribeURL": url,
+        "Timestamp": NOW.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "SigningCertURL": CERT_URL,
+    }
     r = post_sns(client, sns_sign(sns_key[0], message, "1"))
     assert r.status_code == 200 and r.json["confirmed"]
     assert fetcher.urls == [CERT_URL, url]
@@ -349,15 +478,27 @@ def test_ses_subscription_confirmation(ses, sns_key):
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_ses_bounces_and_complaints_signature_v1_and_v2(ses, sns_key, people, version):
     client, fetcher = ses
-    for note in (ses_bounce("Permanent", "ann@example.org", "msg-0"),
-                 ses_bounce("Transient", "bob@example.org", "msg-1"),
-                 {"notificationType": "Complaint", "mail": {"messageId": "msg-2"},
-                  "complaint": {"complaintFeedbackType": "abuse",
-                                "complainedRecipients": [{"emailAddress": "cy@example.org"}]}}):
-        r = post_sns(client, sns_sign(sns_key[0], sns_notification(note, Subject="Amazon SES Email Event"), version))
+    for note in (
+        ses_bounce("Permanent", "ann@example.org", "msg-0"),
+        ses_bounce("Transient", "bob@example.org", "msg-1"),
+        {
+            "notificationType": "Complaint",
+            "mail": {"messageId": "msg-2"},
+            "complaint": {
+                "complaintFeedbackType": "abuse",
+                "complainedRecipients": [{"emailAddress": "cy@example.org"}],
+            },
+        },
+    ):
+        r = post_sns(
+            client, sns_sign(sns_key[0], sns_notification(note, Subject="Amazon SES Email Event"), version)
+        )
         assert r.status_code == 200, r.json
     assert [status_of(e) for e in ("ann@example.org", "bob@example.org", "cy@example.org")] == [
-        "bounced", "active", "complained"]
+        "bounced",
+        "active",
+        "complained",
+    ]
     assert [e[0] for e in events()] == ["bounce_hard", "bounce_soft", "complaint"]
     assert fetcher.urls == [CERT_URL]  # fetched once, then cached
 
@@ -366,12 +507,14 @@ def test_ses_refuses_forged_cert_host_before_fetching(ses, sns_key, people):
     client, fetcher = ses
     before = snapshot()
     note = ses_bounce("Permanent", "ann@example.org", "msg-0")
-    for host_url in ("https://sns.eu-west-1.amazonaws.com.attacker.example/cert.pem",
-                     "https://attacker.example/sns.eu-west-1.amazonaws.com/cert.pem",
-                     "http://sns.eu-west-1.amazonaws.com/cert.pem",
-                     "https://sns.eu-west-1.amazonaws.com@attacker.example/cert.pem",
-                     "https://sns.eu-west-1.amazonaws.com:8443/cert.pem",
-                     "https://s3.amazonaws.com/cert.pem"):
+    for host_url in (
+        "https://sns.eu-west-1.amazonaws.com.attacker.example/cert.pem",
+        "https://attacker.example/sns.eu-west-1.amazonaws.com/cert.pem",
+        "http://sns.eu-west-1.amazonaws.com/cert.pem",
+        "https://sns.eu-west-1.amazonaws.com@attacker.example/cert.pem",
+        "https://sns.eu-west-1.amazonaws.com:8443/cert.pem",
+        "https://s3.amazonaws.com/cert.pem",
+    ):
         message = sns_sign(sns_key[0], sns_notification(note, SigningCertURL=host_url))
         assert post_sns(client, message).status_code == 403, host_url
     assert fetcher.urls == []  # refused before any fetch
@@ -390,8 +533,13 @@ def test_ses_refuses_bad_signature_topic_stale_and_replay(ses, sns_key, people):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert post_sns(client, sns_sign(other, sns_notification(note))).status_code == 403
     # a topic we do not listen to
-    assert post_sns(client, sns_sign(sns_key[0], sns_notification(
-        note, TopicArn="arn:aws:sns:eu-west-1:999:someone-else"))).status_code == 403
+    assert (
+        post_sns(
+            client,
+            sns_sign(sns_key[0], sns_notification(note, TopicArn="arn:aws:sns:eu-west-1:999:someone-else")),
+        ).status_code
+        == 403
+    )
     # unsigned
     unsigned = {k: v for k, v in good.items() if k not in ("Signature", "SignatureVersion")}
     assert post_sns(client, unsigned).status_code == 401
@@ -428,8 +576,12 @@ def svix_headers(body: bytes, key: bytes = RESEND_KEY, msg_id=None, timestamp=No
     msg_id = msg_id or "msg_" + secrets.token_hex(8)
     timestamp = timestamp or str(int(NOW.timestamp()))
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return {"svix-id": msg_id, "svix-timestamp": timestamp,
-            "svix-signature": "v1," + base64.b64encode(digest).decode(), "Content-Type": "application/json"}
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": timestamp,
+        "svix-signature": "v1," + base64.b64encode(digest).decode(),
+        "Content-Type": "application/json",
+    }
 
 
 def resend_event(kind, email, email_id, bounce_type=None):
@@ -445,14 +597,19 @@ def resend(make_app):
 
 
 def test_resend_svix_signed_events_accepted(resend, people):
-    for body in (resend_event("email.bounced", "ann@example.org", "msg-0", "Permanent"),
-                 resend_event("email.bounced", "bob@example.org", "msg-1", "Transient"),
-                 resend_event("email.complained", "cy@example.org", "msg-2"),
-                 resend_event("email.delivered", "cy@example.org", "msg-2")):
+    for body in (
+        resend_event("email.bounced", "ann@example.org", "msg-0", "Permanent"),
+        resend_event("email.bounced", "bob@example.org", "msg-1", "Transient"),
+        resend_event("email.complained", "cy@example.org", "msg-2"),
+        resend_event("email.delivered", "cy@example.org", "msg-2"),
+    ):
         r = resend.post("/webhooks/resend", data=body, headers=svix_headers(body))
         assert r.status_code == 200, r.json
     assert [status_of(e) for e in ("ann@example.org", "bob@example.org", "cy@example.org")] == [
-        "bounced", "active", "complained"]
+        "bounced",
+        "active",
+        "complained",
+    ]
     assert [e[0] for e in events()] == ["bounce_hard", "bounce_soft", "complaint"]
 
 
@@ -468,12 +625,23 @@ def test_resend_refuses_forged_stale_unsigned_and_replayed(resend, people):
     before = snapshot()
     body = resend_event("email.bounced", "ann@example.org", "msg-0", "Permanent")
     headers = svix_headers(body)
-    assert resend.post("/webhooks/resend", data=body, headers=svix_headers(body, key=b"guess")).status_code == 403
+    assert (
+        resend.post("/webhooks/resend", data=body, headers=svix_headers(body, key=b"guess")).status_code
+        == 403
+    )
     assert resend.post("/webhooks/resend", data=body + b" ", headers=headers).status_code == 403
-    assert resend.post("/webhooks/resend", data=body, headers=dict(headers, **{"svix-id": "msg_other"})).status_code == 403
+    assert (
+        resend.post(
+            "/webhooks/resend", data=body, headers=dict(headers, **{"svix-id": "msg_other"})
+        ).status_code
+        == 403
+    )
     stale = svix_headers(body, timestamp=str(int((NOW - timedelta(minutes=6)).timestamp())))
     assert resend.post("/webhooks/resend", data=body, headers=stale).status_code == 403
-    assert resend.post("/webhooks/resend", data=body, headers={"Content-Type": "application/json"}).status_code == 401
+    assert (
+        resend.post("/webhooks/resend", data=body, headers={"Content-Type": "application/json"}).status_code
+        == 401
+    )
     assert snapshot() == before
     assert resend.post("/webhooks/resend", data=body, headers=headers).status_code == 200
     after = snapshot()
@@ -485,10 +653,13 @@ def test_resend_refuses_forged_stale_unsigned_and_replayed(resend, people):
 
 
 def test_oversized_unknown_and_unconfigured(make_app, people):
-    client = make_app(webhook_max_bytes=1024, webhook_secrets={"mailgun_webhook_signing_key": MG_KEY}).test_client()
+    client = make_app(
+        webhook_max_bytes=1024, webhook_secrets={"mailgun_webhook_signing_key": MG_KEY}
+    ).test_client()
     before = snapshot()
-    big = mg_payload({"event": "failed", "severity": "permanent", "recipient": "ann@example.org",
-                      "padding": "x" * 2000})
+    big = mg_payload(
+        {"event": "failed", "severity": "permanent", "recipient": "ann@example.org", "padding": "x" * 2000}
+    )
     assert client.post("/webhooks/mailgun", json=big).status_code == 413
     assert client.post("/webhooks/nowhere", json={}).status_code == 404
     for provider in ("postmark", "sendgrid", "ses", "resend"):  # no secrets configured: refuse
@@ -509,8 +680,12 @@ def test_event_for_unknown_message_falls_back_to_the_address(mailgun):
 def test_old_replay_tokens_are_pruned(mailgun, people):
     from newsletter.feedback.webhooks import prune_replays
 
-    assert mailgun.post("/webhooks/mailgun", json=mg_payload(mg_failed("temporary", "bob@example.org",
-                                                                       "msg-1"))).status_code == 200
+    assert (
+        mailgun.post(
+            "/webhooks/mailgun", json=mg_payload(mg_failed("temporary", "bob@example.org", "msg-1"))
+        ).status_code
+        == 200
+    )
     assert prune_replays() == 0  # still fresh
     clock.advance(timedelta(days=8))
     assert prune_replays() == 1
@@ -518,12 +693,18 @@ def test_old_replay_tokens_are_pruned(mailgun, people):
         assert s.exec(select(func.count(WebhookReplay.id))).one() == 0
 
 
-def test_signed_but_malformed_payloads_never_error(postmark, sendgrid, sendgrid_key, mailgun, resend, ses, sns_key,
-                                                    people):
+def test_signed_but_malformed_payloads_never_error(
+    postmark, sendgrid, sendgrid_key, mailgun, resend, ses, sns_key, people
+):
     before = snapshot()
     stamp = str(int(NOW.timestamp()))
     # Postmark: not one record
-    assert postmark.post("/webhooks/postmark", json=[pm_bounce()], headers=basic("pm-hook", "s3cret-pw")).status_code == 400
+    assert (
+        postmark.post(
+            "/webhooks/postmark", json=[pm_bounce()], headers=basic("pm-hook", "s3cret-pw")
+        ).status_code
+        == 400
+    )
     # SendGrid: an object instead of a list; a list of junk (ignored)
     for body, status in ((b"{}", 400), (b'[1, "x", null, {"event": 42}]', 200), (b"\xff\xfe", 400)):
         r = sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, stamp))
@@ -536,14 +717,21 @@ def test_signed_but_malformed_payloads_never_error(postmark, sendgrid, sendgrid_
     assert resend.post("/webhooks/resend", data=body, headers=svix_headers(body)).status_code == 400
     # SES: a signed notification whose Message is not JSON (ignored); an unknown Type
     client, _ = ses
-    assert post_sns(client, sns_sign(sns_key[0], sns_notification({}, Message="plain text"))).status_code == 200
+    assert (
+        post_sns(client, sns_sign(sns_key[0], sns_notification({}, Message="plain text"))).status_code == 200
+    )
     weird = sns_sign(sns_key[0], sns_notification({}))
     weird["Type"] = "Surprise"
     assert post_sns(client, weird).status_code == 400
     assert snapshot()[:3] == before[:3]  # readers, suppressions and events untouched
     # hostile values are stored short and on one line
     long_detail = {**pm_bounce(), "ID": 77, "Details": "x\r\nInjected: header\r\n" + "y" * 5000}
-    assert postmark.post("/webhooks/postmark", json=long_detail, headers=basic("pm-hook", "s3cret-pw")).status_code == 200
+    assert (
+        postmark.post(
+            "/webhooks/postmark", json=long_detail, headers=basic("pm-hook", "s3cret-pw")
+        ).status_code
+        == 200
+    )
     with db.session_scope() as s:
         detail = s.exec(select(Event.detail).where(Event.kind == "bounce_hard")).one()
     assert "\n" not in detail and "\r" not in detail and len(detail) <= 300

@@ -46,17 +46,38 @@ schema(
         "required": ["title", "url"],
         "additionalProperties": False,
         "properties": {
-            "external_id": {"type": "string", "maxLength": 300, "description": "your stable id; upserts match on it (alias: id)"},
+            "external_id": {
+                "type": "string",
+                "maxLength": 300,
+                "description": "your stable id; upserts match on it (alias: id)",
+            },
             "id": {"type": ["string", "integer"], "description": "alias of external_id"},
-            "url": {"type": "string", "format": "uri", "description": "absolute http(s) URL; matched canonically when no external id"},
+            "url": {
+                "type": "string",
+                "format": "uri",
+                "description": "absolute http(s) URL; matched canonically when no external id",
+            },
             "title": {"type": "string", "maxLength": 500},
-            "synopsis": {"type": "string", "maxLength": 20000, "description": "Markdown; raw HTML is shown as text"},
+            "synopsis": {
+                "type": "string",
+                "maxLength": 20000,
+                "description": "Markdown; raw HTML is shown as text",
+            },
             "author": {"type": "string", "maxLength": 200},
             "published_at": {"type": "string", "format": "date-time", "description": "ISO 8601; default now"},
             "reading_minutes": {"type": "integer", "minimum": 1, "maximum": 600},
-            "image_url": {"type": "string", "format": "uri", "description": "shown in email only if https and image_alt is set"},
+            "image_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "shown in email only if https and image_alt is set",
+            },
             "image_alt": {"type": "string", "maxLength": 500},
-            "tags": {"type": "array", "maxItems": 20, "items": {"type": "string"}, "description": "slugs or names; new tags become sections"},
+            "tags": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {"type": "string"},
+                "description": "slugs or names; new tags become sections",
+            },
         },
     },
 )
@@ -70,7 +91,10 @@ schema(
             "ids": {"type": "array", "items": {"type": "integer"}},
             "errors": {
                 "type": "array",
-                "items": {"type": "object", "properties": {"index": {"type": "integer"}, "message": {"type": "string"}}},
+                "items": {
+                    "type": "object",
+                    "properties": {"index": {"type": "integer"}, "message": {"type": "string"}},
+                },
             },
         },
     },

@@ -106,7 +106,9 @@ document(
             "security": [],
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscribeRequest"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/SubscribeRequest"}}
+                },
             },
             "responses": {
                 "202": {"description": "Accepted; a confirmation email may be on its way."},

@@ -26,7 +26,9 @@ def _print_report(report: UpsertReport) -> None:
 @with_appcontext
 @click.argument("file", type=click.File("rb"), required=False)
 @click.option("--feed", "feed_url", metavar="URL", help="An RSS or Atom feed URL to fetch instead of a file.")
-@click.option("--tag", "tags", multiple=True, metavar="SLUG", help="Add this tag to every feed entry (repeatable).")
+@click.option(
+    "--tag", "tags", multiple=True, metavar="SLUG", help="Add this tag to every feed entry (repeatable)."
+)
 def import_articles(file, feed_url, tags):
     """Import articles from a JSON file (an object or a list) or an RSS/Atom feed."""
     settings = current_app.extensions["signal_settings"]

@@ -51,13 +51,18 @@ def _fetch(url: str, state: FeedState | None) -> tuple[bytes | None, str | None,
             raise FeedError(f"cannot read {path}: {exc.strerror}") from None
     if scheme not in {"http", "https"}:
         raise FeedError(f"feed URL must be http(s), not {scheme or 'relative'}")
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5"}
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5",
+    }
     if state and state.etag:
         headers["If-None-Match"] = state.etag
     if state and state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
     try:
-        with requests.get(url, headers=headers, timeout=TIMEOUT, stream=True, allow_redirects=True) as response:
+        with requests.get(
+            url, headers=headers, timeout=TIMEOUT, stream=True, allow_redirects=True
+        ) as response:
             if response.status_code == 304:
                 return None, state.etag if state else None, state.last_modified if state else None
             if response.status_code >= 400:
@@ -124,7 +129,12 @@ def poll_feed(settings: Settings, url: str, *, tags: tuple[str, ...] = ()) -> Up
         _remember(url, etag=etag, last_modified=last_modified, error="")
         return report
     except FeedError as exc:
-        _remember(url, etag=known.etag if known else None, last_modified=known.last_modified if known else None, error=str(exc))
+        _remember(
+            url,
+            etag=known.etag if known else None,
+            last_modified=known.last_modified if known else None,
+            error=str(exc),
+        )
         raise
 
 

@@ -74,7 +74,9 @@ def tag_name(raw: str, slug: str) -> str:
 
 def canonical_url(url: str) -> str:
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_")]
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_")
+    ]
     path = parts.path or "/"
     return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
 
@@ -87,7 +89,9 @@ def parse_time(value, field_name: str = "published_at") -> datetime:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ArticleInvalid(f"{field_name} must be an ISO 8601 time such as 2026-03-02T08:00:00Z") from None
+            raise ArticleInvalid(
+                f"{field_name} must be an ISO 8601 time such as 2026-03-02T08:00:00Z"
+            ) from None
     else:
         raise ArticleInvalid(f"{field_name} must be an ISO 8601 time")
     if moment.tzinfo is None:
@@ -162,7 +166,9 @@ def validate_item(item) -> CleanItem:
         except ArticleInvalid as exc:
             problems.append(str(exc))
     minutes = item.get("reading_minutes")
-    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= 600):
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 < minutes <= 600
+    ):
         problems.append("reading_minutes must be a whole number from 1 to 600")
         minutes = None
     tags: list[tuple[str, str]] = []
@@ -189,11 +195,15 @@ def _find(session: Session, item: CleanItem) -> Article | None:
         found = session.exec(select(Article).where(Article.external_id == item.external_id)).first()
         if found is not None:
             return found
-        return session.exec(select(Article).where(Article.url == item.url, Article.external_id.is_(None))).first()
+        return session.exec(
+            select(Article).where(Article.url == item.url, Article.external_id.is_(None))
+        ).first()
     return session.exec(select(Article).where(Article.url == item.url).order_by(Article.id)).first()
 
 
-def _tag_ids(session: Session, tags: list[tuple[str, str]], cache: dict[str, int], *, as_sections: bool) -> list[int]:
+def _tag_ids(
+    session: Session, tags: list[tuple[str, str]], cache: dict[str, int], *, as_sections: bool
+) -> list[int]:
     ids = []
     for slug, name in tags:
         if slug not in cache:
@@ -207,7 +217,14 @@ def _tag_ids(session: Session, tags: list[tuple[str, str]], cache: dict[str, int
     return ids
 
 
-def store_item(session: Session, item: CleanItem, source: str, tag_cache: dict[str, int], *, new_tags_are_sections: bool = True) -> tuple[Article, bool]:
+def store_item(
+    session: Session,
+    item: CleanItem,
+    source: str,
+    tag_cache: dict[str, int],
+    *,
+    new_tags_are_sections: bool = True,
+) -> tuple[Article, bool]:
     """Insert or update one validated article; returns (article, created)."""
     article = _find(session, item)
     created = article is None
@@ -228,7 +245,10 @@ def store_item(session: Session, item: CleanItem, source: str, tag_cache: dict[s
     session.add(article)
     session.flush()
     wanted = set(_tag_ids(session, item.tags, tag_cache, as_sections=new_tags_are_sections))
-    current = {row.tag_id: row for row in session.exec(select(ArticleTag).where(ArticleTag.article_id == article.id)).all()}
+    current = {
+        row.tag_id: row
+        for row in session.exec(select(ArticleTag).where(ArticleTag.article_id == article.id)).all()
+    }
     for tag_id in wanted - current.keys():
         session.add(ArticleTag(article_id=article.id, tag_id=tag_id))
     for tag_id in current.keys() - wanted:
@@ -264,7 +284,9 @@ def upsert_articles(items: list, source: str, *, new_tags_are_sections: bool = T
             with session_scope() as session:
                 cache: dict[str, int] = {}
                 for _index, item in cleaned:
-                    article, created = store_item(session, item, source, cache, new_tags_are_sections=new_tags_are_sections)
+                    article, created = store_item(
+                        session, item, source, cache, new_tags_are_sections=new_tags_are_sections
+                    )
                     stored.ids.append(article.id)
                     if created:
                         stored.created += 1

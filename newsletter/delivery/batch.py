@@ -67,7 +67,9 @@ class Renders:
                     issue = session.get(Issue, issue_id)
                     session.expunge(issue)
                     found = self.issues[issue_id] = (issue, issue_sections(session, issue))
-                    for render in session.scalars(select(IssueRender).where(IssueRender.issue_id == issue_id)):
+                    for render in session.scalars(
+                        select(IssueRender).where(IssueRender.issue_id == issue_id)
+                    ):
                         session.expunge(render)
                         self.renders[(issue_id, render.variant)] = render
             return found
@@ -150,5 +152,7 @@ def process_batch(
         for message, result in zip(to_send, sent_results, strict=True):
             results_by_id[message.delivery_id] = result
     message_ids = {m.delivery_id: m.message_id for m in to_send}
-    outcomes.record(settings, name, sendable, [results_by_id[r.id] for r in sendable], message_ids, skipped, stats)
+    outcomes.record(
+        settings, name, sendable, [results_by_id[r.id] for r in sendable], message_ids, skipped, stats
+    )
     return stats

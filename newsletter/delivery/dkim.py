@@ -91,7 +91,16 @@ class DkimSigner:
         # verifiers read without white space): the relaxed form stays the same.
         return [
             b"".join(
-                [_NAME, b": ", folded, b"\r\n bh=", body_hash, b";\r\n b=", b"\r\n ".join(_SIG_LINES.findall(signature)), b"\r\n"]
+                [
+                    _NAME,
+                    b": ",
+                    folded,
+                    b"\r\n bh=",
+                    body_hash,
+                    b";\r\n b=",
+                    b"\r\n ".join(_SIG_LINES.findall(signature)),
+                    b"\r\n",
+                ]
             )
             for (_, folded, body_hash), signature in zip(prepared, signatures, strict=True)
         ]

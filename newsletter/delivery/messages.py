@@ -129,7 +129,6 @@ def _merge_fields(personalised, list_unsubscribe_value: str, name: str) -> dict[
     greeting changes shape, grouping only gets smaller: transports check that
     putting the values back gives each message exactly."""
 
-
     hello = greeting(name)
     return {
         "unsubscribe": personalised.unsubscribe_url,

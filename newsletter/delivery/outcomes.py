@@ -30,7 +30,9 @@ from newsletter.models import Delivery
 deliveries = Delivery.__table__
 
 MAX_BACKOFF = 6 * 3600
-_OPEN = or_(deliveries.c.status == "pending", deliveries.c.status == "sending")  # (not IN: executemany cannot expand it)
+_OPEN = or_(
+    deliveries.c.status == "pending", deliveries.c.status == "sending"
+)  # (not IN: executemany cannot expand it)
 
 
 def backoff_seconds(settings: Settings, attempts: int, retry_after: float | None = None) -> float:
@@ -54,7 +56,9 @@ _SENT_SQL = (
 def _mark_sent(connection, sent: list[tuple], now) -> None:
     """``sent``: (email, message_id, provider_message_id, id) tuples."""
     dialect = connection.dialect
-    to_db = deliveries.c.sent_at.type.bind_processor(dialect)  # the column type's own conversion, once a batch
+    to_db = deliveries.c.sent_at.type.bind_processor(
+        dialect
+    )  # the column type's own conversion, once a batch
     stamp = to_db(now) if to_db is not None else now
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     rows = [(email, mid, pmid, stamp, stamp, row_id) for email, mid, pmid, row_id in sent]
@@ -170,5 +174,10 @@ def record(
         for row, error in bounces:
             delivery = transaction.get(Delivery, row.id)
             record_bounce(
-                transaction, settings, delivery=delivery, provider=transport_name, hard=True, detail=error or ""
+                transaction,
+                settings,
+                delivery=delivery,
+                provider=transport_name,
+                hard=True,
+                detail=error or "",
             )

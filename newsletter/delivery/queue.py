@@ -193,7 +193,9 @@ def next_due_in(issue_id: int | None) -> float | None:
     """Seconds until the next pending row of the issue(s) is due; None if none is pending."""
     with session_scope() as session:
         when = session.execute(
-            select(func.min(deliveries.c.next_attempt_at)).where(_scope(issue_id), deliveries.c.status == "pending")
+            select(func.min(deliveries.c.next_attempt_at)).where(
+                _scope(issue_id), deliveries.c.status == "pending"
+            )
         ).scalar()
     if when is None:
         return None

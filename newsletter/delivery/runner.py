@@ -47,7 +47,9 @@ class Runner:
             stats = run_senders(self.settings, issue_id, stop=self.stop)
             finish_issue(issue_id)
             sent += stats.sent
-            log.info("issue %s: %s sent, %s failed, %s skipped", number, stats.sent, stats.failed, stats.skipped)
+            log.info(
+                "issue %s: %s sent, %s failed, %s skipped", number, stats.sent, stats.failed, stats.skipped
+            )
         return sent
 
     def _run(self) -> None:

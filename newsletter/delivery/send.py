@@ -67,7 +67,9 @@ class IssueCounts:
 def issue_counts(session, issue_id: int) -> dict:
     """Delivery rows of an issue by status, plus ``total``."""
     rows = session.execute(
-        select(deliveries.c.status, func.count()).where(deliveries.c.issue_id == issue_id).group_by(deliveries.c.status)
+        select(deliveries.c.status, func.count())
+        .where(deliveries.c.issue_id == issue_id)
+        .group_by(deliveries.c.status)
     ).all()
     counts = dict.fromkeys(ROW_STATUSES, 0)
     for status, count in rows:
@@ -96,7 +98,9 @@ def start_send(settings: Settings, number: int) -> Issue:
             session.refresh(issue)
             if issue.status in states.IN_FLIGHT:
                 raise AlreadySending(f"issue {number} is already {issue.status}")
-            raise NotSendable(f"issue {number} is {issue.status}; only an approved or scheduled issue can be sent")
+            raise NotSendable(
+                f"issue {number} is {issue.status}; only an approved or scheduled issue can be sent"
+            )
         session.refresh(issue)
         freeze_issue(session, issue, settings)
         session.flush()
@@ -152,7 +156,9 @@ def _transition(number: int, transition: states.Transition, **values) -> Issue:
         done = states.move(session, issue.id, transition, **values)
         session.refresh(issue)
         if not done:
-            raise NotSendable(f"issue {number} is {issue.status}, not {' or '.join(sorted(transition.sources))}")
+            raise NotSendable(
+                f"issue {number} is {issue.status}, not {' or '.join(sorted(transition.sources))}"
+            )
         return issue
 
 
@@ -174,7 +180,9 @@ def cancel_sending(number: int) -> Issue:
         issue = require_issue(session, number)
         if not states.move(session, issue.id, states.CANCEL_SEND, cancelled_at=now):
             session.refresh(issue)
-            raise NotSendable(f"issue {number} is {issue.status}, not {' or '.join(sorted(states.IN_FLIGHT))}")
+            raise NotSendable(
+                f"issue {number} is {issue.status}, not {' or '.join(sorted(states.IN_FLIGHT))}"
+            )
         session.execute(
             update(deliveries)
             .where(deliveries.c.issue_id == issue.id, deliveries.c.status == "pending")
@@ -195,7 +203,5 @@ def resume_unfinished(settings: Settings) -> list[int]:
     all done, and return the numbers of issues still sending."""
     reclaim_expired_leases(settings)
     with session_scope() as session:
-        sending = session.execute(
-            select(Issue.id, Issue.number).where(Issue.status == states.SENDING)
-        ).all()
+        sending = session.execute(select(Issue.id, Issue.number).where(Issue.status == states.SENDING)).all()
     return [number for issue_id, number in sending if not finish_issue(issue_id)]

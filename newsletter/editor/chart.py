@@ -20,7 +20,9 @@ def nice_ceiling(value: int) -> int:
         magnitude *= 10
 
 
-def line_chart(points: list[tuple[str, int]], *, width: int = 640, height: int = 200, title: str = "") -> Markup:
+def line_chart(
+    points: list[tuple[str, int]], *, width: int = 640, height: int = 200, title: str = ""
+) -> Markup:
     """Render labelled values as an accessible SVG line with a filled area."""
     pad_l, pad_r, pad_t, pad_b = 44, 28, 14, 28
     inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
@@ -53,7 +55,9 @@ def line_chart(points: list[tuple[str, int]], *, width: int = 640, height: int =
     every = max(1, len(points) // 6)
     for i, (label, value) in enumerate(points):
         x, y = coords[i]
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#b8310f"><title>{escape(label)}: {value}</title></circle>')
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#b8310f"><title>{escape(label)}: {value}</title></circle>'
+        )
         if i % every == 0 or i == len(points) - 1:
             parts.append(
                 f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" font-size="11" fill="#4a4f59">'

@@ -14,7 +14,9 @@ from newsletter.models import EDITOR_ROLES
 @click.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(EDITOR_ROLES), default="editor", show_default=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of standard input."
+)
 def create_command(email: str, role: str, password_stdin: bool):
     """Create an editor account (prompts for the password without echo)."""
 

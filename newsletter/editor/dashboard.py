@@ -62,13 +62,20 @@ def growth_series(session: Session, weeks: int = 12, now: datetime | None = None
     ends = [now - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
     joined = [func.sum(case((Subscriber.created_at <= end, 1), else_=0)) for end in ends]
     left = [
-        func.sum(case(((Subscriber.unsubscribed_at.is_not(None)) & (Subscriber.unsubscribed_at <= end), 1), else_=0))
+        func.sum(
+            case(
+                ((Subscriber.unsubscribed_at.is_not(None)) & (Subscriber.unsubscribed_at <= end), 1), else_=0
+            )
+        )
         for end in ends
     ]
     row = session.exec(select(literal(1), *joined, *left)).one()
     values = list(row)[1:]
     joined_v, left_v = values[:weeks], values[weeks:]
-    return [(end.strftime("%d %b"), int(j or 0) - int(u or 0)) for end, j, u in zip(ends, joined_v, left_v, strict=True)]
+    return [
+        (end.strftime("%d %b"), int(j or 0) - int(u or 0))
+        for end, j, u in zip(ends, joined_v, left_v, strict=True)
+    ]
 
 
 def recent_feedback(session: Session, limit: int = 10) -> list[tuple[Event, str | None]]:
@@ -97,7 +104,10 @@ def build_dashboard(session: Session, settings) -> Dashboard:
         select(Issue).where(Issue.status.in_(OPEN_STATUSES)).order_by(Issue.number.desc())
     ).first()
     recent = session.exec(
-        select(Issue).where(Issue.status.in_(sorted(states.PUBLIC | {states.CANCELLED}))).order_by(Issue.number.desc()).limit(5)
+        select(Issue)
+        .where(Issue.status.in_(sorted(states.PUBLIC | {states.CANCELLED})))
+        .order_by(Issue.number.desc())
+        .limit(5)
     ).all()
     return Dashboard(
         next_slot=slot,

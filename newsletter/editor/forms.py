@@ -62,5 +62,3 @@ class EditorForm(FlaskForm):
 
 class ArticleTagsForm(FlaskForm):
     tags = StringField("Tags (comma-separated slugs)", validators=[Length(max=1000)])
-
-

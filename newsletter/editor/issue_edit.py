@@ -47,7 +47,9 @@ def first_section_of(session: Session, article_ids: list[int], sections: list[st
     if not article_ids:
         return {}
     rows = session.exec(
-        select(ArticleTag.article_id, Tag.slug).join(Tag, Tag.id == ArticleTag.tag_id).where(ArticleTag.article_id.in_(article_ids))
+        select(ArticleTag.article_id, Tag.slug)
+        .join(Tag, Tag.id == ArticleTag.tag_id)
+        .where(ArticleTag.article_id.in_(article_ids))
     ).all()
     order = {slug: i for i, slug in enumerate(sections)}
     best: dict[int, str] = {}
@@ -77,7 +79,14 @@ def plan_from_form(session: Session, issue: Issue, form, sections: list[str]) ->
         section = form.get(f"section_{article_id}", row.section)
         if section not in section_rank:
             raise EditError(f"unknown section {section[:40]!r}")
-        entries.append((section_rank[section], _int(form.get(f"position_{article_id}"), row.position), article_id, section))
+        entries.append(
+            (
+                section_rank[section],
+                _int(form.get(f"position_{article_id}"), row.position),
+                article_id,
+                section,
+            )
+        )
     add_ids = []
     for raw in form.getlist("add"):
         if raw.isdigit() and int(raw) not in existing:

@@ -41,15 +41,22 @@ def all_tags(session: Session) -> list[Tag]:
     return list(session.exec(select(Tag).order_by(Tag.position, Tag.slug)))
 
 
-def search_articles(session: Session, *, q: str = "", tag: str = "", held: str = "", before: int | None = None) -> Page:
+def search_articles(
+    session: Session, *, q: str = "", tag: str = "", held: str = "", before: int | None = None
+) -> Page:
     stmt = select(Article).order_by(Article.id.desc()).limit(PAGE + 1)
     if q:
         like = like_pattern(q.lower())
         stmt = stmt.where(
-            or_(func.lower(Article.title).like(like, escape="\\"), func.lower(Article.author).like(like, escape="\\"))
+            or_(
+                func.lower(Article.title).like(like, escape="\\"),
+                func.lower(Article.author).like(like, escape="\\"),
+            )
         )
     if tag:
-        stmt = stmt.join(ArticleTag, ArticleTag.article_id == Article.id).join(Tag, Tag.id == ArticleTag.tag_id)
+        stmt = stmt.join(ArticleTag, ArticleTag.article_id == Article.id).join(
+            Tag, Tag.id == ArticleTag.tag_id
+        )
         stmt = stmt.where(Tag.slug == tag)
     if held == "yes":
         stmt = stmt.where(Article.held.is_(True))
@@ -82,7 +89,12 @@ def search_subscribers(session: Session, *, q: str = "", status: str = "", befor
     stmt = select(Subscriber).order_by(Subscriber.id.desc()).limit(PAGE + 1)
     if q:
         like = like_pattern(q.strip().lower())
-        stmt = stmt.where(or_(func.lower(Subscriber.email).like(like, escape="\\"), func.lower(Subscriber.name).like(like, escape="\\")))
+        stmt = stmt.where(
+            or_(
+                func.lower(Subscriber.email).like(like, escape="\\"),
+                func.lower(Subscriber.name).like(like, escape="\\"),
+            )
+        )
     if status:
         stmt = stmt.where(Subscriber.status == status)
     if before:
@@ -99,6 +111,9 @@ def subscriber_history(session: Session, subscriber_id: int, limit: int = 50):
         .limit(limit)
     ).all()
     events = session.exec(
-        select(Event).where(Event.subscriber_id == subscriber_id).order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
+        select(Event)
+        .where(Event.subscriber_id == subscriber_id)
+        .order_by(Event.created_at.desc(), Event.id.desc())
+        .limit(limit)
     ).all()
     return deliveries, events

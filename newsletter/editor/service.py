@@ -1,7 +1,10 @@
 """Editor accounts: creation, password hashing and authentication with lockout.
 
 Passwords are hashed with Argon2id (argon2-cffi), a memory-hard scheme, so a
-stolen table is expensive to brute-force. Wrong passwords are counted per
+stolen table is expensive to brute-force: at the library's default cost,
+except under the test suite (``NEWSLETTER_ENV=testing``), which hashes at
+Argon2's minimal cost (``password_hasher``, the one place the cost is
+chosen; the app factory applies it with ``use_settings``). Wrong passwords are counted per
 account; after ``MAX_FAILED_LOGINS`` the account is locked for
 ``LOCKOUT_MINUTES`` (read from ``newsletter.clock`` so tests can move time).
 The per-IP request rate limit lives on the login view (Flask-Limiter); this
@@ -20,6 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, func, select
 
 from newsletter import clock
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import EDITOR_ROLES, Editor
 
@@ -27,15 +31,39 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT_MINUTES = 15
 MIN_PASSWORD_LENGTH = 10
 
-_hasher = PasswordHasher()  # Argon2id, RFC 9106 low-memory profile (64 MiB)
+# Argon2's least cost (8 KiB, one pass, one lane): still Argon2id, still
+# verified, but a hash takes microseconds instead of a fifth of a second.
+TESTING_COST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def password_hasher(env: str) -> PasswordHasher:
+    """The hasher for a ``Settings.env``: the library's default cost (Argon2id,
+    RFC 9106 low-memory profile: 64 MiB, t=3, p=4) in production and
+    development, the minimal cost under tests. Any of them verifies a hash made
+    by another (the cost is read from the hash); a login under the default
+    cost rehashes a cheap hash."""
+    if env == "testing":
+        return PasswordHasher(**TESTING_COST)
+    return PasswordHasher()
+
+
+_hasher = password_hasher("production")
+
+
+def use_settings(settings: Settings) -> None:
+    """Hash at the cost ``settings.env`` calls for, process-wide (the app
+    factory calls this, as it sets the process-wide engine)."""
+    global _hasher
+    _hasher = password_hasher(settings.env)
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
     """Verified against when the address is unknown, so both paths cost the same.
     Made on first use, not at import: every CLI process (a sender too) imports
     this module, and one Argon2 hash costs 64 MiB of memory."""
-    return _hasher.hash("not a real password, only for timing")
+    return hasher.hash("not a real password, only for timing")
 
 
 class EditorError(ValueError):
@@ -108,17 +136,21 @@ def authenticate(email: str, password: str) -> AuthResult:
     with session_scope() as session:
         editor = session.exec(select(Editor).where(Editor.email == address)).first()
         if editor is None:
-            _verify(_dummy_hash(), password)
+            _verify(_dummy_hash(_hasher), password)
             return AuthResult(False, message=generic)
         if editor.locked_until is not None and editor.locked_until > now:
-            return AuthResult(False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until))
+            return AuthResult(
+                False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until)
+            )
         if not _verify(editor.password_hash, password):
             editor.failed_logins += 1
             if editor.failed_logins >= MAX_FAILED_LOGINS:
                 editor.locked_until = now + timedelta(minutes=LOCKOUT_MINUTES)
                 editor.failed_logins = 0
                 session.add(editor)
-                return AuthResult(False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until))
+                return AuthResult(
+                    False, locked_until=editor.locked_until, message=_locked_message(editor.locked_until)
+                )
             session.add(editor)
             return AuthResult(False, message=generic)
         if _hasher.check_needs_rehash(editor.password_hash):

@@ -26,7 +26,16 @@ from newsletter.extensions import limiter, login_manager, settings
 from newsletter.models import Editor
 
 bp = Blueprint("editor", __name__)
-SECRET_FIELDS = {"secret_key", "api_tokens", "webhook_secrets", "transport", "bounce_mailbox", "database_url", "broker_url", "redis_url"}
+SECRET_FIELDS = {
+    "secret_key",
+    "api_tokens",
+    "webhook_secrets",
+    "transport",
+    "bounce_mailbox",
+    "database_url",
+    "broker_url",
+    "redis_url",
+}
 
 
 @bp.before_request

@@ -101,7 +101,10 @@ def issues():
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     return render_template(
-        "editor/issues.html", issues=rows, next_before=rows[-1].number if more and rows else None, action=ActionForm()
+        "editor/issues.html",
+        issues=rows,
+        next_before=rows[-1].number if more and rows else None,
+        action=ActionForm(),
     )
 
 
@@ -126,7 +129,9 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
     by_slug = {t.slug: t for t in sections}
-    ranked = [by_slug[s] for s in appearing if s in by_slug] + [t for t in sections if t.slug not in appearing]
+    ranked = [by_slug[s] for s in appearing if s in by_slug] + [
+        t for t in sections if t.slug not in appearing
+    ]
     return (
         render_template(
             "editor/issue.html",
@@ -141,8 +146,11 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             audience=audience,
             action=ActionForm(),
             test_form=TestSendForm(),
-            schedule_form=ScheduleForm(data={"when": issue.scheduled_for.astimezone(settings().tz).replace(tzinfo=None)}
-                                       if issue.scheduled_for else None),
+            schedule_form=ScheduleForm(
+                data={"when": issue.scheduled_for.astimezone(settings().tz).replace(tzinfo=None)}
+                if issue.scheduled_for
+                else None
+            ),
             editable=issue.status in states.EDITABLE,
         ),
         status,
@@ -178,7 +186,9 @@ def issue_save(number: int):
         flash(f"Not saved: {exc}", "error")
         return _issue_page(number, form, 400)
     flash("Draft saved.", "success")
-    anchor = "#articles" if request.form.get("add") or any(k.startswith("remove_") for k in request.form) else ""
+    anchor = (
+        "#articles" if request.form.get("add") or any(k.startswith("remove_") for k in request.form) else ""
+    )
     return redirect(url_for("editor.issue", number=number) + anchor)
 
 
@@ -264,7 +274,11 @@ def issue_test(number: int):
     except (ValueError, LookupError, OSError) as exc:
         flash(f"The test was not sent: {exc}", "error")
         return redirect(target)
-    failed = [f"{a} ({r.status}: {getattr(r, 'detail', '') or getattr(r, 'error', '')})" for a, r in zip(addresses, results, strict=False) if r.status != "sent"]
+    failed = [
+        f"{a} ({r.status}: {getattr(r, 'detail', '') or getattr(r, 'error', '')})"
+        for a, r in zip(addresses, results, strict=False)
+        if r.status != "sent"
+    ]
     if failed:
         flash(f"Test not delivered to: {'; '.join(failed)}", "error")
     else:
@@ -289,8 +303,11 @@ def issue_schedule(number: int):
         flash("Choose a date and time to send at.", "error")
         return _back(number)
     local: datetime = form.when.data.replace(tzinfo=settings().tz)
-    _act(number, f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
-         lambda: schedule_issue(number, local, by=current_user.email))
+    _act(
+        number,
+        f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
+        lambda: schedule_issue(number, local, by=current_user.email),
+    )
     return _back(number)
 
 

@@ -32,7 +32,9 @@ def subscribers():
         status = ""
     before = request.args.get("before", "")
     with session_scope() as db:
-        page = queries.search_subscribers(db, q=q, status=status, before=int(before) if before.isdigit() else None)
+        page = queries.search_subscribers(
+            db, q=q, status=status, before=int(before) if before.isdigit() else None
+        )
         counts = subscriber_counts(db)
     return render_template(
         "editor/subscribers.html", page=page, q=q, status=status, statuses=SUBSCRIBER_STATUSES, counts=counts
@@ -84,7 +86,9 @@ def subscriber_erase(subscriber_id: int):
                 flash("The reader and their records are erased; the address is suppressed.", "success")
                 return redirect(url_for("editor.subscribers"))
         address = reader.email
-    return render_template("editor/subscriber_erase.html", subscriber_id=subscriber_id, address=address, form=form)
+    return render_template(
+        "editor/subscriber_erase.html", subscriber_id=subscriber_id, address=address, form=form
+    )
 
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
@@ -95,7 +99,9 @@ def subscribers_import():
     report = None
     if form.validate_on_submit():
         try:
-            report = import_csv(settings(), form.file.data.stream, pending=bool(form.pending.data), source="import")
+            report = import_csv(
+                settings(), form.file.data.stream, pending=bool(form.pending.data), source="import"
+            )
         except ValueError as exc:
             flash(f"The file was not imported: {exc}", "error")
         else:

@@ -40,8 +40,10 @@ def count_click(session: Session, issue_id: int, url: str) -> None:
     """Add one to the link's counter (a single UPDATE; the row is created on
     the first click). Nothing about the reader is stored."""
     digest = url_hash(url)
-    bump = update(ClickCount).where(ClickCount.issue_id == issue_id, ClickCount.url_hash == digest).values(
-        count=ClickCount.count + 1
+    bump = (
+        update(ClickCount)
+        .where(ClickCount.issue_id == issue_id, ClickCount.url_hash == digest)
+        .values(count=ClickCount.count + 1)
     )
     if session.exec(bump).rowcount:
         return

@@ -70,7 +70,6 @@ def unsuppress_command(email: str):
 def outcomes_command(number: int, as_json: bool):
     """Delivered, failed, bounced, complained, unsubscribed and clicks of issue NUMBER."""
 
-
     with db.session_scope() as session:
         issue = session.exec(select(Issue).where(Issue.number == number)).first()
         if issue is None:

@@ -44,7 +44,14 @@ from newsletter.feedback import service
 from newsletter.feedback.verp import delivery_ids_in, verp_address, verp_enabled
 from newsletter.models import Delivery
 
-__all__ = ["poll_bounce_mailbox", "process_message", "read_report", "verp_address", "Mailbox", "parse_mailbox_url"]
+__all__ = [
+    "poll_bounce_mailbox",
+    "process_message",
+    "read_report",
+    "verp_address",
+    "Mailbox",
+    "parse_mailbox_url",
+]
 
 log = logging.getLogger("newsletter.feedback")
 
@@ -186,11 +193,16 @@ def process_message(settings: Settings, raw: bytes) -> int:
             targets = [{"email": address} for address in report.emails]
         for target in targets:
             if report.kind == "complaint":
-                outcome = service.record_complaint(session, provider=provider, detail=report.detail,
-                                                   **target)
+                outcome = service.record_complaint(session, provider=provider, detail=report.detail, **target)
             else:
-                outcome = service.record_bounce(session, settings, provider=provider, hard=report.kind == "hard",
-                                                detail=report.detail, **target)
+                outcome = service.record_bounce(
+                    session,
+                    settings,
+                    provider=provider,
+                    hard=report.kind == "hard",
+                    detail=report.detail,
+                    **target,
+                )
             recorded += int(outcome.event_id is not None)
     return recorded
 
@@ -274,7 +286,9 @@ def _original_recipient(msg: Message, fields: Message | None) -> str | None:
 
 def _read_complaint(settings: Settings, msg: Message, raw: bytes) -> Report | None:
     fields = _feedback_fields(msg)
-    feedback_type = str(fields.get("Feedback-Type", "abuse")).strip().lower() if fields is not None else "abuse"
+    feedback_type = (
+        str(fields.get("Feedback-Type", "abuse")).strip().lower() if fields is not None else "abuse"
+    )
     if feedback_type not in COMPLAINT_TYPES:
         return None
     agent = " ".join(str(fields.get("User-Agent", "")).split()) if fields is not None else ""

@@ -100,7 +100,9 @@ def find_deliveries_by_provider_ids(session: Session, ids) -> dict[str, Delivery
     found: dict[str, Delivery] = {}
     keys = list(wanted)
     for start in range(0, len(keys), 500):
-        for row in session.exec(select(Delivery).where(Delivery.provider_message_id.in_(keys[start:start + 500]))):
+        for row in session.exec(
+            select(Delivery).where(Delivery.provider_message_id.in_(keys[start : start + 500]))
+        ):
             found.setdefault(wanted[row.provider_message_id], row)
     return found
 
@@ -111,11 +113,17 @@ def find_subscriber_by_email(session: Session, email: str | None) -> Subscriber 
     return session.exec(select(Subscriber).where(Subscriber.email_hash == email_hash(email))).first()
 
 
-def _resolve(session: Session, delivery: Delivery | None, email: str | None) -> tuple[Subscriber | None, str | None]:
+def _resolve(
+    session: Session, delivery: Delivery | None, email: str | None
+) -> tuple[Subscriber | None, str | None]:
     subscriber = session.get(Subscriber, delivery.subscriber_id) if delivery is not None else None
     if subscriber is None:
         subscriber = find_subscriber_by_email(session, email or (delivery.email if delivery else None))
-    address = (delivery.email if delivery is not None else None) or email or (subscriber.email if subscriber else None)
+    address = (
+        (delivery.email if delivery is not None else None)
+        or email
+        or (subscriber.email if subscriber else None)
+    )
     return subscriber, address
 
 
@@ -128,7 +136,9 @@ def _already(session: Session, kind: str, delivery: Delivery | None) -> bool:
     return (
         session.exec(
             select(Event.id).where(
-                Event.subscriber_id == delivery.subscriber_id, Event.kind == kind, Event.delivery_id == delivery.id
+                Event.subscriber_id == delivery.subscriber_id,
+                Event.kind == kind,
+                Event.delivery_id == delivery.id,
             )
         ).first()
         is not None
@@ -191,7 +201,10 @@ def record_bounce(
         suppress(session, address, "hard_bounce", f"{provider}: {detail}")
         _set_status(subscriber, "bounced")
         outcome.suppressed = True
-    elif subscriber is not None and soft_bounces(session, settings, subscriber.id) >= settings.soft_bounce_limit:
+    elif (
+        subscriber is not None
+        and soft_bounces(session, settings, subscriber.id) >= settings.soft_bounce_limit
+    ):
         suppress(
             session,
             address,

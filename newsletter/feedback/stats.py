@@ -31,9 +31,9 @@ def issue_outcomes(session: Session, issue_id: int) -> dict:
     """
     by_status = dict(
         session.exec(
-            select(Delivery.status, func.count(Delivery.id)).where(Delivery.issue_id == issue_id).group_by(
-                Delivery.status
-            )
+            select(Delivery.status, func.count(Delivery.id))
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
         ).all()
     )
     bounced_ids = select(Event.delivery_id).where(
@@ -46,19 +46,25 @@ def issue_outcomes(session: Session, issue_id: int) -> dict:
     ).one()
     events = dict(
         session.exec(
-            select(Event.kind, func.count(distinct(Event.subscriber_id))).where(Event.issue_id == issue_id).group_by(
-                Event.kind
-            )
+            select(Event.kind, func.count(distinct(Event.subscriber_id)))
+            .where(Event.issue_id == issue_id)
+            .group_by(Event.kind)
         ).all()
     )
     hard = session.exec(
-        select(func.count(distinct(Event.delivery_id))).where(Event.issue_id == issue_id, Event.kind == KIND_HARD)
+        select(func.count(distinct(Event.delivery_id))).where(
+            Event.issue_id == issue_id, Event.kind == KIND_HARD
+        )
     ).one()
     bounced = session.exec(
-        select(func.count(distinct(Event.delivery_id))).where(Event.issue_id == issue_id, Event.kind.in_(BOUNCES))
+        select(func.count(distinct(Event.delivery_id))).where(
+            Event.issue_id == issue_id, Event.kind.in_(BOUNCES)
+        )
     ).one()
     unsubscribed = _unsubscribed(session, issue_id)
-    clicks = session.exec(select(func.coalesce(func.sum(ClickCount.count), 0)).where(ClickCount.issue_id == issue_id))
+    clicks = session.exec(
+        select(func.coalesce(func.sum(ClickCount.count), 0)).where(ClickCount.issue_id == issue_id)
+    )
     sent = by_status.get("sent", 0)
     delivered = sent - bounced_after_send
     complained = events.get(KIND_COMPLAINT, 0)

@@ -28,7 +28,9 @@ def verp_address(settings: Settings, delivery_id: int) -> str:
     the transport then uses the From address)."""
     if not verp_enabled(settings):
         return ""
-    return settings.bounce_return_path.replace(PLACEHOLDER, make_token(settings.secret_key, "bounce", delivery_id))
+    return settings.bounce_return_path.replace(
+        PLACEHOLDER, make_token(settings.secret_key, "bounce", delivery_id)
+    )
 
 
 def _pattern(settings: Settings) -> re.Pattern:

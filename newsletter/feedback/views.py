@@ -25,7 +25,11 @@ def webhook(provider: str):
     fetch = current_app.extensions.get("feedback_fetch")
     cache = current_app.extensions.setdefault("feedback_sns_certs", {})
     result = webhooks.handle(app_settings, provider, body, request.headers, fetch=fetch, cache=cache)
-    headers = {"WWW-Authenticate": 'Basic realm="webhooks"'} if result.status == 401 and provider == "postmark" else {}
+    headers = (
+        {"WWW-Authenticate": 'Basic realm="webhooks"'}
+        if result.status == 401 and provider == "postmark"
+        else {}
+    )
     return result.body, result.status, headers
 
 

@@ -24,8 +24,12 @@ def assemble():
 @with_appcontext
 @click.argument("number", type=int)
 @click.option("--text", is_flag=True, help="Show the text part instead of the HTML.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout.")
-@click.option("--as", "as_email", metavar="EMAIL", help="Render as this subscriber gets it (topics, name, links).")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of stdout."
+)
+@click.option(
+    "--as", "as_email", metavar="EMAIL", help="Render as this subscriber gets it (topics, name, links)."
+)
 @click.option("--topics", metavar="SLUGS", help="Render the variant for these comma-separated topics.")
 def preview(number, text, out, as_email, topics):
     """Render issue NUMBER as a reader gets it; lint findings go to stderr."""

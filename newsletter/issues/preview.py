@@ -32,12 +32,16 @@ class Preview:
     lint: list[LintFinding]
 
 
-def build_preview(settings: Settings, number: int, *, as_email: str | None = None, topics: str | None = None) -> Preview:
+def build_preview(
+    settings: Settings, number: int, *, as_email: str | None = None, topics: str | None = None
+) -> Preview:
     with session_scope() as session:
         issue = require_issue(session, number)
         subscriber_id, name = PREVIEW_SUBSCRIBER_ID, ""
         if as_email:
-            reader = session.exec(select(Subscriber).where(Subscriber.email == as_email.strip().lower())).first()
+            reader = session.exec(
+                select(Subscriber).where(Subscriber.email == as_email.strip().lower())
+            ).first()
             if reader is None:
                 raise PreviewError(f"no subscriber with the address {as_email}")
             subscriber_id, name, topics = reader.id, reader.name, reader.topics
@@ -49,7 +53,12 @@ def build_preview(settings: Settings, number: int, *, as_email: str | None = Non
 
 
 def preview_issue(
-    settings: Settings, number: int, *, as_email: str | None = None, topics: str | None = None, text: bool = False
+    settings: Settings,
+    number: int,
+    *,
+    as_email: str | None = None,
+    topics: str | None = None,
+    text: bool = False,
 ) -> str:
     """The HTML (or with ``text`` the text part) of ``number`` as a reader would get it."""
     preview = build_preview(settings, number, as_email=as_email, topics=topics)

@@ -94,14 +94,16 @@ def next_number(session: Session, settings: Settings) -> int:
 
 
 def previous_issue(session: Session) -> Issue | None:
-    return session.exec(select(Issue).where(Issue.status != states.CANCELLED).order_by(Issue.number.desc())).first()
+    return session.exec(
+        select(Issue).where(Issue.status != states.CANCELLED).order_by(Issue.number.desc())
+    ).first()
 
 
 # --- assembly ------------------------------------------------------------------
 
 
 def default_theme(section_names: list[str], year: int) -> str:
-    """"AI Ethics and Data 2026": the (up to) two biggest sections and the year."""
+    """ "AI Ethics and Data 2026": the (up to) two biggest sections and the year."""
     names = section_names[:2]
     return f"{' and '.join(names)} {year}" if names else str(year)
 
@@ -160,7 +162,9 @@ def pick_articles(
     return [(a, section_tags[i]) for i, bucket in enumerate(per_section) for a in bucket if a.id in chosen]
 
 
-def assemble_issue(settings: Settings, *, now: datetime | None = None, slot_at: datetime | None = None) -> AssembleResult:
+def assemble_issue(
+    settings: Settings, *, now: datetime | None = None, slot_at: datetime | None = None
+) -> AssembleResult:
     """Assemble the next issue as a draft; idempotent per slot.
 
     ``slot_at`` is the weekly send slot (the scheduler passes it). Without a
@@ -178,7 +182,9 @@ def assemble_issue(settings: Settings, *, now: datetime | None = None, slot_at: 
             existing = _existing_for(session, slot_at)
             if existing is None:
                 raise
-            return AssembleResult(existing, False, f"{existing.label} was assembled at the same time by another process")
+            return AssembleResult(
+                existing, False, f"{existing.label} was assembled at the same time by another process"
+            )
 
 
 def _existing_for(session: Session, slot_at: datetime | None) -> Issue | None:
@@ -187,32 +193,46 @@ def _existing_for(session: Session, slot_at: datetime | None) -> Issue | None:
         if found is not None:
             return found
     return session.exec(
-        select(Issue).where(Issue.status == states.DRAFT, Issue.slot_at.is_(None)).order_by(Issue.number.desc())
+        select(Issue)
+        .where(Issue.status == states.DRAFT, Issue.slot_at.is_(None))
+        .order_by(Issue.number.desc())
     ).first()
 
 
-def _assemble(session: Session, settings: Settings, now: datetime, slot_at: datetime | None) -> AssembleResult:
+def _assemble(
+    session: Session, settings: Settings, now: datetime, slot_at: datetime | None
+) -> AssembleResult:
     existing = _existing_for(session, slot_at)
     if existing is not None:
         if slot_at is not None and existing.slot_at is None:
             existing.slot_at = slot_at
             existing.updated_at = clock.now()
             session.add(existing)
-            return AssembleResult(existing, False, f"{existing.label} (an open draft) is the issue for this slot")
+            return AssembleResult(
+                existing, False, f"{existing.label} (an open draft) is the issue for this slot"
+            )
         if slot_at is not None:
             return AssembleResult(existing, False, f"{existing.label} was already assembled for this slot")
         return AssembleResult(
-            existing, False, f"{existing.label} is already an open draft: edit it, or cancel it to assemble again"
+            existing,
+            False,
+            f"{existing.label} is already an open draft: edit it, or cancel it to assemble again",
         )
     previous = previous_issue(session)
     start = previous.window_end if previous else now - DEFAULT_WINDOW
     section_tags = sections(session, settings)
     if not section_tags:
-        return AssembleResult(None, False, "No sections are configured (tags with is_section, or NEWSLETTER_SECTIONS): no issue assembled.")
+        return AssembleResult(
+            None,
+            False,
+            "No sections are configured (tags with is_section, or NEWSLETTER_SECTIONS): no issue assembled.",
+        )
     picked = pick_articles(session, settings, section_tags, start, now) if start < now else []
     if not picked:
         return AssembleResult(
-            None, False, f"No new articles between {start:%Y-%m-%d %H:%M} and {now:%Y-%m-%d %H:%M} UTC: no issue assembled."
+            None,
+            False,
+            f"No new articles between {start:%Y-%m-%d %H:%M} and {now:%Y-%m-%d %H:%M} UTC: no issue assembled.",
         )
     counts = Counter(tag.slug for _, tag in picked)
     order = {t.slug: i for i, t in enumerate(section_tags)}
@@ -239,9 +259,13 @@ def _assemble(session: Session, settings: Settings, now: datetime, slot_at: date
     session.add(issue)
     session.flush()
     for position, (article, tag) in enumerate(picked):
-        session.add(IssueArticle(issue_id=issue.id, article_id=article.id, section=tag.slug, position=position))
+        session.add(
+            IssueArticle(issue_id=issue.id, article_id=article.id, section=tag.slug, position=position)
+        )
     session.flush()
-    return AssembleResult(issue, True, f"{title}: {len(picked)} articles in {len(counts)} sections, draft ready for review")
+    return AssembleResult(
+        issue, True, f"{title}: {len(picked)} articles in {len(counts)} sections, draft ready for review"
+    )
 
 
 # --- lifecycle -------------------------------------------------------------------
@@ -257,7 +281,9 @@ def _move(session: Session, issue: Issue, values: dict) -> Issue:
     sent twice)."""
     values = dict(values)
     target = values.pop("status")
-    transition = next((t for t in states.TRANSITIONS if t.target == target and issue.status in t.sources), None)
+    transition = next(
+        (t for t in states.TRANSITIONS if t.target == target and issue.status in t.sources), None
+    )
     if transition is None:
         raise IssueError(f"{issue.label} is {issue.status} and cannot become {target}")
     if not states.move(session, issue.id, states.narrowed(transition, issue.status), **values):
@@ -281,8 +307,14 @@ def _edit(session: Session, issue: Issue, values: dict) -> None:
     _move(
         session,
         issue,
-        {"status": states.DRAFT, "approved_at": None, "approved_by": None, "scheduled_for": None, "frozen_at": None,
-         **values},
+        {
+            "status": states.DRAFT,
+            "approved_at": None,
+            "approved_by": None,
+            "scheduled_for": None,
+            "frozen_at": None,
+            **values,
+        },
     )
     _withdraw_renders(session, issue)
 
@@ -296,7 +328,11 @@ def approve_issue(number: int, by: str) -> Issue:
             raise IssueError(f"{issue.label} is {issue.status}; only a draft can be approved")
         if not issue_articles(session, issue):
             raise IssueError(f"{issue.label} has no articles")
-        return _move(session, issue, {"status": states.APPROVED, "approved_at": clock.now(), "approved_by": (by or "")[:320]})
+        return _move(
+            session,
+            issue,
+            {"status": states.APPROVED, "approved_at": clock.now(), "approved_by": (by or "")[:320]},
+        )
 
 
 def schedule_issue(number: int, when: datetime, *, by: str = "") -> Issue:
@@ -312,11 +348,15 @@ def schedule_issue(number: int, when: datetime, *, by: str = "") -> Issue:
     when = when.astimezone(UTC)
     now = clock.now()
     if when <= now:
-        raise IssueError(f"{when:%Y-%m-%d %H:%M} UTC is not in the future (it is now {now:%Y-%m-%d %H:%M} UTC)")
+        raise IssueError(
+            f"{when:%Y-%m-%d %H:%M} UTC is not in the future (it is now {now:%Y-%m-%d %H:%M} UTC)"
+        )
     with session_scope() as session:
         issue = require_issue(session, number)
         if issue.status not in states.SCHEDULE.sources:
-            raise IssueError(f"{issue.label} is {issue.status}; only a draft, approved or scheduled issue can be scheduled")
+            raise IssueError(
+                f"{issue.label} is {issue.status}; only a draft, approved or scheduled issue can be scheduled"
+            )
         if issue.status == states.DRAFT and not issue_articles(session, issue):
             raise IssueError(f"{issue.label} has no articles")
         values = {"status": states.SCHEDULED, "scheduled_for": when}
@@ -397,7 +437,9 @@ def set_issue_articles(number: int, items: list[tuple[int, str]]) -> Issue:
             taken = session.exec(
                 select(IssueArticle.article_id, Issue.number)
                 .join(Issue, Issue.id == IssueArticle.issue_id)
-                .where(IssueArticle.article_id.in_(ids), Issue.id != issue.id, Issue.status != states.CANCELLED)
+                .where(
+                    IssueArticle.article_id.in_(ids), Issue.id != issue.id, Issue.status != states.CANCELLED
+                )
             ).all()
             if taken:
                 article_id, other = taken[0]
@@ -407,7 +449,11 @@ def set_issue_articles(number: int, items: list[tuple[int, str]]) -> Issue:
             session.delete(link)
         session.flush()
         for position, (article_id, section) in enumerate(items):
-            session.add(IssueArticle(issue_id=issue.id, article_id=int(article_id), section=section, position=position))
+            session.add(
+                IssueArticle(
+                    issue_id=issue.id, article_id=int(article_id), section=section, position=position
+                )
+            )
         return issue
 
 
@@ -418,5 +464,9 @@ def cancel_issue(number: int) -> Issue:
         if issue.status == states.CANCELLED:
             return issue
         if issue.status not in states.CANCEL.sources:
-            raise IssueError(f"{issue.label} is {issue.status}; stop a sending issue from the delivery controls")
-        return _move(session, issue, {"status": states.CANCELLED, "scheduled_for": None, "cancelled_at": clock.now()})
+            raise IssueError(
+                f"{issue.label} is {issue.status}; stop a sending issue from the delivery controls"
+            )
+        return _move(
+            session, issue, {"status": states.CANCELLED, "scheduled_for": None, "cancelled_at": clock.now()}
+        )

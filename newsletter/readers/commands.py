@@ -16,7 +16,11 @@ from newsletter.readers.csv_io import ImportFormatError, export_csv, import_csv
 @click.command("import")
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--pending", is_flag=True, help="Send each new reader a confirmation email (double opt-in) instead of importing them active.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="Send each new reader a confirmation email (double opt-in) instead of importing them active.",
+)
 def import_command(file: str, pending: bool):
     """Import readers from a CSV file with a header row: email,name,topics
     (topics separated by ; or |). Invalid lines are reported with their line
@@ -36,7 +40,9 @@ def import_command(file: str, pending: bool):
     if report.rejected_total > len(report.rejected):
         click.echo(f"… and {report.rejected_total - len(report.rejected)} more rejected lines", err=True)
     state = "pending (confirmation sent)" if pending else "active"
-    click.echo(f"imported {report.imported} ({state}), updated {report.updated}, rejected {report.rejected_total}")
+    click.echo(
+        f"imported {report.imported} ({state}), updated {report.updated}, rejected {report.rejected_total}"
+    )
     if report.rejected_total:
         sys.exit(1)
 

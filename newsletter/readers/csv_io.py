@@ -27,7 +27,15 @@ BATCH = 500
 MAX_REPORTED = 10_000  # rejected lines kept for the report; the rest are only counted
 COLUMNS = ("email", "name", "topics")
 EXPORT_COLUMNS = (
-    "email", "name", "status", "topics", "created_at", "confirmed_at", "unsubscribed_at", "consent_source", "consent_at",
+    "email",
+    "name",
+    "status",
+    "topics",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "consent_source",
+    "consent_at",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 RESULT_REASONS = {
@@ -197,8 +205,17 @@ def export_csv(session: Session, out: IO[str], *, status: str | None = None) -> 
         query.execution_options(yield_per=1000)
     ):
         writer.writerow(
-            [email, _safe(name), state, topics.replace(",", ";"), _time(created), _time(confirmed), _time(left),
-             consent_source, _time(consent_at)]
+            [
+                email,
+                _safe(name),
+                state,
+                topics.replace(",", ";"),
+                _time(created),
+                _time(confirmed),
+                _time(left),
+                consent_source,
+                _time(consent_at),
+            ]
         )
         count += 1
     return count

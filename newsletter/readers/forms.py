@@ -52,10 +52,15 @@ class _TopicsForm(FlaskForm):
 
 
 class SubscribeForm(_TopicsForm):
-    email = StringField("Email address", validators=[_email_ok], widget=EmailInput(),
-                        render_kw={"autocomplete": "email", "required": True, "maxlength": 320})
-    name = StringField("Name (optional)", validators=[_name_ok],
-                       render_kw={"autocomplete": "name", "maxlength": 200})
+    email = StringField(
+        "Email address",
+        validators=[_email_ok],
+        widget=EmailInput(),
+        render_kw={"autocomplete": "email", "required": True, "maxlength": 320},
+    )
+    name = StringField(
+        "Name (optional)", validators=[_name_ok], render_kw={"autocomplete": "name", "maxlength": 200}
+    )
     topics = TopicsField("Topics", validators=[_some_topic])
     # Honeypot: hidden from people (class "hp"), filled in by naive bots.
     website = StringField("Leave this empty", render_kw={"tabindex": "-1", "autocomplete": "off"})
@@ -77,7 +82,9 @@ class NewLinkForm(FlaskForm):
     """Ask for a fresh confirmation link: by the expired token, or by address."""
 
     token = HiddenField()
-    email = StringField("Email address", widget=EmailInput(), render_kw={"autocomplete": "email", "maxlength": 320})
+    email = StringField(
+        "Email address", widget=EmailInput(), render_kw={"autocomplete": "email", "maxlength": 320}
+    )
 
 
 class ActionForm(FlaskForm):

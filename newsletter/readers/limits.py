@@ -39,6 +39,8 @@ def address_key() -> str:
 
 
 _per_ip = limiter.shared_limit(_ip_limit, scope="subscribe-ip", methods=["POST"])
+
+
 def _accepted(response) -> bool:
     """Only accepted requests count against an address: a typo must not use up a person's quota."""
     return response.status_code < 400

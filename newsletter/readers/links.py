@@ -41,12 +41,18 @@ def confirm_url(settings, subscriber_id: int) -> str:
 
 def read_confirm_token(settings, token: str) -> tuple[int, int]:
     """(subscriber id, issued at as a UNIX time); raises TokenError/TokenExpired."""
-    payload = tokens.read_timed_token(settings.secret_key, "confirm", token, settings.token_max_age_days * 86400)
+    payload = tokens.read_timed_token(
+        settings.secret_key, "confirm", token, settings.token_max_age_days * 86400
+    )
     return _confirm_payload(payload)
 
 
 def _confirm_payload(payload) -> tuple[int, int]:
-    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int) or not isinstance(payload.get("t"), int):
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("s"), int)
+        or not isinstance(payload.get("t"), int)
+    ):
         raise tokens.TokenError("this link is not valid")
     return payload["s"], payload["t"]
 

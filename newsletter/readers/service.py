@@ -119,8 +119,9 @@ def _record_consent(subscriber: Subscriber, settings, source: str, consent_text:
     subscriber.consent_ip = (ip or None) if settings.store_ip else None
 
 
-def _new_reader(settings, c: Candidate, *, source: str, consent_text: str, ip: str | None,
-                double_opt_in: bool) -> dict:
+def _new_reader(
+    settings, c: Candidate, *, source: str, consent_text: str, ip: str | None, double_opt_in: bool
+) -> dict:
     """The row of a reader we have never seen (every column, so the CSV
     import can insert many at once without building ORM objects)."""
     now = clock.now()
@@ -143,13 +144,25 @@ def _new_reader(settings, c: Candidate, *, source: str, consent_text: str, ip: s
     )
 
 
-def _apply(session: Session, settings, existing: Subscriber | None, c: Candidate, *, source: str,
-           consent_text: str, ip: str | None, double_opt_in: bool) -> tuple[str, Subscriber | None, bool]:
+def _apply(
+    session: Session,
+    settings,
+    existing: Subscriber | None,
+    c: Candidate,
+    *,
+    source: str,
+    consent_text: str,
+    ip: str | None,
+    double_opt_in: bool,
+) -> tuple[str, Subscriber | None, bool]:
     """The rules for adding one reader: (result, subscriber, needs a confirmation mail)."""
     now = clock.now()
     if existing is None:
-        sub = Subscriber(**_new_reader(settings, c, source=source, consent_text=consent_text, ip=ip,
-                                       double_opt_in=double_opt_in))
+        sub = Subscriber(
+            **_new_reader(
+                settings, c, source=source, consent_text=consent_text, ip=ip, double_opt_in=double_opt_in
+            )
+        )
         session.add(sub)
         session.flush()
         session.add(Event(kind="subscribe", subscriber_id=sub.id, detail=source))
@@ -207,7 +220,9 @@ def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> boo
     return more.rowcount == 1
 
 
-def send_confirmation(settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None) -> SendResult:
+def send_confirmation(
+    settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None
+) -> SendResult:
 
     return send_transactional(
         settings,
@@ -226,8 +241,17 @@ def send_confirmation(settings, subscriber_id: int, email: str, name: str, trans
     )
 
 
-def subscribe(settings, *, email, name="", topics=(), source="form", consent_text=CONSENT_TEXT, ip=None,
-              double_opt_in=True) -> SubscribeOutcome:
+def subscribe(
+    settings,
+    *,
+    email,
+    name="",
+    topics=(),
+    source="form",
+    consent_text=CONSENT_TEXT,
+    ip=None,
+    double_opt_in=True,
+) -> SubscribeOutcome:
     """Add a reader (or send a fresh confirmation link). Raises ``InvalidInput``
     for bad input; every other case is an outcome, never an exception."""
     if source not in SOURCES:
@@ -242,7 +266,13 @@ def subscribe(settings, *, email, name="", topics=(), source="form", consent_tex
                     return SubscribeOutcome("suppressed", address)
                 existing = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
                 result, sub, wants_mail = _apply(
-                    session, settings, existing, candidate, source=source, consent_text=consent_text, ip=ip,
+                    session,
+                    settings,
+                    existing,
+                    candidate,
+                    source=source,
+                    consent_text=consent_text,
+                    ip=ip,
                     double_opt_in=double_opt_in,
                 )
                 mail = wants_mail and _reserve_confirmation(session, settings, sub.id)
@@ -259,8 +289,15 @@ def subscribe(settings, *, email, name="", topics=(), source="form", consent_tex
     return outcome
 
 
-def subscribe_batch(settings, candidates: list[Candidate], *, source="import", consent_text="",
-                    double_opt_in=False, transport: Transport | None = None) -> list[tuple[Candidate, str]]:
+def subscribe_batch(
+    settings,
+    candidates: list[Candidate],
+    *,
+    source="import",
+    consent_text="",
+    double_opt_in=False,
+    transport: Transport | None = None,
+) -> list[tuple[Candidate, str]]:
     """Apply the same rules as ``subscribe`` to many validated candidates in
     one transaction (the CSV import): two IN queries to look them up, and one
     multi-row INSERT for the new readers and their events."""
@@ -269,10 +306,14 @@ def subscribe_batch(settings, candidates: list[Candidate], *, source="import", c
     now = clock.now()
     with session_scope() as session:
         hashes = [email_hash(c.email) for c in candidates]
-        suppressed = set(session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))).all())
+        suppressed = set(
+            session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))).all()
+        )
         existing = {
             s.email: s
-            for s in session.exec(select(Subscriber).where(Subscriber.email.in_([c.email for c in candidates]))).all()
+            for s in session.exec(
+                select(Subscriber).where(Subscriber.email.in_([c.email for c in candidates]))
+            ).all()
         }
         new_rows: dict[str, dict] = {}
         for c, digest in zip(candidates, hashes, strict=True):
@@ -284,15 +325,27 @@ def subscribe_batch(settings, candidates: list[Candidate], *, source="import", c
                 row["topics"] = c.topics or row["topics"]
                 results.append((c, "updated"))
             elif c.email not in existing:
-                row = _new_reader(settings, c, source=source, consent_text=consent_text, ip=None,
-                                  double_opt_in=double_opt_in)
+                row = _new_reader(
+                    settings,
+                    c,
+                    source=source,
+                    consent_text=consent_text,
+                    ip=None,
+                    double_opt_in=double_opt_in,
+                )
                 if double_opt_in:  # a brand-new row: the first mail of its window, no race possible
                     row.update(confirm_sent_at=now, confirm_sent_count=1)
                 new_rows[c.email] = row
                 results.append((c, "created"))
             else:
                 result, sub, wants_mail = _apply(
-                    session, settings, existing[c.email], c, source=source, consent_text=consent_text, ip=None,
+                    session,
+                    settings,
+                    existing[c.email],
+                    c,
+                    source=source,
+                    consent_text=consent_text,
+                    ip=None,
                     double_opt_in=double_opt_in,
                 )
                 if wants_mail:
@@ -303,11 +356,25 @@ def subscribe_batch(settings, candidates: list[Candidate], *, source="import", c
                 results.append((c, result))
         if new_rows:
             session.execute(insert(Subscriber), list(new_rows.values()))
-            ids = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(list(new_rows)))).all())
+            ids = dict(
+                session.execute(
+                    select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(list(new_rows)))
+                ).all()
+            )
             session.execute(
                 insert(Event),
-                [dict(kind="subscribe", created_at=now, subscriber_id=ids[e], issue_id=None, delivery_id=None,
-                      provider="", detail=source) for e in new_rows],
+                [
+                    dict(
+                        kind="subscribe",
+                        created_at=now,
+                        subscriber_id=ids[e],
+                        issue_id=None,
+                        delivery_id=None,
+                        provider="",
+                        detail=source,
+                    )
+                    for e in new_rows
+                ],
             )
             if double_opt_in:
                 mails.extend((ids[e], e, row["name"]) for e, row in new_rows.items())
@@ -397,7 +464,10 @@ def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
             "preferences_url": links.preferences_url(settings, who.subscriber_id),
             "unsubscribe_url": unsubscribe,
         },
-        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
     )
 
 
@@ -462,7 +532,9 @@ def erase(session: Session, subscriber: Subscriber) -> None:
     address on the suppression list so no import or form can bring it back."""
     address, sid = subscriber.email, subscriber.id
     suppress(session, address, "erased")
-    wait_for_fan_outs(session)  # delivery has no FK: let a running fan-out commit first, then delete its row too
+    wait_for_fan_outs(
+        session
+    )  # delivery has no FK: let a running fan-out commit first, then delete its row too
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
     session.execute(delete(Event).where(Event.subscriber_id == sid))
     session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))

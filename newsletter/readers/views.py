@@ -198,7 +198,10 @@ def export(token: str):
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
-        headers={"Content-Disposition": 'attachment; filename="get-the-signal-my-data.json"', "Cache-Control": "no-store"},
+        headers={
+            "Content-Disposition": 'attachment; filename="get-the-signal-my-data.json"',
+            "Cache-Control": "no-store",
+        },
     )
 
 

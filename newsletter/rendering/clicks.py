@@ -45,8 +45,9 @@ def _countable(settings: Settings, url: str) -> bool:
     if any(mark in url for mark in ("{", "}", "%7B", "%7b", "[[", "*|", "%%")):
         return False
     base = settings.base_url
-    if url.startswith(base) and any(url.startswith(f"{base}/{p}") for p in ("unsubscribe", "preferences", "confirm",
-                                                                              "c/")):
+    if url.startswith(base) and any(
+        url.startswith(f"{base}/{p}") for p in ("unsubscribe", "preferences", "confirm", "c/")
+    ):
         return False
     return True
 
@@ -72,8 +73,12 @@ def rewrite_text_links(text: str, settings: Settings, issue_id: int) -> str:
     """The same for the plain-text part."""
     if not enabled(settings):
         return text
-    return _TEXT_URL.sub(lambda m: click_url(settings, issue_id, m.group(0)) if _countable(settings, m.group(0))
-                         else m.group(0), text)
+    return _TEXT_URL.sub(
+        lambda m: (
+            click_url(settings, issue_id, m.group(0)) if _countable(settings, m.group(0)) else m.group(0)
+        ),
+        text,
+    )
 
 
 def apply_click_counts(render, settings: Settings):

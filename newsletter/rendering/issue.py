@@ -22,7 +22,14 @@ from newsletter.rendering.clicks import apply_click_counts
 from newsletter.rendering.compiled import render_html, render_text
 from newsletter.rendering.view import IssueView, build_view, issue_sections
 
-__all__ = ["variant_for", "issue_sections", "render_variant", "freeze_issue", "ensure_variant", "variants_needed"]
+__all__ = [
+    "variant_for",
+    "issue_sections",
+    "render_variant",
+    "freeze_issue",
+    "ensure_variant",
+    "variants_needed",
+]
 
 
 def variant_for(topics: str, sections: list[str]) -> str:
@@ -53,7 +60,7 @@ def render_view(issue: Issue, view: IssueView, variant: str) -> IssueRender:
 
 
 def variants_needed(session: Session, issue: Issue, extra_topics: Iterable[str] = ()) -> set[str]:
-    """"" plus the variant of every distinct topics value among active readers."""
+    """ "" plus the variant of every distinct topics value among active readers."""
     sections = issue_sections(session, issue)
     topics = session.exec(select(Subscriber.topics).where(Subscriber.status == "active").distinct()).all()
     return {""} | {variant_for(t or "", sections) for t in [*topics, *extra_topics]}
@@ -65,7 +72,9 @@ def freeze_issue(session: Session, issue: Issue, settings: Settings) -> dict[str
     Existing renders are kept as they are — what was frozen is what is sent.
     Does not commit (the caller's unit of work does).
     """
-    renders = {r.variant: r for r in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all()}
+    renders = {
+        r.variant: r for r in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all()
+    }
     for variant in sorted(variants_needed(session, issue) - renders.keys()):
         render = apply_click_counts(render_variant(session, issue, variant, settings), settings)
         session.add(render)

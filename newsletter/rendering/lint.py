@@ -68,9 +68,17 @@ def lint_html(html: str, base_url: str | None = None) -> list[LintFinding]:
     size = len(html.encode("utf-8"))
     kb = f"{size / 1024:.1f} KB"
     if size > GMAIL_CLIP_BYTES:
-        findings.append(LintFinding("error", "gmail-clip", f"HTML is {kb}: Gmail clips messages over 102 KB (footer and unsubscribe link hidden)"))
+        findings.append(
+            LintFinding(
+                "error",
+                "gmail-clip",
+                f"HTML is {kb}: Gmail clips messages over 102 KB (footer and unsubscribe link hidden)",
+            )
+        )
     elif size > WARN_BYTES:
-        findings.append(LintFinding("warning", "size", f"HTML is {kb}, close to Gmail's 102 KB clipping limit"))
+        findings.append(
+            LintFinding("warning", "size", f"HTML is {kb}, close to Gmail's 102 KB clipping limit")
+        )
     else:
         findings.append(LintFinding("info", "size", f"HTML is {kb} of Gmail's 102 KB limit"))
 
@@ -95,7 +103,11 @@ def lint_html(html: str, base_url: str | None = None) -> list[LintFinding]:
             if urlsplit(src).scheme not in {"http", "https"} and not src.startswith("cid:"):
                 add("error", "img-src", f"image source is not an http(s) URL: {src[:120]}")
             elif not _is_local(src, base_host):
-                add("warning", "external-resource", f"remote image loads from {urlsplit(src).hostname}: {src[:120]}")
+                add(
+                    "warning",
+                    "external-resource",
+                    f"remote image loads from {urlsplit(src).hostname}: {src[:120]}",
+                )
         elif tag == "a":
             href = attrs.get("href", "").strip()
             if href in placeholders.ALL or href.startswith("#"):
@@ -103,11 +115,15 @@ def lint_html(html: str, base_url: str | None = None) -> list[LintFinding]:
             if urlsplit(href).scheme.lower() not in {"http", "https", "mailto"}:
                 add("error", "link-scheme", f"link is not an http(s) URL: {href[:120] or '(empty)'}")
         elif tag == "link" and attrs.get("href"):
-            add("error", "external-resource", f"<link rel={attrs.get('rel', '')}> loads {attrs['href'][:120]}")
+            add(
+                "error", "external-resource", f"<link rel={attrs.get('rel', '')}> loads {attrs['href'][:120]}"
+            )
         elif tag in _LOADS and attrs.get(_LOADS[tag]):
             add("error", "external-resource", f"<{tag}> loads {attrs[_LOADS[tag]][:120]}")
         elif tag == "script":
-            add("error", "script", "inline <script> (email clients strip it; it has no place in a newsletter)")
+            add(
+                "error", "script", "inline <script> (email clients strip it; it has no place in a newsletter)"
+            )
         if "background" in attrs and attrs["background"]:
             add("warning", "external-resource", f"background image {attrs['background'][:120]}")
         for url in _CSS_URL.findall(attrs.get("style", "")):

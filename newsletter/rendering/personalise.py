@@ -123,7 +123,9 @@ def _links_for(settings: Settings) -> _Links:
     return links
 
 
-def personalise(render: IssueRender, settings: Settings, *, subscriber_id, email: str = "", name: str = "") -> Personalised:
+def personalise(
+    render: IssueRender, settings: Settings, *, subscriber_id, email: str = "", name: str = ""
+) -> Personalised:
     """The message for one reader: placeholders replaced in the frozen strings."""
     links = _links_for(settings)
     unsubscribe_url = links.unsubscribe_prefix + links.unsubscribe(subscriber_id)

@@ -71,7 +71,7 @@ class IssueView:
 
 
 def meta_line(article: Article) -> str:
-    """"By Ana Lee · 6 min read · example.com" — never empty (the host is always known)."""
+    """ "By Ana Lee · 6 min read · example.com" — never empty (the host is always known)."""
     parts = []
     if article.author:
         parts.append(f"By {neutralise(article.author)}")
@@ -88,7 +88,9 @@ def plain_text(fragment: str, width: int = 72) -> str:
     """Sanitised HTML → wrapped plain text for the text part (cached: the same
     synopsis is rendered once per variant)."""
     paragraphs = html_to_text(fragment).split("\n")
-    return "\n".join(fill(p, width, break_long_words=False, break_on_hyphens=False) if p else "" for p in paragraphs)
+    return "\n".join(
+        fill(p, width, break_long_words=False, break_on_hyphens=False) if p else "" for p in paragraphs
+    )
 
 
 def card_view(article: Article) -> CardView:
@@ -135,14 +137,18 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         .order_by(IssueArticle.position, IssueArticle.article_id)
     ).all()
     slugs = {link.section for link, _ in rows}
-    names = {t.slug: t.name for t in session.exec(select(Tag).where(Tag.slug.in_(slugs))).all()} if slugs else {}
+    names = (
+        {t.slug: t.name for t in session.exec(select(Tag).where(Tag.slug.in_(slugs))).all()} if slugs else {}
+    )
     by_slug: dict[str, SectionView] = {}
     for link, article in rows:
         if wanted is not None and link.section not in wanted:
             continue
         section = by_slug.get(link.section)
         if section is None:
-            section = by_slug[link.section] = SectionView(link.section, neutralise(names.get(link.section, link.section)))
+            section = by_slug[link.section] = SectionView(
+                link.section, neutralise(names.get(link.section, link.section))
+            )
         section.articles.append(card_view(article))
     intro_html = markdown_to_html(issue.intro)
     title = neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}"

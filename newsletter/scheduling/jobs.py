@@ -139,7 +139,9 @@ def _retry_due(run: JobRun, now: datetime, after: timedelta = RETRY_AFTER) -> bo
     return run.finished_at is None or now - runs._aware(run.finished_at) >= after
 
 
-def _new_due_slots(settings, now: datetime, latest: datetime, recorded: datetime | None) -> tuple[list[str], bool]:
+def _new_due_slots(
+    settings, now: datetime, latest: datetime, recorded: datetime | None
+) -> tuple[list[str], bool]:
     """Slots that came since the last recorded one: the newest is claimed to
     run if within grace; every older one (and the newest, if too old) is
     recorded as skipped and reported. Returns (actions, newest claimed)."""
@@ -161,14 +163,23 @@ def _new_due_slots(settings, now: datetime, latest: datetime, recorded: datetime
     else:
         claimed = runs.claim(SEND, latest, detail="running")
         if claimed and late > timedelta(minutes=1):
-            log.warning("the slot of %s runs %s late (within the grace period)", slots.describe(settings, latest), _hours(late))
+            log.warning(
+                "the slot of %s runs %s late (within the grace period)",
+                slots.describe(settings, latest),
+                _hours(late),
+            )
     if missed:
         actions.append(f"send: skipped {len(missed)} missed slot(s)")
         log.warning("skipped missed slot(s): %s", "; ".join(missed))
         if recorded is not None:  # the very first start is not downtime: nothing to report
             plural = "s" if len(missed) > 1 else ""
-            notices.notify(settings, "review_missed", f"Missed slot{plural}: nothing was sent late", missed=missed,
-                           intro="")
+            notices.notify(
+                settings,
+                "review_missed",
+                f"Missed slot{plural}: nothing was sent late",
+                missed=missed,
+                intro="",
+            )
     return actions, claimed
 
 
@@ -180,7 +191,9 @@ def _hours(delta: timedelta) -> str:
 def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: str) -> list[str]:
     """Assemble (idempotent) and send the issue of ``slot`` if it may go out."""
 
-    if previous != "started" and not runs.move(SEND, slot, expect=previous, state="started", detail="running"):
+    if previous != "started" and not runs.move(
+        SEND, slot, expect=previous, state="started", detail="running"
+    ):
         return []  # somebody else moved it
     label = f"send {slot.isoformat()}"
     try:
@@ -188,31 +201,60 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         issue = result.issue
         if issue is None:
             runs.move(SEND, slot, expect="started", state="done", detail=f"empty week: {result.message}")
-            notices.notify(settings, "review_empty", "No issue this week", slot_text=slots.describe(settings, slot),
-                           reason=result.message)
+            notices.notify(
+                settings,
+                "review_empty",
+                "No issue this week",
+                slot_text=slots.describe(settings, slot),
+                reason=result.message,
+            )
             log.warning("empty week for the slot of %s: %s", slots.describe(settings, slot), result.message)
             return [f"{label}: empty week, nothing sent"]
         if issue.status in HANDLED:
-            runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label} is already {issue.status}")
+            runs.move(
+                SEND, slot, expect="started", state="done", detail=f"{issue.label} is already {issue.status}"
+            )
             return [f"{label}: {issue.label} already {issue.status}"]
         if issue.status == states.CANCELLED:
-            runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label} was cancelled by an editor")
+            runs.move(
+                SEND, slot, expect="started", state="done", detail=f"{issue.label} was cancelled by an editor"
+            )
             return [f"{label}: {issue.label} cancelled"]
-        if issue.status == states.SCHEDULED and issue.scheduled_for is not None and runs._aware(issue.scheduled_for) > now:
+        if (
+            issue.status == states.SCHEDULED
+            and issue.scheduled_for is not None
+            and runs._aware(issue.scheduled_for) > now
+        ):
             when = slots.describe(settings, runs._aware(issue.scheduled_for))
-            runs.move(SEND, slot, expect="started", state="done",
-                      detail=f"{issue.label} is scheduled for {when}: sent at that time, not at the slot")
+            runs.move(
+                SEND,
+                slot,
+                expect="started",
+                state="done",
+                detail=f"{issue.label} is scheduled for {when}: sent at that time, not at the slot",
+            )
             return [f"{label}: {issue.label} left to its scheduled time ({when})"]
         if issue.status not in SENDABLE and settings.auto_send:
             issue = approve_issue(issue.number, by="auto-send")
         if issue.status not in SENDABLE:
-            runs.move(SEND, slot, expect="started", state="waiting",
-                      detail=f"{issue.label} is {issue.status}: waiting for an editor's approval")
+            runs.move(
+                SEND,
+                slot,
+                expect="started",
+                state="waiting",
+                detail=f"{issue.label} is {issue.status}: waiting for an editor's approval",
+            )
             if previous != "waiting":
-                notices.notify(settings, "review_waiting", f"{issue.label} is waiting for approval",
-                               issue_label=issue.label, issue_title=issue.title, issue_status=issue.status,
-                               slot_text=slots.describe(settings, slot),
-                               preview_url=notices.preview_url(settings, issue.number))
+                notices.notify(
+                    settings,
+                    "review_waiting",
+                    f"{issue.label} is waiting for approval",
+                    issue_label=issue.label,
+                    issue_title=issue.title,
+                    issue_status=issue.status,
+                    slot_text=slots.describe(settings, slot),
+                    preview_url=notices.preview_url(settings, issue.number),
+                )
                 return [f"{label}: {issue.label} waiting for approval"]
             return []
         outcome = _deliver(settings, issue.number, mode)
@@ -222,9 +264,14 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         log.exception("the send job for %s failed", slot.isoformat())
         runs.move(SEND, slot, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
         if previous != "failed":
-            notices.notify(settings, "review_failed", "The scheduler could not send this week's issue",
-                           action="send this week's issue", slot_text=slots.describe(settings, slot),
-                           error=f"{exc.__class__.__name__}: {exc}"[:500])
+            notices.notify(
+                settings,
+                "review_failed",
+                "The scheduler could not send this week's issue",
+                action="send this week's issue",
+                slot_text=slots.describe(settings, slot),
+                error=f"{exc.__class__.__name__}: {exc}"[:500],
+            )
         return [f"{label}: failed ({exc.__class__.__name__})"]
 
 
@@ -251,7 +298,8 @@ def scheduled_issues() -> list[tuple[int, datetime]]:
     t = Issue.__table__.c
     with get_engine().connect() as conn:
         rows = conn.execute(
-            select(t.number, t.scheduled_for).where(t.status == states.SCHEDULED, t.scheduled_for.is_not(None))
+            select(t.number, t.scheduled_for)
+            .where(t.status == states.SCHEDULED, t.scheduled_for.is_not(None))
             .order_by(t.scheduled_for, t.number)
         ).all()
     return [(number, runs._aware(when)) for number, when in rows]
@@ -274,9 +322,13 @@ def _run_timed(settings, number: int, when: datetime, now: datetime, mode: Mode)
         if not runs.claim(job, when, detail="running"):
             return []
         previous = "started"
-    elif (run.state == "failed" and _retry_due(run, now)) or (run.state == "started" and _orphaned(settings, run, now)):
+    elif (run.state == "failed" and _retry_due(run, now)) or (
+        run.state == "started" and _orphaned(settings, run, now)
+    ):
         previous = run.state
-        if previous != "started" and not runs.move(job, when, expect=previous, state="started", detail="running"):
+        if previous != "started" and not runs.move(
+            job, when, expect=previous, state="started", detail="running"
+        ):
             return []
     else:
         return []
@@ -286,9 +338,14 @@ def _run_timed(settings, number: int, when: datetime, now: datetime, mode: Mode)
         log.exception("the timed send of issue %s failed", number)
         runs.move(job, when, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
         if previous != "failed":
-            notices.notify(settings, "review_failed", f"The scheduler could not send {label}",
-                           action=f"send {label} at its scheduled time", slot_text=slots.describe(settings, when),
-                           error=f"{exc.__class__.__name__}: {exc}"[:500])
+            notices.notify(
+                settings,
+                "review_failed",
+                f"The scheduler could not send {label}",
+                action=f"send {label} at its scheduled time",
+                slot_text=slots.describe(settings, when),
+                error=f"{exc.__class__.__name__}: {exc}"[:500],
+            )
         return [f"timed {label}: failed ({exc.__class__.__name__})"]
     runs.move(job, when, expect="started", state="done", detail=f"{label}: {outcome}")
     return [f"timed {label} ({when.isoformat()}): {outcome}"]
@@ -300,16 +357,25 @@ def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[
     with get_engine().begin() as conn:
         issue_id = conn.execute(select(t.id).where(t.number == number)).scalar()
         changed = issue_id is not None and states.move(
-            conn, issue_id, states.UNSCHEDULE, where=t.scheduled_for == when, scheduled_for=None, updated_at=now
+            conn,
+            issue_id,
+            states.UNSCHEDULE,
+            where=t.scheduled_for == when,
+            scheduled_for=None,
+            updated_at=now,
         )
     if not changed:
         return []
     late = _hours(now - when)
     log.warning("Issue %03d was scheduled for %s and is %s late: not sent", number, when.isoformat(), late)
-    notices.notify(settings, "review_missed", f"Issue {number:03d} was not sent at its time", missed=[
-        f"Issue {number:03d}, scheduled for {slots.describe(settings, when)} (missed by {late})"],
+    notices.notify(
+        settings,
+        "review_missed",
+        f"Issue {number:03d} was not sent at its time",
+        missed=[f"Issue {number:03d}, scheduled for {slots.describe(settings, when)} (missed by {late})"],
         intro=f"The scheduler was not running at this time and it is now past the {settings.misfire_grace_hours}-hour "
-        "grace period, so the issue was not sent late. It is approved again: send it or schedule it anew:")
+        "grace period, so the issue was not sent late. It is approved again: send it or schedule it anew:",
+    )
     return [f"timed Issue {number:03d}: missed by {late}, returned to approved"]
 
 
@@ -327,18 +393,32 @@ def _expire(settings, run: JobRun, now: datetime) -> list[str]:
     """Close an open row whose slot is over (or past its grace period)."""
 
     with get_engine().connect() as conn:
-        row = conn.execute(select(Issue.__table__.c.number, Issue.__table__.c.status)
-                           .where(Issue.__table__.c.slot_at == run.slot_at)).first()
+        row = conn.execute(
+            select(Issue.__table__.c.number, Issue.__table__.c.status).where(
+                Issue.__table__.c.slot_at == run.slot_at
+            )
+        ).first()
     if row is not None and (row.status in HANDLED or row.status == "scheduled"):
-        runs.move(SEND, run.slot_at, expect=run.state, state="done", detail=f"Issue {row.number:03d} is {row.status}")
+        runs.move(
+            SEND,
+            run.slot_at,
+            expect=run.state,
+            state="done",
+            detail=f"Issue {row.number:03d} is {row.status}",
+        )
         return []
     detail = f"grace period over while {run.state}: {run.detail}"
     if not runs.move(SEND, run.slot_at, expect=run.state, state="expired", detail=detail):
         return []
     missed = [f"{slots.describe(settings, run.slot_at)} ({run.state}: {run.detail})"]
-    notices.notify(settings, "review_missed", "A slot passed without a send", missed=missed,
-                   intro=f"The {settings.misfire_grace_hours}-hour grace period after this slot ended and its issue "
-                   "was not sent, so the scheduler will no longer send it by itself:")
+    notices.notify(
+        settings,
+        "review_missed",
+        "A slot passed without a send",
+        missed=missed,
+        intro=f"The {settings.misfire_grace_hours}-hour grace period after this slot ended and its issue "
+        "was not sent, so the scheduler will no longer send it by itself:",
+    )
     return [f"send {run.slot_at.isoformat()}: expired ({run.state})"]
 
 
@@ -366,7 +446,9 @@ def _review_cycle(settings, now: datetime) -> list[str]:
 
 def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> list[str]:
 
-    if previous != "started" and not runs.move(REVIEW, slot, expect=previous, state="started", detail="running"):
+    if previous != "started" and not runs.move(
+        REVIEW, slot, expect=previous, state="started", detail="running"
+    ):
         return []
     label = f"review {slot.isoformat()}"
     try:
@@ -377,19 +459,36 @@ def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> li
             return [f"{label}: nothing to assemble yet"] if previous != "empty" else []
         with session_scope() as session:
             count = len(issue_articles(session, issue))
-        runs.move(REVIEW, slot, expect="started", state="done", detail=f"{issue.label} assembled ({count} articles); editors told")
-        notices.notify(settings, "review", f"Review {issue.label} before {slots.describe(settings, slot)}",
-                       issue_label=issue.label, issue_title=issue.title, article_count=count,
-                       slot_text=slots.describe(settings, slot),
-                       preview_url=notices.preview_url(settings, issue.number))
+        runs.move(
+            REVIEW,
+            slot,
+            expect="started",
+            state="done",
+            detail=f"{issue.label} assembled ({count} articles); editors told",
+        )
+        notices.notify(
+            settings,
+            "review",
+            f"Review {issue.label} before {slots.describe(settings, slot)}",
+            issue_label=issue.label,
+            issue_title=issue.title,
+            article_count=count,
+            slot_text=slots.describe(settings, slot),
+            preview_url=notices.preview_url(settings, issue.number),
+        )
         return [f"{label}: {issue.label} assembled, editors told"]
     except Exception as exc:  # noqa: BLE001 - recorded, reported, retried until the slot
         log.exception("the review job for %s failed", slot.isoformat())
         runs.move(REVIEW, slot, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
         if previous != "failed":
-            notices.notify(settings, "review_failed", "The scheduler could not assemble the next issue",
-                           action="assemble the next issue", slot_text=slots.describe(settings, slot),
-                           error=f"{exc.__class__.__name__}: {exc}"[:500])
+            notices.notify(
+                settings,
+                "review_failed",
+                "The scheduler could not assemble the next issue",
+                action="assemble the next issue",
+                slot_text=slots.describe(settings, slot),
+                error=f"{exc.__class__.__name__}: {exc}"[:500],
+            )
         return [f"{label}: failed ({exc.__class__.__name__})"]
 
 
@@ -409,7 +508,8 @@ def _feeds(settings, mode: Mode) -> str:
 
     results = poll_configured_feeds(settings)
     return "; ".join(
-        f"{url}: {r if isinstance(r, str) else f'{r.created} new, {r.updated} updated'}" for url, r in results.items()
+        f"{url}: {r if isinstance(r, str) else f'{r.created} new, {r.updated} updated'}"
+        for url, r in results.items()
     )
 
 
@@ -424,9 +524,11 @@ def _delete_before(model, column, cutoff: datetime, *extra) -> int:
     total = 0
     while True:
         with get_engine().begin() as conn:
-            ids = conn.execute(
-                select(table.c.id).where(column < cutoff, *extra).limit(RETENTION_BATCH)
-            ).scalars().all()
+            ids = (
+                conn.execute(select(table.c.id).where(column < cutoff, *extra).limit(RETENTION_BATCH))
+                .scalars()
+                .all()
+            )
             if not ids:
                 return total
             conn.execute(delete(table).where(table.c.id.in_(ids)))
@@ -465,7 +567,9 @@ class Periodic:
         if self.name == "feeds":
             return timedelta(minutes=max(1, settings.feed_poll_minutes)) if settings.feeds else None
         if self.name == "bounces":
-            return timedelta(minutes=max(1, settings.bounce_poll_minutes)) if settings.bounce_mailbox else None
+            return (
+                timedelta(minutes=max(1, settings.bounce_poll_minutes)) if settings.bounce_mailbox else None
+            )
         return timedelta(days=1)
 
 
@@ -482,7 +586,9 @@ def period_start(now: datetime, period: timedelta) -> datetime:
     return datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, UTC)
 
 
-def housekeeping(settings, *, now: datetime | None = None, mode: Mode = Mode(), only: tuple[str, ...] = ()) -> list[str]:
+def housekeeping(
+    settings, *, now: datetime | None = None, mode: Mode = Mode(), only: tuple[str, ...] = ()
+) -> list[str]:
     """Run each periodic job whose current period has not been claimed yet."""
     now = now or clock.now()
     actions: list[str] = []
@@ -499,7 +605,9 @@ def housekeeping(settings, *, now: datetime | None = None, mode: Mode = Mode(), 
             actions.append(f"{job.name}: {detail}")
         except Exception as exc:  # noqa: BLE001 - one failing job never stops the others
             log.exception("scheduler job %s failed", job.name)
-            runs.move(job.name, start, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
+            runs.move(
+                job.name, start, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}"
+            )
             actions.append(f"{job.name}: failed ({exc.__class__.__name__})")
     for line in actions:
         log.info("scheduler: %s", line)

@@ -55,8 +55,14 @@ class RunnerLock:
     """``try_hold()`` is called periodically: it takes the lock if free and
     renews it if held; it returns whether this process may act now."""
 
-    def __init__(self, engine: Engine, *, holder: str | None = None, lease_seconds: int = 30,
-                 now: Callable[[], datetime] = wall_now):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        holder: str | None = None,
+        lease_seconds: int = 30,
+        now: Callable[[], datetime] = wall_now,
+    ):
         self.engine = engine
         self.holder = holder or new_holder_id()
         self.lease = timedelta(seconds=lease_seconds)
@@ -73,8 +79,12 @@ class RunnerLock:
         if held and not self.held:
             log.info("scheduler lock acquired by %s", self.holder)
         elif self.held and not held:
-            log.log(logging.INFO if released else logging.WARNING,
-                    "scheduler lock %s by %s", "released" if released else "lost", self.holder)
+            log.log(
+                logging.INFO if released else logging.WARNING,
+                "scheduler lock %s by %s",
+                "released" if released else "lost",
+                self.holder,
+            )
         self.held = held
         return held
 
@@ -103,8 +113,11 @@ class SqliteLock(RunnerLock):
                     if exists is None:
                         conn.execute(
                             insert(table).values(
-                                name=LOCK_NAME, holder=self.holder, acquired_at=now,
-                                heartbeat_at=now, expires_at=now + self.lease,
+                                name=LOCK_NAME,
+                                holder=self.holder,
+                                acquired_at=now,
+                                heartbeat_at=now,
+                                expires_at=now + self.lease,
                             )
                         )
                         taken = 1
@@ -119,7 +132,9 @@ class SqliteLock(RunnerLock):
         table = SchedulerLock.__table__
         try:
             with self.engine.begin() as conn:
-                conn.execute(delete(table).where(table.c.name == LOCK_NAME).where(table.c.holder == self.holder))
+                conn.execute(
+                    delete(table).where(table.c.name == LOCK_NAME).where(table.c.holder == self.holder)
+                )
         except OperationalError:
             pass
         self._changed(False, released=True)
@@ -153,7 +168,9 @@ class PostgresLock(RunnerLock):
                 conn.execute(text("SELECT 1"))  # still connected means still holding
                 held = True
             else:
-                held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar())
+                held = bool(
+                    conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar()
+                )
         except (DBAPIError, OSError) as exc:
             log.warning("scheduler lock connection failed: %s", exc.__class__.__name__)
             self._drop_connection()
@@ -170,8 +187,9 @@ class PostgresLock(RunnerLock):
         try:
             with self.engine.begin() as conn:
                 done = conn.execute(
-                    update(table).where(table.c.name == LOCK_NAME).values(
-                        acquired_at=now if not self.held else table.c.acquired_at, **values)
+                    update(table)
+                    .where(table.c.name == LOCK_NAME)
+                    .values(acquired_at=now if not self.held else table.c.acquired_at, **values)
                 ).rowcount
                 if not done:
                     conn.execute(insert(table).values(name=LOCK_NAME, acquired_at=now, **values))
@@ -184,15 +202,18 @@ class PostgresLock(RunnerLock):
                 self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
                 with self.engine.begin() as conn:
                     table = SchedulerLock.__table__
-                    conn.execute(delete(table).where(table.c.name == LOCK_NAME).where(table.c.holder == self.holder))
+                    conn.execute(
+                        delete(table).where(table.c.name == LOCK_NAME).where(table.c.holder == self.holder)
+                    )
             except (DBAPIError, OSError):
                 pass
         self._drop_connection()
         self._changed(False, released=True)
 
 
-def make_lock(engine: Engine, *, lease_seconds: int, holder: str | None = None,
-              now: Callable[[], datetime] = wall_now) -> RunnerLock:
+def make_lock(
+    engine: Engine, *, lease_seconds: int, holder: str | None = None, now: Callable[[], datetime] = wall_now
+) -> RunnerLock:
     cls = SqliteLock if engine.dialect.name == "sqlite" else PostgresLock
     return cls(engine, holder=holder, lease_seconds=lease_seconds, now=now)
 
@@ -204,11 +225,15 @@ def lock_state(engine: Engine, now: datetime | None = None) -> dict:
     table = SchedulerLock.__table__
     with engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.name == LOCK_NAME)).mappings().first()
-        state: dict = {"kind": "sqlite lease row" if engine.dialect.name == "sqlite" else "postgresql advisory lock"}
+        state: dict = {
+            "kind": "sqlite lease row" if engine.dialect.name == "sqlite" else "postgresql advisory lock"
+        }
         if engine.dialect.name != "sqlite":
             pid = conn.execute(
-                text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                     "AND objid = :key AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND objid = :key AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ),
                 {"key": ADVISORY_KEY},
             ).scalar()
             state["backend_pid"] = pid
@@ -219,6 +244,11 @@ def lock_state(engine: Engine, now: datetime | None = None) -> dict:
     if expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     live = expires >= now if engine.dialect.name == "sqlite" else state.get("backend_pid") is not None
-    state.update(held=live, holder=row["holder"], acquired_at=row["acquired_at"],
-                 heartbeat_at=row["heartbeat_at"], expires_at=expires)
+    state.update(
+        held=live,
+        holder=row["holder"],
+        acquired_at=row["acquired_at"],
+        heartbeat_at=row["heartbeat_at"],
+        expires_at=expires,
+    )
     return state

@@ -50,7 +50,9 @@ def notify(settings, template: str, subject: str, **context) -> int:
     sent = 0
     for address in recipients:
         try:
-            result = send_transactional(settings, to=address, subject=subject, template=template, context=values)
+            result = send_transactional(
+                settings, to=address, subject=subject, template=template, context=values
+            )
         except Exception:  # noqa: BLE001 - a notice must never stop the scheduler
             log.exception("notice %r to an editor failed", template)
             continue

@@ -46,7 +46,11 @@ def claim(job: str, slot_at: datetime, *, state: str = "started", detail: str = 
         with get_engine().begin() as conn:
             conn.execute(
                 insert(T).values(
-                    job=job, slot_at=slot_at, state=state, detail=detail[:1000], created_at=now,
+                    job=job,
+                    slot_at=slot_at,
+                    state=state,
+                    detail=detail[:1000],
+                    created_at=now,
                     finished_at=None if state == "started" else now,
                 )
             )
@@ -74,15 +78,21 @@ def latest_slot(job: str) -> datetime | None:
 
 def open_runs(job: str) -> list[JobRun]:
     with get_engine().connect() as conn:
-        rows = conn.execute(
-            select(T).where(T.c.job == job, T.c.state.in_(OPEN_STATES)).order_by(T.c.slot_at)
-        ).mappings().all()
+        rows = (
+            conn.execute(select(T).where(T.c.job == job, T.c.state.in_(OPEN_STATES)).order_by(T.c.slot_at))
+            .mappings()
+            .all()
+        )
     return [JobRun(**row) for row in rows]
 
 
 def last_run(job: str) -> JobRun | None:
     with get_engine().connect() as conn:
-        row = conn.execute(select(T).where(T.c.job == job).order_by(T.c.slot_at.desc()).limit(1)).mappings().first()
+        row = (
+            conn.execute(select(T).where(T.c.job == job).order_by(T.c.slot_at.desc()).limit(1))
+            .mappings()
+            .first()
+        )
     return JobRun(**row) if row else None
 
 

@@ -118,7 +118,11 @@ def local(settings, moment: datetime) -> datetime:
 
 
 def describe(settings, moment: datetime) -> str:
-    """"Mon 30 Mar 2026 08:00 BST (07:00 UTC)" — for mails, logs and the CLI."""
+    """ "Mon 30 Mar 2026 08:00 BST (07:00 UTC)" — for mails, logs and the CLI."""
     here = local(settings, moment)
     utc = moment.astimezone(UTC)
-    return f"{here:%a %d %b %Y %H:%M %Z} ({utc:%H:%M} UTC)" if settings.timezone != "UTC" else f"{utc:%a %d %b %Y %H:%M} UTC"
+    return (
+        f"{here:%a %d %b %Y %H:%M %Z} ({utc:%H:%M} UTC)"
+        if settings.timezone != "UTC"
+        else f"{utc:%a %d %b %Y %H:%M} UTC"
+    )

@@ -58,19 +58,28 @@ class OutboxPage:
     next_before: int | None  # id to pass as ?before= for the next page
 
 
-def outbox_page(session, *, q: str = "", kind: str = "", before: int | None = None, size: int = 50) -> OutboxPage:
+def outbox_page(
+    session, *, q: str = "", kind: str = "", before: int | None = None, size: int = 50
+) -> OutboxPage:
     """The newest messages (before id ``before``), searched by recipient or subject, of one kind."""
-    stmt = select(
-        OutboxMessage.id,
-        OutboxMessage.created_at,
-        OutboxMessage.kind,
-        OutboxMessage.recipient,
-        OutboxMessage.subject,
-    ).order_by(OutboxMessage.id.desc()).limit(size + 1)
+    stmt = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.created_at,
+            OutboxMessage.kind,
+            OutboxMessage.recipient,
+            OutboxMessage.subject,
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(size + 1)
+    )
     if q:
         like = like_pattern(q.lower())
         stmt = stmt.where(
-            or_(func.lower(OutboxMessage.recipient).like(like, escape="\\"), func.lower(OutboxMessage.subject).like(like, escape="\\"))
+            or_(
+                func.lower(OutboxMessage.recipient).like(like, escape="\\"),
+                func.lower(OutboxMessage.subject).like(like, escape="\\"),
+            )
         )
     if kind:
         stmt = stmt.where(OutboxMessage.kind == kind)

@@ -197,7 +197,12 @@ class SmtpTransport(Closing):
         return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}")
 
     def _pipelined(
-        self, conn: _Conn, message: OutgoingMessage, raw: bytes, following: OutgoingMessage | None, ahead: bool
+        self,
+        conn: _Conn,
+        message: OutgoingMessage,
+        raw: bytes,
+        following: OutgoingMessage | None,
+        ahead: bool,
     ) -> tuple[SendResult, bool]:
         """RFC 2920 PIPELINING: MAIL, RCPT and DATA go out in one write, and
         the message content is followed in the same write by the next

@@ -80,7 +80,9 @@ def _claim(session, provider: str, token: str) -> None:
 def prune_replays(older_than: timedelta = REPLAY_KEEP) -> int:
     """Forget replay tokens older than any timestamp we would still accept."""
     with db.session_scope() as session:
-        return session.execute(delete(WebhookReplay).where(WebhookReplay.created_at < clock.now() - older_than)).rowcount
+        return session.execute(
+            delete(WebhookReplay).where(WebhookReplay.created_at < clock.now() - older_than)
+        ).rowcount
 
 
 def _maybe_prune() -> None:
@@ -100,15 +102,18 @@ def _confirm(fetch, url: str) -> None:
         raise WebhookRefused(502, f"could not confirm the subscription: {exc.__class__.__name__}") from None
 
 
-def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=None, cache=None) -> WebhookResult:
+def handle(
+    settings: Settings, provider: str, body: bytes, headers, *, fetch=None, cache=None
+) -> WebhookResult:
     module = PROVIDERS.get(provider)
     if module is None:
         return WebhookResult(404, {"error": "not found", "message": f"unknown provider {provider!r}"})
     if len(body) > settings.webhook_max_bytes:
         return WebhookResult(413, {"error": "too large", "message": "webhook body too large"})
     try:
-        verified = module.verify(body, headers, settings, fetch=fetch or default_fetch,
-                                 cache=cache if cache is not None else {})
+        verified = module.verify(
+            body, headers, settings, fetch=fetch or default_fetch, cache=cache if cache is not None else {}
+        )
         summary = {"accepted": 0, "matched": 0, "suppressed": 0, "ignored": verified.ignored}
         with db.session_scope() as session:
             if verified.replay_token:
@@ -117,9 +122,13 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
                 session, [item.provider_message_id for item in verified.items]
             )
             for item in verified.items:
-                outcome = _apply(session, settings, provider, item, deliveries.get(item.provider_message_id or ""))
+                outcome = _apply(
+                    session, settings, provider, item, deliveries.get(item.provider_message_id or "")
+                )
                 summary["accepted"] += 1
-                summary["matched"] += int(outcome.subscriber_id is not None or outcome.delivery_id is not None)
+                summary["matched"] += int(
+                    outcome.subscriber_id is not None or outcome.delivery_id is not None
+                )
                 summary["suppressed"] += int(outcome.suppressed)
             if verified.confirm_url:
                 # confirm only after every check passed; a failed fetch rolls back
@@ -139,10 +148,18 @@ def handle(settings: Settings, provider: str, body: bytes, headers, *, fetch=Non
 def _apply(session, settings, provider, item, delivery):
     email = None if delivery is not None else item.email
     if item.kind == COMPLAINT:
-        return service.record_complaint(session, delivery=delivery, email=email, provider=provider,
-                                        detail=item.detail)
-    return service.record_bounce(session, settings, delivery=delivery, email=email, provider=provider,
-                                 hard=item.kind == HARD, detail=item.detail)
+        return service.record_complaint(
+            session, delivery=delivery, email=email, provider=provider, detail=item.detail
+        )
+    return service.record_bounce(
+        session,
+        settings,
+        delivery=delivery,
+        email=email,
+        provider=provider,
+        hard=item.kind == HARD,
+        detail=item.detail,
+    )
 
 
 def declared_secrets() -> dict[str, tuple[str, ...]]:
@@ -150,4 +167,12 @@ def declared_secrets() -> dict[str, tuple[str, ...]]:
     return {name: module.SECRETS for name, module in PROVIDERS.items()}
 
 
-__all__ = ["PROVIDERS", "WebhookRefused", "WebhookResult", "declared_secrets", "default_fetch", "handle", "prune_replays"]
+__all__ = [
+    "PROVIDERS",
+    "WebhookRefused",
+    "WebhookResult",
+    "declared_secrets",
+    "default_fetch",
+    "handle",
+    "prune_replays",
+]

@@ -67,8 +67,10 @@ def _item(event: dict) -> FeedbackItem | None:
         return FeedbackItem(kind=COMPLAINT, detail="complained", **common)
     if name == "failed":
         status = event.get("delivery-status") if isinstance(event.get("delivery-status"), dict) else {}
-        detail = text(f"{status.get('code', '')} {status.get('description') or status.get('message') or ''} "
-                      f"{event.get('reason', '')}")
+        detail = text(
+            f"{status.get('code', '')} {status.get('description') or status.get('message') or ''} "
+            f"{event.get('reason', '')}"
+        )
         severity = str(event.get("severity", ""))
         if severity == "permanent":
             return FeedbackItem(kind=HARD, detail=detail, **common)

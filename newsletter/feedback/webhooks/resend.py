@@ -42,7 +42,7 @@ SECRETS = ("resend_webhook_secret",)
 def _key(raw: str) -> bytes:
     raw = raw.strip()
     if raw.startswith("whsec_"):
-        raw = raw[len("whsec_"):]
+        raw = raw[len("whsec_") :]
     try:
         return base64.b64decode(raw, validate=True)
     except binascii.Error:

@@ -53,7 +53,9 @@ def load_public_key(raw: str) -> ec.EllipticCurvePublicKey:
         else:
             key = serialization.load_der_public_key(base64.b64decode(raw))
     except (ValueError, binascii.Error) as exc:
-        raise WebhookRefused(403, f"NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key: {exc}") from None
+        raise WebhookRefused(
+            403, f"NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key: {exc}"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise WebhookRefused(403, "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA key")
     return key
@@ -66,8 +68,11 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
     if not signature or not timestamp:
         raise WebhookRefused(401, "unsigned request")
     try:
-        key.verify(base64.b64decode(signature, validate=True), timestamp.encode("utf-8") + body,
-                   ec.ECDSA(hashes.SHA256()))
+        key.verify(
+            base64.b64decode(signature, validate=True),
+            timestamp.encode("utf-8") + body,
+            ec.ECDSA(hashes.SHA256()),
+        )
     except (InvalidSignature, binascii.Error, ValueError):
         raise WebhookRefused(403, "bad signature") from None
     check_timestamp(settings, timestamp)

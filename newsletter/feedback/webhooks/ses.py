@@ -55,8 +55,24 @@ MAX_AGE = timedelta(hours=1)  # SNS retries a delivery for up to an hour by defa
 MAX_CERT_BYTES = 64 * 1024
 SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
-    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
 }
 _cache_lock = threading.Lock()
 
@@ -195,15 +211,28 @@ def _items(notification: dict) -> list[FeedbackItem]:
         kind = HARD if bounce.get("bounceType") == "Permanent" else SOFT
         for rcpt in bounce.get("bouncedRecipients") or []:
             if isinstance(rcpt, dict):
-                detail = text(f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')} {rcpt.get('status', '')} "
-                              f"{rcpt.get('diagnosticCode', '')}")
-                items.append(FeedbackItem(kind=kind, email=text(rcpt.get("emailAddress"), 320) or None,
-                                          provider_message_id=message_id, detail=detail))
+                detail = text(
+                    f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')} {rcpt.get('status', '')} "
+                    f"{rcpt.get('diagnosticCode', '')}"
+                )
+                items.append(
+                    FeedbackItem(
+                        kind=kind,
+                        email=text(rcpt.get("emailAddress"), 320) or None,
+                        provider_message_id=message_id,
+                        detail=detail,
+                    )
+                )
     elif name == "Complaint" and isinstance(notification.get("complaint"), dict):
         complaint = notification["complaint"]
         for rcpt in complaint.get("complainedRecipients") or []:
             if isinstance(rcpt, dict):
-                items.append(FeedbackItem(kind=COMPLAINT, email=text(rcpt.get("emailAddress"), 320) or None,
-                                          provider_message_id=message_id,
-                                          detail=text(f"complaint {complaint.get('complaintFeedbackType', '')}")))
+                items.append(
+                    FeedbackItem(
+                        kind=COMPLAINT,
+                        email=text(rcpt.get("emailAddress"), 320) or None,
+                        provider_message_id=message_id,
+                        detail=text(f"complaint {complaint.get('complaintFeedbackType', '')}"),
+                    )
+                )
     return items
