@@ -39,7 +39,13 @@ from newsletter.rendering.personalise import personalise  # noqa: E402
 from newsletter.rendering.view import build_view  # noqa: E402
 
 SECTIONS = ("ai-agents", "ai-ethics", "data", "research", "tools")
-NAMES = {"ai-agents": "AI Agents", "ai-ethics": "AI Ethics", "data": "Data", "research": "Research", "tools": "Tools"}
+NAMES = {
+    "ai-agents": "AI Agents",
+    "ai-ethics": "AI Ethics",
+    "data": "Data",
+    "research": "Research",
+    "tools": "Tools",
+}
 
 
 def _ms(seconds: float) -> str:
@@ -70,7 +76,11 @@ def setup(tmp: Path):
             "reading_minutes": 6,
             "published_at": (now - timedelta(hours=n + 1)).isoformat(),
             "tags": [SECTIONS[n % len(SECTIONS)]],
-            **({"image_url": f"https://cdn.example.com/{n}.png", "image_alt": "A chart"} if n % 6 == 0 else {}),
+            **(
+                {"image_url": f"https://cdn.example.com/{n}.png", "image_alt": "A chart"}
+                if n % 6 == 0
+                else {}
+            ),
         }
         for n in range(30)
     ]
@@ -101,12 +111,16 @@ def main() -> None:
             print(f"issue: {issue.title} — {count} articles in {len(sections)} sections")
 
             low, median = best(lambda: build_view(session, issue, settings, ""), 30)
-            print(f"load the issue's view from the database (once per freeze)   min {_ms(low)}  median {_ms(median)}")
+            print(
+                f"load the issue's view from the database (once per freeze)   min {_ms(low)}  median {_ms(median)}"
+            )
             full = build_view(session, issue, settings, "")
             variants = ["", *sections[:2], ",".join(sorted(sections[:3]))]
             for variant in variants:
                 low, median = best(lambda v=variant: render_view(issue, full.only(v), v), 30)
-                print(f"compile variant {variant or '(all)':<28} HTML+text  min {_ms(low)}  median {_ms(median)}  (target < 20 ms)")
+                print(
+                    f"compile variant {variant or '(all)':<28} HTML+text  min {_ms(low)}  median {_ms(median)}  (target < 20 ms)"
+                )
             source = compiled.render_mjml(full)
             low, median = best(lambda: compiled.render_mjml(full), 50)
             print(f"  of which Jinja → MJML source (all)                min {_ms(low)}  median {_ms(median)}")
@@ -117,9 +131,13 @@ def main() -> None:
             low, median = best(lambda: render_variant(session, issue, "", settings), 30)
             print(f"render_variant incl. database (previews), all       min {_ms(low)}  median {_ms(median)}")
             render = render_variant(session, issue, "", settings)
-        print(f"HTML size (all sections): {len(render.html.encode()) / 1024:.1f} KB; text {len(render.text.encode()) / 1024:.1f} KB")
+        print(
+            f"HTML size (all sections): {len(render.html.encode()) / 1024:.1f} KB; text {len(render.text.encode()) / 1024:.1f} KB"
+        )
 
-        personalise(render, settings, subscriber_id=1, email="x@example.org", name="Ana")  # warm the split cache
+        personalise(
+            render, settings, subscriber_id=1, email="x@example.org", name="Ana"
+        )  # warm the split cache
         n = args.recipients
 
         def personalise_all():
@@ -131,9 +149,13 @@ def main() -> None:
                 tokens.make_token(settings.secret_key, "unsubscribe", i)
 
         low, median = best(personalise_all, 5)
-        print(f"personalise per recipient (2 tokens + HTML + text)  min {low / n * 1e6:.1f} µs  median {median / n * 1e6:.1f} µs over {n} (target < 20 µs)")
+        print(
+            f"personalise per recipient (2 tokens + HTML + text)  min {low / n * 1e6:.1f} µs  median {median / n * 1e6:.1f} µs over {n} (target < 20 µs)"
+        )
         low, median = best(tokens_all, 5)
-        print(f"reference: tokens.make_token alone                  min {low / n * 1e6:.1f} µs  median {median / n * 1e6:.1f} µs per token")
+        print(
+            f"reference: tokens.make_token alone                  min {low / n * 1e6:.1f} µs  median {median / n * 1e6:.1f} µs per token"
+        )
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"(machine: {os.cpu_count()} CPUs, load average {load:.2f} — figures scale with load)")
 

@@ -40,7 +40,9 @@ class Subscriber(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
-    email_hash: str = Field(max_length=64, index=True)  # suppression.email_hash(email): joins the suppression list
+    email_hash: str = Field(
+        max_length=64, index=True
+    )  # suppression.email_hash(email): joins the suppression list
     name: str = Field(default="", max_length=200)
     status: str = Field(default="pending", max_length=20, index=True)
     topics: str = Field(default="", max_length=1000)
@@ -94,7 +96,9 @@ class Article(SQLModel, table=True):
     url: str = Field(max_length=2000, index=True)
     title: str = Field(max_length=500)
     synopsis: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # Markdown
-    synopsis_html: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # sanitised
+    synopsis_html: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default="")
+    )  # sanitised
     author: str = Field(default="", max_length=200)
     published_at: datetime = Field(default_factory=utcnow, index=True)
     reading_minutes: int | None = None
@@ -320,4 +324,3 @@ class JobRun(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-

@@ -52,7 +52,12 @@ def test_markdown_raw_html_is_shown_as_text_and_links_are_filtered():
 
 @pytest.mark.parametrize(
     "source",
-    ["&#37;&#37;GTS_UNSUBSCRIBE_URL&#37;&#37;", "%%GTS&#95;GREETING%%", "&#x25;%GTS_PREFERENCES_URL%&#x25;", "%&#37;GTS_GREETING%%"],
+    [
+        "&#37;&#37;GTS_UNSUBSCRIBE_URL&#37;&#37;",
+        "%%GTS&#95;GREETING%%",
+        "&#x25;%GTS_PREFERENCES_URL%&#x25;",
+        "%&#37;GTS_GREETING%%",
+    ],
 )
 def test_markdown_character_references_cannot_spell_a_placeholder(source):
     html = markdown_to_html(f"Text {source} and **more**")

@@ -161,8 +161,15 @@ def test_hostile_values_keep_their_exact_value_in_attributes_and_text(content_se
     issue = _issue(
         settings,
         [
-            article(1, "data", title=HOSTILE, url=url, author=HOSTILE,
-                    image_url="https://cdn.example.com/x.png?a=1&b=2", image_alt=HOSTILE),
+            article(
+                1,
+                "data",
+                title=HOSTILE,
+                url=url,
+                author=HOSTILE,
+                image_url="https://cdn.example.com/x.png?a=1&b=2",
+                image_alt=HOSTILE,
+            ),
         ],  # fmt: skip
         title=HOSTILE,
         theme=HOSTILE,
@@ -220,7 +227,7 @@ def test_markdown_keeps_its_spaces_and_code_through_mjml(content_settings):
     Markdown soft break between two inline elements must still read as a space."""
     settings = content_settings.default
     synopsis = (
-        "**New:**\n*A paper*\n[read it](https://example.org/p \"T <b> & \\\"q\\\"\")\n`a<b && c>d`\n\n"
+        '**New:**\n*A paper*\n[read it](https://example.org/p "T <b> & \\"q\\"")\n`a<b && c>d`\n\n'
         "> quoted\n\n1. one\n   - nested\n\n```\n<tag> & x\n  indented\n```"
     )
     issue = _issue(settings, [article(1, "data", synopsis=synopsis)], intro="**Hello**\n*there*")
@@ -228,7 +235,9 @@ def test_markdown_keeps_its_spaces_and_code_through_mjml(content_settings):
         html = render_variant(session, issue, "", settings).html
     page = Tags(html)
     assert "New: A paper read it a<b && c>d" in page.text() and "Hello there" in page.text()
-    assert [a["title"] for t, a in page.tags if t == "a" and a.get("href") == "https://example.org/p"] == ['T <b> & "q"']
+    assert [a["title"] for t, a in page.tags if t == "a" and a.get("href") == "https://example.org/p"] == [
+        'T <b> & "q"'
+    ]
     assert ("code", "<tag> & x\n  indented\n") in {(tag, text) for tag, _, text in page.texts}
     assert "quoted" in page.text() and "nested" in page.text()
 
@@ -253,7 +262,9 @@ def test_sanitised_markdown_passes_through_mjml_unchanged():
             f'<div class="probe">{keep_spaces(fragment)}</div>'
             "</mj-text></mj-column></mj-section></mj-body></mjml>"
         )
-        inner = html[html.index('<div class="probe">') + len('<div class="probe">') : html.index("</div></div></td>")]
+        inner = html[
+            html.index('<div class="probe">') + len('<div class="probe">') : html.index("</div></div></td>")
+        ]
         before, after = Tags(fragment), Tags(inner)
         assert after.tags == before.tags, source
         assert after.text() == before.text(), source
@@ -307,7 +318,9 @@ def test_compile_mjml_imports_no_font_and_refuses_what_it_cannot_compile():
         return f"<mjml><mj-body><mj-section><mj-column>{inner}</mj-column></mj-section></mj-body></mjml>"
 
     # MRML knows Google Fonts URLs for Ubuntu, Roboto, Lato…; we give it none
-    html = compile_mjml(body('<mj-text font-family="Ubuntu, Roboto, Lato">x</mj-text><mj-button>b</mj-button>'))
+    html = compile_mjml(
+        body('<mj-text font-family="Ubuntu, Roboto, Lato">x</mj-text><mj-button>b</mj-button>')
+    )
     assert "fonts.googleapis" not in html and "<link" not in html and "@import" not in html
     with pytest.raises(MjmlError, match="mj-font"):
         compile_mjml(

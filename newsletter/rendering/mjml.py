@@ -50,7 +50,9 @@ def compile_mjml(source: str) -> str:
     (it is strict: an unclosed tag or a bare ``<`` in text is an error) or
     if it asks for a web font."""
     if _MJ_FONT.search(source):
-        raise MjmlError("<mj-font> imports a web font; emails use SYSTEM_FONTS and load nothing from elsewhere")
+        raise MjmlError(
+            "<mj-font> imports a web font; emails use SYSTEM_FONTS and load nothing from elsewhere"
+        )
     try:
         return mjml2html(source, disable_comments=True, fonts=NO_WEB_FONTS)
     except ValueError as exc:  # MRML reports every parse error as ValueError
