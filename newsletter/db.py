@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -76,10 +76,11 @@ def dispose_engine() -> None:
         _engine = None
 
 
-def like_pattern(text: str) -> str:
-    """``%text%`` for ``LIKE … ESCAPE '\\'``, with the user's own % and _ matched literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def contains_any(text: str, *columns):
+    """``lower(column) LIKE %text%`` for any of ``columns``, case-insensitive,
+    with the user's own % and _ matched literally (the workspace's searches)."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(*(func.lower(column).like(f"%{escaped}%", escape="\\") for column in columns))
 
 
 @contextmanager

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import or_
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from newsletter.db import like_pattern
+from newsletter.db import contains_any
 from newsletter.models import (
     Article,
     ArticleTag,
@@ -46,13 +45,7 @@ def search_articles(
 ) -> Page:
     stmt = select(Article).order_by(Article.id.desc()).limit(PAGE + 1)
     if q:
-        like = like_pattern(q.lower())
-        stmt = stmt.where(
-            or_(
-                func.lower(Article.title).like(like, escape="\\"),
-                func.lower(Article.author).like(like, escape="\\"),
-            )
-        )
+        stmt = stmt.where(contains_any(q, Article.title, Article.author))
     if tag:
         stmt = stmt.join(ArticleTag, ArticleTag.article_id == Article.id).join(
             Tag, Tag.id == ArticleTag.tag_id
@@ -88,13 +81,7 @@ def tags_by_article(session: Session, article_ids: list[int]) -> dict[int, list[
 def search_subscribers(session: Session, *, q: str = "", status: str = "", before: int | None = None) -> Page:
     stmt = select(Subscriber).order_by(Subscriber.id.desc()).limit(PAGE + 1)
     if q:
-        like = like_pattern(q.strip().lower())
-        stmt = stmt.where(
-            or_(
-                func.lower(Subscriber.email).like(like, escape="\\"),
-                func.lower(Subscriber.name).like(like, escape="\\"),
-            )
-        )
+        stmt = stmt.where(contains_any(q, Subscriber.email, Subscriber.name))
     if status:
         stmt = stmt.where(Subscriber.status == status)
     if before:

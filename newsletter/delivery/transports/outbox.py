@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from email.message import Message
 from email.policy import default as default_policy
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
-from newsletter.db import like_pattern, session_scope
+from newsletter.db import contains_any, session_scope
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.base import Closing, SendResult
 from newsletter.models import OutboxMessage
@@ -74,13 +74,7 @@ def outbox_page(
         .limit(size + 1)
     )
     if q:
-        like = like_pattern(q.lower())
-        stmt = stmt.where(
-            or_(
-                func.lower(OutboxMessage.recipient).like(like, escape="\\"),
-                func.lower(OutboxMessage.subject).like(like, escape="\\"),
-            )
-        )
+        stmt = stmt.where(contains_any(q, OutboxMessage.recipient, OutboxMessage.subject))
     if kind:
         stmt = stmt.where(OutboxMessage.kind == kind)
     if before:
