@@ -25,6 +25,7 @@ def utcnow() -> datetime:
 
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 EDITOR_ROLES = ("admin", "editor")
+MAIL_STATUSES = ("pending", "sending", "sent", "failed", "skipped")  # a transactional mail's
 
 
 # --- readers ---------------------------------------------------------------
@@ -234,6 +235,42 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime | None = None
 
 
+class TransactionalMail(SQLModel, table=True):
+    """A one-off mail (a reader's confirmation or welcome, a notice to the
+    editors) waiting for the sender: the outbox pattern.
+
+    Written in the same transaction as the change that asks for it (the
+    subscribe, the confirm, the scheduler's move), so the change and its mail
+    commit or roll back together; then claimed with a lease, sent, retried
+    and recorded by the sender exactly as a ``Delivery`` row is
+    (``delivery.mailqueue``). The mail is rendered when it is sent, from
+    ``template`` and the JSON ``context`` (which holds the reader's links, so
+    it is emptied once the mail is sent)."""
+
+    __table_args__ = (Index("ix_transactional_mail_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=30)  # confirmation | welcome | notice | …
+    template: str = Field(max_length=60)  # templates/email/<template>.mjml.j2 and .txt.j2
+    subject: str = Field(max_length=300)
+    to_email: str = Field(max_length=320, index=True)
+    to_name: str = Field(default="", max_length=200)
+    subscriber_id: int | None = Field(default=None, index=True)  # None for mail to editors
+    context: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    headers: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=100)
+    message_id: str | None = Field(default=None, max_length=300)
+    provider_message_id: str | None = Field(default=None, max_length=300)
+    last_error: str = Field(default="", max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
 class OutboxMessage(SQLModel, table=True):
     """Mail kept in the database by the ``outbox://`` transport."""
 
@@ -295,6 +332,7 @@ class Editor(SQLModel, table=True):
     email: str = Field(max_length=320, unique=True, index=True)
     password_hash: str = Field(max_length=300)
     role: str = Field(default="editor", max_length=20)
+    disabled_at: datetime | None = None  # a disabled account cannot log in (`editor disable`)
     failed_logins: int = 0
     locked_until: datetime | None = None
     last_login_at: datetime | None = None

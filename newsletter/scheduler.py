@@ -35,6 +35,7 @@ from flask.cli import with_appcontext
 from newsletter import clock
 from newsletter.config import ConfigError
 from newsletter.db import get_engine
+from newsletter.delivery import mailqueue
 from newsletter.scheduling import jobs, runs, slots
 from newsletter.scheduling.lock import RunnerLock, lock_state, make_lock
 from newsletter.scheduling.testclock import install_from_env
@@ -175,6 +176,9 @@ def scheduler_command():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Beside gunicorn, this process sends the transactional mail the web workers
+    # queue (unless Dramatiq workers do: NEWSLETTER_BROKER_URL).
+    mail = None if settings.broker_url else mailqueue.MailSender(settings).start()
     nxt = slots.next_slot(settings, clock.now())
     click.echo(
         f"scheduler {runner.holder}: {settings.schedule} in {settings.timezone}; "
@@ -185,6 +189,8 @@ def scheduler_command():
         runner.start()
     finally:
         runner.stop()
+        if mail is not None:
+            mail.shutdown()
 
 
 def _every(period) -> str:

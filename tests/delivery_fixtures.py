@@ -1,17 +1,76 @@
 """Helpers for the delivery tests: a real issue (tags, articles, sections —
-rendered by the real MJML renderer when frozen) and subscribers inserted in
-bulk, straight into the database."""
+rendered by the real MJML renderer when frozen), subscribers inserted in
+bulk, straight into the database, and the transactional mail sender."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+import pytest
+from sqlalchemy import func, insert, select
 
 from newsletter import clock
 from newsletter.db import init_engine, session_scope
-from newsletter.models import Article, ArticleTag, Delivery, Issue, IssueArticle, Subscriber, Tag
+from newsletter.delivery.mailqueue import MailSender
+from newsletter.models import (
+    Article,
+    ArticleTag,
+    Delivery,
+    Issue,
+    IssueArticle,
+    Subscriber,
+    Tag,
+    TransactionalMail,
+)
 from newsletter.suppression import email_hash
+
+
+@pytest.fixture
+def mail_sender():
+    """``start(settings)`` runs the transactional mail sender in a thread, as
+    ``serve`` does (a second call replaces the first: new settings); stopped
+    when the test ends. Tests that read mail right after an action call
+    ``wait_for_queue()`` first."""
+    running: list[MailSender] = []
+
+    def start(settings) -> MailSender:
+        while running:
+            running.pop().shutdown()
+        init_engine(settings.database_url)
+        sender = MailSender(settings, poll=0.05).start()
+        running.append(sender)
+        return sender
+
+    yield start
+    while running:
+        running.pop().shutdown()
+
+
+def waiting_mail() -> int:
+    """Transactional mails queued and due, or being sent."""
+    t = TransactionalMail.__table__.c
+    with session_scope() as session:
+        return session.execute(
+            select(func.count()).where(
+                (t.status == "sending") | ((t.status == "pending") & (t.next_attempt_at <= clock.now()))
+            )
+        ).scalar()
+
+
+def queued_mail() -> list[TransactionalMail]:
+    """Every transactional mail row, oldest first."""
+    with session_scope() as session:
+        return list(session.scalars(select(TransactionalMail).order_by(TransactionalMail.id)))
+
+
+def wait_for_queue(timeout: float = 10.0) -> None:
+    """Until the sender has taken every due transactional mail out of the queue."""
+    deadline = time.monotonic() + timeout
+    while waiting_mail():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{waiting_mail()} transactional mails still waiting after {timeout} s")
+        time.sleep(0.02)
 
 
 def make_issue(settings, number: int = 1, status: str = "approved", *, subject: str = "") -> int:

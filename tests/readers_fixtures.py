@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from newsletter.db import session_scope
 from newsletter.models import Event, OutboxMessage, Subscriber, Tag
+from tests.delivery_fixtures import wait_for_queue
 from tests.helpers import Received
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -25,6 +26,13 @@ def topics_fixture(app):
             session.add(Tag(slug=slug, name=name, position=position, is_section=True))
         session.add(Tag(slug="internal", name="Internal", position=9, is_section=False))
     return ["agents", "models", "tools"]
+
+
+@pytest.fixture
+def running_sender(mail_sender, settings):
+    """The transactional mail sender runs beside the app, as in ``serve``
+    (modules whose tests read the mail use it: ``pytestmark``)."""
+    return mail_sender(settings)
 
 
 def csrf_token(client, path: str = "/") -> str:
@@ -43,6 +51,8 @@ def subscribe(client, email: str, **fields):
 
 
 def outbox() -> list[Received]:
+    """The mail the ``outbox://`` transport kept, once the sender has sent what is queued."""
+    wait_for_queue()
     with session_scope() as session:
         rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         return [Received(r.sender, [r.recipient], r.raw) for r in rows]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from newsletter.db import session_scope
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.readers import links, service
 from newsletter.suppression import is_suppressed, suppress
+from tests.delivery_fixtures import wait_for_queue
 from tests.readers_fixtures import events, link, outbox, post_form, reader, subscribe
+
+pytestmark = pytest.mark.usefixtures("running_sender")  # the mail sender runs, as in `serve`
 
 
 def test_front_page_offers_sections_in_order_with_labels(client, topics):
@@ -240,6 +245,7 @@ def test_outbox_viewer_in_development_only(make_app, topics):
     app = make_app(env="development")
     client = app.test_client()
     subscribe(client, "jo@example.org", topics=["agents"])
+    wait_for_queue()
     listing = client.get("/outbox").get_data(as_text=True)
     assert "jo@example.org" in listing and "Confirm your subscription" in listing
     page = client.get("/outbox/1").get_data(as_text=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.readers_fixtures import outbox, reader
 
+pytestmark = pytest.mark.usefixtures("running_sender")  # the mail sender runs, as in `serve`
 ORIGIN = "https://blog.example.org"
 
 

@@ -10,6 +10,8 @@ from newsletter import clock, tokens
 from newsletter.readers import links, service
 from tests.readers_fixtures import csrf_token, link, outbox, post_form, reader, subscribe
 
+pytestmark = pytest.mark.usefixtures("running_sender")  # the mail sender runs, as in `serve`
+
 HOSTILE_ADDRESSES = [
     "",
     "plainaddress",

@@ -1,5 +1,6 @@
 """The reader's path against a real SMTP server (aiosmtpd), following the
-links in the mail that server received."""
+links in the mail that server received; the transactional mail sender runs
+beside the app, as in ``serve``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 from urllib.parse import urlsplit
 
 from newsletter.db import session_scope
-from newsletter.delivery.transactional import send_transactional
 from newsletter.suppression import is_suppressed
+from tests.delivery_fixtures import queued_mail, wait_for_queue
 from tests.readers_fixtures import events, post_form, reader
 
 
@@ -21,8 +22,11 @@ def only(links: list[str], kind: str) -> str:
     return path(found)
 
 
-def test_subscribe_confirm_preferences_and_one_click_over_smtp(make_app, smtp_server, topics):
+def test_subscribe_confirm_preferences_and_one_click_over_smtp(
+    make_app, make_settings, mail_sender, smtp_server, topics
+):
     app = make_app(transport=smtp_server.dsn)
+    mail_sender(make_settings(transport=smtp_server.dsn))
     client = app.test_client()
     response = post_form(
         client, "/subscribe", {"email": "ann@example.org", "name": "Ann Smith", "topics": ["agents"]}
@@ -58,8 +62,9 @@ def test_subscribe_confirm_preferences_and_one_click_over_smtp(make_app, smtp_se
     assert len(smtp_server.messages) == 2  # leaving sends nothing
 
 
-def test_data_download_and_erase_over_smtp(make_app, smtp_server, topics):
+def test_data_download_and_erase_over_smtp(make_app, make_settings, mail_sender, smtp_server, topics):
     client = make_app(transport=smtp_server.dsn).test_client()
+    mail_sender(make_settings(transport=smtp_server.dsn))
     post_form(client, "/subscribe", {"email": "bob@example.org", "topics": ["agents", "models", "tools"]})
     client.get(only(smtp_server.wait_for(1)[0].links(), "confirm"))
     prefs = only(smtp_server.wait_for(2)[1].links(), "preferences")
@@ -71,33 +76,25 @@ def test_data_download_and_erase_over_smtp(make_app, smtp_server, topics):
         assert is_suppressed(session, "bob@example.org")
 
 
-def test_refused_recipient_is_a_result_not_a_crash(make_app, smtp_server, topics, settings):
+def test_a_refused_recipient_fails_the_mail_and_bounces_the_reader(
+    make_app, make_settings, mail_sender, smtp_server, topics
+):
     smtp_server.respond = lambda rcpt: "550 5.1.1 no such user" if rcpt.startswith("nobody") else None
     client = make_app(transport=smtp_server.dsn).test_client()
+    mail_sender(make_settings(transport=smtp_server.dsn))
     response = post_form(client, "/subscribe", {"email": "nobody@example.org", "topics": ["agents"]})
-    assert response.status_code == 302  # the same answer; the failure is logged
-    assert reader("nobody@example.org").status == "pending"
+    assert response.status_code == 302  # the same answer: the mail is the sender's business
+    wait_for_queue()
+    [mail] = queued_mail()
+    assert mail.status == "failed" and mail.last_error.startswith("bounced: 550")
+    assert reader("nobody@example.org").status == "bounced"  # the bounce policy, as for issue mail
+    with session_scope() as session:
+        assert is_suppressed(session, "nobody@example.org")
 
 
-def test_send_transactional_reports_a_dead_server_as_transient(make_settings):
-    settings = make_settings(transport="smtp://127.0.0.1:9")
-    result = send_transactional(
-        settings,
-        to="ann@example.org",
-        subject="Hi",
-        template="confirm",
-        context={
-            "name": "",
-            "email": "ann@example.org",
-            "confirm_url": "http://x/confirm/t",
-            "max_age_days": 7,
-        },
-    )
-    assert result.status == "transient" and "cannot connect" in result.error
-
-
-def test_internationalised_address_over_smtputf8(make_app, smtp_server, topics):
+def test_internationalised_address_over_smtputf8(make_app, make_settings, mail_sender, smtp_server, topics):
     client = make_app(transport=smtp_server.dsn).test_client()
+    mail_sender(make_settings(transport=smtp_server.dsn))
     post_form(client, "/subscribe", {"email": "josé@exämple.org", "name": "José", "topics": ["agents"]})
     [mail] = smtp_server.wait_for(1)
     assert mail.rcpt_tos == ["josé@exämple.org"]

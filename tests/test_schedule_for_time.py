@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from newsletter import clock
 from newsletter.db import session_scope
+from newsletter.delivery.mailqueue import send_due
 from newsletter.issues import service
 from newsletter.issues.service import IssueError
 from newsletter.models import Delivery, Issue
@@ -59,8 +60,12 @@ def reader_mail(smtp_server) -> list:
 
 
 def tick_at(settings, moment: datetime) -> list[str]:
+    """One scheduler tick at ``moment``, then the transactional mail it queued
+    is sent (the scheduler process's mail sender, run here in the foreground)."""
     clock.set(moment)
-    return jobs.tick(settings)
+    actions = jobs.tick(settings)
+    send_due(settings)
+    return actions
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -187,6 +192,7 @@ def test_concurrent_ticks_send_a_scheduled_issue_once(settings, issue, smtp_serv
     service.schedule_issue(issue, when)
     clock.set(when + timedelta(seconds=2))
     assert run_concurrently(lambda: jobs.tick(settings)) == []
+    send_due(settings)
     smtp_server.wait_for(len(READERS))
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == len(READERS)

@@ -14,7 +14,17 @@ from sqlalchemy import func, select
 
 from newsletter import clock, db
 from newsletter.db import session_scope
-from newsletter.models import Delivery, Editor, Event, Issue, JobRun, OutboxMessage, WebhookReplay
+from newsletter.delivery.mailqueue import send_due
+from newsletter.models import (
+    Delivery,
+    Editor,
+    Event,
+    Issue,
+    JobRun,
+    OutboxMessage,
+    TransactionalMail,
+    WebhookReplay,
+)
 from newsletter.scheduling import jobs, runs, slots
 from newsletter.scheduling.lock import lock_state, make_lock
 from tests.content_fixtures import add_articles, article, make_sections
@@ -81,8 +91,12 @@ def editor_mail(smtp_server) -> list:
 
 
 def tick_at(settings, moment: datetime) -> list[str]:
+    """One scheduler tick at ``moment``, then the transactional mail it queued
+    is sent (the scheduler process's mail sender, run here in the foreground)."""
     clock.set(moment)
-    return jobs.tick(settings)
+    actions = jobs.tick(settings)
+    send_due(settings)
+    return actions
 
 
 # --- slots -----------------------------------------------------------------------------
@@ -291,11 +305,21 @@ def test_after_weeks_of_downtime_only_the_latest_slot_runs(weekly, smtp_server):
     assert "Mon 09 Mar 2026" in notice.text and "Mon 16 Mar 2026" in notice.text
 
 
-def test_the_first_start_does_not_report_slots_before_it(weekly, smtp_server):
+def test_a_new_installation_neither_reports_nor_warns_about_slots_before_it(weekly, smtp_server, caplog):
     settings = weekly(auto_send=True)
-    tick_at(settings, SLOT + timedelta(days=2))
-    assert [(r.slot_at, r.state) for r in job_runs("send")] == [(SLOT, "skipped")]
-    assert smtp_server.messages == []
+    caplog.set_level("INFO", logger="newsletter.scheduler")
+    actions = tick_at(settings, SLOT + timedelta(days=2))
+    [run] = job_runs("send")
+    assert (run.slot_at, run.state, run.detail) == (SLOT, "skipped", jobs.BEFORE_INSTALL)
+    assert "missed" not in " ".join(actions) and "nothing missed" in run.detail
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # nothing was missed: no warning
+    assert "predates this installation" in caplog.text
+    assert smtp_server.messages == [] and issues() == []
+    # The next slot is the installation's first: it runs as usual.
+    add_articles(settings, [article(10 + n, "data", at=SLOT + timedelta(days=3, hours=n)) for n in range(2)])
+    tick_at(settings, SLOT + timedelta(days=7, hours=-1, minutes=1))  # 30 March, 08:01 BST
+    smtp_server.wait_for(READERS)
+    assert [r.state for r in job_runs("send")] == ["skipped", "done"]
 
 
 def test_an_empty_week_sends_nothing_and_says_so(weekly, smtp_server, caplog):
@@ -358,6 +382,7 @@ def test_many_concurrent_ticks_make_one_issue_and_one_send(weekly, smtp_server):
     settings = weekly(auto_send=True)
     clock.set(SLOT + timedelta(seconds=5))
     assert run_concurrently(lambda: jobs.tick(settings)) == []
+    send_due(settings)
     smtp_server.wait_for(READERS)
     assert len(issues()) == 1
     with session_scope() as session:
@@ -420,6 +445,17 @@ def test_retention_deletes_rows_older_than_retention_days(weekly):
                 )
             )
             session.add(JobRun(job=jobs.SEND, slot_at=when, state="done", created_at=when))
+            for status in ("sent", "pending"):  # mail still waiting is never deleted, however old
+                session.add(
+                    TransactionalMail(
+                        kind="notice",
+                        template="review",
+                        subject="s",
+                        to_email="e@x",
+                        status=status,
+                        created_at=when,
+                    )
+                )
         session.add(
             JobRun(
                 job="resume",
@@ -429,10 +465,11 @@ def test_retention_deletes_rows_older_than_retention_days(weekly):
             )
         )
     deleted = jobs.retention(settings, now)
-    assert deleted == {"events": 1, "webhook_replays": 1, "outbox": 1, "job_runs": 2}
+    assert deleted == {"events": 1, "webhook_replays": 1, "outbox": 1, "transactional_mail": 1, "job_runs": 2}
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
         assert session.scalar(select(func.count()).select_from(JobRun)) == 1
+        assert session.scalar(select(func.count()).select_from(TransactionalMail)) == 3
 
 
 # --- the lock ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlmodel import select
 
 from newsletter.db import session_scope
@@ -13,6 +14,8 @@ from newsletter.readers import service
 from newsletter.readers.csv_io import export_csv, import_csv
 from newsletter.suppression import suppress
 from tests.readers_fixtures import link, outbox, reader
+
+pytestmark = pytest.mark.usefixtures("running_sender")  # the mail sender runs, as in `serve`
 
 
 def run(settings, text: str | bytes, **kwargs):

@@ -1,6 +1,8 @@
-"""The in-process sender of ``newsletter serve``.
+"""The in-process senders of ``newsletter serve``.
 
-A daemon thread that, on start, resumes what a previous process left
+Transactional mail (confirmations, welcomes, notices) has its own thread
+(``mailqueue.MailSender``), so a long issue send never holds it up. The
+issue sender is a daemon thread that, on start, resumes what a previous process left
 unfinished (expired leases back in the queue, issues still ``sending``),
 then keeps watching for issues in ``sending`` — started by the scheduler,
 the editor, or resumed after a pause — and sends them (``deliver.run_senders``)
@@ -14,6 +16,7 @@ import logging
 import threading
 
 from newsletter.config import Settings
+from newsletter.delivery import mailqueue
 from newsletter.delivery.deliver import run_senders
 from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
 
@@ -65,11 +68,12 @@ _runner: Runner | None = None
 
 
 def start_in_process(settings: Settings) -> Runner | None:
-    """Start the background sender thread (sends issues in `sending`)."""
+    """Start the background sender threads (issues in `sending`, and transactional mail)."""
     global _runner
     if settings.broker_url:
         log.info("NEWSLETTER_BROKER_URL is set: `newsletter worker` processes send")
         return None
+    mailqueue.start_sender(settings)
     if _runner is None or not _runner.thread.is_alive():
         _runner = Runner(settings).start()
     return _runner

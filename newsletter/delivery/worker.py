@@ -23,7 +23,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from newsletter.config import Settings
-from newsletter.delivery import queue
+from newsletter.delivery import mailqueue, queue
 from newsletter.delivery.dispatch import dispatch
 from newsletter.delivery.ratelimit import make_limiter
 from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
@@ -111,15 +111,19 @@ def get_sender(settings: Settings, broker=None) -> Sender:
 def run_worker(
     settings: Settings, *, threads: int | None = None, stop: threading.Event | None = None, broker=None
 ) -> None:
-    """``newsletter worker``: consume until ``stop`` (SIGINT/SIGTERM in the CLI)."""
+    """``newsletter worker``: consume until ``stop`` (SIGINT/SIGTERM in the CLI).
+    Each worker also drains the transactional mail queue (``mailqueue``), at
+    the shared send rate."""
     sender = get_sender(settings, broker)
     worker = Worker(sender.broker, queues={QUEUE}, worker_threads=threads or settings.send_concurrency)
     worker.start()
+    mail = mailqueue.MailSender(settings, limiter=sender.limiter).start()
     try:
         for number in resume_unfinished(settings):
             sender.enqueue_send(issue_id_for(number))
         (stop or threading.Event()).wait()
     finally:
         sender.stop.set()
+        mail.shutdown()
         worker.stop()
         sender.close()

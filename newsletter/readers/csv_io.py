@@ -19,7 +19,6 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.db import session_scope
-from newsletter.delivery.transports import make_transport
 from newsletter.models import Subscriber
 from newsletter.readers import service
 
@@ -113,12 +112,11 @@ def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str
         if pending
         else f"Consent collected by the list owner before import ({clock.now().date().isoformat()})."
     )
-    transport = make_transport(settings.transport, settings) if pending else None
     batch: list[service.Candidate] = []
 
     def flush() -> None:
         for candidate, result in service.subscribe_batch(
-            settings, batch, source=source, consent_text=consent, double_opt_in=pending, transport=transport
+            settings, batch, source=source, consent_text=consent, double_opt_in=pending
         ):
             if result == "created":
                 report.imported += 1
@@ -129,47 +127,43 @@ def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str
         batch.clear()
 
     previous = reader.line_num
-    try:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                report.reject(reader.line_num, f"not valid CSV: {exc}")
-                previous = reader.line_num
-                continue
-            first, last = previous + 1, reader.line_num
-            previous = last
-            if any(n in lines.bad for n in range(first, last + 1)):
-                report.reject(first, "not valid UTF-8 text")
-                lines.bad.difference_update(range(first, last + 1))
-                continue
-            if not any(cell.strip() for cell in row):
-                continue  # blank line
-            if len(row) > index["_width"]:
-                report.reject(first, f"{len(row)} columns, but the header has {index['_width']}")
-                continue
-            try:
-                name = _cell(row, index, "name")
-                topics = _cell(row, index, "topics")
-                candidate = service.Candidate(
-                    email=service.normalise_email(_cell(row, index, "email"), settings),
-                    name=service.clean_name(name) if name and name.strip() else None,
-                    topics=service.clean_topics(topics, available) if topics and topics.strip() else None,
-                    line_no=first,
-                )
-            except service.InvalidInput as exc:
-                report.reject(first, f"{exc.field}: {exc}")
-                continue
-            batch.append(candidate)
-            if len(batch) >= BATCH:
-                flush()
-        if batch:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            report.reject(reader.line_num, f"not valid CSV: {exc}")
+            previous = reader.line_num
+            continue
+        first, last = previous + 1, reader.line_num
+        previous = last
+        if any(n in lines.bad for n in range(first, last + 1)):
+            report.reject(first, "not valid UTF-8 text")
+            lines.bad.difference_update(range(first, last + 1))
+            continue
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        if len(row) > index["_width"]:
+            report.reject(first, f"{len(row)} columns, but the header has {index['_width']}")
+            continue
+        try:
+            name = _cell(row, index, "name")
+            topics = _cell(row, index, "topics")
+            candidate = service.Candidate(
+                email=service.normalise_email(_cell(row, index, "email"), settings),
+                name=service.clean_name(name) if name and name.strip() else None,
+                topics=service.clean_topics(topics, available) if topics and topics.strip() else None,
+                line_no=first,
+            )
+        except service.InvalidInput as exc:
+            report.reject(first, f"{exc.field}: {exc}")
+            continue
+        batch.append(candidate)
+        if len(batch) >= BATCH:
             flush()
-    finally:
-        if transport is not None:
-            transport.close()
+    if batch:
+        flush()
     return report
 
 

@@ -9,6 +9,10 @@ JSON API, the CSV import and the editor all call them. Rules kept here:
   and callers facing the public answer the same way anyway (no enumeration);
 * at most ``confirm_max_per_day`` confirmation mails per address per day,
   counted in the database so the cap holds across restarts and processes;
+* every mail a change asks for (confirmation, welcome) is queued in the same
+  transaction as the change (``delivery.transactional.enqueue``) and sent by
+  the sender: a request never waits on the mail server, and a mail server
+  that is down delays the mail without losing it;
 * an unsubscribed reader is only brought back by the reader (a confirmation
   link issued after they left, or their own preferences link), never by an
   import or by someone else filling the form.
@@ -29,9 +33,17 @@ from newsletter import clock
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
 from newsletter.db import session_scope
 from newsletter.delivery.fanout import wait_for_fan_outs
-from newsletter.delivery.transactional import send_transactional
-from newsletter.delivery.transports import SendResult, Transport
-from newsletter.models import Delivery, Event, Issue, OutboxMessage, Subscriber, Suppression, Tag
+from newsletter.delivery.transactional import enqueue
+from newsletter.models import (
+    Delivery,
+    Event,
+    Issue,
+    OutboxMessage,
+    Subscriber,
+    Suppression,
+    Tag,
+    TransactionalMail,
+)
 from newsletter.readers import links
 from newsletter.suppression import email_hash, suppress, suppression_reason
 
@@ -97,7 +109,7 @@ class SubscribeOutcome:
     result: str
     email: str
     subscriber_id: int | None = None
-    mail: SendResult | None = None
+    mail_queued: bool = False
 
 
 @dataclass
@@ -220,12 +232,11 @@ def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> boo
     return more.rowcount == 1
 
 
-def send_confirmation(
-    settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None
-) -> SendResult:
-
-    return send_transactional(
-        settings,
+def queue_confirmation(session: Session, settings, subscriber_id: int, email: str, name: str) -> None:
+    """The confirmation mail, queued in the caller's transaction (the one place it is made)."""
+    enqueue(
+        session,
+        kind="confirmation",
         to=email,
         to_name=name,
         subject="Confirm your subscription to GET THE SIGNAL",
@@ -236,8 +247,7 @@ def send_confirmation(
             "confirm_url": links.confirm_url(settings, subscriber_id),
             "max_age_days": settings.token_max_age_days,
         },
-        kind="transactional",
-        transport=transport,
+        subscriber_id=subscriber_id,
     )
 
 
@@ -278,14 +288,13 @@ def subscribe(
                 mail = wants_mail and _reserve_confirmation(session, settings, sub.id)
                 if wants_mail and not mail:
                     result = "capped"
-                outcome = SubscribeOutcome(result, address, sub.id)
-                name_now = sub.name
+                if mail:
+                    queue_confirmation(session, settings, sub.id, address, sub.name)
+                outcome = SubscribeOutcome(result, address, sub.id, mail_queued=mail)
             break
         except IntegrityError:
             if attempt == 2:  # a concurrent request inserted the same address twice in a row
                 raise
-    if mail:
-        outcome.mail = send_confirmation(settings, outcome.subscriber_id, address, name_now)
     return outcome
 
 
@@ -296,11 +305,11 @@ def subscribe_batch(
     source="import",
     consent_text="",
     double_opt_in=False,
-    transport: Transport | None = None,
 ) -> list[tuple[Candidate, str]]:
     """Apply the same rules as ``subscribe`` to many validated candidates in
     one transaction (the CSV import): two IN queries to look them up, and one
-    multi-row INSERT for the new readers and their events."""
+    multi-row INSERT for the new readers and their events; the confirmation
+    mails are queued in the same transaction."""
     mails: list[tuple[int, str, str]] = []
     results: list[tuple[Candidate, str]] = []
     now = clock.now()
@@ -378,13 +387,13 @@ def subscribe_batch(
             )
             if double_opt_in:
                 mails.extend((ids[e], e, row["name"]) for e, row in new_rows.items())
-    for subscriber_id, address, name in mails:
-        send_confirmation(settings, subscriber_id, address, name, transport=transport)
+        for subscriber_id, address, name in mails:
+            queue_confirmation(session, settings, subscriber_id, address, name)
     return results
 
 
 def resend_confirmation(settings, *, email: str | None = None, subscriber_id: int | None = None) -> bool:
-    """Send a fresh confirmation link to a reader who has not confirmed (or
+    """Queue a fresh confirmation link for a reader who has not confirmed (or
     who left), within the daily cap. Silent about everything else."""
     with session_scope() as session:
         query = select(Subscriber)
@@ -400,8 +409,8 @@ def resend_confirmation(settings, *, email: str | None = None, subscriber_id: in
             return False
         if not _reserve_confirmation(session, settings, sub.id):
             return False
-        target = (sub.id, sub.email, sub.name)
-    return send_confirmation(settings, *target).ok
+        queue_confirmation(session, settings, sub.id, sub.email, sub.name)
+    return True
 
 
 # --- confirming, preferences, leaving ----------------------------------------------
@@ -420,8 +429,8 @@ class ConfirmOutcome:
 
 def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
     """Activate a reader from their confirmation link. Idempotent (link
-    scanners and double clicks are harmless); the welcome mail goes out once,
-    on the one request that made the change."""
+    scanners and double clicks are harmless); the welcome mail is queued once,
+    in the transaction of the one request that made the change."""
     with session_scope() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -445,22 +454,23 @@ def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
             return out
         session.add(Event(kind="confirm", subscriber_id=sub.id))
         out.result = "confirmed"
-    send_welcome(settings, out)
+        queue_welcome(session, settings, out)
     return out
 
 
-def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
-
+def queue_welcome(session: Session, settings, who: ConfirmOutcome) -> None:
+    """The welcome mail, queued in the caller's transaction (the one place it is made)."""
     unsubscribe = links.unsubscribe_url(settings, who.subscriber_id)
-    return send_transactional(
-        settings,
+    enqueue(
+        session,
+        kind="welcome",
         to=who.email,
         to_name=who.name,
         subject="Welcome to GET THE SIGNAL",
         template="welcome",
         context={
             "name": who.name,
-            "topics": _topic_names(settings, who.topics),
+            "topics": _topic_names(session, settings, who.topics),
             "preferences_url": links.preferences_url(settings, who.subscriber_id),
             "unsubscribe_url": unsubscribe,
         },
@@ -468,15 +478,15 @@ def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
+        subscriber_id=who.subscriber_id,
     )
 
 
-def _topic_names(settings, topics: str) -> list[str]:
+def _topic_names(session: Session, settings, topics: str) -> list[str]:
     chosen = [t for t in topics.split(",") if t]
     if not chosen:
         return []
-    with session_scope() as session:
-        names = {t.slug: t.name for t in topic_tags(session, settings)}
+    names = {t.slug: t.name for t in topic_tags(session, settings)}
     return [names.get(slug, slug) for slug in chosen]
 
 
@@ -538,6 +548,11 @@ def erase(session: Session, subscriber: Subscriber) -> None:
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
     session.execute(delete(Event).where(Event.subscriber_id == sid))
     session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))
+    session.execute(
+        delete(TransactionalMail).where(
+            or_(TransactionalMail.subscriber_id == sid, TransactionalMail.to_email == address)
+        )
+    )
     session.delete(subscriber)
     session.add(Event(kind="erase"))  # counted, not linked to anyone
     session.flush()

@@ -54,7 +54,7 @@ from newsletter.delivery.send import resume_unfinished
 from newsletter.feedback.mailbox import poll_bounce_mailbox
 from newsletter.issues import states
 from newsletter.issues.service import approve_issue, assemble_issue, issue_articles
-from newsletter.models import Event, Issue, JobRun, OutboxMessage, WebhookReplay
+from newsletter.models import Event, Issue, JobRun, OutboxMessage, TransactionalMail, WebhookReplay
 from newsletter.scheduling import notices, runs, slots
 
 log = logging.getLogger("newsletter.scheduler")
@@ -68,7 +68,8 @@ MAX_MISSED = 52  # missed slots recorded one by one after downtime; older ones a
 SENDABLE = states.STARTABLE
 HANDLED = states.PUBLIC  # the send has started (or is over): nothing for the slot to do
 RETENTION_BATCH = 5000
-HOUSEKEEPING_KEEP = timedelta(days=2)  # JobRun rows of the periodic jobs are only kept briefly
+HOUSEKEEPING_KEEP = timedelta(days=2)
+BEFORE_INSTALL = "before this installation's first scheduler run: nothing to send, nothing missed"  # JobRun rows of the periodic jobs are only kept briefly
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,17 @@ def _new_due_slots(
     recorded as skipped and reported. Returns (actions, newest claimed)."""
     actions: list[str] = []
     grace = slots.grace(settings)
+    if recorded is None and now - latest > grace:
+        # The very first start of a new installation, past the grace period of
+        # the latest slot: that slot (and every one before) predates the
+        # installation. Nothing was missed; it is only recorded, as the point
+        # the weekly cycle counts from.
+        runs.claim(SEND, latest, state="skipped", detail=BEFORE_INSTALL)
+        log.info(
+            "first start: the slot of %s predates this installation; the weekly cycle starts with the next one",
+            slots.describe(settings, latest),
+        )
+        return actions, False
     # On the very first start only the latest slot counts: older ones predate the scheduler.
     due = slots.recent_slots(settings, now, after=recorded, limit=MAX_MISSED if recorded is not None else 1)
     missed: list[str] = []
@@ -171,15 +183,10 @@ def _new_due_slots(
     if missed:
         actions.append(f"send: skipped {len(missed)} missed slot(s)")
         log.warning("skipped missed slot(s): %s", "; ".join(missed))
-        if recorded is not None:  # the very first start is not downtime: nothing to report
-            plural = "s" if len(missed) > 1 else ""
-            notices.notify(
-                settings,
-                "review_missed",
-                f"Missed slot{plural}: nothing was sent late",
-                missed=missed,
-                intro="",
-            )
+        plural = "s" if len(missed) > 1 else ""
+        notices.notify(
+            settings, "review_missed", f"Missed slot{plural}: nothing was sent late", missed=missed, intro=""
+        )
     return actions, claimed
 
 
@@ -200,13 +207,19 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         result = assemble_issue(settings, now=now, slot_at=slot)
         issue = result.issue
         if issue is None:
-            runs.move(SEND, slot, expect="started", state="done", detail=f"empty week: {result.message}")
-            notices.notify(
-                settings,
-                "review_empty",
-                "No issue this week",
-                slot_text=slots.describe(settings, slot),
-                reason=result.message,
+            runs.move(
+                SEND,
+                slot,
+                expect="started",
+                state="done",
+                detail=f"empty week: {result.message}",
+                then=notices.notice(
+                    settings,
+                    "review_empty",
+                    "No issue this week",
+                    slot_text=slots.describe(settings, slot),
+                    reason=result.message,
+                ),
             )
             log.warning("empty week for the slot of %s: %s", slots.describe(settings, slot), result.message)
             return [f"{label}: empty week, nothing sent"]
@@ -237,41 +250,46 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
         if issue.status not in SENDABLE and settings.auto_send:
             issue = approve_issue(issue.number, by="auto-send")
         if issue.status not in SENDABLE:
+            told = notices.notice(
+                settings,
+                "review_waiting",
+                f"{issue.label} is waiting for approval",
+                issue_label=issue.label,
+                issue_title=issue.title,
+                issue_status=issue.status,
+                slot_text=slots.describe(settings, slot),
+                preview_url=notices.preview_url(settings, issue.number),
+            )
             runs.move(
                 SEND,
                 slot,
                 expect="started",
                 state="waiting",
                 detail=f"{issue.label} is {issue.status}: waiting for an editor's approval",
+                then=told if previous != "waiting" else None,
             )
-            if previous != "waiting":
-                notices.notify(
-                    settings,
-                    "review_waiting",
-                    f"{issue.label} is waiting for approval",
-                    issue_label=issue.label,
-                    issue_title=issue.title,
-                    issue_status=issue.status,
-                    slot_text=slots.describe(settings, slot),
-                    preview_url=notices.preview_url(settings, issue.number),
-                )
-                return [f"{label}: {issue.label} waiting for approval"]
-            return []
+            return [f"{label}: {issue.label} waiting for approval"] if previous != "waiting" else []
         outcome = _deliver(settings, issue.number, mode)
         runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label}: {outcome}")
         return [f"{label}: {issue.label} {outcome}"]
     except Exception as exc:  # noqa: BLE001 - recorded, reported, retried within the grace period
         log.exception("the send job for %s failed", slot.isoformat())
-        runs.move(SEND, slot, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
-        if previous != "failed":
-            notices.notify(
-                settings,
-                "review_failed",
-                "The scheduler could not send this week's issue",
-                action="send this week's issue",
-                slot_text=slots.describe(settings, slot),
-                error=f"{exc.__class__.__name__}: {exc}"[:500],
-            )
+        told = notices.notice(
+            settings,
+            "review_failed",
+            "The scheduler could not send this week's issue",
+            action="send this week's issue",
+            slot_text=slots.describe(settings, slot),
+            error=f"{exc.__class__.__name__}: {exc}"[:500],
+        )
+        runs.move(
+            SEND,
+            slot,
+            expect="started",
+            state="failed",
+            detail=f"{exc.__class__.__name__}: {exc}",
+            then=told if previous != "failed" else None,
+        )
         return [f"{label}: failed ({exc.__class__.__name__})"]
 
 
@@ -336,16 +354,22 @@ def _run_timed(settings, number: int, when: datetime, now: datetime, mode: Mode)
         outcome = _deliver(settings, number, mode)
     except Exception as exc:  # noqa: BLE001 - recorded, reported once, retried within the grace period
         log.exception("the timed send of issue %s failed", number)
-        runs.move(job, when, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
-        if previous != "failed":
-            notices.notify(
-                settings,
-                "review_failed",
-                f"The scheduler could not send {label}",
-                action=f"send {label} at its scheduled time",
-                slot_text=slots.describe(settings, when),
-                error=f"{exc.__class__.__name__}: {exc}"[:500],
-            )
+        told = notices.notice(
+            settings,
+            "review_failed",
+            f"The scheduler could not send {label}",
+            action=f"send {label} at its scheduled time",
+            slot_text=slots.describe(settings, when),
+            error=f"{exc.__class__.__name__}: {exc}"[:500],
+        )
+        runs.move(
+            job,
+            when,
+            expect="started",
+            state="failed",
+            detail=f"{exc.__class__.__name__}: {exc}",
+            then=told if previous != "failed" else None,
+        )
         return [f"timed {label}: failed ({exc.__class__.__name__})"]
     runs.move(job, when, expect="started", state="done", detail=f"{label}: {outcome}")
     return [f"timed {label} ({when.isoformat()}): {outcome}"]
@@ -354,6 +378,7 @@ def _run_timed(settings, number: int, when: datetime, now: datetime, mode: Mode)
 def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[str]:
     """Back to approved (one conditional UPDATE: one process reports it)."""
     t = Issue.__table__.c
+    late = _hours(now - when)
     with get_engine().begin() as conn:
         issue_id = conn.execute(select(t.id).where(t.number == number)).scalar()
         changed = issue_id is not None and states.move(
@@ -364,18 +389,21 @@ def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[
             scheduled_for=None,
             updated_at=now,
         )
+        if changed:
+            notices.notify(
+                settings,
+                "review_missed",
+                f"Issue {number:03d} was not sent at its time",
+                within=conn,
+                missed=[
+                    f"Issue {number:03d}, scheduled for {slots.describe(settings, when)} (missed by {late})"
+                ],
+                intro=f"The scheduler was not running at this time and it is now past the {settings.misfire_grace_hours}-hour "
+                "grace period, so the issue was not sent late. It is approved again: send it or schedule it anew:",
+            )
     if not changed:
         return []
-    late = _hours(now - when)
     log.warning("Issue %03d was scheduled for %s and is %s late: not sent", number, when.isoformat(), late)
-    notices.notify(
-        settings,
-        "review_missed",
-        f"Issue {number:03d} was not sent at its time",
-        missed=[f"Issue {number:03d}, scheduled for {slots.describe(settings, when)} (missed by {late})"],
-        intro=f"The scheduler was not running at this time and it is now past the {settings.misfire_grace_hours}-hour "
-        "grace period, so the issue was not sent late. It is approved again: send it or schedule it anew:",
-    )
     return [f"timed Issue {number:03d}: missed by {late}, returned to approved"]
 
 
@@ -408,17 +436,16 @@ def _expire(settings, run: JobRun, now: datetime) -> list[str]:
         )
         return []
     detail = f"grace period over while {run.state}: {run.detail}"
-    if not runs.move(SEND, run.slot_at, expect=run.state, state="expired", detail=detail):
-        return []
-    missed = [f"{slots.describe(settings, run.slot_at)} ({run.state}: {run.detail})"]
-    notices.notify(
+    told = notices.notice(
         settings,
         "review_missed",
         "A slot passed without a send",
-        missed=missed,
+        missed=[f"{slots.describe(settings, run.slot_at)} ({run.state}: {run.detail})"],
         intro=f"The {settings.misfire_grace_hours}-hour grace period after this slot ended and its issue "
         "was not sent, so the scheduler will no longer send it by itself:",
     )
+    if not runs.move(SEND, run.slot_at, expect=run.state, state="expired", detail=detail, then=told):
+        return []
     return [f"send {run.slot_at.isoformat()}: expired ({run.state})"]
 
 
@@ -465,30 +492,36 @@ def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> li
             expect="started",
             state="done",
             detail=f"{issue.label} assembled ({count} articles); editors told",
-        )
-        notices.notify(
-            settings,
-            "review",
-            f"Review {issue.label} before {slots.describe(settings, slot)}",
-            issue_label=issue.label,
-            issue_title=issue.title,
-            article_count=count,
-            slot_text=slots.describe(settings, slot),
-            preview_url=notices.preview_url(settings, issue.number),
+            then=notices.notice(
+                settings,
+                "review",
+                f"Review {issue.label} before {slots.describe(settings, slot)}",
+                issue_label=issue.label,
+                issue_title=issue.title,
+                article_count=count,
+                slot_text=slots.describe(settings, slot),
+                preview_url=notices.preview_url(settings, issue.number),
+            ),
         )
         return [f"{label}: {issue.label} assembled, editors told"]
     except Exception as exc:  # noqa: BLE001 - recorded, reported, retried until the slot
         log.exception("the review job for %s failed", slot.isoformat())
-        runs.move(REVIEW, slot, expect="started", state="failed", detail=f"{exc.__class__.__name__}: {exc}")
-        if previous != "failed":
-            notices.notify(
-                settings,
-                "review_failed",
-                "The scheduler could not assemble the next issue",
-                action="assemble the next issue",
-                slot_text=slots.describe(settings, slot),
-                error=f"{exc.__class__.__name__}: {exc}"[:500],
-            )
+        told = notices.notice(
+            settings,
+            "review_failed",
+            "The scheduler could not assemble the next issue",
+            action="assemble the next issue",
+            slot_text=slots.describe(settings, slot),
+            error=f"{exc.__class__.__name__}: {exc}"[:500],
+        )
+        runs.move(
+            REVIEW,
+            slot,
+            expect="started",
+            state="failed",
+            detail=f"{exc.__class__.__name__}: {exc}",
+            then=told if previous != "failed" else None,
+        )
         return [f"{label}: failed ({exc.__class__.__name__})"]
 
 
@@ -536,8 +569,9 @@ def _delete_before(model, column, cutoff: datetime, *extra) -> int:
 
 
 def retention(settings, now: datetime | None = None) -> dict[str, int]:
-    """Delete events, webhook replay tokens, outbox mail and job records
-    older than NEWSLETTER_RETENTION_DAYS (periodic job records after two days)."""
+    """Delete events, webhook replay tokens, outbox mail, transactional mail
+    that is done with and job records older than NEWSLETTER_RETENTION_DAYS
+    (periodic job records after two days)."""
     now = now or clock.now()
     cutoff = now - timedelta(days=settings.retention_days)
     jr = JobRun.__table__.c
@@ -545,6 +579,12 @@ def retention(settings, now: datetime | None = None) -> dict[str, int]:
         "events": _delete_before(Event, Event.__table__.c.created_at, cutoff),
         "webhook_replays": _delete_before(WebhookReplay, WebhookReplay.__table__.c.created_at, cutoff),
         "outbox": _delete_before(OutboxMessage, OutboxMessage.__table__.c.created_at, cutoff),
+        "transactional_mail": _delete_before(
+            TransactionalMail,
+            TransactionalMail.__table__.c.created_at,
+            cutoff,
+            TransactionalMail.__table__.c.status.in_(("sent", "failed", "skipped")),
+        ),
         "job_runs": _delete_before(JobRun, jr.created_at, cutoff)
         + _delete_before(JobRun, jr.created_at, now - HOUSEKEEPING_KEEP, jr.job.not_in(WEEKLY_JOBS)),
     }

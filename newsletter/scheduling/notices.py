@@ -1,41 +1,51 @@
 """Mails to the editors: a draft to review, an issue waiting for approval,
 an empty week, missed slots, a failed job.
 
-Sent through ``delivery.transactional.send_transactional`` with the
-``review*`` templates, to ``NEWSLETTER_EDITOR_EMAILS`` or else every editor
-account. A notice never stops the scheduler: a failure is logged and the
-job goes on (the JobRun row records what happened either way).
+Queued (``delivery.transactional.enqueue``) with the ``review*`` templates,
+to ``NEWSLETTER_EDITOR_EMAILS`` or else every editor account, in the same
+transaction as the scheduler's record of what happened (``runs.move(…,
+then=notices.notice(…))``), so the record and its notice commit together;
+the sender delivers them with retries. A notice never stops the scheduler.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 
 from newsletter.db import get_engine
-from newsletter.delivery.transactional import send_transactional
+from newsletter.delivery.transactional import enqueue
 from newsletter.models import Editor
 from newsletter.scheduling import slots
 
 log = logging.getLogger("newsletter.scheduler")
 
+editors = Editor.__table__
 
-def editor_addresses(settings) -> list[str]:
+
+def editor_addresses(settings, connection) -> list[str]:
     if settings.editor_emails:
         return list(dict.fromkeys(settings.editor_emails))
-    with get_engine().connect() as conn:
-        return list(conn.execute(select(Editor.__table__.c.email).order_by(Editor.__table__.c.id)).scalars())
+    return list(
+        connection.execute(
+            select(editors.c.email).where(editors.c.disabled_at.is_(None)).order_by(editors.c.id)
+        ).scalars()
+    )
 
 
 def preview_url(settings, number: int) -> str:
     return f"{settings.base_url}/editor/issues/{number}"
 
 
-def notify(settings, template: str, subject: str, **context) -> int:
-    """Send one notice to every editor; returns how many were accepted."""
-
-    recipients = editor_addresses(settings)
+def notify(settings, template: str, subject: str, *, within=None, **context) -> int:
+    """Queue one notice to every editor, in the transaction ``within`` (a
+    connection) or in one of its own; returns how many were queued."""
+    if within is None:
+        with get_engine().begin() as connection:
+            return notify(settings, template, subject, within=connection, **context)
+    recipients = editor_addresses(settings, within)
     if not recipients:
         log.warning("no editor to tell (%s): set NEWSLETTER_EDITOR_EMAILS or create an editor", subject)
         return 0
@@ -47,18 +57,15 @@ def notify(settings, template: str, subject: str, **context) -> int:
         "editor_url": f"{settings.base_url}/editor/",
         **context,
     }
-    sent = 0
     for address in recipients:
-        try:
-            result = send_transactional(
-                settings, to=address, subject=subject, template=template, context=values
-            )
-        except Exception:  # noqa: BLE001 - a notice must never stop the scheduler
-            log.exception("notice %r to an editor failed", template)
-            continue
-        sent += 1 if result.ok else 0
-    log.info("notice %r sent to %s of %s editors", template, sent, len(recipients))
-    return sent
+        enqueue(within, kind="notice", to=address, subject=subject, template=template, context=values)
+    log.info("notice %r queued for %s editors", template, len(recipients))
+    return len(recipients)
+
+
+def notice(settings, template: str, subject: str, **context) -> Callable[[object], int]:
+    """``notify`` for later, in a transaction the caller opens (``runs.move(…, then=…)``)."""
+    return lambda connection: notify(settings, template, subject, within=connection, **context)
 
 
 def when(settings, moment) -> str:

@@ -14,9 +14,11 @@ awaits an editor's approval) · ``empty`` (nothing to assemble yet) ·
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from newsletter import clock
@@ -59,8 +61,18 @@ def claim(job: str, slot_at: datetime, *, state: str = "started", detail: str = 
     return True
 
 
-def move(job: str, slot_at: datetime, *, expect: str, state: str, detail: str | None = None) -> bool:
-    """Change the state if it is still ``expect``; True for the one caller that did."""
+def move(
+    job: str,
+    slot_at: datetime,
+    *,
+    expect: str,
+    state: str,
+    detail: str | None = None,
+    then: Callable[[Connection], object] | None = None,
+) -> bool:
+    """Change the state if it is still ``expect``; True for the one caller that
+    did. ``then(connection)`` runs in the same transaction when it did (the
+    notice that reports the change: both commit or neither)."""
     values: dict = {"state": state, "finished_at": None if state == "started" else clock.now()}
     if detail is not None:
         values["detail"] = detail[:1000]
@@ -68,6 +80,8 @@ def move(job: str, slot_at: datetime, *, expect: str, state: str, detail: str | 
         changed = conn.execute(
             update(T).where(T.c.job == job, T.c.slot_at == slot_at, T.c.state == expect).values(**values)
         ).rowcount
+        if changed == 1 and then is not None:
+            then(conn)
     return changed == 1
 
 
