@@ -2,3 +2,4 @@
 
 BRAND = "GET THE SIGNAL"
 TAGLINE = "AI agent intel, delivered weekly"
+DISTRIBUTION = "get-the-signal"  # the name pip knows the package by

@@ -14,6 +14,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
+from newsletter import DISTRIBUTION
 from newsletter.app import create_app
 from newsletter.config import ConfigError, load_settings
 
@@ -33,6 +34,7 @@ def _create_app_for_cli() -> Flask:
 @click.group(
     cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False
 )
+@click.version_option(package_name=DISTRIBUTION, prog_name="newsletter", message="%(prog)s %(version)s")
 def cli():
     """GET THE SIGNAL — AI agent intel, delivered weekly."""
 

@@ -17,7 +17,7 @@ from waitress import serve as waitress_serve
 from newsletter import db, scheduler
 from newsletter.content import commands as content_commands
 from newsletter.delivery import commands as delivery_commands
-from newsletter.delivery import runner
+from newsletter.delivery import mail_commands, runner
 from newsletter.demo import seed_demo
 from newsletter.editor import commands as editor_commands
 from newsletter.extensions import settings
@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     content_commands,
     issues_commands,
     delivery_commands,
+    mail_commands,
     editor_commands,
     feedback_commands,
     scheduler,
@@ -40,9 +41,15 @@ def register_commands(app: Flask) -> None:
     groups = {
         "db": AppGroup("db", help="Database schema (Alembic)."),
         "editor": AppGroup("editor", help="Editor accounts."),
-        "articles": AppGroup("articles", help="Articles in: JSON files and RSS/Atom feeds."),
-        "subscribers": AppGroup("subscribers", help="Import and export readers."),
-        "issue": AppGroup("issue", help="Assemble, preview, send and follow an issue."),
+        "articles": AppGroup(
+            "articles", help="Articles: import (JSON files, RSS/Atom feeds), list, hold back."
+        ),
+        "sections": AppGroup(
+            "sections", help="The newsletter's sections: which tags, in which order, named how."
+        ),
+        "subscribers": AppGroup("subscribers", help="Readers: add, remove, list, import, export, suppress."),
+        "issue": AppGroup("issue", help="Assemble, preview, approve, schedule, send and follow an issue."),
+        "mail": AppGroup("mail", help="The transactional mail queue: confirmations, welcomes, notices."),
     }
     groups["db"].add_command(db_upgrade)
     for module in COMMAND_MODULES:

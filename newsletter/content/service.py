@@ -300,3 +300,43 @@ def upsert_articles(items: list, source: str, *, new_tags_are_sections: bool = T
                 raise
     report.merge(stored)
     return report
+
+
+# --- curation: what the editor's articles page and `newsletter articles` do ---------------
+
+
+def set_held(session: Session, article_id: int, held: bool) -> Article:
+    """Hold an article back from the next issue (assembly skips it), or release it."""
+    article = session.get(Article, article_id)
+    if article is None:
+        raise ArticleInvalid(f"there is no article {article_id}")
+    article.held = held
+    article.updated_at = clock.now()
+    session.add(article)
+    return article
+
+
+def list_articles(
+    session: Session, *, since: datetime | None = None, tag: str | None = None, limit: int = 100
+) -> list[tuple[Article, list[str]]]:
+    """The newest articles (published after ``since``, carrying ``tag``), each with its tag slugs."""
+    query = select(Article).order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(Article.published_at > since)
+    if tag:
+        query = query.where(
+            Article.id.in_(
+                select(ArticleTag.article_id).join(Tag, Tag.id == ArticleTag.tag_id).where(Tag.slug == tag)
+            )
+        )
+    articles = list(session.exec(query).all())
+    slugs: dict[int, list[str]] = {a.id: [] for a in articles}
+    if articles:
+        for article_id, slug in session.exec(
+            select(ArticleTag.article_id, Tag.slug)
+            .join(Tag, Tag.id == ArticleTag.tag_id)
+            .where(ArticleTag.article_id.in_(list(slugs)))
+            .order_by(Tag.slug)
+        ).all():
+            slugs[article_id].append(slug)
+    return [(a, slugs[a.id]) for a in articles]

@@ -1,8 +1,8 @@
 """Editor-side changes to articles: their tags and the hold-back flag.
 
 The ingest side (creating and sanitising articles) is ``content``'s; this
-module only lets an editor correct tags and keep an article out of the next
-issue (assembly skips ``Article.held``).
+module only lets an editor correct tags; keeping an article out of the next
+issue is ``content.service.set_held`` (the CLI's too).
 """
 
 from __future__ import annotations
@@ -55,14 +55,4 @@ def set_article_tags(session: Session, article_id: int, slugs: list[str]) -> Art
     article.updated_at = clock.now()
     session.add(article)
     session.flush()
-    return article
-
-
-def set_held(session: Session, article_id: int, held: bool) -> Article:
-    article = session.get(Article, article_id)
-    if article is None:
-        raise ArticleError("no such article")
-    article.held = held
-    article.updated_at = clock.now()
-    session.add(article)
     return article

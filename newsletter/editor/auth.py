@@ -40,7 +40,8 @@ def load_editor(user_id: str) -> EditorUser | None:
         return None
     with session_scope() as session:
         editor = session.get(Editor, int(user_id))
-        return EditorUser(editor) if editor else None
+        # A disabled account's sessions end with it (`newsletter editor disable`).
+        return EditorUser(editor) if editor and editor.disabled_at is None else None
 
 
 login_manager.login_view = "editor.login"

@@ -135,7 +135,7 @@ def authenticate(email: str, password: str) -> AuthResult:
     now = clock.now()
     with session_scope() as session:
         editor = session.exec(select(Editor).where(Editor.email == address)).first()
-        if editor is None:
+        if editor is None or editor.disabled_at is not None:
             _verify(_dummy_hash(_hasher), password)
             return AuthResult(False, message=generic)
         if editor.locked_until is not None and editor.locked_until > now:
@@ -182,7 +182,37 @@ def list_editors(session: Session) -> list[Editor]:
 
 
 def count_admins(session: Session) -> int:
-    return session.exec(select(func.count()).select_from(Editor).where(Editor.role == "admin")).one()
+    """Admins who can log in (a disabled admin does not count)."""
+    return session.exec(
+        select(func.count()).select_from(Editor).where(Editor.role == "admin", Editor.disabled_at.is_(None))
+    ).one()
+
+
+def find_editor(session: Session, email: str) -> Editor:
+    editor = session.exec(select(Editor).where(Editor.email == normalise_editor_email(email))).first()
+    if editor is None:
+        raise EditorError(f"there is no editor {email}")
+    return editor
+
+
+def disable_editor(session: Session, email: str) -> Editor:
+    """The account can no longer log in, and its sessions end; never the last admin."""
+    editor = find_editor(session, email)
+    if editor.disabled_at is None:
+        if editor.role == "admin" and count_admins(session) <= 1:
+            raise EditorError("the last admin who can log in cannot be disabled")
+        editor.disabled_at = clock.now()
+        session.add(editor)
+    return editor
+
+
+def enable_editor(session: Session, email: str) -> Editor:
+    editor = find_editor(session, email)
+    editor.disabled_at = None
+    editor.failed_logins = 0
+    editor.locked_until = None
+    session.add(editor)
+    return editor
 
 
 def delete_editor(session: Session, editor_id: int, *, acting_id: int) -> None:

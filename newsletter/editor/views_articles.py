@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
+from newsletter.content.service import ArticleInvalid, set_held
 from newsletter.db import session_scope
 from newsletter.editor import queries
-from newsletter.editor.articles import ArticleError, parse_tags, set_article_tags, set_held
+from newsletter.editor.articles import ArticleError, parse_tags, set_article_tags
 from newsletter.editor.forms import ActionForm, ArticleTagsForm
 from newsletter.editor.views import bp
 
@@ -68,6 +69,6 @@ def article_hold(article_id: int):
             article = set_held(db, article_id, hold)
             title = article.title
         flash(f"“{title}” is {'held back from' if hold else 'back in'} the next issue.", "success")
-    except ArticleError as exc:
+    except ArticleInvalid as exc:
         flash(str(exc).capitalize() + ".", "error")
     return _back()

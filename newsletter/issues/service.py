@@ -5,7 +5,8 @@ these. Functions taking ``settings`` open their own unit of work.
 
 Assembly rules (docs/operating.md, "Assembly", has the long form):
 - sections are the tags listed in NEWSLETTER_SECTIONS, in that order, or else
-  every tag marked ``is_section``, by ``position``;
+  every tag marked ``is_section``, by ``position``, or else (a fresh
+  installation where nobody chose) the most-used tags (``content.sections``);
 - the window runs from the previous (not cancelled) issue's ``window_end`` —
   or seven days back for the first issue — to now: ``start < published_at <= end``;
 - eligible articles carry a section tag, are not held, and are in no earlier
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +32,7 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.config import Settings
+from newsletter.content import sections as section_choice
 from newsletter.content.sanitise import clean_text, neutralise
 from newsletter.db import session_scope
 from newsletter.issues import states
@@ -53,17 +56,16 @@ class AssembleResult:
     issue: Issue | None
     created: bool
     message: str
+    hint: str = ""  # how to do better next time (sections nobody chose yet)
 
 
 # --- reading -------------------------------------------------------------------
 
 
 def sections(session: Session, settings: Settings) -> list[Tag]:
-    """The ordered sections: NEWSLETTER_SECTIONS if set, else tags with is_section by position."""
-    if settings.sections:
-        tags = {t.slug: t for t in session.exec(select(Tag).where(Tag.slug.in_(settings.sections))).all()}
-        return [tags[slug] for slug in settings.sections if slug in tags]
-    return list(session.exec(select(Tag).where(Tag.is_section).order_by(Tag.position, Tag.name)).all())
+    """The ordered sections (``content.sections.current``: NEWSLETTER_SECTIONS,
+    else the tags chosen as sections, else the most-used tags)."""
+    return section_choice.current(session, settings).tags
 
 
 def get_issue(session: Session, number: int) -> Issue | None:
@@ -86,6 +88,35 @@ def issue_articles(session: Session, issue: Issue) -> list[tuple[IssueArticle, A
             .order_by(IssueArticle.position)
         ).all()
     )
+
+
+def list_issues(session: Session, *, status: str | None = None, limit: int = 50) -> list[Issue]:
+    """The newest issues first (``status`` one of ``states.ALL`` or None)."""
+    query = select(Issue).order_by(Issue.number.desc()).limit(limit)
+    if status:
+        query = query.where(Issue.status == status)
+    return list(session.exec(query).all())
+
+
+def send_time(text: str, zone: str) -> datetime:
+    """An aware time from "2026-12-07 08:00" read in ``zone`` (or an ISO 8601
+    time with its own offset). A wall-clock time that does not exist in the
+    zone (skipped by a DST change) is refused; one that happens twice means
+    the first."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise IssueError(f"{zone!r} is not an IANA time zone such as Europe/Berlin") from None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("T", " "))
+    except ValueError:
+        raise IssueError(f"{text!r} is not a time like 2026-12-07 08:00") from None
+    if moment.tzinfo is not None:
+        return moment
+    aware = moment.replace(tzinfo=tz, fold=0)
+    if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != moment:
+        raise IssueError(f"{moment:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks skip it)")
+    return aware
 
 
 def next_number(session: Session, settings: Settings) -> int:
@@ -220,12 +251,21 @@ def _assemble(
         )
     previous = previous_issue(session)
     start = previous.window_end if previous else now - DEFAULT_WINDOW
-    section_tags = sections(session, settings)
+    choice = section_choice.current(session, settings)
+    section_tags = choice.tags
+    hint = ""
+    if choice.source == "derived":
+        hint = f"No sections are chosen yet, so the issue uses {choice.describe()}. {section_choice.HOW_TO_CHOOSE}"
+    if choice.missing:
+        hint = f"NEWSLETTER_SECTIONS names tags no article has yet: {', '.join(choice.missing)}."
     if not section_tags:
+        reason = (
+            "no article has a tag yet"
+            if choice.source == "derived"
+            else "none of NEWSLETTER_SECTIONS exists yet"
+        )
         return AssembleResult(
-            None,
-            False,
-            "No sections are configured (tags with is_section, or NEWSLETTER_SECTIONS): no issue assembled.",
+            None, False, f"No sections ({reason}): no issue assembled.", hint or section_choice.HOW_TO_CHOOSE
         )
     picked = pick_articles(session, settings, section_tags, start, now) if start < now else []
     if not picked:
@@ -233,6 +273,7 @@ def _assemble(
             None,
             False,
             f"No new articles between {start:%Y-%m-%d %H:%M} and {now:%Y-%m-%d %H:%M} UTC: no issue assembled.",
+            hint,
         )
     counts = Counter(tag.slug for _, tag in picked)
     order = {t.slug: i for i, t in enumerate(section_tags)}
@@ -264,7 +305,10 @@ def _assemble(
         )
     session.flush()
     return AssembleResult(
-        issue, True, f"{title}: {len(picked)} articles in {len(counts)} sections, draft ready for review"
+        issue,
+        True,
+        f"{title}: {len(picked)} articles in {len(counts)} sections, draft ready for review",
+        hint,
     )
 
 

@@ -31,7 +31,8 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
-from newsletter.db import session_scope
+from newsletter.content import sections
+from newsletter.db import contains_any, session_scope
 from newsletter.delivery.fanout import wait_for_fan_outs
 from newsletter.delivery.transactional import enqueue
 from newsletter.models import (
@@ -78,11 +79,7 @@ def split_topics(raw) -> list[str]:
 
 def topic_tags(session: Session, settings) -> list[Tag]:
     """The topics readers choose among: the newsletter's sections, in order."""
-    tags = session.exec(select(Tag).where(Tag.is_section == True).order_by(Tag.position, Tag.name)).all()  # noqa: E712
-    if settings.sections:
-        by_slug = {t.slug: t for t in tags}
-        return [by_slug[s] for s in settings.sections if s in by_slug]
-    return list(tags)
+    return sections.current(session, settings).tags
 
 
 def clean_topics(raw, available: Sequence[str]) -> str:
@@ -591,3 +588,27 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
         "issues_sent": [{"issue": n, "status": s, "sent_at": _iso(at)} for n, s, at in deliveries],
         "exported_at": _iso(clock.now()),
     }
+
+
+# --- the operator's view: `newsletter subscribers add|remove|list` ------------------------
+
+OPERATOR_CONSENT = "Added by the list owner, who collected the reader's consent (newsletter subscribers add)."
+
+
+def find_reader(session: Session, settings, email: str) -> Subscriber | None:
+    """The reader with this address (normalised as on subscribe); None if unknown."""
+    return session.exec(
+        select(Subscriber).where(Subscriber.email == normalise_email(email, settings))
+    ).first()
+
+
+def iter_readers(session: Session, *, status: str | None = None, search: str = "", limit: int | None = None):
+    """Readers oldest first, streamed from the database (a million never sit in memory)."""
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    if search.strip():
+        query = query.where(contains_any(search, Subscriber.email, Subscriber.name))
+    if limit is not None:
+        query = query.limit(limit)
+    return session.exec(query.execution_options(yield_per=1000))
