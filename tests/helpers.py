@@ -10,6 +10,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 import pytest
+import requests
 
 from newsletter import clock
 
@@ -362,3 +365,49 @@ class FakeProvider(LoopbackServer):
 
     def json(self, n=-1):
         return json.loads(self.requests[n]["body"])
+
+
+# --- the `newsletter` command as a real process -------------------------------------------
+
+
+def start_newsletter(args, tmp_path, env_extra=None, *, command=None):
+    """Run ``newsletter ARGS --port P`` (``serve``, ``demo``) in ``tmp_path`` on a
+    fresh SQLite database; returns (process, base URL) once /healthz answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
+        NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    env.update(env_extra or {})
+    proc = subprocess.Popen(
+        [*(command or [sys.executable, "-m", "newsletter"]), *args, "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{args} exited early:\n{proc.stdout.read()}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"{args} did not answer in time:\n{proc.stdout.read()}")
+
+
+def stop_process(proc) -> str:
+    """SIGTERM, then its output (SIGKILL if it does not stop)."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
