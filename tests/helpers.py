@@ -370,9 +370,10 @@ class FakeProvider(LoopbackServer):
 # --- the `newsletter` command as a real process -------------------------------------------
 
 
-def start_newsletter(args, tmp_path, env_extra=None, *, command=None):
-    """Run ``newsletter ARGS --port P`` (``serve``, ``demo``) in ``tmp_path`` on a
-    fresh SQLite database; returns (process, base URL) once /healthz answers."""
+def start_newsletter(args, tmp_path, env_extra=None, *, argv=None):
+    """Run ``newsletter ARGS --port P`` (``serve``, ``demo``) — or ``argv(P)`` —
+    in ``tmp_path`` on a fresh SQLite database; returns (process, base URL)
+    once /healthz answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
@@ -382,7 +383,7 @@ def start_newsletter(args, tmp_path, env_extra=None, *, command=None):
     )
     env.update(env_extra or {})
     proc = subprocess.Popen(
-        [*(command or [sys.executable, "-m", "newsletter"]), *args, "--port", str(port)],
+        argv(port) if argv else [sys.executable, "-m", "newsletter", *args, "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,0 +1,1 @@
+"""`newsletter doctor`: the configuration and deliverability pre-flight."""
