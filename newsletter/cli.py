@@ -19,6 +19,7 @@ from newsletter.content import commands as content_commands
 from newsletter.delivery import commands as delivery_commands
 from newsletter.delivery import mail_commands, runner
 from newsletter.demo import seed_demo
+from newsletter.doctor import commands as doctor_commands
 from newsletter.editor import commands as editor_commands
 from newsletter.extensions import settings
 from newsletter.feedback import commands as feedback_commands
@@ -33,6 +34,7 @@ COMMAND_MODULES = (
     mail_commands,
     editor_commands,
     feedback_commands,
+    doctor_commands,
     scheduler,
 )
 

@@ -7,6 +7,7 @@ transport DSN stops the process with a clear message instead of failing at
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import warnings
@@ -121,6 +122,7 @@ class Settings:
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
     webhook_max_bytes: int = 1048576  # larger webhook bodies are refused (413)
     editor_emails: tuple[str, ...] = ()  # who gets review mails; default: all editors
+    dns_resolver: str = ""  # `doctor`'s DNS server(s), host[:port], comma-separated; default: the system's
     # Every other NEWSLETTER_* variable, by its lower-cased name without the
     # prefix: the provider secrets that each webhook module names for itself
     # (``feedback.webhooks.<provider>.SECRETS``), so a new provider needs no
@@ -182,6 +184,28 @@ def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True,
     values.update(overrides)
     settings = Settings(**values)
     return validate(settings)
+
+
+def dns_server(item: str) -> tuple[str, int]:
+    """(address, port) from "1.1.1.1", "127.0.0.1:5353", "[::1]:53" or "::1"."""
+    text = item.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = int(rest.removeprefix(":")) if rest.removeprefix(":").isdigit() else -1
+    elif text.count(":") == 1:
+        host, _, raw = text.partition(":")
+        port = int(raw) if raw.isdigit() else -1
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{item!r} is not an IP address with an optional port, such as 127.0.0.1:5353"
+        ) from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{item!r} has no valid port")
+    return host, port
 
 
 def _instance_secret(instance: Path) -> str:
@@ -268,6 +292,11 @@ def validate(settings: Settings) -> Settings:
         or "@" not in settings.bounce_return_path.split("{token}")[-1]
     ):
         raise ConfigError("NEWSLETTER_BOUNCE_RETURN_PATH must look like bounces+{token}@example.org")
+    for server in _list(settings.dns_resolver):
+        try:
+            dns_server(server)
+        except ValueError as exc:
+            raise ConfigError(f"NEWSLETTER_DNS_RESOLVER: {exc}") from None
     dkim = [settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file]
     if any(dkim) and not all(dkim):
         raise ConfigError(

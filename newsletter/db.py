@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
@@ -100,6 +102,14 @@ def session_scope() -> Iterator[Session]:
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Apply Alembic migrations (used by `db upgrade`, `serve`, `demo` and tests)."""
     command.upgrade(alembic_config(url), revision)
+
+
+def revisions() -> tuple[set[str], set[str]]:
+    """(the revisions the database is at, the newest ones the code has): equal
+    when the database is migrated."""
+    with get_engine().connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -105,6 +105,23 @@ def _quote_folder(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def check_login(settings: Settings) -> str:
+    """Log in to NEWSLETTER_BOUNCE_MAILBOX and open its folder (``doctor``);
+    returns what was found, raises for a refused login or a missing folder."""
+    box = parse_mailbox_url(settings.bounce_mailbox)
+    conn = _connect(box)
+    try:
+        typ, data = conn.select(_quote_folder(box.folder), readonly=True)
+        if typ != "OK":
+            raise RuntimeError(f"the folder {box.folder!r} cannot be opened")
+        return f"logged in as {box.user} at {box.host}:{box.port}; {box.folder} holds {int(data[0] or 0)} messages"
+    finally:
+        try:
+            conn.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
 def poll_bounce_mailbox(settings: Settings, *, limit: int = 1000) -> int:
     """Read new DSNs and complaint reports; return how many bounces and
     complaints were recorded. Does nothing without NEWSLETTER_BOUNCE_MAILBOX."""

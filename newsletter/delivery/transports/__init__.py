@@ -15,10 +15,10 @@ import pkgutil
 from functools import lru_cache
 from types import ModuleType
 
-from newsletter.delivery.transports.base import SendResult, Transport, TransportError
+from newsletter.delivery.transports.base import Probe, SendResult, Transport, TransportError
 from newsletter.dsn import Dsn, parse_dsn
 
-__all__ = ["SendResult", "Transport", "TransportError", "check_dsn", "make_transport", "schemes"]
+__all__ = ["Probe", "SendResult", "Transport", "TransportError", "check_dsn", "make_transport", "schemes"]
 
 _NOT_PROVIDERS = {"base", "http"}
 

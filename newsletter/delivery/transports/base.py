@@ -43,6 +43,17 @@ class SendResult:
         return self.status == "sent"
 
 
+@dataclass
+class Probe:
+    """What ``transport.probe()`` found out without sending anything: the
+    server answered and took the credentials (``pass``), answered with a
+    reservation (``warn``: a sending-only key, an unverified domain), or
+    refused (``fail``). ``detail`` says what was seen."""
+
+    status: str  # pass | warn | fail
+    detail: str
+
+
 class TransportError(Exception):
     """The whole batch failed before any message could be judged (connection
     refused, timeout, 429 or 5xx from the API front door). Nothing in the
@@ -63,6 +74,11 @@ class Transport(Protocol):
     def send(self, messages: list[OutgoingMessage]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+    def probe(self) -> Probe:
+        """Reach the server and prove the credentials with its cheapest
+        authenticated call (SMTP: EHLO, STARTTLS, AUTH); sends nothing."""
+        ...
 
 
 class Closing:

@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 
 from newsletter import clock
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import Closing, SendResult, TransportError
+from newsletter.delivery.transports.base import Closing, Probe, SendResult, TransportError
 
 USER_AGENT = "get-the-signal/0.1 (+https://github.com/)"
 
@@ -101,6 +101,26 @@ class HttpTransport(Closing):
 
     def close(self) -> None:
         self.session.close()
+
+    probe_path = ""  # the provider's cheapest authenticated GET
+
+    def probe(self) -> Probe:
+        """GET ``probe_path`` with the credentials: 2xx proves them (``judge``
+        reads the answer); 401/403 is a refused key."""
+        try:
+            response = self.request("GET", self.probe_path)
+        except TransportError as exc:
+            return Probe("fail", str(exc))
+        if not 200 <= response.status_code < 300:
+            return Probe("fail", f"{self.name}: {response.status_code} {_snippet(response)}")
+        try:
+            answer = response.json()
+        except ValueError:
+            return Probe("fail", f"{self.name}: the answer to GET {self.probe_path} is not JSON")
+        return self.judge(answer)
+
+    def judge(self, answer) -> Probe:
+        return Probe("pass", f"{self.name}: credentials accepted")
 
 
 def _snippet(response: requests.Response) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult, TransportError
+from newsletter.delivery.transports.base import Probe, SendResult, TransportError
 from newsletter.delivery.transports.http import Group, HttpTransport, templatise, whole_request_error
 
 HOSTS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
@@ -26,6 +26,18 @@ def tag(name: str) -> str:
 class MailgunTransport(HttpTransport):
     name = "mailgun"
     max_batch = 1000
+
+    @property
+    def probe_path(self) -> str:
+        return f"/v3/domains/{self.domain}"
+
+    def judge(self, answer) -> Probe:
+        state = (answer.get("domain") or {}).get("state", "?")
+        if state != "active":
+            return Probe(
+                "warn", f"mailgun: API key accepted, but the domain {self.domain} is {state}, not active"
+            )
+        return Probe("pass", f"mailgun: API key accepted; domain {self.domain} is active")
 
     def __init__(self, key: str, domain: str, *, region: str = "us", **options):
         if region not in HOSTS:

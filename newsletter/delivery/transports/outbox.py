@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from newsletter.db import contains_any, session_scope
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import Closing, SendResult
+from newsletter.delivery.transports.base import Closing, Probe, SendResult
 from newsletter.models import OutboxMessage
 
 
@@ -42,6 +42,9 @@ class OutboxTransport(Closing):
 
     def close(self) -> None:
         pass
+
+    def probe(self) -> Probe:
+        return Probe("warn", "outbox:// keeps mail in the database: nothing reaches a mailbox")
 
 
 def check_dsn(dsn) -> None:

@@ -12,7 +12,7 @@ the address; others are retried).
 from __future__ import annotations
 
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult
+from newsletter.delivery.transports.base import Probe, SendResult
 from newsletter.delivery.transports.http import HttpTransport, whole_request_error
 
 INACTIVE_RECIPIENT = 406
@@ -24,6 +24,14 @@ class PostmarkTransport(HttpTransport):
     name = "postmark"
     max_batch = 500
     default_endpoint = "https://api.postmarkapp.com"
+
+    probe_path = "/server"  # the server the token belongs to
+
+    def judge(self, answer) -> Probe:
+        return Probe(
+            "pass",
+            f"postmark: server token accepted (server {answer.get('Name', '?')!r}, stream {self.stream})",
+        )
 
     def __init__(self, token: str, *, stream: str = "broadcast", **options):
         super().__init__(**options)

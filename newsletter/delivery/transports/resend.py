@@ -9,8 +9,10 @@ in ``errors`` with their ``index``. 429 answers carry ``retry-after``.
 
 from __future__ import annotations
 
+import requests
+
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult
+from newsletter.delivery.transports.base import Probe, SendResult
 from newsletter.delivery.transports.http import HttpTransport, whole_request_error
 
 
@@ -18,6 +20,24 @@ class ResendTransport(HttpTransport):
     name = "resend"
     max_batch = 100
     default_endpoint = "https://api.resend.com"
+
+    probe_path = "/domains"
+
+    def probe(self) -> Probe:
+        """A sending-only key may not list domains: Resend answers 401 with
+        ``restricted_api_key``, which still proves the key."""
+        try:
+            response = self.session.get(self.endpoint + self.probe_path, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Probe("fail", f"resend: {exc}")
+        if response.status_code == 401 and "restricted_api_key" in response.text:
+            return Probe("pass", "resend: API key accepted (restricted to sending)")
+        if response.status_code != 200:
+            return Probe("fail", f"resend: {response.status_code} {' '.join(response.text[:300].split())}")
+        domains = [
+            d.get("name", "?") + f" ({d.get('status', '?')})" for d in response.json().get("data") or []
+        ]
+        return Probe("pass", f"resend: API key accepted; domains {', '.join(domains) or 'none'}")
 
     def __init__(self, key: str, **options):
         super().__init__(**options)

@@ -15,7 +15,7 @@ import re
 from email.utils import parseaddr
 
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult, TransportError
+from newsletter.delivery.transports.base import Probe, SendResult, TransportError
 from newsletter.delivery.transports.http import Group, HttpTransport, templatise, whole_request_error
 
 _FIELD = re.compile(r"personalizations\.(\d+)")
@@ -29,6 +29,14 @@ class SendgridTransport(HttpTransport):
     name = "sendgrid"
     max_batch = 1000
     default_endpoint = "https://api.sendgrid.com"
+
+    probe_path = "/v3/scopes"  # the key's own permissions
+
+    def judge(self, answer) -> Probe:
+        scopes = answer.get("scopes") or []
+        if "mail.send" not in scopes:
+            return Probe("fail", "sendgrid: the API key is valid but lacks the mail.send permission")
+        return Probe("pass", f"sendgrid: API key accepted, with mail.send ({len(scopes)} scopes)")
 
     def __init__(self, key: str, **options):
         super().__init__(**options)

@@ -24,10 +24,11 @@ from botocore.credentials import Credentials
 
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import SendResult, TransportError
+from newsletter.delivery.transports.base import Probe, SendResult, TransportError
 from newsletter.delivery.transports.http import HttpTransport, parse_retry_after
 
 PATH = "/v2/email/outbound-emails"
+ACCOUNT = "/v2/email/account"  # GetAccount: the cheapest signed call
 THROTTLED = {"TooManyRequestsException", "LimitExceededException", "ThrottlingException"}
 FATAL = {
     "AccountSuspendedException",
@@ -92,6 +93,31 @@ class SesTransport(HttpTransport):
         )
         SigV4Auth(self.credentials, "ses", self.region).add_auth(request)
         return request
+
+    def probe(self) -> Probe:
+        """GetAccount, signed like a send: proves the key and reports whether
+        sending is enabled and the account is out of the sandbox."""
+        request = AWSRequest(method="GET", url=self.endpoint + ACCOUNT)
+        SigV4Auth(self.credentials, "ses", self.region).add_auth(request)
+        try:
+            response = self.session.get(request.url, headers=dict(request.headers), timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Probe("fail", f"ses: {exc}")
+        if response.status_code != 200:
+            return Probe(
+                "fail",
+                f"ses {response.status_code} {error_type(response)}: {' '.join(response.text[:200].split())}",
+            )
+        account = response.json()
+        quota = account.get("SendQuota") or {}
+        detail = f"ses ({self.region}): credentials accepted; {quota.get('MaxSendRate', '?')} messages/s, {quota.get('Max24HourSend', '?')} a day"
+        if not account.get("SendingEnabled", False):
+            return Probe("fail", detail + " — but sending is disabled for this account")
+        if not account.get("ProductionAccessEnabled", False):
+            return Probe(
+                "warn", detail + " — but the account is in the SES sandbox (verified recipients only)"
+            )
+        return Probe("pass", detail)
 
     def _send_one(self, message: OutgoingMessage) -> SendResult:
         request = self.signed_request(self.payload(message))

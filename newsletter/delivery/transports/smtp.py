@@ -28,7 +28,7 @@ from functools import lru_cache
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.mime import needs_smtputf8
-from newsletter.delivery.transports.base import Closing, SendResult, TransportError
+from newsletter.delivery.transports.base import Closing, Probe, SendResult, TransportError
 from newsletter.dsn import Dsn
 
 
@@ -286,6 +286,30 @@ class SmtpTransport(Closing):
                 else:
                     self._drop(conn)
             return results
+
+    def probe(self) -> Probe:
+        """Connect, EHLO, STARTTLS (``tls=starttls``) or implicit TLS, AUTH with
+        the DSN's credentials, QUIT: the whole handshake a send does."""
+        try:
+            conn = self._connect()
+        except TransportError as exc:
+            return Probe("fail", str(exc))
+        try:
+            extensions = sorted(k.upper() for k in conn.esmtp_features)
+            banner = (conn.ehlo_resp or b"").decode("utf-8", "replace").split("\n")[0].strip()
+            secure = {"implicit": "implicit TLS", "starttls": "STARTTLS"}.get(self.tls, "no TLS")
+            login = f"AUTH as {self.username} accepted" if self.username else "no AUTH (no user in the DSN)"
+        finally:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        detail = f"{self.host}:{self.port} answered ({banner}); {secure}; {login}; {', '.join(extensions)}"
+        if self.tls == "none" and self.host not in ("127.0.0.1", "localhost", "::1"):
+            return Probe(
+                "warn", detail + " — credentials and mail travel unencrypted: use ?tls=starttls or smtps://"
+            )
+        return Probe("pass", detail)
 
     def close(self) -> None:
         self._closed = True
