@@ -330,7 +330,7 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 class FakeProvider(LoopbackServer):
-    """An ESP's HTTP API: http.server in a thread; ``answer(request) -> (status,
+    """An ESP's HTTP API (POST and GET): http.server in a thread; ``answer(request) -> (status,
     headers, body)``. An AssertionError raised by ``answer`` (the request broke
     the provider's documented contract) is kept in ``errors`` and answered 400."""
 
@@ -343,14 +343,17 @@ class FakeProvider(LoopbackServer):
         class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self):
+            def do_GET(self):
+                self.do_POST(method="GET")
+
+            def do_POST(self, method="POST"):
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 request = {
                     "path": self.path,
                     "headers": dict(self.headers.items()),
                     "body": body,
-                    "method": "POST",
+                    "method": method,
                 }
                 provider.requests.append(request)
                 try:
@@ -412,3 +415,74 @@ def stop_process(proc) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()[0]
+
+
+# --- DNS ----------------------------------------------------------------------------------
+
+
+class FakeDns:
+    """An authoritative DNS server on 127.0.0.1 (UDP and TCP, one free port)
+    answering from ``records``: {("name.", "TXT"): ["text", …], ("name.",
+    "MX"): ["10 mx.example.org."], …}. A name with no records is NXDOMAIN.
+    TXT values are given plain and split into 255-byte strings as DNS needs.
+    Built on dnspython's message parsing; ``resolver`` is what
+    NEWSLETTER_DNS_RESOLVER takes."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]] | None = None):
+        import socketserver
+
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+
+        self.records = records if records is not None else {}
+        self.queries: list[tuple[str, str]] = []
+        fake = self
+
+        def answer(wire: bytes) -> bytes:
+            query = dns.message.from_wire(wire)
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA
+            question = query.question[0]
+            name, rdtype = question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype)
+            fake.queries.append((name, rdtype))
+            values = fake.records.get((name, rdtype))
+            if values:
+                texts = [fake._txt(v) if rdtype == "TXT" else v for v in values]
+                response.answer.append(dns.rrset.from_text_list(name, 300, "IN", rdtype, texts))
+            elif not any(key[0] == name for key in fake.records):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            return response.to_wire()
+
+        class Udp(socketserver.BaseRequestHandler):
+            def handle(self):
+                data, sock = self.request
+                sock.sendto(answer(data), self.client_address)
+
+        class Tcp(socketserver.StreamRequestHandler):
+            def handle(self):
+                size = int.from_bytes(self.rfile.read(2), "big")
+                reply = answer(self.rfile.read(size))
+                self.wfile.write(len(reply).to_bytes(2, "big") + reply)
+
+        socketserver.ThreadingUDPServer.allow_reuse_address = True
+        self.udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+        self.port = self.udp.server_address[1]
+        self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+        for server in (self.udp, self.tcp):
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @staticmethod
+    def _txt(value: str) -> str:
+        chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+        return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
+
+    @property
+    def resolver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        for server in (self.udp, self.tcp):
+            server.shutdown()
+            server.server_close()

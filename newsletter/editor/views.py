@@ -17,6 +17,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_user, logout_user
 
 from newsletter.db import session_scope
+from newsletter.doctor.checks import run_checks
+from newsletter.doctor.report import summary
 from newsletter.editor import dashboard as dash
 from newsletter.editor import service
 from newsletter.editor.auth import PUBLIC_ENDPOINTS, EditorUser, admin_required
@@ -157,6 +159,19 @@ def delete_editor(editor_id: int):
 @bp.get("/settings")
 @admin_required
 def settings_page():
+    return _settings_page(findings=None)
+
+
+@bp.get("/settings/doctor")
+@admin_required
+def settings_doctor():
+    """The pre-flight report (``newsletter doctor``'s), run on request: it asks
+    DNS and the mail server, so it is not run on every visit."""
+    findings = run_checks(settings())
+    return _settings_page(findings=findings, counts=summary(findings))
+
+
+def _settings_page(**context):
     current = settings()
     rows = []
     for f in fields(current):
@@ -166,7 +181,7 @@ def settings_page():
         else:
             shown = ", ".join(value) if isinstance(value, tuple) else str(value)
         rows.append((f"NEWSLETTER_{f.name.upper()}", shown))
-    return render_template("editor/settings.html", rows=rows)
+    return render_template("editor/settings.html", rows=rows, **context)
 
 
 def _mask(name: str, value) -> str:
