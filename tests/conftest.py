@@ -187,13 +187,21 @@ def smtp_server():
 
 
 class LiveServer(LoopbackServer):
-    """The app under werkzeug's threaded server on ``port``."""
+    """The app under werkzeug's threaded server on ``port``, with the
+    transactional mail sender running beside it, as in ``serve``."""
 
     def __init__(self, app, port):
         from werkzeug.serving import make_server
 
+        from newsletter.delivery.mailqueue import MailSender
+
         self.app = app
+        self.mail = MailSender(app.extensions["signal_settings"], poll=0.05).start()
         super().__init__(make_server("127.0.0.1", port, app, threaded=True))
+
+    def stop(self) -> None:
+        super().stop()
+        self.mail.shutdown()
 
 
 @pytest.fixture

@@ -41,7 +41,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("transactionalmail", schema=None) as batch_op:
         batch_op.create_index("ix_transactional_mail_due", ["status", "next_attempt_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_transactionalmail_subscriber_id"), ["subscriber_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_transactionalmail_subscriber_id"), ["subscriber_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_transactionalmail_to_email"), ["to_email"], unique=False)
     with op.batch_alter_table("editor", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
