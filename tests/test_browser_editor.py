@@ -80,6 +80,7 @@ def test_dashboard_and_articles(page, live_server_factory, make_app, screenshot)
     assert "Issue 001" in page.locator(".next-slot").inner_text()
     screenshot(page, "editor-dashboard")
     page.click("nav.editor-nav >> text=Articles")
+    page.wait_for_url("**/editor/articles")
     # the hostile title is shown as text, and no script ran (no dialog, no console error)
     assert page.locator(".article-title", has_text='<script>alert("x")</script>').count() == 1
     page.select_option("select[name=tag]", "ethics")
