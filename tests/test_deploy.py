@@ -92,7 +92,7 @@ def test_the_web_units_gunicorn_command_serves_the_app(tmp_path):
         return [
             str(BIN / "gunicorn"),
             "--workers",
-            "2",
+            "1",
             "--bind",
             f"127.0.0.1:{port}",
             "newsletter.app:create_app()",
@@ -100,6 +100,6 @@ def test_the_web_units_gunicorn_command_serves_the_app(tmp_path):
 
     proc, url = start_newsletter([], tmp_path, argv=gunicorn)
     try:
-        assert requests.get(f"{url}/", timeout=10).status_code == 200
+        assert requests.get(f"{url}/", timeout=60).status_code == 200
     finally:
         stop_process(proc)
