@@ -401,7 +401,7 @@ def start_newsletter(args, tmp_path, env_extra=None, *, argv=None):
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker yet (gunicorn)
             time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"{args} did not answer in time:\n{proc.stdout.read()}")
