@@ -37,6 +37,7 @@ from newsletter.readers import archive, outbox  # noqa: F401 - each adds its rou
 from newsletter.readers import views as readers_views
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # forms and JSON; CSV imports stream through the CLI
+CSRF_TIME_LIMIT = 4 * 3600  # a form's CSRF token expires after this, in every environment
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -72,7 +73,7 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=app_settings.base_url.startswith("https://"),
         REMEMBER_COOKIE_SECURE=app_settings.base_url.startswith("https://"),
         REMEMBER_COOKIE_HTTPONLY=True,
-        WTF_CSRF_TIME_LIMIT=None if app_settings.env != "production" else 8 * 3600,
+        WTF_CSRF_TIME_LIMIT=CSRF_TIME_LIMIT,
         RATELIMIT_STORAGE_URI=app_settings.rate_limit_storage,
         RATELIMIT_ENABLED=True,
         TESTING=app_settings.env == "testing",

@@ -1,5 +1,5 @@
-"""Outbox viewer for the ``outbox://`` transport (admin: it holds addresses).
-The public development page (``readers.outbox``) reads the same way."""
+"""Outbox viewer for the ``outbox://`` transport (admin: it holds addresses
+and readers' personal links). ``/outbox`` (``readers.outbox``) leads here."""
 
 from __future__ import annotations
 
@@ -44,4 +44,5 @@ def outbox_message(message_id: int):
 @admin_required
 def outbox_html(message_id: int):
     _, parsed = load_message(message_id)
-    return mail_html_response(parsed.html or "<p>(this message has no HTML part)</p>")
+    # links open in the page around the frame: the demo confirms a subscription from here
+    return mail_html_response(parsed.html or "<p>(this message has no HTML part)</p>", links_in_top_window=True)

@@ -11,7 +11,16 @@ JSON API, the CSV import and the editor all call them. Rules kept here:
   counted in the database so the cap holds across restarts and processes;
 * an unsubscribed reader is only brought back by the reader (a confirmation
   link issued after they left, or their own preferences link), never by an
-  import or by someone else filling the form.
+  import or by someone else filling the form;
+* nobody changes a reader's record without controlling the address: what
+  someone asks for an address that already has a record (pending or
+  unsubscribed) is kept aside (``SubscribeRequest``) and applied only when
+  the confirmation link mailed for that request is used; and no text a
+  stranger typed goes into a mail to an unconfirmed address.
+
+Each mail a reader gets has one sending function here (``send_confirmation``,
+``send_welcome``, ``send_preferences_link``): the one place to change how
+that mail goes out.
 """
 
 from __future__ import annotations
@@ -31,7 +40,16 @@ from newsletter.db import session_scope
 from newsletter.delivery.fanout import wait_for_fan_outs
 from newsletter.delivery.transactional import send_transactional
 from newsletter.delivery.transports import SendResult, Transport
-from newsletter.models import Delivery, Event, Issue, OutboxMessage, Subscriber, Suppression, Tag
+from newsletter.models import (
+    Delivery,
+    Event,
+    Issue,
+    OutboxMessage,
+    Subscriber,
+    SubscribeRequest,
+    Suppression,
+    Tag,
+)
 from newsletter.readers import links
 from newsletter.suppression import email_hash, suppress, suppression_reason
 
@@ -181,10 +199,10 @@ def _apply(
         refresh()
         return "updated", existing, False
     if existing.status == "pending":
+        if double_opt_in:  # the request waits for its confirmation link (``_keep_request``)
+            return "resent", existing, True
         refresh()
         _record_consent(existing, settings, source, consent_text, ip)
-        if double_opt_in:
-            return "resent", existing, True
         existing.status = "active"
         session.add(Event(kind="subscribe", subscriber_id=existing.id, detail=source))
         return "updated", existing, False
@@ -192,9 +210,25 @@ def _apply(
     # an operator's import or addition neither reactivates nor re-mails them
     if not double_opt_in or source in ("import", "editor"):
         return "kept_unsubscribed", existing, False
-    refresh()
-    _record_consent(existing, settings, source, consent_text, ip)
-    return "resent", existing, True
+    return "resent", existing, True  # the request waits for its confirmation link
+
+
+def _keep_request(
+    session: Session, settings, sub: Subscriber, c: Candidate, *, source: str, consent_text: str, ip
+) -> int:
+    """Keep what was asked for an existing reader until the confirmation
+    link mailed for this request is used (``confirm``); returns its id."""
+    request = SubscribeRequest(
+        subscriber_id=sub.id,
+        name=c.name or "",
+        topics=c.topics if c.topics is not None else sub.topics,
+        consent_source=source,
+        consent_text=consent_text,
+        consent_ip=(ip or None) if settings.store_ip else None,
+    )
+    session.add(request)
+    session.flush()
+    return request.id
 
 
 def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> bool:
@@ -221,19 +255,22 @@ def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> boo
 
 
 def send_confirmation(
-    settings, subscriber_id: int, email: str, name: str, transport: Transport | None = None
+    settings,
+    subscriber_id: int,
+    email: str,
+    request_id: int | None = None,
+    transport: Transport | None = None,
 ) -> SendResult:
-
+    """The confirmation mail. It goes to an address nobody has proven yet,
+    so it carries no text anyone typed: no name, in the body or the To header."""
     return send_transactional(
         settings,
         to=email,
-        to_name=name,
         subject="Confirm your subscription to GET THE SIGNAL",
         template="confirm",
         context={
-            "name": name,
             "email": email,
-            "confirm_url": links.confirm_url(settings, subscriber_id),
+            "confirm_url": links.confirm_url(settings, subscriber_id, request_id),
             "max_age_days": settings.token_max_age_days,
         },
         kind="transactional",
@@ -278,14 +315,18 @@ def subscribe(
                 mail = wants_mail and _reserve_confirmation(session, settings, sub.id)
                 if wants_mail and not mail:
                     result = "capped"
+                request_id = None
+                if mail and existing is not None:
+                    request_id = _keep_request(
+                        session, settings, sub, candidate, source=source, consent_text=consent_text, ip=ip
+                    )
                 outcome = SubscribeOutcome(result, address, sub.id)
-                name_now = sub.name
             break
         except IntegrityError:
             if attempt == 2:  # a concurrent request inserted the same address twice in a row
                 raise
     if mail:
-        outcome.mail = send_confirmation(settings, outcome.subscriber_id, address, name_now)
+        outcome.mail = send_confirmation(settings, outcome.subscriber_id, address, request_id)
     return outcome
 
 
@@ -301,7 +342,7 @@ def subscribe_batch(
     """Apply the same rules as ``subscribe`` to many validated candidates in
     one transaction (the CSV import): two IN queries to look them up, and one
     multi-row INSERT for the new readers and their events."""
-    mails: list[tuple[int, str, str]] = []
+    mails: list[tuple[int, str, int | None]] = []
     results: list[tuple[Candidate, str]] = []
     now = clock.now()
     with session_scope() as session:
@@ -350,7 +391,10 @@ def subscribe_batch(
                 )
                 if wants_mail:
                     if _reserve_confirmation(session, settings, sub.id):
-                        mails.append((sub.id, sub.email, sub.name))
+                        request_id = _keep_request(
+                            session, settings, sub, c, source=source, consent_text=consent_text, ip=None
+                        )
+                        mails.append((sub.id, sub.email, request_id))
                     else:
                         result = "capped"
                 results.append((c, result))
@@ -377,9 +421,9 @@ def subscribe_batch(
                 ],
             )
             if double_opt_in:
-                mails.extend((ids[e], e, row["name"]) for e, row in new_rows.items())
-    for subscriber_id, address, name in mails:
-        send_confirmation(settings, subscriber_id, address, name, transport=transport)
+                mails.extend((ids[e], e, None) for e in new_rows)
+    for subscriber_id, address, request_id in mails:
+        send_confirmation(settings, subscriber_id, address, request_id, transport=transport)
     return results
 
 
@@ -400,7 +444,7 @@ def resend_confirmation(settings, *, email: str | None = None, subscriber_id: in
             return False
         if not _reserve_confirmation(session, settings, sub.id):
             return False
-        target = (sub.id, sub.email, sub.name)
+        target = (sub.id, sub.email)
     return send_confirmation(settings, *target).ok
 
 
@@ -418,10 +462,13 @@ class ConfirmOutcome:
     topics: str = ""
 
 
-def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
-    """Activate a reader from their confirmation link. Idempotent (link
-    scanners and double clicks are harmless); the welcome mail goes out once,
-    on the one request that made the change."""
+def confirm(settings, subscriber_id: int, issued_at: int, request_id: int | None = None) -> ConfirmOutcome:
+    """Activate a reader from their confirmation link (a person's POST: the
+    page a GET shows changes nothing, so link scanners are harmless).
+    Idempotent; the welcome mail goes out once, on the one request that made
+    the change. A link mailed for a ``SubscribeRequest`` applies what that
+    request asked (name, topics, consent) now that the address is proven;
+    every other request kept for the reader is dropped."""
     with session_scope() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -443,10 +490,29 @@ def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
         ).rowcount
         if changed != 1:
             return out
+        _apply_request(session, sub, request_id)
         session.add(Event(kind="confirm", subscriber_id=sub.id))
-        out.result = "confirmed"
+        session.refresh(sub)
+        out = ConfirmOutcome("confirmed", sub.id, sub.email, sub.name, sub.topics)
     send_welcome(settings, out)
     return out
+
+
+def _apply_request(session: Session, sub: Subscriber, request_id: int | None) -> None:
+    """Apply the confirmed request, if the link named one of this reader's, and forget the rest."""
+    request = session.get(SubscribeRequest, request_id) if request_id is not None else None
+    if request is not None and request.subscriber_id == sub.id:
+        values = {
+            "topics": request.topics,
+            "consent_source": request.consent_source,
+            "consent_at": request.created_at,
+            "consent_text": request.consent_text,
+            "consent_ip": request.consent_ip,
+        }
+        if request.name:
+            values["name"] = request.name
+        session.execute(update(Subscriber).where(Subscriber.id == sub.id).values(**values))
+    session.execute(delete(SubscribeRequest).where(SubscribeRequest.subscriber_id == sub.id))
 
 
 def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
@@ -469,6 +535,28 @@ def send_welcome(settings, who: ConfirmOutcome) -> SendResult:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
+
+
+def send_preferences_link(settings, subscriber_id: int) -> bool:
+    """Mail a reader the link to their preferences page (asked for from an
+    unsubscribe page, which never shows it: an unsubscribe link travels in
+    headers, is forwarded and fetched by scanners). Counted against the same
+    daily cap as confirmation mails; silent about readers we cannot mail."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None or suppression_reason(session, sub.email):
+            return False
+        if not _reserve_confirmation(session, settings, sub.id):
+            return False
+        email = sub.email
+    return send_transactional(
+        settings,
+        to=email,
+        subject="Your GET THE SIGNAL preferences link",
+        template="preferences_link",
+        context={"preferences_url": links.preferences_url(settings, subscriber_id)},
+        kind="transactional",
+    ).ok
 
 
 def _topic_names(settings, topics: str) -> list[str]:
@@ -537,6 +625,7 @@ def erase(session: Session, subscriber: Subscriber) -> None:
     )  # delivery has no FK: let a running fan-out commit first, then delete its row too
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
     session.execute(delete(Event).where(Event.subscriber_id == sid))
+    session.execute(delete(SubscribeRequest).where(SubscribeRequest.subscriber_id == sid))
     session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))
     session.delete(subscriber)
     session.add(Event(kind="erase"))  # counted, not linked to anyone
