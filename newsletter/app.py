@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask, render_template, request
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import BRAND, TAGLINE, db
 from newsletter.api import articles as api_articles  # noqa: F401 - adds its routes to api_views.bp
@@ -35,6 +36,7 @@ from newsletter.issues import states
 from newsletter.paths import STATIC, TEMPLATES
 from newsletter.readers import archive, outbox  # noqa: F401 - each adds its routes to readers_views.bp
 from newsletter.readers import views as readers_views
+from newsletter.web import DatabaseInteger
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # forms and JSON; CSV imports stream through the CLI
 CSRF_TIME_LIMIT = 4 * 3600  # a form's CSRF token expires after this, in every environment
@@ -65,6 +67,12 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         instance_path=str(Path(app_settings.instance_path).resolve()),
     )
     app.extensions[SETTINGS_KEY] = app_settings
+    app.url_map.converters["int"] = DatabaseInteger  # before any route: absurd numbers are a 404
+    if app_settings.trusted_proxies:
+        # X-Forwarded-For/-Proto are believed from exactly this many proxies, counted from
+        # the right; without the setting they are ignored (a client can write them).
+        n = app_settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)
     app.config.update(
         SECRET_KEY=app_settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,

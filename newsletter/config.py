@@ -297,7 +297,9 @@ def validate(settings: Settings) -> Settings:
                 "(files are read only by `newsletter articles import --feed FILE_URL --allow-file`)"
             )
     if settings.editor_idle_minutes < 1 or settings.editor_session_hours < 1:
-        raise ConfigError("NEWSLETTER_EDITOR_IDLE_MINUTES and NEWSLETTER_EDITOR_SESSION_HOURS must be at least 1")
+        raise ConfigError(
+            "NEWSLETTER_EDITOR_IDLE_MINUTES and NEWSLETTER_EDITOR_SESSION_HOURS must be at least 1"
+        )
     if settings.bounce_mailbox and urlsplit(settings.bounce_mailbox).scheme not in {"imap", "imaps"}:
         raise ConfigError(
             "NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)"

@@ -115,7 +115,9 @@ class Article(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     external_id: str | None = Field(default=None, max_length=300)
-    source_key: str = Field(default="", max_length=100)  # api:<token digest> | feed:<url digest> | file | editor
+    source_key: str = Field(
+        default="", max_length=100
+    )  # api:<token digest> | feed:<url digest> | file | editor
     url: str = Field(max_length=2000, index=True)
     title: str = Field(max_length=500)
     synopsis: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # Markdown

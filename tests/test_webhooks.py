@@ -226,7 +226,9 @@ def sg_events():
         {**base, "event": "delivered", "email": "cy@example.org", "sg_message_id": "msg-2.filter0002.1.0"},
         {**base, "event": "dropped", "email": "dan@example.org", "reason": "Bounced Address"},
     ]
-    return [{**event, "sg_event_id": f"ev-{n}"} for n, event in enumerate(events)]  # unique, as SendGrid's are
+    return [
+        {**event, "sg_event_id": f"ev-{n}"} for n, event in enumerate(events)
+    ]  # unique, as SendGrid's are
 
 
 def test_sendgrid_signed_batch_accepted(sendgrid, sendgrid_key, people):

@@ -45,7 +45,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("subscriberequest", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_subscriberequest_created_at"), ["created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_subscriberequest_subscriber_id"), ["subscriber_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_subscriberequest_subscriber_id"), ["subscriber_id"], unique=False
+        )
 
     # Existing articles keep their kind of source as their scope ("api",
     # "feed", "file", "editor"); new ones are scoped to their token or feed.

@@ -340,7 +340,10 @@ def upsert_articles(
                         )
                     except TakenByAnotherSource as taken:
                         stored.skipped.append(
-                            (index, f"article {taken.article_id} from another source has this URL: not changed")
+                            (
+                                index,
+                                f"article {taken.article_id} from another source has this URL: not changed",
+                            )
                         )
                         continue
                     stored.ids.append(article.id)

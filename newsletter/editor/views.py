@@ -19,7 +19,13 @@ from flask_login import current_user, login_user, logout_user
 from newsletter.db import session_scope
 from newsletter.editor import dashboard as dash
 from newsletter.editor import service
-from newsletter.editor.auth import PUBLIC_ENDPOINTS, EditorUser, admin_required, session_expired, start_session
+from newsletter.editor.auth import (
+    PUBLIC_ENDPOINTS,
+    EditorUser,
+    admin_required,
+    session_expired,
+    start_session,
+)
 from newsletter.editor.chart import line_chart
 from newsletter.editor.forms import ActionForm, EditorForm, LoginForm
 from newsletter.extensions import limiter, login_manager, settings
@@ -128,7 +134,7 @@ def home():
 @bp.get("/dashboard")
 def dashboard():
     with session_scope() as db:
-        data = dash.build_dashboard(db, settings())
+        data = dash.build_dashboard(db, settings(), show_addresses=current_user.is_admin)
     chart = line_chart(data.growth, title="Readers over the last 12 weeks")
     return render_template("editor/dashboard.html", d=data, chart=chart, settings=settings())
 

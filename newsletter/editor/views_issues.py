@@ -40,7 +40,7 @@ from newsletter.issues.service import (
     update_issue,
 )
 from newsletter.models import Issue
-from newsletter.web import mail_html_response
+from newsletter.web import int_arg, mail_html_response
 
 log = logging.getLogger("newsletter.editor")
 PAGE = 30
@@ -92,11 +92,11 @@ def _back(number: int):
 
 @bp.get("/issues")
 def issues():
-    before = request.args.get("before", "")
+    before = int_arg("before")
     with session_scope() as db:
         stmt = select(Issue).order_by(Issue.number.desc()).limit(PAGE + 1)
-        if before.isdigit():
-            stmt = stmt.where(Issue.number < int(before))
+        if before is not None:
+            stmt = stmt.where(Issue.number < before)
         rows = list(db.exec(stmt))
     more = len(rows) > PAGE
     rows = rows[:PAGE]

@@ -321,7 +321,9 @@ def review_digest(session: Session, issue: Issue) -> str:
 def changed_since_approval(session: Session, issue: Issue) -> list[Article]:
     """Articles of an approved issue whose live row differs from the snapshot
     that will be sent (the editor sees a notice: edit the issue to take them)."""
-    snapshots = {row.link.article_id: row.article for row in issue_content(session, issue) if row.from_snapshot}
+    snapshots = {
+        row.link.article_id: row.article for row in issue_content(session, issue) if row.from_snapshot
+    }
     if not snapshots:
         return []
     live = session.exec(select(Article).where(Article.id.in_(list(snapshots)))).all()
