@@ -62,14 +62,20 @@ class Fetched:
     url: str = ""  # after same-host redirects
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: an IPv4 address in the last 32 bits
+
+
 def refused_reason(address: str) -> str | None:
-    """Why ``address`` may not be fetched from, or None when it is public."""
+    """Why ``address`` may not be fetched from, or None when it is public.
+    An IPv4 address inside an IPv6 one (mapped, 6to4, Teredo, NAT64) is judged too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     candidates = [ip]
     if ip.version == 6:
         candidates += [x for x in (ip.ipv4_mapped, ip.sixtofour) if x is not None]
         if ip.teredo:
             candidates += list(ip.teredo)
+        if ip in NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     for one in candidates:
         for name in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
             if getattr(one, f"is_{name}"):
