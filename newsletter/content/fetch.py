@@ -70,12 +70,12 @@ def refused_reason(address: str) -> str | None:
     An IPv4 address inside an IPv6 one (mapped, 6to4, Teredo, NAT64) is judged too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     candidates = [ip]
-    if ip.version == 6:
+    if ip.version == 6 and ip in NAT64:  # DNS64 on an IPv6-only host: the IPv4 address inside decides
+        candidates = [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    elif ip.version == 6:
         candidates += [x for x in (ip.ipv4_mapped, ip.sixtofour) if x is not None]
         if ip.teredo:
             candidates += list(ip.teredo)
-        if ip in NAT64:
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     for one in candidates:
         for name in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
             if getattr(one, f"is_{name}"):

@@ -11,6 +11,7 @@ Export writes rows as the database yields them (``yield_per``).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -175,12 +176,16 @@ def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str
     return report
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _safe(value) -> str:
     """Keep spreadsheet programs from running a cell as a formula: a cell
     whose first non-blank character could start one gets a leading ``'``
     (every cell: an address may begin with ``=``). ``unguard`` undoes it on
-    import, so an export re-imports as it was."""
-    text = "" if value is None else str(value)
+    import, so an export re-imports as it was. Control characters (a line
+    break in a name would split the row for some readers) become spaces."""
+    text = _CONTROL.sub(" ", "" if value is None else str(value))
     return GUARD + text if text.lstrip(" ").startswith(FORMULA_START) else text
 
 

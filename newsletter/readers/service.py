@@ -498,6 +498,30 @@ def confirm(settings, subscriber_id: int, issued_at: int, request_id: int | None
     return out
 
 
+@dataclass
+class Requested:
+    """What confirming a link will set, shown on the page before the button."""
+
+    name: str
+    topics: list[str]  # names; empty means every section
+
+
+def requested(settings, subscriber_id: int, request_id: int | None) -> Requested | None:
+    """The name and topics a confirmation link would apply (the request it
+    was mailed for, else the pending record), so the person confirming sees
+    what someone asked for before agreeing to it."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return None
+        request = session.get(SubscribeRequest, request_id) if request_id is not None else None
+        if request is not None and request.subscriber_id == sub.id:
+            name, topics = request.name or sub.name, request.topics
+        else:
+            name, topics = sub.name, sub.topics
+    return Requested(name, _topic_names(settings, topics))
+
+
 def _apply_request(session: Session, sub: Subscriber, request_id: int | None) -> None:
     """Apply the confirmed request, if the link named one of this reader's, and forget the rest."""
     request = session.get(SubscribeRequest, request_id) if request_id is not None else None

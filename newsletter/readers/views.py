@@ -22,7 +22,7 @@ from newsletter.extensions import csrf, settings
 from newsletter.models import Subscriber
 from newsletter.readers import links, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
-from newsletter.readers.limits import subscribe_limits
+from newsletter.readers.limits import per_client_limit, subscribe_limits
 from newsletter.suppression import suppression_reason
 
 bp = Blueprint("readers", __name__)
@@ -104,7 +104,11 @@ def confirm(token: str):
     read, problem = _confirm_token(token)
     if problem:
         return problem
-    return render_template("readers/confirm.html", form=ActionForm())
+    subscriber_id, _, request_id = read
+    asked = service.requested(settings(), subscriber_id, request_id)
+    if asked is None:
+        return render_template("readers/gone.html"), 404
+    return render_template("readers/confirm.html", form=ActionForm(), asked=asked)
 
 
 @bp.post("/confirm/<token>")
@@ -286,7 +290,7 @@ def unsubscribe(token: str):
 
 
 @bp.post("/unsubscribe/<token>/preferences-link")
-@subscribe_limits
+@per_client_limit
 def preferences_link(token: str):
     """Mail the reader their preferences link (never shown on these pages)."""
     subscriber_id = _subscriber_id("unsubscribe", token)
