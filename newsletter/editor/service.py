@@ -43,7 +43,6 @@ from newsletter.models import EDITOR_ROLES, Editor, LoginThrottle
 
 FREE_ATTEMPTS = 5  # attempts per client and address before each one must wait
 MAX_WAIT_SECONDS = 15 * 60
-THROTTLE_KEEP = timedelta(days=1)  # forgotten after a day without attempts
 MIN_PASSWORD_LENGTH = 10
 GENERIC_REFUSAL = "Wrong email address or password."
 
@@ -205,14 +204,6 @@ def _take_attempt(key: str, now: datetime) -> int:
         except IntegrityError:  # a concurrent first attempt inserted the row: count again
             continue
     return 1
-
-
-def prune_throttles() -> int:
-    """Forget clients that have not tried for a day (housekeeping)."""
-    with session_scope() as session:
-        return session.execute(
-            delete(LoginThrottle).where(LoginThrottle.updated_at < clock.now() - THROTTLE_KEEP)
-        ).rowcount
 
 
 def authenticate(email: str, password: str, *, client: str = "") -> AuthResult:
