@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -131,6 +132,17 @@ def _register_pages(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error):
+        """A form without its token, or with one that expired (CSRF_TIME_LIMIT): say what to do."""
+        message = (
+            "This form was open too long, or came from another page or browser session. "
+            f"Go back, reload the page and send it again. ({error.description})"
+        )
+        if request.path.startswith("/api/") or request.is_json:
+            return {"error": "bad request", "message": error.description}, 400
+        return render_template("error.html", code=400, title="Form expired", message=message), 400
 
     for code, title, message in (
         (400, "Bad request", "The request could not be understood."),

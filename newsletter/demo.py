@@ -265,7 +265,9 @@ def seed_demo(settings) -> list[str]:
     lines += _ensure_readers(settings)
     lines += _ensure_editor(settings)
     lines += _ensure_draft(settings)
-    lines.append(f"demo: mail goes to the outbox: {settings.base_url}/outbox (and Outbox in the editor)")
+    lines.append(
+        f"demo: mail goes to the outbox: {settings.base_url}/outbox (Outbox in the editor; log in as above)"
+    )
     return lines
 
 
