@@ -297,4 +297,4 @@ def preferences_link(token: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     service.send_preferences_link(settings(), subscriber_id)
-    return render_template("readers/link_sent.html")
+    return render_template("readers/check_inbox.html", sent="preferences")
