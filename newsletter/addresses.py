@@ -8,6 +8,8 @@ a From/To header (no line breaks, no control characters).
 
 from __future__ import annotations
 
+import re
+
 from email_validator import EmailNotValidError, validate_email
 
 MAX_ADDRESS_LENGTH = 320
@@ -59,3 +61,15 @@ def clean_name(raw) -> str:
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"Your name can be at most {MAX_NAME_LENGTH} characters.", "name")
     return value
+
+
+# Anything with an @ between two non-space runs: wider than a valid address
+# on purpose (bounce texts quote addresses in <>, with quotes, encoded, …).
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+HIDDEN = "[address hidden]"
+
+
+def hide_addresses(text: str | None) -> str:
+    """``text`` with everything that looks like an address replaced (for
+    people who may not see readers' addresses: the ``editor`` role)."""
+    return _ADDRESS_LIKE.sub(HIDDEN, text or "")

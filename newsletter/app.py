@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 
 from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import BRAND, TAGLINE, db
 from newsletter.api import articles as api_articles  # noqa: F401 - adds its routes to api_views.bp
@@ -36,8 +38,10 @@ from newsletter.issues import states
 from newsletter.paths import STATIC, TEMPLATES
 from newsletter.readers import archive, outbox  # noqa: F401 - each adds its routes to readers_views.bp
 from newsletter.readers import views as readers_views
+from newsletter.web import DatabaseInteger
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # forms and JSON; CSV imports stream through the CLI
+CSRF_TIME_LIMIT = 4 * 3600  # a form's CSRF token expires after this, in every environment
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -65,6 +69,12 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         instance_path=str(Path(app_settings.instance_path).resolve()),
     )
     app.extensions[SETTINGS_KEY] = app_settings
+    app.url_map.converters["int"] = DatabaseInteger  # before any route: absurd numbers are a 404
+    if app_settings.trusted_proxies:
+        # X-Forwarded-For/-Proto are believed from exactly this many proxies, counted from
+        # the right; without the setting they are ignored (a client can write them).
+        n = app_settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0, x_prefix=0)
     app.config.update(
         SECRET_KEY=app_settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
@@ -73,7 +83,7 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=app_settings.base_url.startswith("https://"),
         REMEMBER_COOKIE_SECURE=app_settings.base_url.startswith("https://"),
         REMEMBER_COOKIE_HTTPONLY=True,
-        WTF_CSRF_TIME_LIMIT=None if app_settings.env != "production" else 8 * 3600,
+        WTF_CSRF_TIME_LIMIT=CSRF_TIME_LIMIT,
         RATELIMIT_STORAGE_URI=app_settings.rate_limit_storage,
         RATELIMIT_ENABLED=True,
         TESTING=app_settings.env == "testing",
@@ -123,6 +133,17 @@ def _register_pages(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error):
+        """A form without its token, or with one that expired (CSRF_TIME_LIMIT): say what to do."""
+        message = (
+            "This form was open too long, or came from another page or browser session. "
+            f"Go back, reload the page and send it again. ({error.description})"
+        )
+        if request.path.startswith("/api/") or request.is_json:
+            return {"error": "bad request", "message": error.description}, 400
+        return render_template("error.html", code=400, title="Form expired", message=message), 400
 
     for code, title, message in (
         (400, "Bad request", "The request could not be understood."),

@@ -123,6 +123,10 @@ class Settings:
     webhook_max_bytes: int = 1048576  # larger webhook bodies are refused (413)
     editor_emails: tuple[str, ...] = ()  # who gets review mails; default: all editors
     dns_resolver: str = ""  # `doctor`'s DNS server(s), host[:port], comma-separated; default: the system's
+    editor_idle_minutes: int = 60  # an editor's session ends after this long without a request
+    editor_session_hours: int = 12  # … and this long after logging in, whatever happens
+    trusted_proxies: int = 0  # reverse proxies in front that set X-Forwarded-For/-Proto (ProxyFix)
+    feed_allow_hosts: tuple[str, ...] = ()  # feed hosts allowed to resolve to private addresses
     # Every other NEWSLETTER_* variable, by its lower-cased name without the
     # prefix: the provider secrets that each webhook module names for itself
     # (``feedback.webhooks.<provider>.SECRETS``), so a new provider needs no
@@ -208,14 +212,44 @@ def dns_server(item: str) -> tuple[str, int]:
     return host, port
 
 
-def _instance_secret(instance: Path) -> str:
-    """A development secret kept in ``instance/`` so sessions survive restarts."""
-    instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "secret_key"
+def _instance_dir(instance: Path) -> None:
+    """``instance/`` (database, secret) made readable by its owner only."""
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_file(path: Path, content: str) -> str:
+    """Write ``content`` to ``path`` readable by the owner only, unless the
+    file exists; return what the file holds.
+
+    The file never exists with other permissions or half written: the
+    content goes to a temporary file created with mode 0600 (``O_EXCL``, so
+    the umask cannot widen it), which is then hard-linked into place — an
+    atomic step that fails if another process got there first, in which
+    case that process's file is kept. An existing file readable by others is
+    narrowed to 0600."""
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    if path.stat().st_mode & 0o077:
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _instance_secret(instance: Path) -> str:
+    """A development secret kept in ``instance/`` so sessions survive restarts."""
+    _instance_dir(instance)
+    return private_file(instance / "secret_key", secrets.token_urlsafe(48))
 
 
 def validate(settings: Settings) -> Settings:
@@ -225,7 +259,7 @@ def validate(settings: Settings) -> Settings:
     if settings.env not in {"development", "production", "testing"}:
         raise ConfigError("NEWSLETTER_ENV must be development, production or testing")
     if not settings.database_url:
-        instance.mkdir(parents=True, exist_ok=True)
+        _instance_dir(instance)
         changes["database_url"] = f"sqlite:///{(instance / 'newsletter.db').resolve()}"
     if not settings.secret_key:
         if settings.is_production:
@@ -281,8 +315,15 @@ def validate(settings: Settings) -> Settings:
     if settings.max_attempts < 1:
         raise ConfigError("NEWSLETTER_MAX_ATTEMPTS must be at least 1")
     for feed in settings.feeds:
-        if urlsplit(feed).scheme not in {"http", "https", "file"}:
-            raise ConfigError(f"NEWSLETTER_FEEDS: {feed!r} is not an http(s) URL")
+        if urlsplit(feed).scheme not in {"http", "https"}:
+            raise ConfigError(
+                f"NEWSLETTER_FEEDS: {feed!r} is not an http(s) URL "
+                "(files are read only by `newsletter articles import --feed FILE_URL --allow-file`)"
+            )
+    if settings.editor_idle_minutes < 1 or settings.editor_session_hours < 1:
+        raise ConfigError(
+            "NEWSLETTER_EDITOR_IDLE_MINUTES and NEWSLETTER_EDITOR_SESSION_HOURS must be at least 1"
+        )
     if settings.bounce_mailbox and urlsplit(settings.bounce_mailbox).scheme not in {"imap", "imaps"}:
         raise ConfigError(
             "NEWSLETTER_BOUNCE_MAILBOX must be imaps://user:pass@host/INBOX (or imap:// for local tests)"

@@ -78,6 +78,22 @@ def dispose_engine() -> None:
         _engine = None
 
 
+MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, issue numbers) on PostgreSQL; SQLite is wider
+
+
+def parse_integer(raw) -> int | None:
+    """A number typed by someone else (a URL, a form) as a value the
+    INTEGER columns can hold: ASCII digits, 0 to MAX_INTEGER; else None.
+    Bigger numbers overflow PostgreSQL and SQLite alike (an error, not a miss)."""
+    if not isinstance(raw, str):
+        return None
+    raw = raw.strip()
+    if not raw or len(raw) > 10 or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value <= MAX_INTEGER else None
+
+
 def contains_any(text: str, *columns):
     """``lower(column) LIKE %text%`` for any of ``columns``, case-insensitive,
     with the user's own % and _ matched literally (the workspace's searches)."""

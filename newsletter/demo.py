@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from newsletter import clock
+from newsletter.config import private_file
 from newsletter.content.service import upsert_articles
 from newsletter.db import session_scope
 from newsletter.editor.service import create_editor, set_password
@@ -219,12 +220,9 @@ DEMO_READERS = (
 def _demo_password(settings) -> str:
     """A random password kept in instance/ so every demo run prints the same one."""
 
-    path = Path(settings.instance_path) / "demo_editor_password"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(12))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    instance = Path(settings.instance_path)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return private_file(instance / "demo_editor_password", secrets.token_urlsafe(12))
 
 
 def _ensure_editor(settings) -> list[str]:
@@ -267,7 +265,9 @@ def seed_demo(settings) -> list[str]:
     lines += _ensure_readers(settings)
     lines += _ensure_editor(settings)
     lines += _ensure_draft(settings)
-    lines.append(f"demo: mail goes to the outbox: {settings.base_url}/outbox (and Outbox in the editor)")
+    lines.append(
+        f"demo: mail goes to the outbox: {settings.base_url}/outbox (Outbox in the editor; log in as above)"
+    )
     return lines
 
 

@@ -65,6 +65,22 @@ class Subscriber(SQLModel, table=True):
         return [t for t in self.topics.split(",") if t]
 
 
+class SubscribeRequest(SQLModel, table=True):
+    """What someone asked for when subscribing an address that already has a
+    record (pending or unsubscribed), kept aside until the confirmation link
+    mailed for this request is used: a stranger cannot change a reader's
+    name, topics or consent record without controlling the address."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    name: str = Field(default="", max_length=200)
+    topics: str = Field(default="", max_length=1000)
+    consent_source: str = Field(default="form", max_length=20)
+    consent_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    consent_ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class Suppression(SQLModel, table=True):
     """Addresses we must never mail again, kept only as a SHA-256 hash so an
     erased reader's address is not stored in clear, yet a re-import is refused."""
@@ -92,8 +108,17 @@ class Tag(SQLModel, table=True):
 
 
 class Article(SQLModel, table=True):
+    """An article. ``external_id`` is unique within its ``source_key`` (the
+    API token, feed URL or file import it came from): one source can never
+    match, and so overwrite, another's articles (``content.service``)."""
+
+    __table_args__ = (UniqueConstraint("source_key", "external_id", name="uq_article_source_external_id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    external_id: str | None = Field(default=None, max_length=300, unique=True, index=True)
+    external_id: str | None = Field(default=None, max_length=300)
+    source_key: str = Field(
+        default="", max_length=100
+    )  # api:<token digest> | feed:<url digest> | file | editor
     url: str = Field(max_length=2000, index=True)
     title: str = Field(max_length=500)
     synopsis: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # Markdown
@@ -161,15 +186,23 @@ class Issue(SQLModel, table=True):
 
 
 class IssueArticle(SQLModel, table=True):
+    """An article's place in an issue. ``snapshot`` (JSON) is the article's
+    content as it was when the issue was approved: approved issues are
+    rendered from it, so an article changed afterwards is not sent unreviewed.
+    None while the issue is a draft."""
+
     issue_id: int = Field(foreign_key="issue.id", primary_key=True, ondelete="CASCADE")
     article_id: int = Field(foreign_key="article.id", primary_key=True, index=True)
     section: str = Field(max_length=80)  # tag slug
     position: int = 0
+    snapshot: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class IssueRender(SQLModel, table=True):
     """The frozen output for one variant (a set of sections) of an issue:
-    compiled once, then personalised per recipient by token substitution."""
+    compiled once, then personalised per recipient by token substitution.
+    ``nonce`` is the random part of this render's per-recipient markers
+    (``rendering.placeholders``): made at freeze time, known to no stored text."""
 
     __table_args__ = (UniqueConstraint("issue_id", "variant"),)
 
@@ -179,6 +212,7 @@ class IssueRender(SQLModel, table=True):
     subject: str = Field(max_length=300)
     html: str = Field(sa_column=Column(Text, nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
+    nonce: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -328,15 +362,31 @@ class WebhookReplay(SQLModel, table=True):
 
 
 class Editor(SQLModel, table=True):
+    """An editor account. ``failed_logins`` counts wrong passwords since the
+    last login (atomically; shown to admins, never a lock a stranger can set).
+    ``session_version`` is part of every session's user id: bumping it (logout,
+    password change) ends every session the editor has."""
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
     password_hash: str = Field(max_length=300)
     role: str = Field(default="editor", max_length=20)
     disabled_at: datetime | None = None  # a disabled account cannot log in (`editor disable`)
     failed_logins: int = 0
-    locked_until: datetime | None = None
+    session_version: int = 0
     last_login_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per client and address typed (``key``: a SHA-256 of
+    both): each failure doubles the wait before that client may try that
+    address again. Per client, so a stranger slows only themselves."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    blocked_until: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class SchedulerLock(SQLModel, table=True):

@@ -1,5 +1,12 @@
 """What the web faces share beyond Flask's own idioms: email HTML served
-under its own Content-Security-Policy.
+under its own Content-Security-Policy, and numbers from URLs that the
+database can hold.
+
+Numbers in URLs (issue numbers, ids, page numbers, cursors) are someone
+else's input: the ``int`` converter (``DatabaseInteger``, installed by the
+app factory for every route) and ``int_arg`` accept ASCII digits up to the
+database's INTEGER range only, so an absurd number is a 404 or a 400, never
+an overflow in the database.
 
 Email HTML needs inline styles, and nothing in it may run script, submit a
 form or load from anywhere but https and data: images. It is shown in
@@ -12,7 +19,10 @@ from __future__ import annotations
 
 import re
 
-from flask import Response
+from flask import Response, abort, request
+from werkzeug.routing import IntegerConverter
+
+from newsletter.db import MAX_INTEGER, parse_integer
 
 MAIL_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
@@ -33,3 +43,25 @@ def mail_html_response(html: str, *, links_in_top_window: bool = False) -> Respo
     response.headers["Content-Security-Policy"] = MAIL_CSP
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+class DatabaseInteger(IntegerConverter):
+    """``<int:…>`` in every route: 0 to MAX_INTEGER, ASCII digits only (else 404)."""
+
+    regex = r"[0-9]{1,10}"
+
+    def __init__(self, map, **kwargs):
+        kwargs.setdefault("max", MAX_INTEGER)
+        super().__init__(map, **kwargs)
+
+
+def int_arg(name: str, default: int | None = None) -> int | None:
+    """A whole-number query parameter (a cursor, a page): ``default`` when
+    absent or empty, 400 when it is not a number the database can hold."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    value = parse_integer(raw)
+    if value is None:
+        abort(400, description=f"{name} must be a whole number from 0 to {MAX_INTEGER}.")
+    return value

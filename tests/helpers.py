@@ -486,3 +486,75 @@ class FakeDns:
         for server in (self.udp, self.tcp):
             server.shutdown()
             server.server_close()
+
+
+class RoutedServer(LoopbackServer):
+    """A real HTTP server answering each path from ``routes``: ``{path:
+    (status, headers, body)}`` (a callable value is called with the request
+    handler and returns that triple). ``host`` is any loopback address."""
+
+    def __init__(self, routes: dict, host: str = "127.0.0.1"):
+        self.routes = routes
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(QuietHandler):
+            def do_GET(self):
+                server.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                answer = server.routes.get(self.path.split("?", 1)[0])
+                if answer is None:
+                    self.reply(404, {}, b"not found")
+                    return
+                status, headers, body = answer(self) if callable(answer) else answer
+                self.reply(status, headers, body.encode() if isinstance(body, str) else body)
+
+        super().__init__(ThreadingHTTPServer((host, 0), Handler))
+        self.url = f"http://{host}:{self.port}"
+
+
+class ForwardingProxy(LoopbackServer):
+    """A reverse proxy as nginx is configured for the app: it listens on
+    ``host``, forwards each request to ``upstream`` from the source address
+    ``source``, appends the address it was connected from to
+    X-Forwarded-For (``$proxy_add_x_forwarded_for``) and sets
+    X-Forwarded-Proto. Chain several to make a proxy chain."""
+
+    def __init__(self, upstream: str, *, host: str, source: str, proto: str = "https"):
+        import http.client
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection", "host"}}
+                before = self.headers.get("X-Forwarded-For")
+                peer = self.client_address[0]
+                headers["X-Forwarded-For"] = f"{before}, {peer}" if before else peer
+                headers["X-Forwarded-Proto"] = proto
+                headers["Host"] = target.netloc
+                conn = http.client.HTTPConnection(
+                    target.hostname, target.port, timeout=10, source_address=(source, 0)
+                )
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in {"connection", "transfer-encoding", "content-length"}:
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_POST = _forward
+
+        super().__init__(ThreadingHTTPServer((host, 0), Handler))
+        self.url = f"http://{host}:{self.port}"

@@ -46,6 +46,11 @@ def post_form(client, path: str, data: dict, token_from: str = "/"):
     return client.post(path, data={"csrf_token": csrf_token(client, token_from), **data})
 
 
+def confirm(client, path: str):
+    """Press the button on a confirmation link's page (opening it changes nothing)."""
+    return post_form(client, path, {}, token_from=path)
+
+
 def subscribe(client, email: str, **fields):
     return post_form(client, "/subscribe", {"email": email, **fields})
 

@@ -321,11 +321,15 @@ def test_quoted_printable_template_refuses_a_value_with_a_line_break():
 def test_issue_email_built_from_a_frozen_render_carries_its_pre_encoded_bodies(make_settings):
     """personalise() hands MIME assembly pre-encoded bodies; the message parses
     back to exactly the personalised text and HTML."""
+    from newsletter.rendering import placeholders
     from newsletter.rendering.personalise import personalise
-    from newsletter.rendering.placeholders import GREETING, UNSUBSCRIBE_URL
 
+    nonce = placeholders.new_nonce()
+    GREETING = placeholders.marker(nonce, placeholders.GREETING)
+    UNSUBSCRIBE_URL = placeholders.marker(nonce, placeholders.UNSUBSCRIBE_URL)
     settings = make_settings(base_url="https://news.example.org")
     render = SimpleNamespace(
+        nonce=nonce,
         subject="Issue 045",
         html=f"<p>{GREETING}</p>" + "<p>ünïcode body</p>" * 100 + f'<a href="{UNSUBSCRIBE_URL}">x</a>',
         text=f"{GREETING}\n\n" + "Body line — café\n" * 50 + f"Leave: {UNSUBSCRIBE_URL}\n",

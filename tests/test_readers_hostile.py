@@ -125,7 +125,9 @@ def test_forged_expired_and_wrong_purpose_tokens(client, topics, settings):
     assert client.get(f"/unsubscribe/{other_secret}").status_code == 400
     assert reader("cat@example.org").status == "pending"
 
+    assert post_form(client, confirm[:-3] + "abc", {}, token_from=confirm).status_code == 400
     clock.advance(timedelta(days=settings.token_max_age_days, seconds=1))
+    assert post_form(client, confirm, {}, token_from="/").status_code == 410
     expired = client.get(confirm)
     page = expired.get_data(as_text=True)
     assert expired.status_code == 410 and "expired" in page and 'name="token"' in page
@@ -134,7 +136,8 @@ def test_forged_expired_and_wrong_purpose_tokens(client, topics, settings):
     token = confirm.rsplit("/", 1)[1]
     again = post_form(client, "/confirm/new", {"token": token}, token_from=confirm)
     assert again.status_code == 302 and len(outbox()) == 2
-    assert client.get(link(outbox()[1], "confirm")).status_code == 200
+    fresh = link(outbox()[1], "confirm")
+    assert post_form(client, fresh, {}, token_from=fresh).status_code == 200
     assert reader("cat@example.org").status == "active"
 
 

@@ -35,14 +35,16 @@ def test_subscribe_confirm_preferences_and_one_click_over_smtp(
 
     [confirm_mail] = smtp_server.wait_for(1)
     assert confirm_mail.rcpt_tos == ["ann@example.org"]
-    assert confirm_mail.message["To"] == "Ann Smith <ann@example.org>"
+    assert confirm_mail.message["To"] == "ann@example.org"  # no text a stranger typed
+    assert "Ann" not in confirm_mail.text and "Ann" not in confirm_mail.html
     assert confirm_mail.message["From"] == "GET THE SIGNAL <signal@example.org>"
     assert confirm_mail.message["Auto-Submitted"] == "auto-generated"
     assert confirm_mail.message.get_content_type() == "multipart/alternative"
     confirm = only(confirm_mail.links(), "confirm")
     assert confirm in confirm_mail.html  # the HTML button and the text part carry the same link
 
-    assert "You're subscribed" in client.get(confirm).get_data(as_text=True)
+    assert "Yes, subscribe me</button>" in client.get(confirm).get_data(as_text=True)
+    assert "You're subscribed" in post_form(client, confirm, {}, token_from=confirm).get_data(as_text=True)
     welcome = smtp_server.wait_for(2)[1]
     assert welcome.message["Subject"] == "Welcome to GET THE SIGNAL"
     prefs, unsubscribe = only(welcome.links(), "preferences"), only(welcome.links(), "unsubscribe")
@@ -66,7 +68,8 @@ def test_data_download_and_erase_over_smtp(make_app, make_settings, mail_sender,
     client = make_app(transport=smtp_server.dsn).test_client()
     mail_sender(make_settings(transport=smtp_server.dsn))
     post_form(client, "/subscribe", {"email": "bob@example.org", "topics": ["agents", "models", "tools"]})
-    client.get(only(smtp_server.wait_for(1)[0].links(), "confirm"))
+    confirm = only(smtp_server.wait_for(1)[0].links(), "confirm")
+    post_form(client, confirm, {}, token_from=confirm)
     prefs = only(smtp_server.wait_for(2)[1].links(), "preferences")
     data = json.loads(post_form(client, prefs + "/export", {}, token_from=prefs).get_data(as_text=True))
     assert data["email"] == "bob@example.org" and data["topics"] == [] and data["status"] == "active"
@@ -98,5 +101,6 @@ def test_internationalised_address_over_smtputf8(make_app, make_settings, mail_s
     post_form(client, "/subscribe", {"email": "josé@exämple.org", "name": "José", "topics": ["agents"]})
     [mail] = smtp_server.wait_for(1)
     assert mail.rcpt_tos == ["josé@exämple.org"]
-    assert client.get(only(mail.links(), "confirm")).status_code == 200
+    confirm = only(mail.links(), "confirm")
+    assert post_form(client, confirm, {}, token_from=confirm).status_code == 200
     assert reader("josé@exämple.org").status == "active"

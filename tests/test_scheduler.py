@@ -21,7 +21,10 @@ from newsletter.models import (
     Event,
     Issue,
     JobRun,
+    LoginThrottle,
     OutboxMessage,
+    Subscriber,
+    SubscribeRequest,
     TransactionalMail,
     WebhookReplay,
 )
@@ -206,6 +209,20 @@ def test_auto_send_sends_at_the_slot_to_every_reader_exactly_once(weekly, smtp_s
     assert reader_mail[0].message["Subject"].startswith("Issue 001")
     [issue] = issues()
     assert (issue.status, issue.approved_by, issue.sent_count) == ("sent", "auto-send", READERS)
+
+
+def test_auto_send_never_approves_content_that_reads_as_a_marker(weekly, smtp_server):
+    """Issue 12: the lint blocks auto-send too; the editors are told why."""
+    settings = weekly(auto_send=True)
+    add_articles(settings, [article(9, "ai-agents", at=REVIEW - timedelta(days=1), image_alt="x",
+                                    image_url="https://cdn.example/&#37;&#37;GTS_PREFERENCES_URL&#37;&#37;.png")])  # fmt: skip
+    tick_at(settings, REVIEW)
+    for moment in (SLOT, SLOT + timedelta(minutes=1)):
+        tick_at(settings, moment)
+    [issue] = issues()
+    assert issue.status == "draft" and readers_mail(smtp_server) == []
+    told = [m for m in editor_mail(smtp_server) if "could not send" in m.message["Subject"]]
+    assert len(told) == 1 and "cannot be approved" in told[0].text and "image_url" in told[0].text
 
 
 def test_review_hours_zero_assembles_and_sends_at_the_slot(weekly, smtp_server):
@@ -456,6 +473,13 @@ def test_retention_deletes_rows_older_than_retention_days(weekly):
                         created_at=when,
                     )
                 )
+            session.add(LoginThrottle(key=f"k{when:%d}", failures=9, updated_at=when))
+        session.add(LoginThrottle(key="today", failures=9, updated_at=now - timedelta(hours=23)))
+        reader = Subscriber(email="r@example.org", email_hash="h")
+        session.add(reader)
+        session.flush()
+        for age in (settings.token_max_age_days + 2, settings.token_max_age_days):
+            session.add(SubscribeRequest(subscriber_id=reader.id, created_at=now - timedelta(days=age)))
         session.add(
             JobRun(
                 job="resume",
@@ -465,7 +489,15 @@ def test_retention_deletes_rows_older_than_retention_days(weekly):
             )
         )
     deleted = jobs.retention(settings, now)
-    assert deleted == {"events": 1, "webhook_replays": 1, "outbox": 1, "transactional_mail": 1, "job_runs": 2}
+    assert deleted == {
+        "subscribe_requests": 1,
+        "login_throttles": 2,
+        "events": 1,
+        "webhook_replays": 1,
+        "outbox": 1,
+        "transactional_mail": 1,
+        "job_runs": 2,
+    }
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
         assert session.scalar(select(func.count()).select_from(JobRun)) == 1

@@ -28,7 +28,8 @@ def test_demo_serves_sample_content_with_the_outbox(tmp_path):
         front = requests.get(f"{url}/", timeout=5)
         assert front.status_code == 200
         assert "AI Agents" in front.text  # the demo's sections are the subscribe form's topics
-        assert requests.get(f"{url}/outbox", timeout=5).status_code == 200
+        outbox = requests.get(f"{url}/outbox", timeout=5)  # readers' mail: behind the editor login
+        assert outbox.status_code == 200 and "/editor/login" in outbox.url
         assert requests.get(f"{url}/editor/login", timeout=5).status_code == 200
     finally:
         output = stop_process(proc)

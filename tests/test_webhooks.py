@@ -202,8 +202,8 @@ def sendgrid(make_app, sendgrid_key):
 
 
 def sg_events():
-    base = {"timestamp": int(NOW.timestamp()), "sg_event_id": "ev"}
-    return [
+    base = {"timestamp": int(NOW.timestamp())}
+    events = [
         {
             **base,
             "event": "bounce",
@@ -226,6 +226,9 @@ def sg_events():
         {**base, "event": "delivered", "email": "cy@example.org", "sg_message_id": "msg-2.filter0002.1.0"},
         {**base, "event": "dropped", "email": "dan@example.org", "reason": "Bounced Address"},
     ]
+    return [
+        {**event, "sg_event_id": f"ev-{n}"} for n, event in enumerate(events)
+    ]  # unique, as SendGrid's are
 
 
 def test_sendgrid_signed_batch_accepted(sendgrid, sendgrid_key, people):
@@ -735,3 +738,103 @@ def test_signed_but_malformed_payloads_never_error(
     with db.session_scope() as s:
         detail = s.exec(select(Event.detail).where(Event.kind == "bounce_hard")).one()
     assert "\n" not in detail and "\r" not in detail and len(detail) <= 300
+
+
+# --- replays keyed on what was signed (issue 12, item 6) -----------------------------------
+# A signature can be rewritten without the key: ECDSA's (r, s) has a twin (r, n - s),
+# base64 has slack bits, hex has two cases. None of these may make a replay look new.
+
+P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+
+
+def _twin(signature_b64: str) -> str:
+    """The other valid ECDSA signature of the same message: (r, n - s)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    r, s = decode_dss_signature(base64.b64decode(signature_b64))
+    return base64.b64encode(encode_dss_signature(r, P256_ORDER - s)).decode()
+
+
+def _slack(signature_b64: str) -> str:
+    """The same bytes, base64-encoded with different unused low bits in the last character."""
+    raw = base64.b64decode(signature_b64)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    stripped = signature_b64.rstrip("=")
+    last = alphabet.index(stripped[-1])
+    for flip in range(1, 16):
+        variant = stripped[:-1] + alphabet[last ^ flip] + signature_b64[len(stripped) :]
+        if variant != signature_b64 and base64.b64decode(variant, validate=True) == raw:
+            return variant
+    raise AssertionError("no slack bits in this signature")
+
+
+def test_sendgrid_replays_with_rewritten_signatures_are_refused(sendgrid, sendgrid_key, people):
+    body = json.dumps([sg_events()[1]]).encode()  # one soft bounce
+    stamp = str(int(NOW.timestamp()))
+
+    def has_slack(signature: str) -> bool:  # a DER length that is a multiple of 3 has no unused bits
+        return len(base64.b64decode(signature)) % 3 != 0
+
+    for _ in range(100):  # ECDSA signs with a fresh random k: sign until both forms have slack bits
+        headers = sg_sign(sendgrid_key, body, stamp)
+        signature = headers["X-Twilio-Email-Event-Webhook-Signature"]
+        if has_slack(signature) and has_slack(_twin(signature)):
+            break
+    assert sendgrid.post("/webhooks/sendgrid", data=body, headers=headers).status_code == 200
+    after = snapshot()
+    for rewritten in (_twin(signature), _slack(signature), _slack(_twin(signature))):
+        assert rewritten != signature
+        again = dict(headers, **{"X-Twilio-Email-Event-Webhook-Signature": rewritten})
+        response = sendgrid.post("/webhooks/sendgrid", data=body, headers=again)
+        assert response.status_code == 403 and response.json["message"] == "replayed request"
+    assert snapshot() == after and status_of("bob@example.org") == "active"
+
+
+def test_sendgrid_events_resent_in_a_new_signed_request_count_once(sendgrid, sendgrid_key, people):
+    body = json.dumps([sg_events()[1]]).encode()
+    first = sendgrid.post(
+        "/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, str(int(NOW.timestamp())))
+    )
+    assert first.json["accepted"] == 1
+    later = str(int(NOW.timestamp()) + 30)  # the provider's retry: same events, newly signed
+    again = sendgrid.post("/webhooks/sendgrid", data=body, headers=sg_sign(sendgrid_key, body, later))
+    assert again.status_code == 200 and again.json["duplicates"] == 1 and again.json["accepted"] == 0
+    assert [e[0] for e in events()] == ["bounce_soft"]
+
+
+def test_mailgun_replays_with_rewritten_signatures_or_event_ids_are_refused(mailgun, people):
+    event = dict(mg_failed("temporary", "bob@example.org", "msg-1"), id="mg-event-1")
+    good = mg_payload(event)
+    assert mailgun.post("/webhooks/mailgun", json=good).status_code == 200
+    after = snapshot()
+    upper = json.loads(json.dumps(good))
+    upper["signature"]["signature"] = upper["signature"]["signature"].upper()
+    assert mailgun.post("/webhooks/mailgun", json=upper).status_code == 403
+    fresh = mg_payload(event)  # a new token, the same event
+    answer = mailgun.post("/webhooks/mailgun", json=fresh)
+    assert answer.status_code == 200 and answer.json["duplicates"] == 1
+    assert snapshot()[:3] == after[:3]
+
+
+def test_postmark_and_resend_replays_with_rewritten_bodies_or_signatures_are_refused(
+    postmark, resend, people
+):
+    auth = basic("pm-hook", "s3cret-pw")
+    bounce = pm_bounce("SoftBounce", "bob@example.org", "msg-1", record_id=77)
+    assert postmark.post("/webhooks/postmark", json=bounce, headers=auth).status_code == 200
+    spaced = json.dumps(bounce, indent=4).encode()  # the same record, written differently
+    assert (
+        postmark.post(
+            "/webhooks/postmark", data=spaced, headers={**auth, "Content-Type": "application/json"}
+        ).status_code
+        == 403
+    )
+    body = resend_event("email.bounced", "cy@example.org", "msg-2", "Transient")
+    headers = svix_headers(body)
+    assert resend.post("/webhooks/resend", data=body, headers=headers).status_code == 200
+    doubled = dict(
+        headers,
+        **{"svix-signature": f"v1,{base64.b64encode(b'x' * 32).decode()} {headers['svix-signature']}"},
+    )
+    assert resend.post("/webhooks/resend", data=body, headers=doubled).status_code == 403
+    assert [e[0] for e in events()] == ["bounce_soft", "bounce_soft"]  # one from each provider

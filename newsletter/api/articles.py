@@ -1,8 +1,9 @@
 """``POST /api/v1/articles``: articles in from other systems (bearer token).
 
 One article object or a list of them; an idempotent upsert by external id
-or canonical URL; every invalid item reported with its index, the valid ones
-stored. 200 when everything was stored, 207 when some items failed, 400 when
+or canonical URL, within this token's own articles; every invalid item
+reported with its index, the valid ones stored (an item whose URL another
+source holds is listed in ``skipped``). 200 when everything was stored, 207 when some items failed, 400 when
 none could be stored.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from flask import request
 
-from newsletter.api.auth import token_required
+from newsletter.api.auth import client_scope, token_required
 from newsletter.api.openapi import document, schema
 from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, upsert_articles
@@ -30,7 +31,7 @@ def articles_upsert():
         items = body
     else:
         return {"error": "invalid", "message": "the body must be an article object or a list of them"}, 400
-    report = upsert_articles(items, "api")
+    report = upsert_articles(items, "api", scope=client_scope())
     result = report.as_dict()
     if not report.errors:
         return result, 200
@@ -96,6 +97,14 @@ schema(
                     "properties": {"index": {"type": "integer"}, "message": {"type": "string"}},
                 },
             },
+            "skipped": {
+                "type": "array",
+                "description": "valid items not stored: another source (token, feed, file) holds their URL",
+                "items": {
+                    "type": "object",
+                    "properties": {"index": {"type": "integer"}, "message": {"type": "string"}},
+                },
+            },
         },
     },
 )
@@ -106,7 +115,8 @@ document(
         "post": {
             "summary": "Create or update articles",
             "description": f"One article or a list (at most {MAX_ITEMS}). Idempotent: an article is matched by "
-            "external_id, else by canonical URL. Invalid items are listed in `errors` by index; valid ones are stored.",
+            "external_id, else by canonical URL, among this token's own articles (another token, a feed or a "
+            "file import never matches). Invalid items are listed in `errors` by index; valid ones are stored.",
             "operationId": "upsertArticles",
             "requestBody": {
                 "required": True,

@@ -30,8 +30,11 @@ def _print_report(report: UpsertReport) -> None:
     if report.not_modified:
         click.echo("feed not modified since the last poll (HTTP 304): nothing to do")
         return
-    click.echo(f"{report.created} created, {report.updated} updated, {len(report.errors)} rejected")
-    for index, message in report.errors:
+    click.echo(
+        f"{report.created} created, {report.updated} updated, {len(report.errors)} rejected"
+        + (f", {len(report.skipped)} skipped" if report.skipped else "")
+    )
+    for index, message in report.errors + report.skipped:
         click.echo(f"  item {index}: {message}", err=True)
 
 
@@ -42,14 +45,19 @@ def _print_report(report: UpsertReport) -> None:
 @click.option(
     "--tag", "tags", multiple=True, metavar="SLUG", help="Add this tag to every feed entry (repeatable)."
 )
-def import_articles(file, feed_url, tags):
+@click.option(
+    "--allow-file",
+    is_flag=True,
+    help="Let --feed read a file:// URL (refused otherwise, and never from NEWSLETTER_FEEDS).",
+)
+def import_articles(file, feed_url, tags, allow_file):
     """Import articles from a JSON file (an object or a list) or an RSS/Atom feed."""
     settings = current_app.extensions["signal_settings"]
     if bool(file) == bool(feed_url):
         raise click.UsageError("give either FILE.json or --feed URL")
     if feed_url:
         try:
-            report = poll_feed(settings, feed_url, tags=tuple(tags))
+            report = poll_feed(settings, feed_url, tags=tuple(tags), allow_file=allow_file)
         except FeedError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)

@@ -5,10 +5,18 @@ and a message, good ones are stored (one bad article never loses the rest).
 An item is matched to an existing article by its external id, else by its
 canonical URL (lower-case host, no fragment, no utm_* parameters), so
 posting the same batch twice changes nothing.
+
+Matching is scoped to the item's *source* (``source_key``: the API token,
+the feed URL, file imports, the editor): one source can never update
+another's article by reusing its external id or URL. An item whose URL
+another source already holds is skipped and reported, not stored twice.
+Articles of an approved issue may still change here; the issue is sent from
+the snapshot taken at approval (``issues.service``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +48,7 @@ class UpsertReport:
     updated: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # valid, but another source's article
     not_modified: bool = False  # feeds: the server answered 304
 
     def merge(self, other: UpsertReport) -> None:
@@ -47,6 +56,7 @@ class UpsertReport:
         self.updated += other.updated
         self.errors.extend(other.errors)
         self.ids.extend(other.ids)
+        self.skipped.extend(other.skipped)
 
     def as_dict(self) -> dict:
         return {
@@ -54,7 +64,22 @@ class UpsertReport:
             "updated": self.updated,
             "ids": self.ids,
             "errors": [{"index": i, "message": m} for i, m in self.errors],
+            "skipped": [{"index": i, "message": m} for i, m in self.skipped],
         }
+
+
+def source_key(kind: str, identity: str = "") -> str:
+    """The scope of a source's external ids: ``api:<digest of the token>``,
+    ``feed:<digest of the URL>``, or the kind alone (``file``, ``editor``)."""
+    if not identity:
+        return kind
+    return f"{kind}:{hashlib.sha256(identity.encode('utf-8')).hexdigest()[:32]}"
+
+
+class TakenByAnotherSource(Exception):
+    def __init__(self, article_id: int):
+        super().__init__(article_id)
+        self.article_id = article_id
 
 
 # --- helpers -------------------------------------------------------------------
@@ -190,15 +215,26 @@ def validate_item(item) -> CleanItem:
                      published_at, minutes, image_url, image_alt, tags)  # fmt: skip
 
 
-def _find(session: Session, item: CleanItem) -> Article | None:
+def _find(session: Session, item: CleanItem, scope: str) -> Article | None:
+    """The article ``item`` updates, within its source's scope; raises
+    TakenByAnotherSource when only another source holds its URL."""
+    mine = select(Article).where(Article.source_key == scope)
     if item.external_id:
-        found = session.exec(select(Article).where(Article.external_id == item.external_id)).first()
-        if found is not None:
-            return found
-        return session.exec(
-            select(Article).where(Article.url == item.url, Article.external_id.is_(None))
-        ).first()
-    return session.exec(select(Article).where(Article.url == item.url).order_by(Article.id)).first()
+        found = session.exec(mine.where(Article.external_id == item.external_id)).first()
+        if found is None:
+            found = session.exec(
+                mine.where(Article.url == item.url, Article.external_id.is_(None)).order_by(Article.id)
+            ).first()
+    else:
+        found = session.exec(mine.where(Article.url == item.url).order_by(Article.id)).first()
+    if found is not None:
+        return found
+    other = session.exec(
+        select(Article.id).where(Article.url == item.url, Article.source_key != scope).order_by(Article.id)
+    ).first()
+    if other is not None:
+        raise TakenByAnotherSource(other)
+    return None
 
 
 def _tag_ids(
@@ -223,14 +259,16 @@ def store_item(
     source: str,
     tag_cache: dict[str, int],
     *,
+    scope: str,
     new_tags_are_sections: bool = True,
 ) -> tuple[Article, bool]:
-    """Insert or update one validated article; returns (article, created)."""
-    article = _find(session, item)
+    """Insert or update one validated article of the source ``scope``;
+    returns (article, created). Raises TakenByAnotherSource."""
+    article = _find(session, item, scope)
     created = article is None
     now = clock.now()
     if created:
-        article = Article(url=item.url, title=item.title, source=source, created_at=now)
+        article = Article(url=item.url, title=item.title, source=source, source_key=scope, created_at=now)
     article.external_id = item.external_id or article.external_id
     article.url = item.url
     article.title = item.title
@@ -256,8 +294,14 @@ def store_item(
     return article, created
 
 
-def upsert_articles(items: list, source: str, *, new_tags_are_sections: bool = True) -> UpsertReport:
+def upsert_articles(
+    items: list, source: str, *, scope: str | None = None, new_tags_are_sections: bool = True
+) -> UpsertReport:
     """Validate and store ``items`` (dicts); idempotent by external id or canonical URL.
+
+    ``source`` is the kind (api, feed, file, editor); ``scope`` the source
+    itself (``source_key(…)``; the kind alone when None), within which
+    external ids and URLs are matched.
 
     Tags that do not exist yet are created; from the API and files they become
     sections (the editor can turn that off per tag), from feeds they do not
@@ -278,15 +322,30 @@ def upsert_articles(items: list, source: str, *, new_tags_are_sections: bool = T
             report.errors.append((index, str(exc)))
     if not cleaned:
         return report
+    scope = scope or source
     for attempt in range(3):
         stored = UpsertReport()
         try:
             with session_scope() as session:
                 cache: dict[str, int] = {}
-                for _index, item in cleaned:
-                    article, created = store_item(
-                        session, item, source, cache, new_tags_are_sections=new_tags_are_sections
-                    )
+                for index, item in cleaned:
+                    try:
+                        article, created = store_item(
+                            session,
+                            item,
+                            source,
+                            cache,
+                            scope=scope,
+                            new_tags_are_sections=new_tags_are_sections,
+                        )
+                    except TakenByAnotherSource as taken:
+                        stored.skipped.append(
+                            (
+                                index,
+                                f"article {taken.article_id} from another source has this URL: not changed",
+                            )
+                        )
+                        continue
                     stored.ids.append(article.id)
                     if created:
                         stored.created += 1

@@ -22,7 +22,7 @@ from newsletter.db import get_engine, session_scope
 from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.queue import OPEN_ROWS, reclaim_expired_leases
 from newsletter.issues import states
-from newsletter.issues.service import IssueNotFound, require_issue
+from newsletter.issues.service import IssueNotFound, content_problems, require_issue
 from newsletter.models import Delivery, Issue
 from newsletter.rendering.issue import freeze_issue
 
@@ -90,7 +90,9 @@ def issue_id_for(number: int) -> int:
 
 
 def start_send(settings: Settings, number: int) -> Issue:
-    """approved|scheduled → sending (one winner), freeze, fan out; one transaction."""
+    """approved|scheduled → sending (one winner), freeze, fan out; one transaction.
+    Content that reads as a marker, or a render whose markers are not its
+    template's (``placeholders.MarkerError``), rolls it all back."""
     with session_scope() as session:
         issue = require_issue(session, number)
         now = clock.now()
@@ -102,6 +104,9 @@ def start_send(settings: Settings, number: int) -> Issue:
                 f"issue {number} is {issue.status}; only an approved or scheduled issue can be sent"
             )
         session.refresh(issue)
+        problems = content_problems(session, issue)
+        if problems:  # approved before approval checked it: never sent
+            raise NotSendable(f"issue {number} cannot be sent: {problems[0].message}")
         freeze_issue(session, issue, settings)
         session.flush()
         fan_out(session, issue.id)

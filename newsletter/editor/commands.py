@@ -59,7 +59,6 @@ def list_command(as_json: bool):
                 "role": e.role,
                 "disabled": e.disabled_at is not None,
                 "disabled_at": e.disabled_at,
-                "locked_until": e.locked_until,
                 "last_login_at": e.last_login_at,
                 "created_at": e.created_at,
             }

@@ -15,6 +15,7 @@ from sqlalchemy import case, literal
 from sqlmodel import Session, func, select
 
 from newsletter import clock
+from newsletter.addresses import hide_addresses
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
@@ -37,7 +38,7 @@ class Dashboard:
     recent_issues: list[tuple[Issue, dict]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     growth: list[tuple[str, int]] = field(default_factory=list)
-    feedback: list[tuple[Event, str | None]] = field(default_factory=list)
+    feedback: list[FeedbackLine] = field(default_factory=list)
 
 
 def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
@@ -78,7 +79,22 @@ def growth_series(session: Session, weeks: int = 12, now: datetime | None = None
     ]
 
 
-def recent_feedback(session: Session, limit: int = 10) -> list[tuple[Event, str | None]]:
+@dataclass
+class FeedbackLine:
+    """One recent bounce or complaint as the dashboard shows it."""
+
+    kind: str
+    created_at: datetime
+    detail: str
+    subscriber_id: int | None
+    address: str | None  # None for the editor role (and for erased readers)
+    erased: bool
+
+
+def recent_feedback(session: Session, limit: int = 10, *, show_addresses: bool = False) -> list[FeedbackLine]:
+    """The latest bounces and complaints. Without ``show_addresses`` (the
+    ``editor`` role) no reader's address appears: not as the reader, and not
+    inside the provider's detail text either."""
     rows = session.exec(
         select(Event, Subscriber.email)
         .join(Subscriber, Subscriber.id == Event.subscriber_id, isouter=True)
@@ -86,7 +102,17 @@ def recent_feedback(session: Session, limit: int = 10) -> list[tuple[Event, str 
         .order_by(Event.created_at.desc(), Event.id.desc())
         .limit(limit)
     ).all()
-    return [(event, email) for event, email in rows]
+    return [
+        FeedbackLine(
+            kind=event.kind,
+            created_at=event.created_at,
+            detail=event.detail if show_addresses else hide_addresses(event.detail),
+            subscriber_id=event.subscriber_id if show_addresses else None,
+            address=email if show_addresses else None,
+            erased=email is None,
+        )
+        for event, email in rows
+    ]
 
 
 def issue_outcomes(session: Session, issue: Issue) -> dict:
@@ -94,7 +120,7 @@ def issue_outcomes(session: Session, issue: Issue) -> dict:
     return dict(stats(session, issue.id))
 
 
-def build_dashboard(session: Session, settings) -> Dashboard:
+def build_dashboard(session: Session, settings, *, show_addresses: bool = False) -> Dashboard:
     slot_at = next_slot_time(settings)
     slot = None
     if slot_at is not None:
@@ -115,5 +141,5 @@ def build_dashboard(session: Session, settings) -> Dashboard:
         recent_issues=[(issue, issue_outcomes(session, issue)) for issue in recent],
         counts=subscriber_counts(session),
         growth=growth_series(session),
-        feedback=recent_feedback(session),
+        feedback=recent_feedback(session, show_addresses=show_addresses),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, func, select
 
+from newsletter.db import parse_integer
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, Tag
 
 MAX_ARTICLES = 60
@@ -89,8 +90,9 @@ def plan_from_form(session: Session, issue: Issue, form, sections: list[str]) ->
         )
     add_ids = []
     for raw in form.getlist("add"):
-        if raw.isdigit() and int(raw) not in existing:
-            add_ids.append(int(raw))
+        article_id = parse_integer(raw)
+        if article_id is not None and article_id not in existing:
+            add_ids.append(article_id)
     if add_ids:
         found = set(session.exec(select(Article.id).where(Article.id.in_(add_ids), Article.held.is_(False))))
         missing = [i for i in add_ids if i not in found]

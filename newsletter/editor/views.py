@@ -21,7 +21,13 @@ from newsletter.doctor.checks import run_checks
 from newsletter.doctor.report import summary
 from newsletter.editor import dashboard as dash
 from newsletter.editor import service
-from newsletter.editor.auth import PUBLIC_ENDPOINTS, EditorUser, admin_required
+from newsletter.editor.auth import (
+    PUBLIC_ENDPOINTS,
+    EditorUser,
+    admin_required,
+    session_expired,
+    start_session,
+)
 from newsletter.editor.chart import line_chart
 from newsletter.editor.forms import ActionForm, EditorForm, LoginForm
 from newsletter.extensions import limiter, login_manager, settings
@@ -46,6 +52,10 @@ def require_login():
     (one guard on the blueprint, so a new view cannot forget it)."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if current_user.is_authenticated and session_expired():
+        logout_user()
+        session.clear()
+        flash("Your session ended after a while without activity: please log in again.", "warning")
     if not current_user.is_authenticated:
         if request.path.endswith(".json"):
             abort(401)
@@ -90,24 +100,28 @@ def login():
         return redirect(url_for("editor.dashboard"))
     form = LoginForm()
     error = None
+    retry_after = None
     if form.validate_on_submit():
-        result = service.authenticate(form.email.data, form.password.data)
+        result = service.authenticate(form.email.data, form.password.data, client=request.remote_addr or "")
         if result.ok:
             with session_scope() as db:
                 user = EditorUser(db.get(Editor, result.editor_id))
             session.clear()  # a new session id on login: no fixation
             login_user(user)
+            start_session()
             return redirect(_safe_next(request.args.get("next")))
-        error = result.message
+        error, retry_after = result.message, result.retry_after
     elif request.method == "POST":
         error = "Enter your email address and password."
-    status = 401 if error else 200
-    return render_template("editor/login.html", form=form, error=error), status
+    status = 429 if retry_after else 401 if error else 200
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    return render_template("editor/login.html", form=form, error=error), status, headers
 
 
 @bp.post("/logout")
 def logout():
     ActionForm()  # CSRF is checked for every POST by CSRFProtect
+    service.end_sessions(current_user.id)  # every copy of this session's cookie stops working
     logout_user()
     session.clear()
     flash("You are logged out.", "success")
@@ -122,7 +136,7 @@ def home():
 @bp.get("/dashboard")
 def dashboard():
     with session_scope() as db:
-        data = dash.build_dashboard(db, settings())
+        data = dash.build_dashboard(db, settings(), show_addresses=current_user.is_admin)
     chart = line_chart(data.growth, title="Readers over the last 12 weeks")
     return render_template("editor/dashboard.html", d=data, chart=chart, settings=settings())
 

@@ -10,11 +10,7 @@ from newsletter.editor import queries
 from newsletter.editor.articles import ArticleError, parse_tags, set_article_tags
 from newsletter.editor.forms import ActionForm, ArticleTagsForm
 from newsletter.editor.views import bp
-
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+from newsletter.web import int_arg
 
 
 @bp.get("/articles")
@@ -23,7 +19,7 @@ def articles():
     tag = request.args.get("tag", "").strip()[:80]
     held = request.args.get("held", "")
     with session_scope() as db:
-        page = queries.search_articles(db, q=q, tag=tag, held=held, before=_int_arg("before"))
+        page = queries.search_articles(db, q=q, tag=tag, held=held, before=int_arg("before"))
         tags = queries.all_tags(db)
         article_tags = queries.tags_by_article(db, [a.id for a in page.rows])
     return render_template(

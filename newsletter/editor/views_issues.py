@@ -33,6 +33,8 @@ from newsletter.issues.service import (
     approve_issue,
     assemble_issue,
     cancel_issue,
+    changed_since_approval,
+    review_digest,
     schedule_issue,
     sections,
     set_issue_articles,
@@ -40,7 +42,8 @@ from newsletter.issues.service import (
     update_issue,
 )
 from newsletter.models import Issue
-from newsletter.web import mail_html_response
+from newsletter.rendering.view import issue_content
+from newsletter.web import int_arg, mail_html_response
 
 log = logging.getLogger("newsletter.editor")
 PAGE = 30
@@ -92,11 +95,11 @@ def _back(number: int):
 
 @bp.get("/issues")
 def issues():
-    before = request.args.get("before", "")
+    before = int_arg("before")
     with session_scope() as db:
         stmt = select(Issue).order_by(Issue.number.desc()).limit(PAGE + 1)
-        if before.isdigit():
-            stmt = stmt.where(Issue.number < int(before))
+        if before is not None:
+            stmt = stmt.where(Issue.number < before)
         rows = list(db.exec(stmt))
     more = len(rows) > PAGE
     rows = rows[:PAGE]
@@ -125,6 +128,9 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         rows = issue_edit.current_rows(db, issue)
         candidates = issue_edit.candidates(db, issue, request.args.get("add_q", "").strip()[:200])
         audience = audience_count(db)
+        seen = review_digest(db, issue)  # the approval form says what the editor saw
+        shown = issue_content(db, issue)  # an approved issue as it will be sent (its snapshot)
+        changed = changed_since_approval(db, issue)
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
@@ -152,6 +158,9 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
                 else None
             ),
             editable=issue.status in states.EDITABLE,
+            seen=seen,
+            shown=shown,
+            changed=changed,
         ),
         status,
     )
@@ -289,9 +298,14 @@ def issue_test(number: int):
 # --- lifecycle ----------------------------------------------------------------------
 
 
+def _seen() -> str | None:
+    """The content fingerprint the page showed the editor (None when the form had none)."""
+    return request.form.get("seen") or None
+
+
 @bp.post("/issues/<int:number>/approve")
 def issue_approve(number: int):
-    _act(number, "approve", lambda: approve_issue(number, current_user.email))
+    _act(number, "approve", lambda: approve_issue(number, current_user.email, seen=_seen()))
     return _back(number)
 
 
@@ -306,7 +320,7 @@ def issue_schedule(number: int):
     _act(
         number,
         f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
-        lambda: schedule_issue(number, local, by=current_user.email),
+        lambda: schedule_issue(number, local, by=current_user.email, seen=_seen()),
     )
     return _back(number)
 

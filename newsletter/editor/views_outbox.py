@@ -1,5 +1,5 @@
-"""Outbox viewer for the ``outbox://`` transport (admin: it holds addresses).
-The public development page (``readers.outbox``) reads the same way."""
+"""Outbox viewer for the ``outbox://`` transport (admin: it holds addresses
+and readers' personal links). ``/outbox`` (``readers.outbox``) leads here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from newsletter.delivery.transports.outbox import ParsedMail, outbox_page, parse
 from newsletter.editor.auth import admin_required
 from newsletter.editor.views import bp
 from newsletter.models import OutboxMessage
-from newsletter.web import mail_html_response
+from newsletter.web import int_arg, mail_html_response
 
 
 @bp.get("/outbox")
@@ -18,9 +18,8 @@ from newsletter.web import mail_html_response
 def outbox():
     q = request.args.get("q", "").strip()[:200]
     kind = request.args.get("kind", "")
-    before = request.args.get("before", "")
     with session_scope() as db:
-        page = outbox_page(db, q=q, kind=kind, before=int(before) if before.isdigit() else None)
+        page = outbox_page(db, q=q, kind=kind, before=int_arg("before"))
     return render_template("editor/outbox.html", page=page, q=q, kind=kind)
 
 
@@ -44,4 +43,7 @@ def outbox_message(message_id: int):
 @admin_required
 def outbox_html(message_id: int):
     _, parsed = load_message(message_id)
-    return mail_html_response(parsed.html or "<p>(this message has no HTML part)</p>")
+    # links open in the page around the frame: the demo confirms a subscription from here
+    return mail_html_response(
+        parsed.html or "<p>(this message has no HTML part)</p>", links_in_top_window=True
+    )

@@ -21,6 +21,7 @@ from newsletter.extensions import settings
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.readers.csv_io import export_csv, import_csv
 from newsletter.readers.service import erase, unsubscribe
+from newsletter.web import int_arg
 
 
 @bp.get("/subscribers")
@@ -30,11 +31,8 @@ def subscribers():
     status = request.args.get("status", "")
     if status not in SUBSCRIBER_STATUSES:
         status = ""
-    before = request.args.get("before", "")
     with session_scope() as db:
-        page = queries.search_subscribers(
-            db, q=q, status=status, before=int(before) if before.isdigit() else None
-        )
+        page = queries.search_subscribers(db, q=q, status=status, before=int_arg("before"))
         counts = subscriber_counts(db)
     return render_template(
         "editor/subscribers.html", page=page, q=q, status=status, statuses=SUBSCRIBER_STATUSES, counts=counts

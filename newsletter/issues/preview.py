@@ -1,7 +1,9 @@
 """Previews: an issue as one reader (or one set of topics) would get it.
 
-Rendered fresh from the current content (nothing stored), personalised the
-same way a sent message is, so the preview is what will be sent.
+Rendered fresh from the current content (nothing stored; an approved issue
+from its approval snapshot), personalised the same way a sent message is,
+so the preview is what will be sent. The lint shown with it starts with the
+content errors that block approval (``issues.service.content_problems``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from sqlmodel import select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.issues.service import require_issue
+from newsletter.issues.service import content_problems, require_issue
 from newsletter.models import Subscriber
 from newsletter.rendering.issue import issue_sections, render_variant, variant_for
 from newsletter.rendering.lint import LintFinding, lint_html
@@ -48,8 +50,9 @@ def build_preview(
         topics = ",".join(sorted(t.strip() for t in (topics or "").split(",") if t.strip()))
         variant = variant_for(topics, issue_sections(session, issue))
         render = render_variant(session, issue, variant, settings)
+        problems = content_problems(session, issue)  # errors that block approval come first
     message = personalise(render, settings, subscriber_id=subscriber_id, email=as_email or "", name=name)
-    return Preview(variant, message, lint_html(message.html, settings.base_url))
+    return Preview(variant, message, problems + lint_html(message.html, settings.base_url))
 
 
 def preview_issue(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -37,6 +37,8 @@ from newsletter.content.sanitise import clean_text, neutralise
 from newsletter.db import session_scope
 from newsletter.issues import states
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, IssueRender, Tag
+from newsletter.rendering.lint import LintFinding, content_findings
+from newsletter.rendering.view import content_digest, content_fields, issue_content, snapshot_of
 
 DEFAULT_WINDOW = timedelta(days=7)
 EDITABLE_FIELDS = ("theme", "title", "subject", "preheader", "intro")
@@ -340,6 +342,64 @@ def _withdraw_renders(session: Session, issue: Issue) -> None:
     """Changing content withdraws an approval: what is approved is what is sent."""
     for render in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all():
         session.delete(render)
+    session.execute(
+        update(IssueArticle).where(IssueArticle.issue_id == issue.id).values(snapshot=None),
+        execution_options={"synchronize_session": False},
+    )
+
+
+# --- review: what is approved is what is sent ------------------------------------------
+
+
+def content_problems(session: Session, issue: Issue) -> list[LintFinding]:
+    """Errors in the issue's content that forbid approving or sending it:
+    any field that reads as a personal-link marker, in any encoding."""
+    return content_findings(content_fields(issue, issue_content(session, issue)))
+
+
+def review_digest(session: Session, issue: Issue) -> str:
+    """The fingerprint of what the issue shows now (``approve_issue``'s ``seen``)."""
+    return content_digest(issue, issue_content(session, issue))
+
+
+def changed_since_approval(session: Session, issue: Issue) -> list[Article]:
+    """Articles of an approved issue whose live row differs from the snapshot
+    that will be sent (the editor sees a notice: edit the issue to take them)."""
+    snapshots = {
+        row.link.article_id: row.article for row in issue_content(session, issue) if row.from_snapshot
+    }
+    if not snapshots:
+        return []
+    live = session.exec(select(Article).where(Article.id.in_(list(snapshots)))).all()
+    return [a for a in live if _shown(a) != _shown(snapshots[a.id])]
+
+
+def _shown(article: Article) -> tuple:
+    return (article.title, article.url, article.synopsis, article.author, article.reading_minutes,
+            article.image_url, article.image_alt)  # fmt: skip
+
+
+def _review(session: Session, issue: Issue, seen: str | None) -> None:
+    """Check the content an approval is about to freeze, then keep it: refuse
+    marker-like content and content that changed since the editor looked
+    (``seen``), and write each article's snapshot in the approval's transaction."""
+    content = issue_content(session, issue)
+    if not content:
+        raise IssueError(f"{issue.label} has no articles")
+    problems = content_findings(content_fields(issue, content))
+    if problems:
+        listed = "; ".join(p.message for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise IssueError(f"{issue.label} cannot be approved: {listed}{more}")
+    if seen is not None and seen != content_digest(issue, content):
+        raise IssueError(
+            f"{issue.label} changed since you opened it (an article was updated or edited): "
+            "look at it again before approving"
+        )
+    for row in content:
+        if not row.from_snapshot:
+            row.link.snapshot = snapshot_of(row.article, row.section_name, row.tags)
+            session.add(row.link)
 
 
 def _edit(session: Session, issue: Issue, values: dict) -> None:
@@ -363,15 +423,17 @@ def _edit(session: Session, issue: Issue, values: dict) -> None:
     _withdraw_renders(session, issue)
 
 
-def approve_issue(number: int, by: str) -> Issue:
+def approve_issue(number: int, by: str, *, seen: str | None = None) -> Issue:
+    """Approve a draft: its content is checked (no marker-like text; unchanged
+    since ``seen``, the ``review_digest`` the editor's page showed) and its
+    articles are snapshotted, so what is approved is what is sent."""
     with session_scope() as session:
         issue = require_issue(session, number)
         if issue.status == states.APPROVED:
             return issue
         if issue.status != states.DRAFT:
             raise IssueError(f"{issue.label} is {issue.status}; only a draft can be approved")
-        if not issue_articles(session, issue):
-            raise IssueError(f"{issue.label} has no articles")
+        _review(session, issue, seen)
         return _move(
             session,
             issue,
@@ -379,13 +441,13 @@ def approve_issue(number: int, by: str) -> Issue:
         )
 
 
-def schedule_issue(number: int, when: datetime, *, by: str = "") -> Issue:
+def schedule_issue(number: int, when: datetime, *, by: str = "", seen: str | None = None) -> Issue:
     """Send at a chosen time: a draft with articles or an approved issue becomes
     ``scheduled`` for ``when``; the scheduler's tick sends it once that time has come.
 
     Scheduling is an approval (what is scheduled is what is sent), so a draft
-    gets ``approved_at``/``approved_by`` too. Scheduling a scheduled issue again
-    moves its time. ``when`` must be aware and in the future by ``clock.now()``.
+    gets ``approved_at``/``approved_by`` too, and the same review as
+    ``approve_issue``. Scheduling a scheduled issue again moves its time. ``when`` must be aware and in the future by ``clock.now()``.
     """
     if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
         raise IssueError("the send time needs a time zone")
@@ -401,8 +463,8 @@ def schedule_issue(number: int, when: datetime, *, by: str = "") -> Issue:
             raise IssueError(
                 f"{issue.label} is {issue.status}; only a draft, approved or scheduled issue can be scheduled"
             )
-        if issue.status == states.DRAFT and not issue_articles(session, issue):
-            raise IssueError(f"{issue.label} has no articles")
+        if issue.status == states.DRAFT:
+            _review(session, issue, seen)
         values = {"status": states.SCHEDULED, "scheduled_for": when}
         if issue.approved_at is None:
             values |= {"approved_at": now, "approved_by": (by or "")[:320]}

@@ -10,7 +10,7 @@ needs inline styles) that still allows no script at all.
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, request, url_for
+from flask import Response, abort, render_template, url_for
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -21,6 +21,7 @@ from newsletter.models import Issue, IssueRender
 from newsletter.readers.views import bp
 from newsletter.rendering.issue import render_variant
 from newsletter.rendering.personalise import generic
+from newsletter.web import int_arg
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
 PER_PAGE = 25
@@ -41,7 +42,9 @@ def _published(issue: Issue):
 
 @bp.get("/issues", endpoint="archive_index")
 def archive_index():
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = int_arg("page", 1)
+    if page < 1:
+        abort(404)
     with session_scope() as session:
         total = session.exec(select(func.count()).select_from(_public().subquery())).one()
         issues = session.exec(

@@ -11,6 +11,7 @@ Export writes rows as the database yields them (``yield_per``).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -36,7 +37,9 @@ EXPORT_COLUMNS = (
     "consent_source",
     "consent_at",
 )
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What makes a spreadsheet read a cell as a formula (ASCII and full-width forms), even after spaces.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+GUARD = "'"
 RESULT_REASONS = {
     "suppressed": "address is on the suppression list (erased, bounced or complained); not imported",
     "kept_unsubscribed": "reader has unsubscribed; an import does not subscribe them again",
@@ -95,7 +98,7 @@ def _header(reader) -> dict[str, int]:
 
 def _cell(row: list[str], index: dict[str, int], name: str) -> str | None:
     i = index.get(name)
-    return row[i] if i is not None and i < len(row) else None
+    return unguard(row[i]) if i is not None and i < len(row) else None
 
 
 def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str = "import") -> ImportReport:
@@ -167,9 +170,24 @@ def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str
     return report
 
 
-def _safe(value: str) -> str:
-    """Keep spreadsheet programs from running a cell as a formula."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _safe(value) -> str:
+    """Keep spreadsheet programs from running a cell as a formula: a cell
+    whose first non-blank character could start one gets a leading ``'``
+    (every cell: an address may begin with ``=``). ``unguard`` undoes it on
+    import, so an export re-imports as it was. Control characters (a line
+    break in a name would split the row for some readers) become spaces."""
+    text = _CONTROL.sub(" ", "" if value is None else str(value))
+    return GUARD + text if text.lstrip(" ").startswith(FORMULA_START) else text
+
+
+def unguard(value: str) -> str:
+    """A cell as it was before ``_safe`` guarded it."""
+    if value.startswith(GUARD) and value[1:].lstrip(" ").startswith(FORMULA_START):
+        return value[1:]
+    return value
 
 
 def _time(value) -> str:
@@ -198,18 +216,8 @@ def export_csv(session: Session, out: IO[str], *, status: str | None = None) -> 
     for email, name, state, topics, created, confirmed, left, consent_source, consent_at in session.exec(
         query.execution_options(yield_per=1000)
     ):
-        writer.writerow(
-            [
-                email,
-                _safe(name),
-                state,
-                topics.replace(",", ";"),
-                _time(created),
-                _time(confirmed),
-                _time(left),
-                consent_source,
-                _time(consent_at),
-            ]
-        )
+        cells = (email, name, state, topics.replace(",", ";"), _time(created), _time(confirmed),
+                 _time(left), consent_source, _time(consent_at))  # fmt: skip
+        writer.writerow([_safe(cell) for cell in cells])
         count += 1
     return count

@@ -54,3 +54,9 @@ _per_address = limiter.shared_limit(
 def subscribe_limits(view):
     """Both limits on one view."""
     return _per_ip(_per_address(view))
+
+
+def per_client_limit(view):
+    """The per-IP limit alone, for requests that name no address (a link mail
+    asked for from a reader's own page; its cap per reader is in the database)."""
+    return _per_ip(view)

@@ -30,31 +30,36 @@ def preferences_url(settings, subscriber_id: int) -> str:
     return _url(settings, "preferences", preferences_token(settings, subscriber_id))
 
 
-def confirm_token(settings, subscriber_id: int) -> str:
-    issued = int(clock.now().timestamp())
-    return tokens.make_timed_token(settings.secret_key, "confirm", {"s": subscriber_id, "t": issued})
+def confirm_token(settings, subscriber_id: int, request_id: int | None = None) -> str:
+    """A confirmation link's token: the reader, when it was issued, and the
+    ``SubscribeRequest`` it confirms (if the reader already had a record)."""
+    payload = {"s": subscriber_id, "t": int(clock.now().timestamp())}
+    if request_id is not None:
+        payload["r"] = request_id
+    return tokens.make_timed_token(settings.secret_key, "confirm", payload)
 
 
-def confirm_url(settings, subscriber_id: int) -> str:
-    return _url(settings, "confirm", confirm_token(settings, subscriber_id))
+def confirm_url(settings, subscriber_id: int, request_id: int | None = None) -> str:
+    return _url(settings, "confirm", confirm_token(settings, subscriber_id, request_id))
 
 
-def read_confirm_token(settings, token: str) -> tuple[int, int]:
-    """(subscriber id, issued at as a UNIX time); raises TokenError/TokenExpired."""
+def read_confirm_token(settings, token: str) -> tuple[int, int, int | None]:
+    """(subscriber id, issued at as a UNIX time, request id or None); raises TokenError/TokenExpired."""
     payload = tokens.read_timed_token(
         settings.secret_key, "confirm", token, settings.token_max_age_days * 86400
     )
     return _confirm_payload(payload)
 
 
-def _confirm_payload(payload) -> tuple[int, int]:
+def _confirm_payload(payload) -> tuple[int, int, int | None]:
     if (
         not isinstance(payload, dict)
         or not isinstance(payload.get("s"), int)
         or not isinstance(payload.get("t"), int)
+        or not isinstance(payload.get("r", 0), int)
     ):
         raise tokens.TokenError("this link is not valid")
-    return payload["s"], payload["t"]
+    return payload["s"], payload["t"], payload.get("r")
 
 
 def expired_confirm_subscriber(payload) -> int | None:

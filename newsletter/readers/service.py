@@ -15,7 +15,16 @@ JSON API, the CSV import and the editor all call them. Rules kept here:
   that is down delays the mail without losing it;
 * an unsubscribed reader is only brought back by the reader (a confirmation
   link issued after they left, or their own preferences link), never by an
-  import or by someone else filling the form.
+  import or by someone else filling the form;
+* nobody changes a reader's record without controlling the address: what
+  someone asks for an address that already has a record (pending or
+  unsubscribed) is kept aside (``SubscribeRequest``) and applied only when
+  the confirmation link mailed for that request is used; and no text a
+  stranger typed goes into a mail to an unconfirmed address.
+
+Each mail a reader gets has one function here that queues it
+(``queue_confirmation``, ``queue_welcome``, ``send_preferences_link``): the
+one place to change that mail.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from newsletter.models import (
     Issue,
     OutboxMessage,
     Subscriber,
+    SubscribeRequest,
     Suppression,
     Tag,
     TransactionalMail,
@@ -190,10 +200,10 @@ def _apply(
         refresh()
         return "updated", existing, False
     if existing.status == "pending":
+        if double_opt_in:  # the request waits for its confirmation link (``_keep_request``)
+            return "resent", existing, True
         refresh()
         _record_consent(existing, settings, source, consent_text, ip)
-        if double_opt_in:
-            return "resent", existing, True
         existing.status = "active"
         session.add(Event(kind="subscribe", subscriber_id=existing.id, detail=source))
         return "updated", existing, False
@@ -201,9 +211,25 @@ def _apply(
     # an operator's import or addition neither reactivates nor re-mails them
     if not double_opt_in or source in ("import", "editor"):
         return "kept_unsubscribed", existing, False
-    refresh()
-    _record_consent(existing, settings, source, consent_text, ip)
-    return "resent", existing, True
+    return "resent", existing, True  # the request waits for its confirmation link
+
+
+def _keep_request(
+    session: Session, settings, sub: Subscriber, c: Candidate, *, source: str, consent_text: str, ip
+) -> int:
+    """Keep what was asked for an existing reader until the confirmation
+    link mailed for this request is used (``confirm``); returns its id."""
+    request = SubscribeRequest(
+        subscriber_id=sub.id,
+        name=c.name or "",
+        topics=c.topics if c.topics is not None else sub.topics,
+        consent_source=source,
+        consent_text=consent_text,
+        consent_ip=(ip or None) if settings.store_ip else None,
+    )
+    session.add(request)
+    session.flush()
+    return request.id
 
 
 def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> bool:
@@ -229,19 +255,21 @@ def _reserve_confirmation(session: Session, settings, subscriber_id: int) -> boo
     return more.rowcount == 1
 
 
-def queue_confirmation(session: Session, settings, subscriber_id: int, email: str, name: str) -> None:
-    """The confirmation mail, queued in the caller's transaction (the one place it is made)."""
+def queue_confirmation(
+    session: Session, settings, subscriber_id: int, email: str, request_id: int | None = None
+) -> None:
+    """The confirmation mail, queued in the caller's transaction (the one place
+    it is made). It goes to an address nobody has proven yet, so it carries no
+    text anyone typed: no name, in the body or the To header."""
     enqueue(
         session,
         kind="confirmation",
         to=email,
-        to_name=name,
         subject="Confirm your subscription to GET THE SIGNAL",
         template="confirm",
         context={
-            "name": name,
             "email": email,
-            "confirm_url": links.confirm_url(settings, subscriber_id),
+            "confirm_url": links.confirm_url(settings, subscriber_id, request_id),
             "max_age_days": settings.token_max_age_days,
         },
         subscriber_id=subscriber_id,
@@ -285,8 +313,13 @@ def subscribe(
                 mail = wants_mail and _reserve_confirmation(session, settings, sub.id)
                 if wants_mail and not mail:
                     result = "capped"
+                request_id = None
+                if mail and existing is not None:
+                    request_id = _keep_request(
+                        session, settings, sub, candidate, source=source, consent_text=consent_text, ip=ip
+                    )
                 if mail:
-                    queue_confirmation(session, settings, sub.id, address, sub.name)
+                    queue_confirmation(session, settings, sub.id, address, request_id)
                 outcome = SubscribeOutcome(result, address, sub.id, mail_queued=mail)
             break
         except IntegrityError:
@@ -307,7 +340,7 @@ def subscribe_batch(
     one transaction (the CSV import): two IN queries to look them up, and one
     multi-row INSERT for the new readers and their events; the confirmation
     mails are queued in the same transaction."""
-    mails: list[tuple[int, str, str]] = []
+    mails: list[tuple[int, str, int | None]] = []
     results: list[tuple[Candidate, str]] = []
     now = clock.now()
     with session_scope() as session:
@@ -356,7 +389,10 @@ def subscribe_batch(
                 )
                 if wants_mail:
                     if _reserve_confirmation(session, settings, sub.id):
-                        mails.append((sub.id, sub.email, sub.name))
+                        request_id = _keep_request(
+                            session, settings, sub, c, source=source, consent_text=consent_text, ip=None
+                        )
+                        mails.append((sub.id, sub.email, request_id))
                     else:
                         result = "capped"
                 results.append((c, result))
@@ -383,9 +419,9 @@ def subscribe_batch(
                 ],
             )
             if double_opt_in:
-                mails.extend((ids[e], e, row["name"]) for e, row in new_rows.items())
-        for subscriber_id, address, name in mails:
-            queue_confirmation(session, settings, subscriber_id, address, name)
+                mails.extend((ids[e], e, None) for e in new_rows)
+        for subscriber_id, address, request_id in mails:
+            queue_confirmation(session, settings, subscriber_id, address, request_id)
     return results
 
 
@@ -406,7 +442,7 @@ def resend_confirmation(settings, *, email: str | None = None, subscriber_id: in
             return False
         if not _reserve_confirmation(session, settings, sub.id):
             return False
-        queue_confirmation(session, settings, sub.id, sub.email, sub.name)
+        queue_confirmation(session, settings, sub.id, sub.email)
     return True
 
 
@@ -424,10 +460,13 @@ class ConfirmOutcome:
     topics: str = ""
 
 
-def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
-    """Activate a reader from their confirmation link. Idempotent (link
-    scanners and double clicks are harmless); the welcome mail is queued once,
-    in the transaction of the one request that made the change."""
+def confirm(settings, subscriber_id: int, issued_at: int, request_id: int | None = None) -> ConfirmOutcome:
+    """Activate a reader from their confirmation link (a person's POST: the
+    page a GET shows changes nothing, so link scanners are harmless).
+    Idempotent; the welcome mail is queued once, in the transaction of the one
+    request that made the change. A link mailed for a ``SubscribeRequest``
+    applies what that request asked (name, topics, consent) now that the
+    address is proven; every other request kept for the reader is dropped."""
     with session_scope() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
@@ -449,10 +488,53 @@ def confirm(settings, subscriber_id: int, issued_at: int) -> ConfirmOutcome:
         ).rowcount
         if changed != 1:
             return out
+        _apply_request(session, sub, request_id)
         session.add(Event(kind="confirm", subscriber_id=sub.id))
-        out.result = "confirmed"
+        session.refresh(sub)
+        out = ConfirmOutcome("confirmed", sub.id, sub.email, sub.name, sub.topics)
         queue_welcome(session, settings, out)
     return out
+
+
+@dataclass
+class Requested:
+    """What confirming a link will set, shown on the page before the button."""
+
+    name: str
+    topics: list[str]  # names; empty means every section
+
+
+def requested(settings, subscriber_id: int, request_id: int | None) -> Requested | None:
+    """The name and topics a confirmation link would apply (the request it
+    was mailed for, else the pending record), so the person confirming sees
+    what someone asked for before agreeing to it."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            return None
+        request = session.get(SubscribeRequest, request_id) if request_id is not None else None
+        if request is not None and request.subscriber_id == sub.id:
+            name, topics = request.name or sub.name, request.topics
+        else:
+            name, topics = sub.name, sub.topics
+        return Requested(name, _topic_names(session, settings, topics))
+
+
+def _apply_request(session: Session, sub: Subscriber, request_id: int | None) -> None:
+    """Apply the confirmed request, if the link named one of this reader's, and forget the rest."""
+    request = session.get(SubscribeRequest, request_id) if request_id is not None else None
+    if request is not None and request.subscriber_id == sub.id:
+        values = {
+            "topics": request.topics,
+            "consent_source": request.consent_source,
+            "consent_at": request.created_at,
+            "consent_text": request.consent_text,
+            "consent_ip": request.consent_ip,
+        }
+        if request.name:
+            values["name"] = request.name
+        session.execute(update(Subscriber).where(Subscriber.id == sub.id).values(**values))
+    session.execute(delete(SubscribeRequest).where(SubscribeRequest.subscriber_id == sub.id))
 
 
 def queue_welcome(session: Session, settings, who: ConfirmOutcome) -> None:
@@ -477,6 +559,29 @@ def queue_welcome(session: Session, settings, who: ConfirmOutcome) -> None:
         },
         subscriber_id=who.subscriber_id,
     )
+
+
+def send_preferences_link(settings, subscriber_id: int) -> bool:
+    """Queue the link to a reader's preferences page (asked for from an
+    unsubscribe page, which never shows it: an unsubscribe link travels in
+    headers, is forwarded and fetched by scanners). Counted against the same
+    daily cap as confirmation mails; silent about readers we cannot mail."""
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None or suppression_reason(session, sub.email):
+            return False
+        if not _reserve_confirmation(session, settings, sub.id):
+            return False
+        enqueue(
+            session,
+            kind="preferences_link",
+            to=sub.email,
+            subject="Your GET THE SIGNAL preferences link",
+            template="preferences_link",
+            context={"preferences_url": links.preferences_url(settings, subscriber_id)},
+            subscriber_id=subscriber_id,
+        )
+    return True
 
 
 def _topic_names(session: Session, settings, topics: str) -> list[str]:
@@ -544,6 +649,7 @@ def erase(session: Session, subscriber: Subscriber) -> None:
     )  # delivery has no FK: let a running fan-out commit first, then delete its row too
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sid))
     session.execute(delete(Event).where(Event.subscriber_id == sid))
+    session.execute(delete(SubscribeRequest).where(SubscribeRequest.subscriber_id == sid))
     session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == address))
     session.execute(
         delete(TransactionalMail).where(

@@ -2,6 +2,12 @@
 
 Public answers never reveal whether an address is known: subscribing and
 asking for a new link always end on the same "check your inbox" page.
+
+Links in mail are fetched by machines (link scanners, previews), so a GET
+never changes anything: the confirmation and unsubscribe links show a page
+with one button, and the POST acts. The unsubscribe link is the weakest
+credential (it travels in headers and is forwarded), so its pages show no
+address and no preferences link; they offer to mail that link instead.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from newsletter.extensions import csrf, settings
 from newsletter.models import Subscriber
 from newsletter.readers import links, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
-from newsletter.readers.limits import subscribe_limits
+from newsletter.readers.limits import per_client_limit, subscribe_limits
 from newsletter.suppression import suppression_reason
 
 bp = Blueprint("readers", __name__)
@@ -82,15 +88,38 @@ def _link_problem(kind: str, status: int, token: str = ""):
     return render_template("readers/link_problem.html", kind=kind, form=form), status
 
 
+def _confirm_token(token: str):
+    """(subscriber id, issued at, request id), or the page that explains the problem."""
+    try:
+        return links.read_confirm_token(settings(), token), None
+    except tokens.TokenExpired:
+        return None, _link_problem("expired", 410, token)
+    except tokens.TokenError:
+        return None, _link_problem("invalid", 400)
+
+
 @bp.get("/confirm/<token>")
 def confirm(token: str):
-    try:
-        subscriber_id, issued = links.read_confirm_token(settings(), token)
-    except tokens.TokenExpired:
-        return _link_problem("expired", 410, token)
-    except tokens.TokenError:
-        return _link_problem("invalid", 400)
-    outcome = service.confirm(settings(), subscriber_id, issued)
+    """A page with one button; nothing is confirmed by opening the link."""
+    read, problem = _confirm_token(token)
+    if problem:
+        return problem
+    subscriber_id, _, request_id = read
+    asked = service.requested(settings(), subscriber_id, request_id)
+    if asked is None:
+        return render_template("readers/gone.html"), 404
+    return render_template("readers/confirm.html", form=ActionForm(), asked=asked)
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str):
+    read, problem = _confirm_token(token)
+    if problem:
+        return problem
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    subscriber_id, issued, request_id = read
+    outcome = service.confirm(settings(), subscriber_id, issued, request_id)
     if outcome.result == "stale":
         return _link_problem("stale", 410)
     if outcome.result == "missing":
@@ -111,7 +140,7 @@ def new_link():
     subscriber_id = None
     if form.token.data:
         try:
-            subscriber_id, _ = links.read_confirm_token(settings(), form.token.data)
+            subscriber_id = links.read_confirm_token(settings(), form.token.data)[0]
         except tokens.TokenExpired as exc:
             subscriber_id = links.expired_confirm_subscriber(exc.payload)
         except tokens.TokenError:
@@ -242,6 +271,8 @@ def resubscribe(token: str):
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
 @csrf.exempt  # RFC 8058 one-click POSTs carry no cookie and no CSRF token; the signed token is the proof
 def unsubscribe(token: str):
+    """GET shows a page with one button; POST (the button, or a mail client's
+    RFC 8058 one-click) unsubscribes. Neither shows the address."""
     subscriber_id = _subscriber_id("unsubscribe", token)
     one_click = request.method == "POST" and request.form.get("List-Unsubscribe") == "One-Click"
     with session_scope() as session:
@@ -251,15 +282,19 @@ def unsubscribe(token: str):
         changed = False
         if request.method == "POST":
             changed = service.unsubscribe(session, sub, "one-click" if one_click else "page")
-        snapshot = (sub.id, sub.email, sub.status)
-    sid, email, status = snapshot
-    context = dict(
-        email=email,
-        status=status,
-        changed=changed,
-        action_form=ActionForm(),
-        preferences_token=links.preferences_token(settings(), sid),
-    )
+        status = sub.status
+    context = dict(status=status, changed=changed, action_form=ActionForm(), token=token)
     if request.method == "GET" and status in ("active", "pending"):
         return render_template("readers/unsubscribe.html", **context)
     return render_template("readers/unsubscribed.html", **context)
+
+
+@bp.post("/unsubscribe/<token>/preferences-link")
+@per_client_limit
+def preferences_link(token: str):
+    """Mail the reader their preferences link (never shown on these pages)."""
+    subscriber_id = _subscriber_id("unsubscribe", token)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    service.send_preferences_link(settings(), subscriber_id)
+    return render_template("readers/check_inbox.html", sent="preferences")

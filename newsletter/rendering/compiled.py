@@ -13,49 +13,37 @@ them, so the escaping is done once, by Jinja (tests/test_rendering.py checks
 titles, alt texts and URLs full of quotes, tags and entities).
 
 Per-recipient values are never rendered here: the template prints the
-placeholders of ``rendering.placeholders`` (given as ``p``), which MRML
-passes through untouched and ``personalise`` fills per message.
+markers of ``rendering.placeholders`` (given as ``p``, a ``Printed`` that
+counts them), which MRML passes through untouched and ``personalise`` fills
+per message; the caller checks the output holds exactly what was printed.
 """
 
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
-from markupsafe import Markup
-
-from newsletter.rendering import placeholders
 from newsletter.rendering.environment import email_env
 from newsletter.rendering.mjml import SYSTEM_FONTS, compile_mjml
+from newsletter.rendering.placeholders import Printed
 from newsletter.rendering.view import IssueView
 
 TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
 
 
-def personal_placeholders(html: bool = True) -> SimpleNamespace:
-    """The per-recipient placeholders as the templates print them (Markup in
-    HTML so autoescaping leaves them as they are)."""
-    return SimpleNamespace(
-        greeting=Markup(placeholders.GREETING) if html else placeholders.GREETING,
-        unsubscribe_url=Markup(placeholders.UNSUBSCRIBE_URL) if html else placeholders.UNSUBSCRIBE_URL,
-        preferences_url=Markup(placeholders.PREFERENCES_URL) if html else placeholders.PREFERENCES_URL,
-    )
-
-
-def render_mjml(view: IssueView) -> str:
+def render_mjml(view: IssueView, markers: Printed) -> str:
     """The variant's MJML source (Jinja with the real, escaped values)."""
-    context = {"issue": view, "sections": view.sections, "p": personal_placeholders(), "fonts": SYSTEM_FONTS}
+    context = {"issue": view, "sections": view.sections, "p": markers, "fonts": SYSTEM_FONTS}
     return email_env().get_template(TEMPLATE).render(context)
 
 
-def render_html(view: IssueView) -> str:
+def render_html(view: IssueView, markers: Printed) -> str:
     """The variant's HTML: its MJML compiled by mjml-python."""
-    return compile_mjml(render_mjml(view))
+    return compile_mjml(render_mjml(view, markers))
 
 
-def render_text(view: IssueView) -> str:
+def render_text(view: IssueView, markers: Printed) -> str:
     """The variant's text part (no MJML: a plain-text Jinja template)."""
-    context = {"issue": view, "sections": view.sections, "p": personal_placeholders(html=False)}
+    context = {"issue": view, "sections": view.sections, "p": markers}
     text = email_env().get_template(TEXT_TEMPLATE).render(context)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.models import Issue, IssueRender, Subscriber
+from newsletter.rendering import placeholders
 from newsletter.rendering.clicks import apply_click_counts
 from newsletter.rendering.compiled import render_html, render_text
 from newsletter.rendering.view import IssueView, build_view, issue_sections
@@ -49,14 +50,37 @@ def render_variant(session: Session, issue: Issue, variant: str, settings: Setti
 
 
 def render_view(issue: Issue, view: IssueView, variant: str) -> IssueRender:
-    """Compile a prepared view: Jinja + MJML for HTML, Jinja for text (no database)."""
-    return IssueRender(
+    """Compile a prepared view: Jinja + MJML for HTML, Jinja for text (no database).
+
+    The markers get a fresh nonce; the output must hold exactly the markers
+    the templates printed (``placeholders.MarkerError`` otherwise)."""
+    nonce = placeholders.new_nonce()
+    html_markers = placeholders.Printed(nonce, html=True)
+    text_markers = placeholders.Printed(nonce, html=False)
+    render = IssueRender(
         issue_id=issue.id,
         variant=variant,
         subject=view.subject,
-        html=render_html(view),
-        text=render_text(view),
+        html=render_html(view, html_markers),
+        text=render_text(view, text_markers),
+        nonce=nonce,
     )
+    placeholders.verify(nonce, render.html, html_markers.counts, "HTML")
+    placeholders.verify(nonce, render.text, text_markers.counts, "text part")
+    return render
+
+
+def _frozen(session: Session, issue: Issue, variant: str, settings: Settings) -> IssueRender:
+    """A variant as it is stored for sending: compiled, article links pointed
+    at the counting redirect when click counts are on, and checked again that
+    the rewriting left the markers exactly as they were."""
+    render = render_variant(session, issue, variant, settings)
+    html = placeholders.found(render.nonce, render.html)
+    text = placeholders.found(render.nonce, render.text)
+    render = apply_click_counts(render, settings)
+    placeholders.verify(render.nonce, render.html, html, "HTML")
+    placeholders.verify(render.nonce, render.text, text, "text part")
+    return render
 
 
 def variants_needed(session: Session, issue: Issue, extra_topics: Iterable[str] = ()) -> set[str]:
@@ -70,13 +94,15 @@ def freeze_issue(session: Session, issue: Issue, settings: Settings) -> dict[str
     """Compile and store every variant active readers need (once each); idempotent.
 
     Existing renders are kept as they are — what was frozen is what is sent.
-    Does not commit (the caller's unit of work does).
+    Does not commit (the caller's unit of work does). Raises
+    ``placeholders.MarkerError`` for a render whose markers are not exactly
+    its template's, so the send that freezes it never starts.
     """
     renders = {
         r.variant: r for r in session.exec(select(IssueRender).where(IssueRender.issue_id == issue.id)).all()
     }
     for variant in sorted(variants_needed(session, issue) - renders.keys()):
-        render = apply_click_counts(render_variant(session, issue, variant, settings), settings)
+        render = _frozen(session, issue, variant, settings)
         session.add(render)
         renders[variant] = render
     session.flush()
@@ -94,7 +120,7 @@ def ensure_variant(session: Session, issue: Issue, variant: str, settings: Setti
     ).first()
     if existing is not None:
         return existing
-    render = apply_click_counts(render_variant(session, issue, variant, settings), settings)
+    render = _frozen(session, issue, variant, settings)
     try:
         with session.begin_nested():
             session.add(render)

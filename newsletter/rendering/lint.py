@@ -6,16 +6,22 @@ disappears behind "View entire message"), images without alt text (most
 clients block images by default), links that are not http(s), and anything
 that makes the reader's client fetch from elsewhere (scripts, stylesheets,
 fonts, remote images, tracking pixels).
+
+``content_findings`` is the other half, on the issue's content rather than
+its HTML: any field that spells a per-recipient marker in any encoding
+(``content.markers``) is an error, and an issue with such an error cannot be
+approved, scheduled or auto-sent (``issues.service``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from newsletter.rendering import placeholders
+from newsletter.content.markers import PREFIX, marker_like
 
 GMAIL_CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
@@ -110,7 +116,7 @@ def lint_html(html: str, base_url: str | None = None) -> list[LintFinding]:
                 )
         elif tag == "a":
             href = attrs.get("href", "").strip()
-            if href in placeholders.ALL or href.startswith("#"):
+            if href.startswith((PREFIX, "#")):  # a frozen render's own marker, or an anchor
                 continue
             if urlsplit(href).scheme.lower() not in {"http", "https", "mailto"}:
                 add("error", "link-scheme", f"link is not an http(s) URL: {href[:120] or '(empty)'}")
@@ -135,3 +141,21 @@ def lint_html(html: str, base_url: str | None = None) -> list[LintFinding]:
                 add("error", "external-resource", f"stylesheet loads {url[:120]}")
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.level])
+
+
+MARKER_CODE = "marker"
+
+
+def content_findings(fields: Iterable[tuple[str, str | None]]) -> list[LintFinding]:
+    """Errors for content fields that read as a per-recipient marker.
+    ``fields``: (where, value) pairs, e.g. ("article 12 image_url", "https://…")."""
+    return [
+        LintFinding(
+            "error",
+            MARKER_CODE,
+            f"{where} holds text that reads as a personal-link marker ({PREFIX}…): "
+            "remove it; an issue holding it cannot be approved",
+        )
+        for where, value in fields
+        if marker_like(value)
+    ]

@@ -1,14 +1,15 @@
 """Per-recipient substitution into a frozen render: no re-rendering, ever.
 
-The frozen HTML and text are split once at their placeholders (cached per
-render); each message is one list copy, three slot assignments and a join.
+The frozen HTML and text are split once at their markers (cached per
+render): only the markers of the render's own nonce are split at, so text
+that merely resembles a marker is left as it is. Each message is one list
+copy, three slot assignments and a join.
 Link tokens come from ``tokens.token_maker`` (HMAC states kept per secret
 and purpose).
 """
 
 from __future__ import annotations
 
-import re
 from html import escape
 from typing import NamedTuple
 
@@ -17,7 +18,6 @@ from newsletter.config import Settings
 from newsletter.models import IssueRender
 from newsletter.rendering import placeholders
 
-_SPLIT = re.compile(placeholders.PATTERN)
 _SLOT = {placeholders.GREETING: 0, placeholders.UNSUBSCRIBE_URL: 1, placeholders.PREFERENCES_URL: 2}
 
 
@@ -51,12 +51,12 @@ class Personalised(NamedTuple):
 
 
 class _Split:
-    """A frozen string cut at its placeholders (values at the odd indexes)."""
+    """A frozen string cut at its markers (values at the odd indexes)."""
 
     __slots__ = ("parts", "slots", "_qp", "_b64")
 
-    def __init__(self, source: str):
-        self.parts = _SPLIT.split(source)
+    def __init__(self, nonce: str, source: str):
+        self.parts = placeholders.pattern(nonce).split(source)
         self.slots = tuple(_SLOT[self.parts[i]] for i in range(1, len(self.parts), 2))
         self._qp = self._b64 = None
 
@@ -79,17 +79,18 @@ class _Split:
         return self._b64
 
 
-_splits: dict[str, _Split] = {}
+_splits: dict[tuple[str, str], _Split] = {}
 _MAX_SPLITS = 256
 
 
-def _split(source: str) -> _Split:
+def _split(nonce: str, source: str) -> _Split:
     # str caches its hash, so looking up the same frozen string again is O(1).
-    found = _splits.get(source)
+    key = (nonce, source)
+    found = _splits.get(key)
     if found is None:
         if len(_splits) >= _MAX_SPLITS:
             _splits.clear()
-        found = _splits[source] = _Split(source)
+        found = _splits[key] = _Split(nonce, source)
     return found
 
 
@@ -126,12 +127,13 @@ def _links_for(settings: Settings) -> _Links:
 def personalise(
     render: IssueRender, settings: Settings, *, subscriber_id, email: str = "", name: str = ""
 ) -> Personalised:
-    """The message for one reader: placeholders replaced in the frozen strings."""
+    """The message for one reader: markers replaced in the frozen strings.
+    Raises ``placeholders.MarkerError`` for a render without a nonce."""
     links = _links_for(settings)
     unsubscribe_url = links.unsubscribe_prefix + links.unsubscribe(subscriber_id)
     preferences_url = links.preferences_prefix + links.preferences(subscriber_id)
     hello = greeting(name)
-    html, text = _split(render.html), _split(render.text)
+    html, text = _split(render.nonce, render.html), _split(render.nonce, render.text)
     html_values = html.values((escape(hello), unsubscribe_url, preferences_url))
     text_values = text.values((hello, unsubscribe_url, preferences_url))
     return Personalised(
@@ -147,5 +149,5 @@ def personalise(
 def generic(render: IssueRender, settings: Settings) -> str:
     """The HTML with personal links replaced by generic ones (web archive)."""
     home = f"{settings.base_url}/"
-    html = _split(render.html)
+    html = _split(render.nonce, render.html)
     return html.fill(html.values(("Hello,", home, home)))

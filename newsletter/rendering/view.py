@@ -4,10 +4,18 @@ Everything a template shows is computed here (meta lines, the image
 decision, Markdown → sanitised HTML ready for MJML, placeholders
 neutralised), so the templates need no logic on article fields and print
 values as they are.
+
+An approved issue is rendered from the snapshot of its articles taken at
+approval (``IssueArticle.snapshot``, written by ``issues.service``), not
+from the live rows: an article that a feed or API client changes afterwards
+is not sent unreviewed. ``issue_content`` is the one reading of "what this
+issue shows", for the view, the lint and the approval.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from textwrap import fill
@@ -18,7 +26,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.content.sanitise import html_to_text, is_https, markdown_to_html, neutralise
-from newsletter.models import Article, Issue, IssueArticle, Tag
+from newsletter.models import Article, ArticleTag, Issue, IssueArticle, Tag
 from newsletter.rendering.mjml import keep_spaces
 
 
@@ -125,31 +133,113 @@ def web_url(settings: Settings, number: int) -> str:
     return f"{settings.base_url}/issues/{number}"
 
 
-def build_view(session: Session, issue: Issue, settings: Settings, variant: str = "") -> IssueView:
-    """The view of ``issue`` for ``variant`` (sorted section slugs; "" = all sections)."""
-    wanted = set(variant.split(",")) if variant else None
-    if wanted is not None and not wanted & set(issue_sections(session, issue)):
-        wanted = None  # never an empty email: fall back to every section
+# Article fields an issue shows (and its snapshot keeps), besides the section name and tags.
+SNAPSHOT_FIELDS = ("title", "url", "synopsis", "synopsis_html", "author", "reading_minutes", "image_url",
+                   "image_alt")  # fmt: skip
+
+
+@dataclass
+class ContentRow:
+    """One article of an issue as it will be shown: from the approval
+    snapshot when there is one, else from the live article."""
+
+    link: IssueArticle
+    article: Article  # the live row, or a detached copy made from the snapshot
+    section_name: str
+    tags: list[str]
+    from_snapshot: bool
+
+
+def snapshot_of(article: Article, section_name: str, tags: list[str]) -> str:
+    """The JSON kept in ``IssueArticle.snapshot`` at approval."""
+    values = {name: getattr(article, name) for name in SNAPSHOT_FIELDS}
+    values["synopsis_html"] = article.synopsis_html or markdown_to_html(article.synopsis)
+    return json.dumps({**values, "section_name": section_name, "tags": tags}, sort_keys=True)
+
+
+def _from_snapshot(article: Article, snapshot: str) -> tuple[Article, str, list[str]]:
+    values = json.loads(snapshot)
+    copy = Article(id=article.id, published_at=article.published_at, source=article.source,
+                   **{name: values.get(name) for name in SNAPSHOT_FIELDS})  # fmt: skip
+    copy.synopsis = copy.synopsis or ""
+    copy.synopsis_html = copy.synopsis_html or ""
+    copy.author = copy.author or ""
+    copy.image_alt = copy.image_alt or ""
+    return copy, values.get("section_name", ""), list(values.get("tags") or [])
+
+
+def issue_content(session: Session, issue: Issue) -> list[ContentRow]:
+    """The issue's articles in reading order, as they will be shown."""
     rows = session.exec(
         select(IssueArticle, Article)
         .join(Article, Article.id == IssueArticle.article_id)
         .where(IssueArticle.issue_id == issue.id)
         .order_by(IssueArticle.position, IssueArticle.article_id)
     ).all()
+    ids = [article.id for _, article in rows]
     slugs = {link.section for link, _ in rows}
     names = (
         {t.slug: t.name for t in session.exec(select(Tag).where(Tag.slug.in_(slugs))).all()} if slugs else {}
     )
-    by_slug: dict[str, SectionView] = {}
+    tags: dict[int, list[str]] = {}
+    if ids:
+        for article_id, name in session.exec(
+            select(ArticleTag.article_id, Tag.name)
+            .join(Tag, Tag.id == ArticleTag.tag_id)
+            .where(ArticleTag.article_id.in_(ids))
+            .order_by(Tag.name)
+        ).all():
+            tags.setdefault(article_id, []).append(name)
+    content = []
     for link, article in rows:
-        if wanted is not None and link.section not in wanted:
+        if link.snapshot:
+            shown, section_name, article_tags = _from_snapshot(article, link.snapshot)
+            content.append(ContentRow(link, shown, section_name or link.section, article_tags, True))
+        else:
+            section_name = names.get(link.section, link.section)
+            content.append(ContentRow(link, article, section_name, tags.get(article.id, []), False))
+    return content
+
+
+def content_fields(issue: Issue, content: list[ContentRow]) -> list[tuple[str, str | None]]:
+    """Every stored text an issue shows or carries, named for the editor:
+    the issue's own fields and each article's (the lint's input)."""
+    fields: list[tuple[str, str | None]] = [
+        (f"the issue's {name}", getattr(issue, name))
+        for name in ("theme", "title", "subject", "preheader", "intro")
+    ]
+    for row in content:
+        where = f"article {row.article.id}"
+        fields += [(f"{where} {name}", _text(getattr(row.article, name))) for name in SNAPSHOT_FIELDS]
+        fields.append((f"{where} section name", row.section_name))
+        fields += [(f"{where} tag", tag) for tag in row.tags]
+    return fields
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def content_digest(issue: Issue, content: list[ContentRow]) -> str:
+    """A fingerprint of what the issue shows: the approval form carries the
+    one the editor saw, so content that changed meanwhile is not approved unseen."""
+    return hashlib.sha256(json.dumps(content_fields(issue, content)).encode()).hexdigest()[:32]
+
+
+def build_view(session: Session, issue: Issue, settings: Settings, variant: str = "") -> IssueView:
+    """The view of ``issue`` for ``variant`` (sorted section slugs; "" = all sections)."""
+    wanted = set(variant.split(",")) if variant else None
+    if wanted is not None and not wanted & set(issue_sections(session, issue)):
+        wanted = None  # never an empty email: fall back to every section
+    by_slug: dict[str, SectionView] = {}
+    for row in issue_content(session, issue):
+        slug = row.link.section
+        if wanted is not None and slug not in wanted:
             continue
-        section = by_slug.get(link.section)
+        section = by_slug.get(slug)
         if section is None:
-            section = by_slug[link.section] = SectionView(
-                link.section, neutralise(names.get(link.section, link.section))
-            )
-        section.articles.append(card_view(article))
+            section = by_slug[slug] = SectionView(slug, neutralise(row.section_name))
+        section.articles.append(card_view(row.article))
     intro_html = markdown_to_html(issue.intro)
     title = neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}"
     return IssueView(

@@ -54,7 +54,16 @@ from newsletter.delivery.send import resume_unfinished
 from newsletter.feedback.mailbox import poll_bounce_mailbox
 from newsletter.issues import states
 from newsletter.issues.service import approve_issue, assemble_issue, issue_articles
-from newsletter.models import Event, Issue, JobRun, OutboxMessage, TransactionalMail, WebhookReplay
+from newsletter.models import (
+    Event,
+    Issue,
+    JobRun,
+    LoginThrottle,
+    OutboxMessage,
+    SubscribeRequest,
+    TransactionalMail,
+    WebhookReplay,
+)
 from newsletter.scheduling import notices, runs, slots
 
 log = logging.getLogger("newsletter.scheduler")
@@ -68,8 +77,9 @@ MAX_MISSED = 52  # missed slots recorded one by one after downtime; older ones a
 SENDABLE = states.STARTABLE
 HANDLED = states.PUBLIC  # the send has started (or is over): nothing for the slot to do
 RETENTION_BATCH = 5000
-HOUSEKEEPING_KEEP = timedelta(days=2)
-BEFORE_INSTALL = "before this installation's first scheduler run: nothing to send, nothing missed"  # JobRun rows of the periodic jobs are only kept briefly
+HOUSEKEEPING_KEEP = timedelta(days=2)  # JobRun rows of the periodic jobs are only kept briefly
+THROTTLE_KEEP = timedelta(days=1)  # a client's failed logins are forgotten a day after its last attempt
+BEFORE_INSTALL = "before this installation's first scheduler run: nothing to send, nothing missed"
 
 
 @dataclass(frozen=True)
@@ -571,11 +581,22 @@ def _delete_before(model, column, cutoff: datetime, *extra) -> int:
 def retention(settings, now: datetime | None = None) -> dict[str, int]:
     """Delete events, webhook replay tokens, outbox mail, transactional mail
     that is done with and job records older than NEWSLETTER_RETENTION_DAYS
-    (periodic job records after two days)."""
+    (periodic job records after two days), subscribe requests whose
+    confirmation links have expired, and login throttles a day after their
+    client's last attempt."""
     now = now or clock.now()
     cutoff = now - timedelta(days=settings.retention_days)
     jr = JobRun.__table__.c
+    links_expired = now - timedelta(days=settings.token_max_age_days + 1)
+    with get_engine().begin() as conn:
+        throttles = conn.execute(
+            delete(LoginThrottle.__table__).where(LoginThrottle.__table__.c.updated_at < now - THROTTLE_KEEP)
+        ).rowcount
     return {
+        "subscribe_requests": _delete_before(
+            SubscribeRequest, SubscribeRequest.__table__.c.created_at, links_expired
+        ),
+        "login_throttles": throttles,
         "events": _delete_before(Event, Event.__table__.c.created_at, cutoff),
         "webhook_replays": _delete_before(WebhookReplay, WebhookReplay.__table__.c.created_at, cutoff),
         "outbox": _delete_before(OutboxMessage, OutboxMessage.__table__.c.created_at, cutoff),

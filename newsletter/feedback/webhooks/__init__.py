@@ -3,9 +3,10 @@
 ``handle(settings, provider, body, headers, fetch=…, cache=…)`` is what the
 view calls. It refuses oversized bodies, lets the provider module verify the
 request (nothing is read from an unverified body beyond what verification
-needs), claims the replay token, and records each bounce or complaint
-through ``feedback.service`` — all in one unit of work, so a refused or
-failing request changes nothing.
+needs), claims the replay token (what was signed, never the signature),
+skips events whose provider id was seen before, and records each bounce or
+complaint through ``feedback.service`` — all in one unit of work, so a
+refused or failing request changes nothing.
 """
 
 from __future__ import annotations
@@ -67,14 +68,16 @@ def default_fetch(url: str) -> bytes:
     return data
 
 
-def _claim(session, provider: str, token: str) -> None:
+def _claim(session, provider: str, token: str) -> bool:
+    """Record ``token`` as seen; False when it was seen before."""
     exists = session.exec(
         select(WebhookReplay.id).where(WebhookReplay.provider == provider, WebhookReplay.token == token)
     ).first()
     if exists is not None:
-        raise WebhookRefused(403, "replayed request")
+        return False
     session.add(WebhookReplay(provider=provider, token=token[:200]))
     session.flush()
+    return True
 
 
 def prune_replays(older_than: timedelta = REPLAY_KEEP) -> int:
@@ -116,12 +119,18 @@ def handle(
         )
         summary = {"accepted": 0, "matched": 0, "suppressed": 0, "ignored": verified.ignored}
         with db.session_scope() as session:
-            if verified.replay_token:
-                _claim(session, provider, verified.replay_token)
+            if verified.replay_token and not _claim(session, provider, verified.replay_token):
+                raise WebhookRefused(403, "replayed request")
+            items = [
+                i
+                for i in verified.items
+                if not i.event_id or _claim(session, provider, "event:" + i.event_id)
+            ]
+            summary["duplicates"] = len(verified.items) - len(items)
             deliveries = service.find_deliveries_by_provider_ids(
-                session, [item.provider_message_id for item in verified.items]
+                session, [item.provider_message_id for item in items]
             )
-            for item in verified.items:
+            for item in items:
                 outcome = _apply(
                     session, settings, provider, item, deliveries.get(item.provider_message_id or "")
                 )

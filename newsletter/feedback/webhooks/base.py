@@ -9,6 +9,7 @@ is written.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
@@ -38,10 +39,16 @@ class FeedbackItem:
     email: str | None = None
     provider_message_id: str | None = None
     detail: str = ""
+    event_id: str | None = None  # the provider's id of this event: applied once, however often it arrives
 
 
 @dataclass
 class Verified:
+    """What a provider module verified. ``replay_token`` names what was
+    *signed* (the digest of the signed bytes, or an id inside them), never
+    the signature: a signature can be re-encoded (base64 slack bits) or, for
+    ECDSA, rewritten into a second valid one, and neither may count as new."""
+
     items: list[FeedbackItem] = field(default_factory=list)
     replay_token: str | None = None  # stored in WebhookReplay; a second use is refused
     confirm_url: str | None = None  # SNS subscription confirmation to fetch
@@ -53,6 +60,21 @@ class Verified:
             self.ignored += 1
         else:
             self.items.append(item)
+
+
+def signed_digest(*parts: bytes) -> str:
+    """The replay token of a request: a digest of exactly the bytes its signature covers."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return "signed:" + digest.hexdigest()
+
+
+def event_id(value) -> str | None:
+    """A provider's event id as stored (bounded, printable), or None."""
+    shown = text(value, 150)
+    return shown or None
 
 
 def secret(settings: Settings, name: str) -> str:

@@ -3,8 +3,9 @@
 The JSON body carries ``signature: {timestamp, token, signature}`` and
 ``event-data``. The key is the account's HTTP webhook signing key
 (``NEWSLETTER_MAILGUN_WEBHOOK_SIGNING_KEY``). Mailgun's advice is followed
-to the letter: stale timestamps are refused and each token is accepted
-once (stored in ``WebhookReplay``).
+to the letter: stale timestamps are refused and each signed
+``timestamp + token`` is accepted once (stored in ``WebhookReplay``), and
+each event once by its ``id``.
 
 Events: ``failed`` with ``severity`` permanent (hard) or temporary (soft),
 ``complained``.
@@ -24,9 +25,11 @@ from newsletter.feedback.webhooks.base import (
     Verified,
     WebhookRefused,
     check_timestamp,
+    event_id,
     parse_json,
     same,
     secret,
+    signed_digest,
     text,
 )
 
@@ -49,7 +52,7 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
     check_timestamp(settings, timestamp)
     if len(token) > 190:
         raise WebhookRefused(400, "token too long")
-    result = Verified(replay_token=token)
+    result = Verified(replay_token=signed_digest((timestamp + token).encode("utf-8")))
     event = payload.get("event-data")
     result.add(_item(event) if isinstance(event, dict) else None)
     return result
@@ -62,6 +65,7 @@ def _item(event: dict) -> FeedbackItem | None:
     common = dict(
         email=text(event.get("recipient"), 320) or None,
         provider_message_id=text(headers.get("message-id"), 300) or None,
+        event_id=event_id(event.get("id")),
     )
     if name == "complained":
         return FeedbackItem(kind=COMPLAINT, detail="complained", **common)

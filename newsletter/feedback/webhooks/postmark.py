@@ -25,6 +25,7 @@ from newsletter.feedback.webhooks.base import (
     parse_json,
     same,
     secret,
+    signed_digest,
     text,
 )
 
@@ -63,7 +64,10 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
         raise WebhookRefused(400, "expected one Postmark record")
     record = str(payload.get("RecordType", ""))
     kind_name = str(payload.get("Type", ""))
-    result = Verified(replay_token=f"{record}:{payload.get('ID', '')}" if payload.get("ID") else None)
+    # Unsigned (basic auth only): the record's own id is the replay key, or
+    # the body's digest when it has none.
+    record_id = text(payload.get("ID"), 150)
+    result = Verified(replay_token=f"{record}:{record_id}" if record_id else signed_digest(body))
     if record == "SpamComplaint" or kind_name in COMPLAINT_TYPES:
         kind = COMPLAINT
     elif record == "Bounce" and kind_name in HARD_TYPES:

@@ -9,13 +9,15 @@ verification key shown under Mail Settings is a base64 DER public key
 Events: ``bounce`` (``type`` bounce = hard, blocked = soft), ``dropped``
 (SendGrid refused to send: a bounced or invalid address is hard, a spam
 reporter is a complaint) and ``spamreport``.
+
+Replays are recognised by what was signed (timestamp and body), and each
+event by its ``sg_event_id``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,9 +32,11 @@ from newsletter.feedback.webhooks.base import (
     Verified,
     WebhookRefused,
     check_timestamp,
+    event_id,
     header,
     parse_json,
     secret,
+    signed_digest,
     text,
 )
 
@@ -79,7 +83,9 @@ def verify(body: bytes, headers, settings: Settings, **_) -> Verified:
     events = parse_json(body)
     if not isinstance(events, list):
         raise WebhookRefused(400, "expected a list of events")
-    result = Verified(replay_token="sig:" + hashlib.sha256(signature.encode("ascii")).hexdigest())
+    # Keyed on what was signed: an ECDSA signature has a second valid form
+    # (s → n − s) and base64 has slack bits, so the signature cannot be the key.
+    result = Verified(replay_token=signed_digest(timestamp.encode("utf-8"), body))
     for event in events:
         item = _item(event) if isinstance(event, dict) else None
         if item is None:
@@ -95,6 +101,7 @@ def _item(event: dict) -> FeedbackItem | None:
     common = dict(
         email=text(event.get("email"), 320) or None,
         provider_message_id=text(event.get("sg_message_id"), 300) or None,
+        event_id=event_id(event.get("sg_event_id")),
     )
     if name == "bounce":
         kind = SOFT if str(event.get("type", "bounce")) == "blocked" else HARD
