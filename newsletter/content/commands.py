@@ -18,6 +18,8 @@ def _print_report(report: UpsertReport) -> None:
         click.echo("feed not modified since the last poll (HTTP 304): nothing to do")
         return
     click.echo(f"{report.created} created, {report.updated} updated, {len(report.errors)} rejected")
+    if report.note:
+        click.echo(report.note)
     for index, message in report.errors:
         click.echo(f"  item {index}: {message}", err=True)
 
