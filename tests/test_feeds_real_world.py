@@ -40,6 +40,12 @@ class Served(LoopbackServer):
 
         super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
+    def serve(self, path: str, body: str | bytes, content_type: str = "application/rss+xml") -> str:
+        """Serve ``body`` at ``path`` with that Content-Type; returns the URL."""
+        data = body.encode() if isinstance(body, str) else body
+        self.routes[path] = (data, {"Content-Type": content_type})
+        return self.url + path
+
 
 @pytest.fixture
 def web():
@@ -85,7 +91,7 @@ def test_the_http_charset_decides_how_a_feed_without_declaration_is_read(
         f"<description>{text}</description></item>",
         declaration="",  # no <?xml … encoding="…"?>: only the HTTP header says how to read the bytes
     ).encode(charset)
-    web.routes["/feed"] = (body, {"Content-Type": content_type})
+    web.serve("/feed", body, content_type)
     report = feeds.poll_feed(content_settings.default, web.url + "/feed")
     assert report.created == 1 and report.errors == []
     stored = articles()[f"g-{charset}"]
@@ -100,7 +106,7 @@ def test_relative_links_resolve_against_the_final_url_after_a_redirect(content_s
         '&lt;a href="/tags/x"&gt;#x&lt;/a&gt;&lt;/p&gt;</description></item>'
     ).encode()
     web.routes["/old-feed"] = ("redirect", "/blog/feed/index.xml")
-    web.routes["/blog/feed/index.xml"] = (body, {"Content-Type": "application/rss+xml; charset=utf-8"})
+    web.serve("/blog/feed/index.xml", body, "application/rss+xml; charset=utf-8")
     feeds.poll_feed(content_settings.default, web.url + "/old-feed")
     stored = articles()["rel-1"]
     assert stored.url == f"{web.url}/blog/feed/posts/1"
@@ -132,8 +138,8 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_html_and_xhtml_titles_become_plain_text(content_settings, web):
-    web.routes["/wp"] = (WORDPRESS.encode(), {"Content-Type": "application/rss+xml; charset=UTF-8"})
-    web.routes["/atom"] = (ATOM.encode(), {"Content-Type": "application/atom+xml"})
+    web.serve("/wp", WORDPRESS, "application/rss+xml; charset=UTF-8")
+    web.serve("/atom", ATOM, "application/atom+xml")
     feeds.poll_feed(content_settings.default, web.url + "/wp")
     feeds.poll_feed(content_settings.default, web.url + "/atom")
     stored = articles()
@@ -144,16 +150,17 @@ def test_html_and_xhtml_titles_become_plain_text(content_settings, web):
 
 
 def test_author_email_addresses_are_never_published(content_settings, web):
-    web.routes["/wp"] = (WORDPRESS.encode(), {"Content-Type": "application/rss+xml"})
-    web.routes["/atom"] = (ATOM.encode(), {"Content-Type": "application/atom+xml"})
-    web.routes["/bare"] = (
+    web.serve("/wp", WORDPRESS, "application/rss+xml")
+    web.serve("/atom", ATOM, "application/atom+xml")
+    web.serve(
+        "/bare",
         rss(
             '<item><title>t</title><link>https://blog.example/b</link><guid isPermaLink="false">bare-1</guid>'
             "<author>bob@example.org</author></item>"
             '<item><title>t</title><link>https://blog.example/c</link><guid isPermaLink="false">bare-2</guid>'
             "<author>Carol &lt;carol@example.org&gt;</author></item>"
         ).encode(),
-        {"Content-Type": "application/rss+xml"},
+        "application/rss+xml",
     )
     for path in ("/wp", "/atom", "/bare"):
         feeds.poll_feed(content_settings.default, web.url + path)
@@ -183,7 +190,7 @@ MASTODON = rss(
 
 
 def test_untitled_items_get_a_title_from_their_text(content_settings, web):
-    web.routes["/@ann.rss"] = (MASTODON.encode(), {"Content-Type": "application/rss+xml; charset=utf-8"})
+    web.serve("/@ann.rss", MASTODON, "application/rss+xml; charset=utf-8")
     report = feeds.poll_feed(content_settings.default, web.url + "/@ann.rss")
     assert report.created == 3 and report.errors == []
     stored = articles()
@@ -196,10 +203,11 @@ def test_untitled_items_get_a_title_from_their_text(content_settings, web):
 
 def test_untitled_item_with_one_long_sentence_is_cut_at_a_word(content_settings, web):
     words = "word " * 60
-    web.routes["/mb"] = (
+    web.serve(
+        "/mb",
         rss(f"<item><guid isPermaLink=\"false\">mb-1</guid><link>https://micro.example/1</link><description>{words}</description></item>"
             ).encode(),
-        {"Content-Type": "application/rss+xml"},
+        "application/rss+xml",
     )  # fmt: skip
     feeds.poll_feed(content_settings.default, web.url + "/mb")
     title = articles()["mb-1"].title
@@ -210,15 +218,16 @@ def test_untitled_item_with_one_long_sentence_is_cut_at_a_word(content_settings,
 
 
 def test_plain_text_is_shown_as_typed_and_html_is_sanitised(content_settings, web):
-    web.routes["/atom"] = (ATOM.encode(), {"Content-Type": "application/atom+xml"})
-    web.routes["/rss"] = (
+    web.serve("/atom", ATOM, "application/atom+xml")
+    web.serve(
+        "/rss",
         rss(
             '<item><title>t</title><link>https://blog.example/r</link><guid isPermaLink="false">rss-1</guid>'
             '<description>Read [this](http://evil.example) **now** &lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt;'
             '&lt;script&gt;alert(1)&lt;/script&gt;&lt;a href="https://ok.example/"&gt;ok&lt;/a&gt;</description>'
             "</item>"
         ).encode(),
-        {"Content-Type": "application/rss+xml"},
+        "application/rss+xml",
     )
     feeds.poll_feed(content_settings.default, web.url + "/atom")
     feeds.poll_feed(content_settings.default, web.url + "/rss")
@@ -254,11 +263,11 @@ def test_escaped_markdown_renders_to_exactly_the_text(text):
 def test_a_feed_with_no_entries_gets_an_accurate_message(content_settings, web, make_app):
     empty = rss("")
     # served as a web page: feedparser reads the feed, with a warning
-    web.routes["/empty"] = (empty.encode(), {"Content-Type": "text/html; charset=utf-8"})
+    web.serve("/empty", empty, "text/html; charset=utf-8")
     report = feeds.poll_feed(content_settings.default, web.url + "/empty")
     assert report.created == 0 and report.note.startswith("the RSS 2.0 feed has no entries")
     assert "warned" in report.note
-    web.routes["/quiet"] = (empty.encode(), {"Content-Type": "application/rss+xml"})
+    web.serve("/quiet", empty, "application/rss+xml")
     assert (
         feeds.poll_feed(content_settings.default, web.url + "/quiet").note
         == "the RSS 2.0 feed has no entries"
@@ -269,14 +278,15 @@ def test_a_feed_with_no_entries_gets_an_accurate_message(content_settings, web, 
 
 
 def test_a_broken_feed_or_a_page_is_a_clear_error(content_settings, web):
-    web.routes["/truncated"] = (
+    web.serve(
+        "/truncated",
         rss("<item><title>cut off").encode()[:-40],
-        {"Content-Type": "application/rss+xml"},
+        "application/rss+xml",
     )
     with pytest.raises(feeds.FeedError, match="RSS 2.0 feed is not well-formed"):
         feeds.poll_feed(content_settings.default, web.url + "/truncated")
     with session_scope() as session:
         assert "not well-formed" in session.get(FeedState, web.url + "/truncated").last_error
-    web.routes["/page"] = (b"<html><body><p>Hello</p></body></html>", {"Content-Type": "text/html"})
+    web.serve("/page", "<html><body><p>Hello</p></body></html>", "text/html")
     with pytest.raises(feeds.FeedError, match="not an RSS or Atom feed"):
         feeds.poll_feed(content_settings.default, web.url + "/page")

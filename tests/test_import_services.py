@@ -318,3 +318,18 @@ def test_a_dry_run_writes_nothing_and_says_what_the_import_does(settings, topics
 def test_a_dry_run_sends_no_confirmation(settings, topics):
     preview = run(settings, b"email\nnew@example.org\n", dry_run=True, pending=True)
     assert preview.imported == 1 and outbox() == [] and statuses() == {}
+
+
+def test_a_form_reader_activated_by_an_import_keeps_their_choices(settings, topics):
+    service.subscribe(
+        settings, email="fay@example.org", name="Fay", topics=["tools"], source="form", consent_text="y"
+    )
+    first = run(settings, b"email,name,topics\nfay@example.org,Faye,agents\n")
+    fay = reader("fay@example.org")
+    assert (fay.status, fay.name, fay.topics) == ("active", "Fay", "tools")
+    assert (
+        "status: pending → active" in first.changes[0][2]
+        and "kept the reader's name 'Fay'" in first.changes[0][2]
+    )
+    second = run(settings, b"email,name,topics\nfay@example.org,Faye,agents\n")
+    assert second.counts["kept"] == 1 and reader("fay@example.org").name == "Fay"

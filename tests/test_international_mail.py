@@ -277,3 +277,24 @@ def test_only_a_utf8_local_part_needs_smtputf8():
     assert needs_smtputf8(message("ann@example.org", "Signal <zoë@example.org>"))
     raw = message("juergen@bücher.example").as_bytes()
     assert b"To: juergen@xn--bcher-kva.example" in raw and raw.isascii()
+
+
+@pytest.mark.parametrize("to", ["ann@example.org", "zoë@exämple.org"])  # the 7-bit and the SMTPUTF8 path
+def test_quoted_printable_and_base64_lines_are_at_most_76_characters(to):
+    text = "\n".join(
+        [
+            "Grüße aus Köln — " * 20,
+            "日本語のテキスト、" * 30,
+            "Ελληνικά κείμενα " * 25,
+            "x" * 75 + "=",
+            "trailing spaces   " + " " * 80,
+            ".starts with a dot " * 10,
+        ]
+    )
+    html = "<p>" + "<td style='padding:0'>Здравствуйте, мир — 你好</td>" * 200 + "</p>"
+    raw = OutgoingMessage(
+        sender="Signal <signal@example.org>", to=to, subject="s", text=text, html=html
+    ).as_bytes()
+    check_lines(raw)
+    [node] = mailparser([raw])
+    assert lines(node["text"]) == lines(text) and node["html"].strip() == html

@@ -164,17 +164,16 @@ class _Topics:
         return service.clean_topics(matched, self.available) if matched else None
 
 
-def _consent_text(layout: Layout, record: Record, pending: bool) -> str:
+def _consent_text(layout: Layout, record: Record, pending: bool, today: str) -> str:
     if pending:
         return service.CONSENT_TEXT
-    today = clock.now().date().isoformat()
     if layout.key in ("csv", "signal"):
         return f"Consent collected by the list owner before import ({today})."
     when = f" on {record.consent_at.date().isoformat()}" if record.consent_at else ""
     return f"Consent collected by the list owner at {layout.label}{when}; imported {today}."
 
 
-def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending) -> Incoming:
+def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending, today) -> Incoming:
     """One line → a checked reader; raises InvalidInput or RowError."""
     record = layout.read(cols, cells)
     if hint and record.status == ACTIVE:
@@ -188,7 +187,7 @@ def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending) -
         detail=record.detail,
         consent_at=record.consent_at,
         left_at=record.left_at,
-        consent_text=_consent_text(layout, record, pending),
+        consent_text=_consent_text(layout, record, pending, today),
     )
 
 
@@ -213,6 +212,7 @@ def import_csv(
     ``progress(table, rows)`` is called after each batch."""
     report = ImportReport(dry_run=dry_run)
     topics = _Topics(settings)
+    today = clock.now().date().isoformat()
     transport = make_transport(settings.transport, settings) if pending and not dry_run else None
     held = Session(get_engine()) if dry_run else None  # one transaction, rolled back at the end
 
@@ -251,7 +251,9 @@ def import_csv(
                     report.reject(line_no, f"{prefix}{len(cells)} columns, but the header has {cols.width}")
                     continue
                 try:
-                    incoming = _incoming(settings, layout, cols, cells, hint, topics, report, pending=pending)
+                    incoming = _incoming(
+                        settings, layout, cols, cells, hint, topics, report, pending=pending, today=today
+                    )
                 except service.InvalidInput as exc:
                     report.reject(line_no, f"{prefix}{exc.field}: {exc}")
                     continue

@@ -57,16 +57,21 @@ class Columns:
             self.index.setdefault(name.strip().lstrip("\ufeff").lower(), i)
         self.names = frozenset(self.index)
         self.width = len(header)
+        self._found: dict[tuple[str, ...], int | None] = {}  # names → the first present column (per file)
 
     def has(self, *names: str) -> bool:
-        return any(n in self.index for n in names)
+        return self._first(names) is not None
+
+    def _first(self, names: tuple[str, ...]) -> int | None:
+        try:
+            return self._found[names]
+        except KeyError:
+            found = self._found[names] = next((self.index[n] for n in names if n in self.index), None)
+            return found
 
     def get(self, row: list[str], *names: str) -> str:
-        for name in names:
-            i = self.index.get(name)
-            if i is not None and i < len(row):
-                return row[i].strip()
-        return ""
+        i = self._first(names)
+        return row[i].strip() if i is not None and i < len(row) else ""
 
 
 # --- values ---------------------------------------------------------------------------
@@ -82,9 +87,12 @@ def when(value: str) -> datetime | None:
     if value.endswith(" +0000"):
         value = value[: -len(" +0000")] + "+00:00"
     try:
-        moment = dateparser.parse(value)
-    except (ValueError, OverflowError):
-        return None
+        moment = datetime.fromisoformat(value)  # most services write ISO 8601: the fast path
+    except ValueError:
+        try:
+            moment = dateparser.parse(value)
+        except (ValueError, OverflowError):
+            return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import and_, insert, or_
 from sqlmodel import Session, select
 
 from newsletter import clock
@@ -110,16 +110,16 @@ def _describe(differences, *, kept: bool) -> str:
 
 def _own_choices(session: Session, readers: list[Subscriber]) -> set[int]:
     """The readers whose name and topics are their own: they subscribed
-    through the form or the API, confirmed, or changed their preferences."""
+    through the form or the API (even if an import activated them since),
+    confirmed, or changed their preferences."""
     own = {s.id for s in readers if s.confirmed_at is not None or s.consent_source in ("form", "api")}
     others = [s.id for s in readers if s.id not in own]
     if others:
+        themselves = or_(
+            Event.kind == "preferences", and_(Event.kind == "subscribe", Event.detail.in_(("form", "api")))
+        )
         own.update(
-            session.exec(
-                select(Event.subscriber_id).where(
-                    Event.kind == "preferences", Event.subscriber_id.in_(others)
-                )
-            ).all()
+            session.exec(select(Event.subscriber_id).where(themselves, Event.subscriber_id.in_(others))).all()
         )
     return own
 
