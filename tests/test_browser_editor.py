@@ -303,7 +303,13 @@ def test_import_preview_of_a_mailchimp_export(page, live_server_factory, make_ap
         row.get_attribute("data-outcome"): row.locator("td").inner_text()
         for row in preview.locator(".import-summary tr").all()
     }
-    assert counts == {"added": "3", "unsubscribed": "1", "bounced": "1", "complained": "1", "unconfirmed": "1"}
+    assert counts == {
+        "added": "3",
+        "unsubscribed": "1",
+        "bounced": "1",
+        "complained": "1",
+        "unconfirmed": "1",
+    }
     assert "Zoë" in preview.locator(".import-samples").inner_text()
     screenshot(page, "editor-import-mailchimp")
     page.set_viewport_size({"width": 375, "height": 800})
