@@ -5,15 +5,32 @@ bodies are pre-encoded once, ``Base64Template`` and
 ``QuotedPrintableTemplate``) and delivery (``delivery.mime`` builds whole
 messages from these). A header value with CR, LF or NUL is refused here, so
 no input can add a header, whichever path builds the message.
+
+Two kinds of header value are kept apart:
+
+* unstructured text (Subject) and display names are RFC 2047 encoded words
+  when they are not ASCII;
+* structured values (addresses, Message-ID, List-Id, List-Unsubscribe) never
+  are: receivers parse them, and an encoded word hides the URL or the
+  address from the parser (a List-Unsubscribe wrapped in encoded words gives
+  Gmail no unsubscribe button). Internationalised domains are written as
+  A-labels (IDNA), non-ASCII in a URI is percent-encoded (RFC 3987 3.1), and
+  only an address whose local part is not ASCII needs the SMTPUTF8 path
+  (RFC 6531/6532), where it is written as UTF-8.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
+import unicodedata
 from email.header import Header
 from email.utils import quote
 from functools import lru_cache
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit, urlunsplit
+
+import idna
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext
 _ATOM_SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
@@ -82,12 +99,144 @@ def encode_phrase(name: str, field: str = "From") -> str:
     return name
 
 
-def encode_address(name: str, address: str, field: str) -> str:
+def encode_address(name: str, address: str, field: str, *, utf8: bool = False) -> str:
+    """``Name <address>`` with the name as a phrase (encoded words when not
+    ASCII) and the address never encoded: an internationalised domain as
+    A-labels, a UTF-8 local part only on the SMTPUTF8 path (``utf8``)."""
     check_header(field, address)
-    if not address.isascii() or "@" not in address:
+    if "@" not in address:
+        raise ValueError(f"{address!r} is not an address")
+    wire = wire_address(address)
+    if not (utf8 or wire.isascii()):
         raise ValueError(f"{address!r} needs the SMTPUTF8 path")
     phrase = encode_phrase(name, field)
-    return f"{phrase} <{address}>" if phrase else address
+    if not phrase:
+        return wire
+    value = f"{phrase} <{wire}>"
+    if len(field) + 2 + len(value) <= _FOLD_AT:
+        return value
+    # a long name: fold it, and put the address on a line of its own when
+    # it would not fit after the name's last line
+    if phrase.isascii() and "\r\n" not in phrase:
+        phrase = fold(field, phrase)
+    last = phrase.rpartition("\n")[2]
+    start = 0 if "\n" in phrase else len(field) + 2
+    joint = " " if start + len(last) + len(wire) + 3 <= _FOLD_AT else "\r\n "
+    return f"{phrase}{joint}<{wire}>"
+
+
+# --- internationalised addresses, domains and URIs ------------------------------
+
+
+class InvalidDomain(ValueError):
+    """A domain that IDNA cannot write as A-labels."""
+
+
+@lru_cache(maxsize=4096)
+def ascii_domain(domain: str) -> str:
+    """The domain as A-labels (IDNA 2008 with the UTS 46 mapping browsers
+    use): ``bücher.example`` → ``xn--bcher-kva.example``. ASCII stays as is."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidDomain(f"{domain!r} is not a valid internationalised domain name: {exc}") from None
+
+
+def wire_address(address: str) -> str:
+    """The address as written in a header or an SMTP envelope: the domain in
+    A-labels, so an ASCII local part at an IDN domain needs no SMTPUTF8."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def needs_utf8(address: str) -> bool:
+    """Whether the address can only travel over SMTPUTF8 (its local part is not ASCII)."""
+    return not address.isascii() and not address.rpartition("@")[0].isascii()
+
+
+_URI_KEEP = "!#$%&'()*+,/:;=?@[]~"  # reserved characters and existing escapes: left as they are
+
+
+def ascii_uri(uri: str) -> str:
+    """A URI as ASCII, for a header: the host in A-labels and any other
+    non-ASCII character percent-encoded as UTF-8 (RFC 3987 3.1); in a
+    ``mailto:`` the local part is percent-encoded too (RFC 6068 2)."""
+    if uri.isascii():
+        return uri
+    parts = urlsplit(uri)
+    if parts.scheme.lower() == "mailto":
+        local, at, domain = parts.path.rpartition("@")
+        path = f"{url_quote(local, safe=_URI_KEEP)}{at}{ascii_domain(domain)}" if at else parts.path
+        return urlunsplit((parts.scheme, "", path, url_quote(parts.query, safe=_URI_KEEP), ""))
+    userinfo, at, host_port = parts.netloc.rpartition("@")
+    host, colon, port = host_port.partition(":")
+    netloc = f"{url_quote(userinfo, safe=_URI_KEEP)}{at}{ascii_domain(host)}{colon}{port}"
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            url_quote(parts.path, safe=_URI_KEEP),
+            url_quote(parts.query, safe=_URI_KEEP),
+            url_quote(parts.fragment, safe=_URI_KEEP),
+        )
+    )
+
+
+# --- structured headers: never encoded words ------------------------------------
+
+STRUCTURED = frozenset(
+    {
+        "message-id",
+        "in-reply-to",
+        "references",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-subscribe",
+        "list-post",
+        "list-help",
+        "list-owner",
+        "list-archive",
+    }
+)
+_ANGLED = re.compile(r"<([^<>]*)>")
+
+
+def encode_structured(name: str, value: str) -> str:
+    """A structured header value, folded at the spaces after commas and
+    never RFC 2047: URIs in angle brackets are written as ASCII
+    (``ascii_uri``); any other non-ASCII text is refused, as a bug."""
+    check_header(name, value)
+    if not value.isascii():
+        value = _ANGLED.sub(lambda m: f"<{ascii_uri(m.group(1))}>", value)
+        if not value.isascii():
+            raise ValueError(f"the {name} header must be ASCII (no encoded words): {value!r}")
+    return fold(name, value)
+
+
+def encode_header(name: str, value: str) -> str:
+    """Any header value: structured ones as such, the rest as text."""
+    if name.lower() in STRUCTURED:
+        return encode_structured(name, value)
+    return encode_text(name, value)
+
+
+def list_id_value(description: str, list_id: str) -> str:
+    """``List-Id`` (RFC 2919): ``"description" <list-id>``, all ASCII. Its
+    readers do not decode encoded words here (Nodemailer's mailparser, for
+    one, shows them as they are, and reads a List-Id without a description
+    as a name, not an id), so a description that is not ASCII is written
+    without its accents and other scripts, or as the id's first label."""
+    check_header("List-Id", description)
+    plain = unicodedata.normalize("NFKD", description).encode("ascii", "ignore").decode()
+    plain = " ".join(plain.split()).strip(" -,;:")
+    if not any(c.isalnum() for c in plain):
+        plain = list_id.split(".")[0]
+    return f"{encode_phrase(plain, 'List-Id')} <{ascii_domain(list_id)}>"
 
 
 def encode_qp(text: str) -> bytes:

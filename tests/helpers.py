@@ -5,10 +5,12 @@ link extraction."""
 
 from __future__ import annotations
 
+import base64
 import email
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from email.message import Message
 from email.policy import default as default_policy
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -37,6 +40,28 @@ def require(condition: bool, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required in CI but missing: {reason}")
     pytest.skip(reason)
+
+
+MAILPARSER = Path(__file__).parent / "mailparser"
+
+
+def mailparser(raws: list[bytes]) -> list[dict]:
+    """What Nodemailer's ``mailparser`` (a MIME parser written apart from
+    Python's ``email``) reads in each raw message: decoded subject, ``from``
+    and ``to`` addresses, ``list`` (its parse of the List-* headers),
+    ``messageId``, ``text``, ``html`` and the raw ``headerLines``. Needs
+    node and ``npm ci --prefix tests/mailparser`` (CI runs it)."""
+    node = shutil.which("node")
+    require(
+        node is not None and (MAILPARSER / "node_modules" / "mailparser").is_dir(),
+        "node and mailparser (npm ci --prefix tests/mailparser)",
+    )
+    payload = json.dumps([base64.b64encode(raw).decode("ascii") for raw in raws]).encode()
+    done = subprocess.run(
+        [node, str(MAILPARSER / "parse.mjs")], input=payload, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    return json.loads(done.stdout)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -223,7 +223,13 @@ def test_import_csv_with_hostile_lines(page, live_server_factory, make_app, scre
     page.click("nav.editor-nav >> text=Subscribers")
     page.click("a:has-text('Import CSV')")
     page.set_input_files("#file", str(csv_file))
-    page.click("button:has-text('Import')")
+    page.click("button:has-text('Preview the import')")
+    preview = page.locator(".import-preview")
+    assert preview.locator("[data-outcome=added] td").inner_text() == "3"
+    screenshot(page, "editor-import-preview")
+    with session_scope() as s:  # the preview wrote nothing
+        assert s.exec(select(Subscriber.email)).all() == []
+    page.click(".import-preview button[type=submit]")
     report = page.locator(".import-report")
     assert report.locator("[data-report=rejected]").inner_text() != "0"
     rejected = report.locator("table.rejected").inner_text()
@@ -273,4 +279,47 @@ def test_outbox_viewer(page, live_server_factory, make_app, screenshot):
     screenshot(page, "editor-outbox-headers")
     page.click("a[data-tab=text]")
     assert page.locator("pre.text-part").inner_text().strip() == "Welcome in text"
+    assert errors == []
+
+
+def test_import_preview_of_a_mailchimp_export(page, live_server_factory, make_app, screenshot, tmp_path):
+    """A migration as an editor does it: Mailchimp's ZIP uploaded, the preview
+    counting the suppressed by reason, then the import; at 1280 and 375 px."""
+    import zipfile
+    from pathlib import Path
+
+    exports = Path(__file__).parent / "exports" / "mailchimp"
+    archive = tmp_path / "members_export_6f1c2a.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(exports.glob("*.csv")):
+            out.write(path, path.name)
+    server, _ = start(live_server_factory, make_app)
+    errors = no_console_errors(page)
+    log_in(page, server)
+    page.goto(f"{server.url}/editor/subscribers/import")
+    page.set_input_files("#file", str(archive))
+    page.click("button:has-text('Preview the import')")
+    preview = page.locator(".import-preview")
+    counts = {
+        row.get_attribute("data-outcome"): row.locator("td").inner_text()
+        for row in preview.locator(".import-summary tr").all()
+    }
+    assert counts == {
+        "added": "3",
+        "unsubscribed": "1",
+        "bounced": "1",
+        "complained": "1",
+        "unconfirmed": "1",
+    }
+    assert "Zoë" in preview.locator(".import-samples").inner_text()
+    screenshot(page, "editor-import-mailchimp")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "editor-import-mailchimp-375")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click(".import-preview button[type=submit]")
+    page.wait_for_selector(".import-report")
+    with session_scope() as s:
+        statuses = dict(s.exec(select(Subscriber.email, Subscriber.status)).all())
+    assert statuses["dead@example.org"] == "bounced" and statuses["gone@example.org"] == "unsubscribed"
     assert errors == []

@@ -387,7 +387,15 @@ def test_manual_unsubscribe_and_erase(admin):
         assert s.exec(select(Suppression.reason)).all() == ["erased"]
 
 
-def test_csv_import_reports_hostile_lines_and_keeps_good_ones(admin):
+def run_form(body: str) -> dict[str, str]:
+    """The preview's hidden "Import" form, as a browser would submit it."""
+    form = re.search(
+        r'<form method="post" action="/editor/subscribers/import/run".*?</form>', body, re.S
+    ).group(0)
+    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form))
+
+
+def test_csv_import_previews_then_reports_hostile_lines_and_keeps_good_ones(admin):
     add_subscriber("known@example.org")
     csv_text = (
         "email,name,topics\n"
@@ -405,8 +413,15 @@ def test_csv_import_reports_hostile_lines_and_keeps_good_ones(admin):
         content_type="multipart/form-data",
     )
     body = text_of(r)
-    assert r.status_code == 200
+    assert r.status_code == 200 and "Preview: nothing is imported yet" in body
     assert "<script>alert(1)</script>" not in body
+    assert re.search(r'data-outcome="added"><th scope="row">added</th><td>2</td>', body)
+    with session_scope() as s:  # the preview wrote nothing
+        assert set(s.exec(select(Subscriber.email)).all()) == {"known@example.org"}
+    confirm = run_form(body)
+    r = admin.post("/editor/subscribers/import/run", data=confirm)
+    body = text_of(r)
+    assert r.status_code == 200 and "Report" in body
     with session_scope() as s:
         emails = set(s.exec(select(Subscriber.email)).all())
         good = s.exec(select(Subscriber).where(Subscriber.email == "good@example.org")).one()
@@ -415,6 +430,51 @@ def test_csv_import_reports_hostile_lines_and_keeps_good_ones(admin):
     rejected = int(re.search(r'data-report="rejected">(\d+)<', body).group(1))
     assert rejected >= 2
     assert re.search(r"<td>3</td>", body)  # the line number of not-an-email
+    # the upload is gone once imported: the same form cannot run twice
+    again = admin.post("/editor/subscribers/import/run", data=confirm)
+    assert again.status_code == 302 and "gone" in text_of(admin.get("/editor/subscribers/import"))
+
+
+def test_import_preview_shows_other_services_statuses_and_encodings(admin, settings):
+    mailchimp = (
+        "Email Address;First Name;Last Name;MEMBER_RATING;OPTIN_TIME;CONFIRM_TIME;UNSUB_TIME;CLEAN_TIME;TAGS\r\n"
+        "zoe@example.org;Zoë;Müller;2;2020-01-01 10:00:00;2020-01-01 10:05:00;;;\r\n"
+        "gone@example.org;Gone;Away;1;2020-01-01 10:00:00;;2023-06-06 12:56:15;;\r\n"
+        "dead@example.org;Dead;Box;1;2020-01-01 10:00:00;;;2022-02-02 02:02:02;\r\n"
+    ).encode("cp1252")
+    r = admin.post(
+        "/editor/subscribers/import",
+        data={"file": (io.BytesIO(mailchimp), "audience.csv")},
+        content_type="multipart/form-data",
+    )
+    body = text_of(r)
+    assert "Mailchimp export" in body and "Windows-1252 (detected)" in body and "semicolon" in body
+    assert "Zoë" in body and "Müller" in body  # the first rows, as read
+    for outcome, count in (("added", 1), ("unsubscribed", 1), ("bounced", 1)):
+        assert re.search(rf'data-outcome="{outcome}"><th scope="row">[^<]+</th><td>{count}</td>', body), (
+            outcome
+        )
+    admin.post("/editor/subscribers/import/run", data=run_form(body))
+    with session_scope() as s:
+        statuses = dict(s.exec(select(Subscriber.email, Subscriber.status)).all())
+    assert statuses == {
+        "zoe@example.org": "active",
+        "gone@example.org": "unsubscribed",
+        "dead@example.org": "bounced",
+    }
+
+
+def test_import_run_refuses_a_forged_or_unknown_upload(admin):
+    admin.get("/editor/subscribers/import")
+    for upload in ("../../etc/passwd", "x" * 32, ""):
+        r = admin.post(
+            "/editor/subscribers/import/run", data={"upload": upload, "source": "", "encoding": ""}
+        )
+        assert r.status_code == 302 and r.headers["Location"].endswith("/editor/subscribers/import")
+    r = admin.post(
+        "/editor/subscribers/import/run", data={"upload": "y" * 32, "source": "evil", "encoding": "rot13"}
+    )
+    assert r.status_code == 302
 
 
 def test_csv_import_without_header_is_refused(admin):

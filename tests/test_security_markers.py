@@ -142,12 +142,16 @@ INGEST = {"api": ingest_api, "file": ingest_file, "feed": ingest_feed}
 
 
 def stored() -> dict[str, tuple[Article, list[str]]]:
-    """Every article by external id, with its tag names."""
+    """Every article by external id (a feed's relative guids are resolved
+    against the feed's URL: keyed by their last segment), with its tag names."""
     with session_scope() as session:
         tags = {}
         for article_id, name in session.exec(select(ArticleTag.article_id, Tag.name).join(Tag)).all():
             tags.setdefault(article_id, []).append(name)
-        return {a.external_id: (a, tags.get(a.id, [])) for a in session.exec(select(Article)).all()}
+        return {
+            a.external_id.rsplit("/", 1)[-1]: (a, tags.get(a.id, []))
+            for a in session.exec(select(Article)).all()
+        }
 
 
 def landed(article: Article, tags: list[str], field: str) -> list[str]:

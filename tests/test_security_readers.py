@@ -217,7 +217,7 @@ def test_every_exported_cell_is_formula_safe_and_reimports_as_it_was(settings, a
         before = {s.email: s.name for s in db.exec(select(Subscriber)).all() if s.email != "t@example.org"}
         for sub in db.exec(select(Subscriber)).all():
             db.delete(sub)
-    report = import_csv(settings, io.StringIO(exported))
+    report = import_csv(settings, io.BytesIO(exported.encode("utf-8")))
     with session_scope() as db:
         after = {s.email: s.name for s in db.exec(select(Subscriber)).all()}
     assert report.imported == len(before)  # the row with made-up topics is refused, not imported

@@ -56,10 +56,11 @@ def test_hostile_lines_are_reported_with_line_numbers_and_valid_ones_kept(settin
         b"ann@example.org%0d%0aBcc:x@example.org,A,",  # 12
         b"nul@example.org,N\x00ul,",  # 13
         b"good3@example.org,,tools",  # 14
+        "zo\u00eb@example.org,Zo\u00eb M\u00fcller,".encode(),  # 15: the file is UTF-8, line 8 is broken
     ]
     report = run(settings, b"\n".join(lines) + b"\n")
     rejected = dict(report.rejected)
-    assert report.imported == 3, report.rejected
+    assert report.imported == 4, report.rejected
     assert sorted(rejected) == [3, 4, 7, 8, 9, 10, 12, 13]
     assert rejected[3].startswith("email:") and "line breaks" in rejected[4]
     assert "Unknown topic" in rejected[7] and "UTF-8" in rejected[8] and "CSV" in rejected[9]
@@ -88,7 +89,8 @@ def test_reimport_updates_names_and_topics(settings, topics):
         settings,
         "email,name,topics\nANN@example.org,Ann Smith,tools\nbo@example.org,,\nann@example.org,Ann S.,\n",
     )
-    assert (report.imported, report.updated, report.rejected) == (0, 3, [])
+    assert (report.imported, report.updated, report.rejected) == (0, 2, [])
+    assert report.counts["unchanged"] == 1  # bo: empty values change nothing
     assert reader("ann@example.org").name == "Ann S." and reader("ann@example.org").topics == "tools"
     assert (
         reader("bo@example.org").name == "Bo" and reader("bo@example.org").topics == "models"

@@ -34,6 +34,8 @@ def _print_report(report: UpsertReport) -> None:
         f"{report.created} created, {report.updated} updated, {len(report.errors)} rejected"
         + (f", {len(report.skipped)} skipped" if report.skipped else "")
     )
+    if report.note:
+        click.echo(report.note)
     for index, message in report.errors + report.skipped:
         click.echo(f"  item {index}: {message}", err=True)
 

@@ -6,6 +6,12 @@ cleaned by nh3 with a short allow-list, so whatever reaches an email or the
 web archive is inert. URLs are accepted only as absolute http(s) URLs:
 ``javascript:``, ``data:``, ``vbscript:`` and friends are refused with a
 message that names the problem.
+
+Feeds are not Markdown: what a feed marked as HTML is cleaned by the same
+allow-list (``clean_html``), and its plain text stays plain text
+(``text_to_html``; ``escape_markdown`` keeps it literal if it is ever
+rendered as Markdown), so link syntax typed in a description never becomes
+a live link.
 """
 
 from __future__ import annotations
@@ -74,6 +80,44 @@ def markdown_to_html(source: str) -> str:
     # Markdown decodes character references ("&#37;&#37;GTS_…" → "%%GTS_…"),
     # so the source's neutralising is not enough: neutralise what it became.
     return neutralise(cleaned)
+
+
+def clean_html(fragment: str) -> str:
+    """HTML from a source that marked it as HTML (a feed's ``type="html"``)
+    → the same short allow-list as rendered Markdown; links only as absolute
+    http(s) or mailto URLs (a relative one is dropped: an email has no base)."""
+    if not fragment:
+        return ""
+    cleaned = nh3.clean(
+        neutralise(fragment),
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        url_relative="deny",
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    ).strip()
+    return neutralise(cleaned)
+
+
+def html_text(fragment: str) -> str:
+    """The text of an HTML fragment on one line: tags dropped, entities decoded."""
+    return " ".join(_html.unescape(nh3.clean(fragment or "", tags=set())).split())
+
+
+def text_to_html(text: str) -> str:
+    """Plain text as an HTML paragraph, every character shown as typed."""
+    text = neutralise(" ".join((text or "").split()))
+    return f"<p>{_html.escape(text, quote=False)}</p>" if text else ""
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Plain text as Markdown that renders to exactly that text: every ASCII
+    punctuation character backslash-escaped (CommonMark 2.4)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text or "")
 
 
 def check_url(value, *, field: str = "url", required: bool = True) -> str | None:

@@ -26,12 +26,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from newsletter import clock
-from newsletter.content.sanitise import InvalidUrl, check_url, clean_text, markdown_to_html, neutralise
+from newsletter.content.sanitise import (
+    InvalidUrl,
+    check_url,
+    clean_html,
+    clean_text,
+    markdown_to_html,
+    neutralise,
+)
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, Tag
 
-FIELDS = {"id", "external_id", "url", "title", "synopsis", "author", "published_at", "reading_minutes",
-          "image_url", "image_alt", "tags"}  # fmt: skip
+FIELDS = frozenset({"id", "external_id", "url", "title", "synopsis", "author", "published_at", "reading_minutes",
+          "image_url", "image_alt", "tags"})  # fmt: skip
+# Feeds also hand over ``synopsis_html``: what the feed marked as HTML,
+# cleaned by the allow-list (never accepted from the API or a file).
+FEED_FIELDS = FIELDS | {"synopsis_html"}
 MAX_ITEMS = 500
 MAX_SYNOPSIS = 20_000
 MAX_TAGS = 20
@@ -50,6 +60,7 @@ class UpsertReport:
     ids: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # valid, but another source's article
     not_modified: bool = False  # feeds: the server answered 304
+    note: str = ""  # feeds: something worth saying that is not an error ("the feed has no entries")
 
     def merge(self, other: UpsertReport) -> None:
         self.created += other.created
@@ -136,14 +147,15 @@ class CleanItem:
     image_url: str | None
     image_alt: str
     tags: list[tuple[str, str]]  # (slug, name)
+    synopsis_html: str | None = None  # feeds: the source's own HTML, cleaned; None: render the Markdown
 
 
-def validate_item(item) -> CleanItem:
+def validate_item(item, fields: frozenset[str] = FIELDS) -> CleanItem:
     """Check one incoming article; raise ArticleInvalid with every problem found."""
     if not isinstance(item, dict):
         raise ArticleInvalid("each article must be a JSON object")
     problems: list[str] = []
-    unknown = sorted(set(item) - FIELDS)
+    unknown = sorted(set(item) - fields)
     if unknown:
         problems.append(f"unknown field(s): {', '.join(unknown)}")
 
@@ -209,10 +221,14 @@ def validate_item(item) -> CleanItem:
                 problems.append(f"tag {raw[:40]!r} has no letters or digits")
             elif slug not in {s for s, _ in tags}:
                 tags.append((slug, tag_name(raw, slug)))
+    synopsis_html = item.get("synopsis_html")
+    if synopsis_html is not None and not isinstance(synopsis_html, str):
+        problems.append("synopsis_html must be text")
     if problems:
         raise ArticleInvalid("; ".join(problems))
     return CleanItem(external_id, url, title, neutralise(synopsis.replace("\r\n", "\n")).strip(), author,
-                     published_at, minutes, image_url, image_alt, tags)  # fmt: skip
+                     published_at, minutes, image_url, image_alt, tags,
+                     clean_html(synopsis_html) if synopsis_html is not None else None)  # fmt: skip
 
 
 def _find(session: Session, item: CleanItem, scope: str) -> Article | None:
@@ -273,7 +289,9 @@ def store_item(
     article.url = item.url
     article.title = item.title
     article.synopsis = item.synopsis
-    article.synopsis_html = markdown_to_html(item.synopsis)
+    article.synopsis_html = (
+        item.synopsis_html if item.synopsis_html is not None else markdown_to_html(item.synopsis)
+    )
     article.author = item.author
     article.published_at = item.published_at
     article.reading_minutes = item.reading_minutes
@@ -295,7 +313,12 @@ def store_item(
 
 
 def upsert_articles(
-    items: list, source: str, *, scope: str | None = None, new_tags_are_sections: bool = True
+    items: list,
+    source: str,
+    *,
+    scope: str | None = None,
+    new_tags_are_sections: bool = True,
+    fields: frozenset[str] = FIELDS,
 ) -> UpsertReport:
     """Validate and store ``items`` (dicts); idempotent by external id or canonical URL.
 
@@ -306,6 +329,7 @@ def upsert_articles(
     Tags that do not exist yet are created; from the API and files they become
     sections (the editor can turn that off per tag), from feeds they do not
     (feed categories are noisy) — ``new_tags_are_sections`` says which.
+    ``fields``: the keys an item may have (feeds pass ``FEED_FIELDS``).
     """
     report = UpsertReport()
     if not isinstance(items, list):
@@ -317,7 +341,7 @@ def upsert_articles(
     cleaned: list[tuple[int, CleanItem]] = []
     for index, raw in enumerate(items):
         try:
-            cleaned.append((index, validate_item(raw)))
+            cleaned.append((index, validate_item(raw, fields)))
         except ArticleInvalid as exc:
             report.errors.append((index, str(exc)))
     if not cleaned:

@@ -25,16 +25,19 @@ from urllib.parse import quote
 from newsletter.config import Settings
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.feedback.verp import verp_address
-from newsletter.mail_encoding import encode_phrase
+from newsletter.mail_encoding import ascii_domain, ascii_uri, list_id_value
 from newsletter.rendering.personalise import greeting
 
 
 @lru_cache(maxsize=16)
-def _constants(mail_from: str, list_id_value: str) -> tuple[str, str, str]:
-    """(List-Id, From address, its domain): parsed once per configuration."""
+def _constants(mail_from: str, list_id: str) -> tuple[str, str, str]:
+    """(List-Id, the From address as a mailto: target, its domain in
+    A-labels): parsed once per configuration. All ASCII, whatever the
+    configured names and domains are written in."""
     name, address = parseaddr(mail_from)
-    phrase = encode_phrase(name or "GET THE SIGNAL", "List-Id")
-    return f"{phrase} <{list_id_value}>", address, address.rpartition("@")[2] or "localhost"
+    mailto = ascii_uri(f"mailto:{address}").removeprefix("mailto:")
+    domain = ascii_domain(address.rpartition("@")[2]) or "localhost"
+    return list_id_value(name or "GET THE SIGNAL", list_id), mailto, domain
 
 
 def list_id(settings: Settings) -> str:
@@ -48,7 +51,7 @@ def list_unsubscribe(settings: Settings, unsubscribe_url: str) -> str:
     token = unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
     address = _constants(settings.mail_from, settings.effective_list_id)[1]
     quoted = token if _URL_SAFE.fullmatch(token) else quote(token)
-    return f"<{unsubscribe_url}>, <mailto:{address}?subject=unsubscribe%20{quoted}>"
+    return f"<{ascii_uri(unsubscribe_url)}>, <mailto:{address}?subject=unsubscribe%20{quoted}>"
 
 
 def feedback_id(settings: Settings, issue_number: int | None, kind: str = "issue") -> str:

@@ -3,21 +3,21 @@
 hard refusal of CR/LF in any header value so no input can add a header
 (the encoders are in ``newsletter.mail_encoding``).
 
-Issue mail goes out by the hundred thousand, so the common case (ASCII
-addresses) is assembled directly: headers are encoded and folded here, the bodies are
-encoded by ``binascii`` (C; text quoted-printable, HTML base64), and the
-multipart boundary starts with ``=_``, which neither encoding can produce.
-Messages with internationalised addresses (SMTPUTF8, RFC 6531/6532) take the
-slower ``email.message.EmailMessage`` path.
+Issue mail goes out by the hundred thousand, so messages are assembled
+directly: headers are encoded and folded here, the bodies are encoded by
+``binascii`` (C; text quoted-printable, HTML base64, lines of at most 76
+characters), and the multipart boundary starts with ``=_``, which neither
+encoding can produce. Structured headers (addresses, Message-ID, List-Id,
+List-Unsubscribe) are never encoded words; an internationalised domain is
+written as A-labels, so only an address whose local part is not ASCII needs
+SMTPUTF8 (RFC 6531/6532): those messages are built the same way, with that
+address in UTF-8.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, parseaddr
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -25,34 +25,30 @@ from typing import TYPE_CHECKING, NamedTuple
 from newsletter import clock
 from newsletter.mail_encoding import (
     HeaderInjectionError,
+    ascii_domain,
     check_header,
     check_header_name,
     encode_address,
     encode_base64,
+    encode_header,
     encode_qp,
-    encode_text,
+    encode_structured,
+    needs_utf8,
 )
 
 if TYPE_CHECKING:
     from newsletter.delivery.message import OutgoingMessage
 
-__all__ = ["Built", "HeaderInjectionError", "build", "build_message", "header_lines", "needs_smtputf8"]
+__all__ = ["Built", "HeaderInjectionError", "build", "header_lines", "needs_smtputf8"]
 
 
 def make_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain or 'localhost'}>"
-
-
-def format_address(name: str, address: str) -> Address:
-    check_header("address", address)
-    check_header("display name", name)
-    local, _, domain = address.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
+    return f"<{uuid.uuid4().hex}@{ascii_domain(domain) if domain else 'localhost'}>"
 
 
 @lru_cache(maxsize=64)
-def _from_header(name: str, address: str) -> str:
-    return encode_address(name, address, "From")
+def _from_header(name: str, address: str, utf8: bool) -> str:
+    return encode_address(name, address, "From", utf8=utf8)
 
 
 def _encoded(subtype: str, body: str, encoded: bytes | None = None) -> bytes:
@@ -90,17 +86,18 @@ def _sender(sender: str) -> tuple[str, str]:
     return parseaddr(check_header("From", sender))
 
 
-def header_lines(message: OutgoingMessage) -> list[str]:
-    """The top-level headers (without MIME ones), encoded and folded."""
+def header_lines(message: OutgoingMessage, utf8: bool = False) -> list[str]:
+    """The top-level headers (without MIME ones), encoded and folded.
+    ``utf8``: the SMTPUTF8 path, where an address may be written in UTF-8."""
     from_name, from_addr = _sender(message.sender)
     if not message.message_id:
         message.message_id = make_message_id(from_addr.rpartition("@")[2])
     lines = [
-        f"From: {_from_header(from_name, from_addr)}",
-        f"To: {encode_address(message.to_name, message.to, 'To')}",
+        f"From: {_from_header(from_name, from_addr, utf8)}",
+        f"To: {encode_address(message.to_name, message.to, 'To', utf8=utf8)}",
         _header_line("Subject", message.subject),
         f"Date: {_date()}",
-        f"Message-ID: {check_header('Message-ID', message.message_id)}",
+        f"Message-ID: {encode_structured('Message-ID', message.message_id)}",
     ]
     lines += [_header_line(name, value) for name, value in message.headers.items()]
     return lines
@@ -108,9 +105,10 @@ def header_lines(message: OutgoingMessage) -> list[str]:
 
 @lru_cache(maxsize=512)
 def _header_line(name: str, value: str) -> str:
-    """One extra header, checked and encoded; cached, as most are the same in
-    every message of a send (List-Id, Feedback-ID, …)."""
-    return f"{check_header_name(name)}: {encode_text(name, value)}"
+    """One header, checked and encoded (structured ones never as encoded
+    words); cached, as most are the same in every message of a send
+    (List-Id, Feedback-ID, …)."""
+    return f"{check_header_name(name)}: {encode_header(name, value)}"
 
 
 # A random prefix per process and a counter: unique enough (the "=_" already
@@ -127,20 +125,24 @@ class Built(NamedTuple):
     dot_lines: bool | None  # whether a line starts with "." (SMTP dot-stuffing); None: unknown
 
 
-def _build_fast(message: OutgoingMessage) -> Built:
+def _build(message: OutgoingMessage, utf8: bool = False) -> Built:
     bodies = message.bodies  # pre-encoded (rendering.personalise.Bodies) or None
-    lines = header_lines(message)
+    lines = header_lines(message, utf8)
     lines.append("MIME-Version: 1.0")
     text = _encoded("plain", message.text, bodies and bodies.text_qp())
     # Only the quoted-printable text can start a line with a dot: header lines
     # start with a name or a fold, base64 has no dot in its alphabet.
     dots = text.startswith(b".") or b"\n." in text
+    charset = "utf-8" if utf8 else "ascii"
+    # The DKIM signer reads the lines we wrote only when they are ASCII; it
+    # parses a UTF-8 header block itself.
+    signer_lines = None if utf8 else lines
     if message.html is None:
         lines += _PLAIN_HEADERS
-        return Built("\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + text, lines, dots)
+        return Built("\r\n".join(lines).encode(charset) + b"\r\n\r\n" + text, signer_lines, dots)
     boundary = f"{_BOUNDARY_PREFIX}{next(_boundary_numbers)}"
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-    head = "\r\n".join(lines).encode("ascii")
+    head = "\r\n".join(lines).encode(charset)
     sep = f"\r\n--{boundary}\r\n".encode("ascii")
     raw = b"".join(
         [
@@ -155,36 +157,16 @@ def _build_fast(message: OutgoingMessage) -> Built:
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
     )
-    return Built(raw, lines, dots)
-
-
-# --- the general path (internationalised addresses) ------------------------------
-
-
-def build_message(message: OutgoingMessage) -> EmailMessage:
-    from_name, from_addr = parseaddr(check_header("From", message.sender))
-    if not message.message_id:
-        message.message_id = make_message_id(from_addr.rpartition("@")[2])
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = format_address(from_name, from_addr)
-    msg["To"] = format_address(message.to_name, message.to)
-    msg["Subject"] = check_header("Subject", message.subject)
-    msg["Date"] = _date()
-    msg["Message-ID"] = check_header("Message-ID", message.message_id)
-    for name, value in message.headers.items():
-        msg[check_header_name(name)] = check_header(name, value)
-    msg.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    if message.html:
-        msg.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
+    return Built(raw, signer_lines, dots)
 
 
 def needs_smtputf8(message: OutgoingMessage) -> bool:
-    """Internationalised addresses (RFC 6531) need SMTPUTF8 end to end."""
-    return not (message.to.isascii() and _sender(message.sender)[1].isascii())
+    """Only an address whose local part is not ASCII needs SMTPUTF8 end to
+    end (RFC 6531); an internationalised domain is written as A-labels."""
+    if message.to.isascii() and _sender(message.sender)[1].isascii():
+        return False
+    return needs_utf8(message.to) or needs_utf8(_sender(message.sender)[1])
 
 
 def build(message: OutgoingMessage) -> Built:
-    if not needs_smtputf8(message):
-        return _build_fast(message)
-    return Built(build_message(message).as_bytes(policy=SMTPUTF8), None, None)
+    return _build(message, needs_smtputf8(message))

@@ -8,15 +8,18 @@ from wtforms import (
     BooleanField,
     DateTimeLocalField,
     EmailField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp
 
 from newsletter.models import EDITOR_ROLES
+from newsletter.readers.import_formats import LAYOUTS
 
 
 class ActionForm(FlaskForm):
@@ -49,9 +52,44 @@ class ConfirmSendForm(FlaskForm):
     confirm_number = IntegerField("Type the issue number to confirm", validators=[DataRequired()])
 
 
+SOURCE_CHOICES = [("", "Recognise it by its header row")] + [(layout.key, layout.label) for layout in LAYOUTS]
+ENCODING_CHOICES = [
+    ("", "Detect it"),
+    ("utf-8", "UTF-8"),
+    ("utf-16", "UTF-16 (Excel's Unicode Text)"),
+    ("windows-1252", "Windows-1252 (Western Europe, the Americas)"),
+    ("windows-1250", "Windows-1250 (Central Europe)"),
+    ("windows-1251", "Windows-1251 (Cyrillic)"),
+    ("iso-8859-1", "ISO-8859-1 (Latin-1)"),
+    ("iso-8859-15", "ISO-8859-15 (Latin-9)"),
+    ("mac-roman", "Mac Roman (old Mac Excel)"),
+    ("shift_jis", "Shift_JIS (Japanese)"),
+    ("gb18030", "GB18030 (Chinese)"),
+    ("euc-kr", "EUC-KR (Korean)"),
+]
+
+
+def _options(choices: list[tuple[str, str]]) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in choices]
+
+
 class ImportForm(FlaskForm):
-    file = FileField("CSV file", validators=[FileRequired()])
+    file = FileField("File: a CSV, or the ZIP a service exported", validators=[FileRequired()])
+    source = SelectField("Exported from", choices=_options(SOURCE_CHOICES), default="")
+    encoding = SelectField("Encoding", choices=_options(ENCODING_CHOICES), default="")
     pending = BooleanField("Ask each new reader to confirm (double opt-in)")
+    update = BooleanField("Let the file change names and topics readers chose themselves")
+
+
+class ImportRunForm(FlaskForm):
+    """The preview's "Import" button: the kept upload and the same options."""
+
+    upload = HiddenField(validators=[DataRequired(), Regexp(r"^[A-Za-z0-9_-]{32}$")])
+    name = HiddenField(validators=[Length(max=200)])
+    source = HiddenField(validators=[AnyOf([key for key, _ in SOURCE_CHOICES])])
+    encoding = HiddenField(validators=[AnyOf([key for key, _ in ENCODING_CHOICES])])
+    pending = HiddenField(validators=[AnyOf(["", "y"])])
+    update = HiddenField(validators=[AnyOf(["", "y"])])
 
 
 class EditorForm(FlaskForm):

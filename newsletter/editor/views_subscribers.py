@@ -9,17 +9,18 @@ from __future__ import annotations
 import tempfile
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from werkzeug.utils import secure_filename
 
 from newsletter import clock
 from newsletter.db import session_scope
-from newsletter.editor import queries
+from newsletter.editor import queries, uploads
 from newsletter.editor.auth import admin_required
 from newsletter.editor.dashboard import subscriber_counts
-from newsletter.editor.forms import ActionForm, ImportForm
+from newsletter.editor.forms import ActionForm, ImportForm, ImportRunForm
 from newsletter.editor.views import bp
 from newsletter.extensions import settings
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
-from newsletter.readers.csv_io import export_csv, import_csv
+from newsletter.readers.csv_io import ImportFormatError, export_csv, import_csv
 from newsletter.readers.service import erase, unsubscribe
 from newsletter.web import int_arg
 
@@ -89,27 +90,98 @@ def subscriber_erase(subscriber_id: int):
     )
 
 
+def _import(stream, *, name: str, source: str, encoding: str, pending: bool, update: bool, dry_run: bool):
+    """The one import call of both steps (preview and import): the same
+    options give the same result, the preview in a transaction rolled back."""
+    return import_csv(
+        settings(),
+        stream,
+        pending=pending,
+        update=update,
+        dry_run=dry_run,
+        from_service=source or None,
+        encoding=encoding or None,
+        name=name,
+    )
+
+
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @admin_required
 def subscribers_import():
-
+    """Step one: upload and preview (nothing is written), with the button
+    that runs the same import."""
     form = ImportForm()
-    report = None
+    preview = run = None
     if form.validate_on_submit():
+        upload = form.file.data
+        name = secure_filename(upload.filename or "") or "upload.csv"
+        token = uploads.keep(settings().instance_path, upload.stream)
+        options = dict(
+            source=form.source.data,
+            encoding=form.encoding.data,
+            pending=form.pending.data,
+            update=form.update.data,
+        )
         try:
-            report = import_csv(
-                settings(), form.file.data.stream, pending=bool(form.pending.data), source="import"
-            )
-        except ValueError as exc:
+            with uploads.path_of(settings().instance_path, token).open("rb") as stream:
+                preview = _import(stream, name=name, dry_run=True, **options)
+        except ImportFormatError as exc:
+            uploads.discard(settings().instance_path, token)
             flash(f"The file was not imported: {exc}", "error")
         else:
-            level = "success" if not report.rejected_total else "warning"
-            flash(
-                f"Imported {report.imported} new, updated {report.updated}, rejected {report.rejected_total} line"
-                f"{'' if report.rejected_total == 1 else 's'}.",
-                level,
+            run = ImportRunForm(
+                formdata=None,
+                upload=token,
+                name=name,
+                source=options["source"],
+                encoding=options["encoding"],
+                pending="y" if options["pending"] else "",
+                update="y" if options["update"] else "",
             )
-    return render_template("editor/subscribers_import.html", form=form, report=report)
+    return render_template("editor/subscribers_import.html", form=form, preview=preview, run=run, report=None)
+
+
+@bp.post("/subscribers/import/run")
+@admin_required
+def subscribers_import_run():
+    """Step two: the import the preview showed, from the kept upload."""
+    run = ImportRunForm()
+    if not run.validate_on_submit():
+        flash("The import could not start: the form was not valid. Upload the file again.", "error")
+        return redirect(url_for("editor.subscribers_import"))
+    path = uploads.path_of(settings().instance_path, run.upload.data)
+    if path is None:
+        flash("That upload is gone (uploads are kept for an hour). Upload the file again.", "error")
+        return redirect(url_for("editor.subscribers_import"))
+    try:
+        with path.open("rb") as stream:
+            report = _import(
+                stream,
+                name=run.name.data or "upload.csv",
+                source=run.source.data,
+                encoding=run.encoding.data,
+                pending=run.pending.data == "y",
+                update=run.update.data == "y",
+                dry_run=False,
+            )
+    except ImportFormatError as exc:
+        flash(f"The file was not imported: {exc}", "error")
+        return redirect(url_for("editor.subscribers_import"))
+    finally:
+        uploads.discard(settings().instance_path, run.upload.data)
+    level = "success" if not report.rejected_total else "warning"
+    flash(
+        f"Imported {report.imported} new, updated {report.updated}, rejected {report.rejected_total} line"
+        f"{'' if report.rejected_total == 1 else 's'}.",
+        level,
+    )
+    return render_template(
+        "editor/subscribers_import.html",
+        form=ImportForm(formdata=None),
+        preview=None,
+        run=None,
+        report=report,
+    )
 
 
 @bp.get("/subscribers/export.csv")

@@ -1,10 +1,20 @@
 """CSV import and export of readers, streamed: a million rows in flat memory.
 
-Import reads one physical line at a time (invalid UTF-8 is reported for its
-line instead of stopping the file), validates each record with the service's
-checks, and hands batches of valid candidates to ``service.subscribe_batch``
-(the same rules as the form: suppressed addresses are refused, unsubscribed
-readers are never resurrected, re-imports update names and topics).
+Import, in four steps, each its own module:
+
+1. ``import_file`` reads the bytes as people's tools write them (UTF-8 with
+   or without BOM, UTF-16, Windows-1252 and other code pages, comma,
+   semicolon or tab, CR-only line ends, ZIP archives of CSV files);
+2. ``import_formats`` recognises the service that wrote the file by its
+   header row (or is told, ``--from``) and says what each row means:
+   address, name, tags, status, consent and leaving dates;
+3. each line is checked here with the readers' own checks (address, name,
+   topics; tags become topics where they match a section); a bad line is
+   reported with its number and the rest is kept;
+4. ``imports.import_batch`` applies batches of ``BATCH`` lines, one
+   transaction each. A dry run applies them all in one transaction that is
+   rolled back, so the preview is exactly what the import would do.
+
 Export writes rows as the database yields them (``yield_per``).
 """
 
@@ -12,20 +22,45 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
 from sqlmodel import Session, select
 
 from newsletter import clock
-from newsletter.db import session_scope
+from newsletter.content.service import slugify
+from newsletter.db import get_engine, session_scope
 from newsletter.models import Subscriber
 from newsletter.readers import service
+from newsletter.readers.import_file import ImportFormatError, Table, open_tables
+from newsletter.readers.import_formats import (
+    ACTIVE,
+    OPTED_OUT,
+    Columns,
+    Layout,
+    Record,
+    RowError,
+    file_hint,
+    layout_for,
+    recognise,
+)
+from newsletter.readers.imports import (
+    ADDED,
+    KEPT,
+    NOT_CONFIRMED,
+    REFUSED,
+    UNCHANGED,
+    UPDATED,
+    Applied,
+    Incoming,
+    import_batch,
+)
 
 BATCH = 500
-MAX_REPORTED = 10_000  # rejected lines kept for the report; the rest are only counted
-COLUMNS = ("email", "name", "topics")
+MAX_REPORTED = 10_000  # rejected lines and changes kept for the report; the rest are only counted
+SAMPLE_ROWS = 5
 EXPORT_COLUMNS = (
     "email",
     "name",
@@ -40,133 +75,208 @@ EXPORT_COLUMNS = (
 # What makes a spreadsheet read a cell as a formula (ASCII and full-width forms), even after spaces.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 GUARD = "'"
-RESULT_REASONS = {
-    "suppressed": "address is on the suppression list (erased, bounced or complained); not imported",
-    "kept_unsubscribed": "reader has unsubscribed; an import does not subscribe them again",
-}
+REJECTED = "rejected"
+# The report's lines, in order: what each import line did.
+OUTCOMES = (
+    (ADDED, "added"),
+    (UPDATED, "updated"),
+    (UNCHANGED, "unchanged"),
+    (KEPT, "kept the reader's own choices"),
+    *((status, f"suppressed: {status}") for status in OPTED_OUT),
+    (NOT_CONFIRMED, "not imported: never confirmed there"),
+    ("suppressed", "not imported: on our suppression list"),
+    ("kept_unsubscribed", "not imported: unsubscribed here"),
+    (REJECTED, "rejected: lines that cannot be read"),
+)
+
+__all__ = ["ImportFormatError", "ImportReport", "export_csv", "import_csv"]
 
 
-class ImportFormatError(ValueError):
-    """The file cannot be imported at all (no header, no email column)."""
+@dataclass
+class FileRead:
+    """How one file (or ZIP member) was read."""
+
+    name: str
+    layout: str  # "Mailchimp", "CSV", …
+    encoding: str  # "UTF-8 (detected)", …
+    delimiter: str  # "comma", …
+    rows: int = 0
 
 
 @dataclass
 class ImportReport:
     imported: int = 0
     updated: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # bad lines and refusals, by line
     rejected_total: int = 0
+    counts: Counter = field(default_factory=Counter)  # by outcome (OUTCOMES)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (file:line, address, what)
+    changes_total: int = 0
+    files: list[FileRead] = field(default_factory=list)
+    unmatched_tags: Counter = field(default_factory=Counter)  # tags that are no section (ignored)
+    samples: list[tuple[str, str, str]] = field(default_factory=list)  # (address, name, status) as read
+    dry_run: bool = False
 
-    def reject(self, line_no: int, reason: str) -> None:
+    def reject(self, line_no: int, reason: str, *, refused: bool = False) -> None:
         self.rejected_total += 1
+        if not refused:
+            self.counts[REJECTED] += 1
         if len(self.rejected) < MAX_REPORTED:
             self.rejected.append((line_no, reason))
 
+    def record(self, applied: Applied) -> None:
+        self.counts[applied.result] += 1
+        if applied.result == ADDED:
+            self.imported += 1
+        elif applied.result == UPDATED:
+            self.updated += 1
+        elif applied.result in REFUSED:
+            self.reject(applied.incoming.line_no, REFUSED[applied.result], refused=True)
+        if applied.change:
+            self.changes_total += 1
+            if len(self.changes) < MAX_REPORTED:
+                self.changes.append((applied.incoming.where, applied.incoming.email, applied.change))
 
-class _Lines:
-    """Physical lines as text; remembers which ones were not valid UTF-8."""
-
-    def __init__(self, stream: Iterable):
-        self._stream = stream
-        self.bad: set[int] = set()
-
-    def __iter__(self) -> Iterator[str]:
-        for number, line in enumerate(self._stream, start=1):
-            if isinstance(line, bytes):
-                try:
-                    line = line.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    self.bad.add(number)
-                    line = line.decode("utf-8", "replace")
-            elif number == 1:
-                line = line.removeprefix("\ufeff")
-            yield line
+    @property
+    def summary(self) -> list[tuple[str, str, int]]:
+        """(outcome, label, count) for every outcome that happened (and "added" always)."""
+        return [(key, label, self.counts[key]) for key, label in OUTCOMES if self.counts[key] or key == ADDED]
 
 
-def _header(reader) -> dict[str, int]:
-    try:
-        names = next(reader)
-    except StopIteration:
-        raise ImportFormatError("the file is empty; expected a header row: email,name,topics") from None
-    except csv.Error as exc:
-        raise ImportFormatError(f"the header row is not valid CSV: {exc}") from None
-    index = {name.strip().lower(): i for i, name in enumerate(names)}
-    if "email" not in index:
-        raise ImportFormatError("the header row has no 'email' column (expected: email,name,topics)")
-    return {name: index[name] for name in COLUMNS if name in index} | {"_width": len(names)}
+class _Topics:
+    """Tags and topics → the sections' slugs."""
+
+    def __init__(self, settings):
+        with session_scope() as session:
+            tags = service.topic_tags(session, settings)
+        self.available = [t.slug for t in tags]
+        self.by_name = {key: t.slug for t in tags for key in (t.slug, t.name.lower(), slugify(t.name))}
+
+    def of(self, record: Record, report: ImportReport) -> str | None:
+        if record.topics is not None:  # our own export: slugs, unknown ones reject the line
+            return service.clean_topics(record.topics, self.available) if record.topics.strip() else None
+        matched = []
+        for tag in record.tags:
+            slug = self.by_name.get(tag.lower()) or self.by_name.get(slugify(tag))
+            if slug:
+                matched.append(slug)
+            elif len(report.unmatched_tags) < 50 or tag in report.unmatched_tags:
+                report.unmatched_tags[tag] += 1
+        return service.clean_topics(matched, self.available) if matched else None
 
 
-def _cell(row: list[str], index: dict[str, int], name: str) -> str | None:
-    i = index.get(name)
-    return unguard(row[i]) if i is not None and i < len(row) else None
+def _consent_text(layout: Layout, record: Record, pending: bool, today: str) -> str:
+    if pending:
+        return service.CONSENT_TEXT
+    if layout.key in ("csv", "signal"):
+        return f"Consent collected by the list owner before import ({today})."
+    when = f" on {record.consent_at.date().isoformat()}" if record.consent_at else ""
+    return f"Consent collected by the list owner at {layout.label}{when}; imported {today}."
 
 
-def import_csv(settings, stream: Iterable, *, pending: bool = False, source: str = "import") -> ImportReport:
-    """Import readers from CSV (a binary or text stream, header row first).
-    Imported readers are active; with ``pending`` they get a confirmation mail."""
-    lines = _Lines(stream)
-    reader = csv.reader(lines)
-    index = _header(reader)
-    with session_scope() as session:
-        available = [t.slug for t in service.topic_tags(session, settings)]
-    report = ImportReport()
-    consent = (
-        service.CONSENT_TEXT
-        if pending
-        else f"Consent collected by the list owner before import ({clock.now().date().isoformat()})."
+def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending, today) -> Incoming:
+    """One line → a checked reader; raises InvalidInput or RowError."""
+    record = layout.read(cols, [unguard(cell) for cell in cells])  # our own export's guards undone
+    if hint and record.status == ACTIVE:
+        record.status, record.detail = hint
+    name = record.name
+    return Incoming(
+        email=service.normalise_email(record.email, settings),
+        name=service.clean_name(name) if name and name.strip() else None,
+        topics=topics.of(record, report),
+        status=record.status,
+        detail=record.detail,
+        consent_at=record.consent_at,
+        left_at=record.left_at,
+        consent_text=_consent_text(layout, record, pending, today),
     )
-    batch: list[service.Candidate] = []
 
-    def flush() -> None:
-        for candidate, result in service.subscribe_batch(
-            settings, batch, source=source, consent_text=consent, double_opt_in=pending
-        ):
-            if result == "created":
-                report.imported += 1
-            elif result in RESULT_REASONS:
-                report.reject(candidate.line_no, RESULT_REASONS[result])
-            else:
-                report.updated += 1
+
+def import_csv(
+    settings,
+    stream: IO[bytes],
+    *,
+    pending: bool = False,
+    update: bool = False,
+    dry_run: bool = False,
+    from_service: str | None = None,
+    encoding: str | None = None,
+    name: str = "file",
+    progress: Callable[[Table, int], None] | None = None,
+) -> ImportReport:
+    """Import readers from a CSV file or a ZIP of them (binary stream, header
+    row first): our own export, another service's (recognised by its
+    header, or named by ``from_service``: see ``import_formats.SOURCE_NAMES``) or
+    any CSV with an email column. New readers are active; with ``pending``
+    they get a confirmation mail. ``update`` lets the file change readers'
+    own choices. ``dry_run`` writes nothing and reports what would happen.
+    ``progress(table, rows)`` is called after each batch."""
+    report = ImportReport(dry_run=dry_run)
+    topics = _Topics(settings)
+    today = clock.now().date().isoformat()
+    held = Session(get_engine()) if dry_run else None  # one transaction, rolled back at the end
+
+    def flush(batch: list[Incoming]) -> None:
+        if held is not None:
+            applied, _ = import_batch(held, settings, batch, pending=pending, update=update)
+            held.expunge_all()
+        else:
+            with session_scope() as session:
+                applied, mails = import_batch(session, settings, batch, pending=pending, update=update)
+                for subscriber_id, address, _name in mails:  # queued with the readers they confirm
+                    service.queue_confirmation(session, settings, subscriber_id, address)
+        for one in applied:
+            report.record(one)
         batch.clear()
 
-    previous = reader.line_num
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            report.reject(reader.line_num, f"not valid CSV: {exc}")
-            previous = reader.line_num
-            continue
-        first, last = previous + 1, reader.line_num
-        previous = last
-        if any(n in lines.bad for n in range(first, last + 1)):
-            report.reject(first, "not valid UTF-8 text")
-            lines.bad.difference_update(range(first, last + 1))
-            continue
-        if not any(cell.strip() for cell in row):
-            continue  # blank line
-        if len(row) > index["_width"]:
-            report.reject(first, f"{len(row)} columns, but the header has {index['_width']}")
-            continue
-        try:
-            name = _cell(row, index, "name")
-            topics = _cell(row, index, "topics")
-            candidate = service.Candidate(
-                email=service.normalise_email(_cell(row, index, "email"), settings),
-                name=service.clean_name(name) if name and name.strip() else None,
-                topics=service.clean_topics(topics, available) if topics and topics.strip() else None,
-                line_no=first,
-            )
-        except service.InvalidInput as exc:
-            report.reject(first, f"{exc.field}: {exc}")
-            continue
-        batch.append(candidate)
-        if len(batch) >= BATCH:
-            flush()
-    if batch:
-        flush()
+    recognised = lambda cells: recognise(cells) is not None  # noqa: E731 - the delimiter chooser's test
+    try:
+        for table in open_tables(stream, name=name, encoding=encoding, recognises=recognised):
+            try:
+                layout = layout_for(table.header, from_service)
+            except LookupError as exc:
+                raise ImportFormatError(f"{table.name}: {exc}") from None
+            read = FileRead(table.name, layout.label, table.encoding.label, table.delimiter_name)
+            report.files.append(read)
+            cols, hint = Columns(table.header), file_hint(table.name)
+            prefix = f"{table.name.rsplit(':', 1)[-1]}: " if table.name != name else ""
+            batch: list[Incoming] = []
+            for line_no, cells, problem in table.rows():
+                if cells is None:
+                    report.reject(line_no, prefix + problem)
+                    continue
+                if not any(cell.strip() for cell in cells):
+                    continue  # blank line
+                read.rows += 1
+                if len(cells) > cols.width:
+                    report.reject(line_no, f"{prefix}{len(cells)} columns, but the header has {cols.width}")
+                    continue
+                try:
+                    incoming = _incoming(
+                        settings, layout, cols, cells, hint, topics, report, pending=pending, today=today
+                    )
+                except service.InvalidInput as exc:
+                    report.reject(line_no, f"{prefix}{exc.field}: {exc}")
+                    continue
+                except RowError as exc:
+                    report.reject(line_no, f"{prefix}{exc}")
+                    continue
+                incoming.line_no, incoming.where = line_no, f"{table.name}:{line_no}"
+                if len(report.samples) < SAMPLE_ROWS:
+                    report.samples.append((incoming.email, incoming.name or "", incoming.status))
+                batch.append(incoming)
+                if len(batch) >= BATCH:
+                    flush(batch)
+                    if progress:
+                        progress(table, read.rows)
+            if batch:
+                flush(batch)
+            if progress:
+                progress(table, read.rows)
+    finally:
+        if held is not None:
+            held.rollback()
+            held.close()
     return report
 
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -51,7 +51,6 @@ from newsletter.models import (
     OutboxMessage,
     Subscriber,
     SubscribeRequest,
-    Suppression,
     Tag,
     TransactionalMail,
 )
@@ -326,103 +325,6 @@ def subscribe(
             if attempt == 2:  # a concurrent request inserted the same address twice in a row
                 raise
     return outcome
-
-
-def subscribe_batch(
-    settings,
-    candidates: list[Candidate],
-    *,
-    source="import",
-    consent_text="",
-    double_opt_in=False,
-) -> list[tuple[Candidate, str]]:
-    """Apply the same rules as ``subscribe`` to many validated candidates in
-    one transaction (the CSV import): two IN queries to look them up, and one
-    multi-row INSERT for the new readers and their events; the confirmation
-    mails are queued in the same transaction."""
-    mails: list[tuple[int, str, int | None]] = []
-    results: list[tuple[Candidate, str]] = []
-    now = clock.now()
-    with session_scope() as session:
-        hashes = [email_hash(c.email) for c in candidates]
-        suppressed = set(
-            session.exec(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))).all()
-        )
-        existing = {
-            s.email: s
-            for s in session.exec(
-                select(Subscriber).where(Subscriber.email.in_([c.email for c in candidates]))
-            ).all()
-        }
-        new_rows: dict[str, dict] = {}
-        for c, digest in zip(candidates, hashes, strict=True):
-            if digest in suppressed:
-                results.append((c, "suppressed"))
-            elif c.email in new_rows:  # twice in one batch: the later line wins, as on re-import
-                row = new_rows[c.email]
-                row["name"] = c.name or row["name"]
-                row["topics"] = c.topics or row["topics"]
-                results.append((c, "updated"))
-            elif c.email not in existing:
-                row = _new_reader(
-                    settings,
-                    c,
-                    source=source,
-                    consent_text=consent_text,
-                    ip=None,
-                    double_opt_in=double_opt_in,
-                )
-                if double_opt_in:  # a brand-new row: the first mail of its window, no race possible
-                    row.update(confirm_sent_at=now, confirm_sent_count=1)
-                new_rows[c.email] = row
-                results.append((c, "created"))
-            else:
-                result, sub, wants_mail = _apply(
-                    session,
-                    settings,
-                    existing[c.email],
-                    c,
-                    source=source,
-                    consent_text=consent_text,
-                    ip=None,
-                    double_opt_in=double_opt_in,
-                )
-                if wants_mail:
-                    if _reserve_confirmation(session, settings, sub.id):
-                        request_id = _keep_request(
-                            session, settings, sub, c, source=source, consent_text=consent_text, ip=None
-                        )
-                        mails.append((sub.id, sub.email, request_id))
-                    else:
-                        result = "capped"
-                results.append((c, result))
-        if new_rows:
-            session.execute(insert(Subscriber), list(new_rows.values()))
-            ids = dict(
-                session.execute(
-                    select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(list(new_rows)))
-                ).all()
-            )
-            session.execute(
-                insert(Event),
-                [
-                    dict(
-                        kind="subscribe",
-                        created_at=now,
-                        subscriber_id=ids[e],
-                        issue_id=None,
-                        delivery_id=None,
-                        provider="",
-                        detail=source,
-                    )
-                    for e in new_rows
-                ],
-            )
-            if double_opt_in:
-                mails.extend((ids[e], e, None) for e in new_rows)
-        for subscriber_id, address, request_id in mails:
-            queue_confirmation(session, settings, subscriber_id, address, request_id)
-    return results
 
 
 def resend_confirmation(settings, *, email: str | None = None, subscriber_id: int | None = None) -> bool:

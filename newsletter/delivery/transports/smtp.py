@@ -30,6 +30,7 @@ from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.mime import needs_smtputf8
 from newsletter.delivery.transports.base import Closing, Probe, SendResult, TransportError
 from newsletter.dsn import Dsn
+from newsletter.mail_encoding import wire_address
 
 
 def classify_smtp_code(code: int) -> str:
@@ -154,6 +155,7 @@ class SmtpTransport(Closing):
         ``following`` went on the wire with its body (see ``_pipelined``).
         ``ahead``: this message's own envelope is already on the wire."""
         envelope_from = _envelope_sender(message)  # checked by send(): no CR/LF can become a command
+        recipient = _bare_address(message.to)
         raw = message.signed_bytes(self.signer)
         smtputf8 = needs_smtputf8(message)
         for attempt in (1, 2):
@@ -167,12 +169,12 @@ class SmtpTransport(Closing):
                     return self._pipelined(conn, message, raw, following, ahead)
                 refused = conn.smtp.sendmail(
                     envelope_from,
-                    [message.to],
+                    [recipient],
                     raw,
                     mail_options=["SMTPUTF8"] if smtputf8 else [],
                 )
             except smtplib.SMTPRecipientsRefused as exc:
-                code, text = exc.recipients.get(message.to, (550, b"refused"))
+                code, text = exc.recipients.get(recipient, (550, b"refused"))
                 return self._refused(conn, code, text), False
             except smtplib.SMTPResponseException as exc:
                 return self._refused(conn, exc.smtp_code, exc.smtp_error), False
@@ -182,7 +184,7 @@ class SmtpTransport(Closing):
                     return SendResult("transient", error=f"connection lost: {exc}"), False
                 continue
             if refused:
-                code, text = refused[message.to]
+                code, text = refused[recipient]
                 return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}"), False
             return SendResult("sent", provider_message_id=message.message_id), False
         return SendResult("transient", error="connection lost"), False
@@ -341,9 +343,11 @@ _UNSAFE = frozenset("<>\r\n \x00")
 
 
 def _bare_address(address: str) -> str:
+    """The address for MAIL FROM / RCPT TO: checked, its domain in A-labels
+    (an ASCII local part at an IDN domain goes without SMTPUTF8)."""
     if not address or not _UNSAFE.isdisjoint(address):
         raise ValueError(f"unusable envelope address {address!r}")
-    return address
+    return wire_address(address)
 
 
 @lru_cache(maxsize=64)
