@@ -36,7 +36,7 @@ from newsletter.extensions import SETTINGS_KEY, csrf, limiter, login_manager
 from newsletter.feedback import views as feedback_views
 from newsletter.issues import states
 from newsletter.paths import STATIC, TEMPLATES
-from newsletter.readers import archive, outbox  # noqa: F401 - each adds its routes to readers_views.bp
+from newsletter.readers import archive, embed, outbox  # noqa: F401 - each adds its routes to readers_views.bp
 from newsletter.readers import views as readers_views
 from newsletter.web import DatabaseInteger
 
@@ -131,7 +131,8 @@ def _register_pages(app: Flask) -> None:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        if not getattr(response, "frame_allowed", False):  # the sign-up box says who may frame it
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
 
     @app.errorhandler(CSRFError)

@@ -99,6 +99,8 @@ class Settings:
     section_limit: int = 5
     issue_limit: int = 30
     cors_origins: tuple[str, ...] = ()
+    # origins that may frame /embed or load /embed.js; None = the CORS list (``allowed_embed_origins``)
+    embed_origins: tuple[str, ...] | None = None
     store_ip: bool = False
     rate_limit_storage: str = "memory://"
     confirm_max_per_day: int = 3
@@ -136,6 +138,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def allowed_embed_origins(self) -> tuple[str, ...]:
+        """Who may frame or load the sign-up box: NEWSLETTER_EMBED_ORIGINS, else the CORS list."""
+        return self.cors_origins if self.embed_origins is None else self.embed_origins
 
     @property
     def tz(self) -> ZoneInfo:
@@ -188,6 +195,23 @@ def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True,
     values.update(overrides)
     settings = Settings(**values)
     return validate(settings)
+
+
+def is_origin(value: str) -> bool:
+    """True for a browser origin as it arrives in an ``Origin`` header: http(s),
+    a host, an optional port, nothing else (a path or a slash would never match)."""
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return False
+    return (
+        parts.scheme in {"http", "https"}
+        and bool(parts.hostname)
+        and port_ok
+        and not (parts.path or parts.query or parts.fragment or parts.username or parts.password)
+        and value == f"{parts.scheme}://{parts.netloc}"
+    )
 
 
 def dns_server(item: str) -> tuple[str, int]:
@@ -299,6 +323,17 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"NEWSLETTER_SCHEDULE {settings.schedule!r} is not a 5-field cron expression: {exc}"
         ) from None
+
+    for variable, origins in (
+        ("CORS_ORIGINS", settings.cors_origins),
+        ("EMBED_ORIGINS", settings.embed_origins),
+    ):
+        for origin in origins or ():
+            if not is_origin(origin):
+                raise ConfigError(
+                    f"NEWSLETTER_{variable}: {origin!r} is not an origin: scheme, host and optional port, "
+                    "such as https://blog.example.org (no path, no trailing slash)"
+                )
 
     if settings.click_counts not in {"off", "aggregate"}:
         raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")

@@ -9,7 +9,7 @@ so tests can control it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -412,3 +412,16 @@ class JobRun(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class SignupCount(SQLModel, table=True):
+    """Sign-ups through the embedded box per day and per source (the origin, and
+    the page path when known, of the site that showed it): counts only, never
+    who signed up where."""
+
+    __table_args__ = (UniqueConstraint("day", "source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(index=True)
+    source: str = Field(max_length=300)
+    count: int = 0

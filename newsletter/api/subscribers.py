@@ -2,17 +2,22 @@
 
 Public (no bearer token: it sits behind forms embedded on other sites), with
 the same rules and rate limits as the form, one answer whatever the address's
-state, and CORS only for ``NEWSLETTER_CORS_ORIGINS``.
+state, and CORS only for ``NEWSLETTER_CORS_ORIGINS`` and
+``NEWSLETTER_EMBED_ORIGINS`` (and our own pages). A browser request from any
+other site is refused with a 403 that says so. The sign-up box
+(``/embed.js``, ``/embed``) sends here with its form token, which makes the
+sign-up count for the site that showed it.
 """
 
 from __future__ import annotations
 
 from flask import request
 
+from newsletter import tokens
 from newsletter.api.openapi import document, schema
 from newsletter.api.views import bp
 from newsletter.extensions import settings
-from newsletter.readers import service
+from newsletter.readers import box, origins, service
 from newsletter.readers.limits import subscribe_limits
 
 PATH = "/subscribers"
@@ -34,7 +39,7 @@ def _cors(response):
         return response
     origin = request.headers.get("Origin", "")
     response.headers.add("Vary", "Origin")
-    if origin and origin in settings().cors_origins:
+    if origins.api_allowed(settings(), origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
@@ -52,6 +57,9 @@ def _error(message: str, status: int = 400, field: str | None = None):
 @bp.route(PATH, methods=["POST", "OPTIONS"], endpoint="subscribers_create")
 @subscribe_limits
 def subscribers_create():
+    origin = request.headers.get("Origin")
+    if origin and not origins.api_allowed(settings(), origin):
+        return {"error": "origin not allowed", "message": origins.refusal(origin)}, 403
     if request.method == "OPTIONS":  # CORS preflight; headers added by _cors
         return "", 204
     if request.mimetype != "application/json":
@@ -59,6 +67,8 @@ def subscribers_create():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _error("the body must be a JSON object")
+    if "form_token" in body:  # the sign-up box
+        return _from_box(body)
     if body.get("website"):  # the same honeypot as the form, for embedded forms that copy it
         return ACCEPTED, 202
     try:
@@ -76,6 +86,19 @@ def subscribers_create():
     return ACCEPTED, 202
 
 
+def _from_box(body: dict):
+    signup = box.BoxSignup.from_mapping(body, body.get("topics") or ())
+    try:
+        box.subscribe_from_box(settings(), signup, request.remote_addr)
+    except tokens.TokenExpired:
+        return _error(box.MESSAGES["expired"], field="form_token")
+    except tokens.TokenError:
+        return _error(box.MESSAGES["invalid"], field="form_token")
+    except service.InvalidInput as exc:
+        return _error(str(exc), field=exc.field)
+    return {**ACCEPTED, "message": box.MESSAGES["accepted"]}, 202
+
+
 schema(
     "SubscribeRequest",
     {
@@ -90,6 +113,15 @@ schema(
                 "description": "Section slugs; empty or all of them means every section.",
             },
             "consent_text": {"type": "string", "description": "The text the reader agreed to on your form."},
+            "form_token": {
+                "type": "string",
+                "description": "The sign-up box's signed form token (sent by /embed.js); counts the sign-up "
+                "for the site that showed the box. Expired or forged: 400.",
+            },
+            "timezone": {
+                "type": "string",
+                "description": "The reader's IANA time zone, as the browser says.",
+            },
         },
     },
 )
@@ -115,6 +147,9 @@ document(
                 "400": {
                     "description": "Invalid input (field names the culprit).",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+                "403": {
+                    "description": "Sent by a page of a site not in NEWSLETTER_CORS_ORIGINS or NEWSLETTER_EMBED_ORIGINS."
                 },
                 "413": {"description": "Body too large."},
                 "415": {"description": "Not JSON."},

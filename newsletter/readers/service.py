@@ -63,7 +63,7 @@ CONSENT_TEXT = (
     "Send me GET THE SIGNAL, a weekly email about AI agents, at this address. "
     "I can unsubscribe at any time with the link at the bottom of every email."
 )
-SOURCES = ("form", "api", "import", "editor")
+SOURCES = ("form", "api", "embed", "import", "editor")
 LEFT = ("unsubscribed", "bounced", "complained")  # statuses only the reader can undo
 
 
