@@ -146,12 +146,36 @@
     document.head.appendChild(link);
   }
 
+  // Height: the /embed page tells its parent how tall it is; embed.js on the host page
+  // (optional beside the iframe snippet) sizes the iframe to fit, through the CSSOM.
+  function reportHeight() {
+    if (window.parent === window || !document.querySelector("html.gts-page")) return;
+    var send = function () {
+      window.parent.postMessage({ gts: "height", height: document.documentElement.scrollHeight }, "*");
+    };
+    if (window.ResizeObserver) new ResizeObserver(send).observe(document.body);
+    send();
+  }
+
+  function fitFrames() {
+    window.addEventListener("message", function (event) {
+      if (event.origin !== base || !event.data || event.data.gts !== "height") return;
+      var height = Math.min(Math.max(parseInt(event.data.height, 10) || 0, 100), 2000);
+      document.querySelectorAll("iframe").forEach(function (frame) {
+        if (frame.contentWindow === event.source) frame.style.setProperty("height", height + "px");
+      });
+    });
+  }
+
   function start() {
     var placeholders = document.querySelectorAll("[data-gts-box]");
     if (placeholders.length) stylesheet();
     placeholders.forEach(mount);
     enhance(document); // the /embed page's own form
+    reportHeight();
   }
+
+  fitFrames();
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
