@@ -27,6 +27,7 @@ from newsletter.editor import service as editor_service
 from newsletter.editor import views as editor_views
 from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_views.bp
     views_articles,
+    views_embed,
     views_issues,
     views_mail,
     views_outbox,

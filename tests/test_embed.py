@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 
@@ -264,3 +265,30 @@ def test_counts_keep_no_query_and_no_reader(topics):
     signups.count_signup(HOST)
     signups.count_signup("https://other.example")
     assert signups.by_source() == [(HOST, 2), ("https://other.example", 1)]
+
+
+def test_the_editor_page_builds_the_snippets_and_shows_counts(editor, topics):
+    signups.count_signup(HOST + "/posts/a")
+    response = editor.get(
+        "/editor/embed?theme=dark&accent=%23c2410c&layout=compact&preset=agents&headline=Hi+%22%3E%3Cb%3E"
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'src="/embed?preset=agents&amp;theme=dark' in html  # the live box, with these options
+    code = re.search(r'<pre aria-labelledby="snippet-script"><code>(.*?)</code>', html, re.S).group(1)
+    snippet = unescape(code)
+    assert snippet.startswith(
+        '<div data-gts-box data-preset="agents" data-theme="dark" data-accent="#c2410c"'
+    )
+    assert 'data-headline="Hi &quot;&gt;&lt;b&gt;"' in snippet  # a pasted snippet cannot break out either
+    assert "<b>" not in html.split("<main")[1]
+    assert "script-src http://localhost; style-src http://localhost" in html  # the host CSP to add
+    assert "https://blog.example.org/posts/a" in html  # sign-ups per source
+    assert "NEWSLETTER_EMBED_ORIGINS" in html  # no site allowed yet: says how
+
+
+def test_the_editor_page_needs_a_login(client, topics):
+    response = client.get("/editor/embed")
+    assert response.status_code in (302, 401) and "/editor/login" in response.headers.get(
+        "Location", "/editor/login"
+    )

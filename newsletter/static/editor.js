@@ -163,8 +163,16 @@
     poll();
   }
 
+  // The sign-up box page: a changed option shows the box with it at once.
+  function initAutosubmit() {
+    all("form[data-autosubmit]").forEach(function (form) {
+      form.addEventListener("change", function () { form.requestSubmit(); });
+    });
+  }
+
   function init() {
     initTabs(); initWidths(); initFrames(); initConfirm(); initReorder(); initCounters(); initProgress();
+    initAutosubmit();
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }
 }());
