@@ -3,33 +3,33 @@
 Public means the mail is out: issues that are sending, paused or sent
 (a reader may click "view in browser" while the send is still running).
 Drafts and approved issues are 404 for everyone here; editors preview them
-in the editor. An issue page is the frozen "all sections" render with the
-personal links replaced by generic ones, served with its own CSP (the email
-needs inline styles) that still allows no script at all.
+in the editor. An issue page is an article page, like the publisher's own:
+the articles as approved (the snapshot), with tags, author, reading time
+and source links, metadata for link previews, and the sign-up box.
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, url_for
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import Response, abort, render_template
+from markupsafe import Markup
 from sqlalchemy import func
 from sqlmodel import select
 
+from newsletter.content.sanitise import markdown_to_html, neutralise
 from newsletter.db import session_scope
 from newsletter.extensions import settings
 from newsletter.issues import states
-from newsletter.models import Issue, IssueRender
+from newsletter.models import Issue
 from newsletter.readers.views import bp
-from newsletter.rendering.issue import render_variant
-from newsletter.rendering.personalise import generic
+from newsletter.rendering.view import CardView, card_view, issue_content, plain_text
 from newsletter.web import int_arg
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
 PER_PAGE = 25
 FEED_ENTRIES = 20
-ISSUE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
-)
 
 
 def _public():
@@ -56,31 +56,68 @@ def archive_index():
     return render_template("archive/index.html", issues=issues, page=page, pages=pages, published=_published)
 
 
+@dataclass
+class ArticleCard:
+    """One article on the issue's web page: what the email shows, plus its tags."""
+
+    card: CardView
+    author: str
+    minutes: int | None
+    source: str
+    tags: list[str]
+
+
+def _sections(session, issue: Issue) -> list[tuple[str, list[ArticleCard]]]:
+    """(section name, articles) in reading order, from what was approved and sent."""
+    sections: dict[str, tuple[str, list[ArticleCard]]] = {}
+    for row in issue_content(session, issue):
+        article = row.article
+        name, cards = sections.setdefault(row.link.section, (neutralise(row.section_name), []))
+        cards.append(
+            ArticleCard(
+                card=card_view(article),
+                author=neutralise(article.author or ""),
+                minutes=article.reading_minutes,
+                source=(urlsplit(article.url).hostname or "").removeprefix("www."),
+                tags=[neutralise(t) for t in row.tags],
+            )
+        )
+    return list(sections.values())
+
+
+def _description(issue: Issue, intro_text: str) -> str:
+    text = neutralise(issue.preheader) or " ".join(intro_text.split())
+    return text[:297] + "…" if len(text) > 300 else text
+
+
 @bp.get("/issues/<int:number>", endpoint="archive_issue")
 def archive_issue(number: int):
+    """The issue as an article page: its articles with tags, author, reading
+    time and source links, Open Graph and Twitter card metadata for shared
+    links, and the sign-up box at its foot (the iframe: this page itself holds
+    no token and no personal link, so every reader gets the same bytes)."""
     with session_scope() as session:
         issue = session.exec(_public().where(Issue.number == number)).first()
         if issue is None:
             abort(404)
-        render = session.exec(
-            select(IssueRender).where(IssueRender.issue_id == issue.id, IssueRender.variant == "")
-        ).first()
-        if render is None:  # frozen before "" was always kept: render it now (not stored)
-            render = render_variant(session, issue, "", settings())
-    html = generic(render, settings())
-    banner = (
-        '<div style="font:14px/1.4 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;text-align:center;'
-        'padding:10px;background:#14161a;color:#c9ccd3">'
-        f'<a href="{url_for("readers.archive_index")}" style="color:#ffffff">All issues</a> &#183; '
-        f'<a href="{url_for("readers.index")}" style="color:#ffffff">Subscribe to GET THE SIGNAL</a></div>'
+        sections = _sections(session, issue)
+        published = _published(issue)
+        session.expunge(issue)
+    intro_html = markdown_to_html(issue.intro)
+    cards = [a for _, articles in sections for a in articles]
+    image = next((a.card for a in cards if a.card.has_image), None)
+    return render_template(
+        "archive/issue.html",
+        issue=issue,
+        title=neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}",
+        intro_html=Markup(intro_html),
+        description=_description(issue, plain_text(intro_html)),
+        sections=sections,
+        minutes=sum(a.minutes or 0 for a in cards),
+        published=published,
+        url=f"{settings().base_url}/issues/{issue.number}",
+        image=image,
     )
-    start = html.find("<body")
-    if start != -1:
-        end = html.find(">", start) + 1
-        html = html[:end] + banner + html[end:]
-    response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = ISSUE_CSP
-    return response
 
 
 @bp.get("/issues/feed.xml", endpoint="archive_feed")

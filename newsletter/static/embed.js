@@ -151,9 +151,13 @@
   function reportHeight() {
     if (window.parent === window || !document.querySelector("html.gts-page")) return;
     var send = function () {
-      window.parent.postMessage({ gts: "height", height: document.documentElement.scrollHeight }, "*");
+      var height = Math.ceil(document.body.getBoundingClientRect().height);
+      window.parent.postMessage({ gts: "height", height: height }, "*");
     };
     if (window.ResizeObserver) new ResizeObserver(send).observe(document.body);
+    window.addEventListener("message", function (event) {
+      if (event.source === window.parent && event.data && event.data.gts === "measure") send();
+    });
     send();
   }
 
@@ -167,12 +171,24 @@
     });
   }
 
+  // frames that loaded before this script listened: ask them again
+  function askFrames() {
+    document.querySelectorAll("iframe").forEach(function (frame) {
+      var ask = function () {
+        if (frame.contentWindow) frame.contentWindow.postMessage({ gts: "measure" }, base);
+      };
+      frame.addEventListener("load", ask);
+      ask();
+    });
+  }
+
   function start() {
     var placeholders = document.querySelectorAll("[data-gts-box]");
     if (placeholders.length) stylesheet();
     placeholders.forEach(mount);
     enhance(document); // the /embed page's own form
     reportHeight();
+    askFrames();
   }
 
   fitFrames();
