@@ -42,6 +42,24 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_findings(frame) -> list[str]:
+    """Serious and critical axe-core findings in a Playwright page's frame (axe-core from
+    npm, tests/axe; injected through DevTools, so the page's own CSP does not block it,
+    and run without its style preload, which a strict CSP would report)."""
+    require(AXE.exists(), "axe-core not installed (npm ci --prefix tests/axe)")
+    if not frame.evaluate("() => typeof window.axe !== 'undefined'"):
+        frame.evaluate(AXE.read_text())
+    result = frame.evaluate("async () => JSON.stringify(await axe.run(document, { preload: false }))")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']]}"
+        for v in json.loads(result)["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 MAILPARSER = Path(__file__).parent / "mailparser"
 
 

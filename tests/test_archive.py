@@ -14,6 +14,7 @@ from newsletter.issues.service import assemble_issue, get_issue
 from newsletter.rendering import placeholders
 from newsletter.rendering.issue import freeze_issue
 from tests.content_fixtures import add_articles, article, mark_sent
+from tests.helpers import axe_findings
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -127,4 +128,7 @@ def test_archive_pages_in_a_browser(sent_and_draft, make_app, live_server_factor
     box.get_by_role("button", name="Subscribe").wait_for()  # the sign-up box at the foot
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "archive-issue-390")
+    assert axe_findings(page.main_frame) == []
+    frame = page.frame_locator("iframe.box-frame").locator("html").element_handle().owner_frame()
+    assert axe_findings(frame) == []
     assert problems == []  # no CSP violations

@@ -13,7 +13,7 @@ another port, not listed in NEWSLETTER_EMBED_ORIGINS, is refused. axe-core
 
 from __future__ import annotations
 
-import json
+import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,11 +21,11 @@ import pytest
 
 from newsletter.readers import signups
 from tests.conftest import CHROMIUM
-from tests.helpers import LoopbackServer, require
+from tests.editor_fixtures import EDITOR, make_account
+from tests.helpers import AXE, LoopbackServer, axe_findings, require
 from tests.readers_fixtures import reader
 
 pytestmark = pytest.mark.browser
-AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (320, 375, 1280)
 HOST_CSS = """
 body { margin: 0; font: 18px/1.6 Georgia, serif; background: #fbfaf7; color: #1d1d1d; }
@@ -138,18 +138,6 @@ class Watch:
 
     def csp_violations(self) -> list[str]:
         return [m for m in self.console if "Content Security Policy" in m or "Refused to" in m]
-
-
-def axe_findings(frame) -> list[str]:
-    """Serious and critical axe-core findings in a page or frame."""
-    if not frame.evaluate("() => typeof window.axe !== 'undefined'"):
-        frame.evaluate(AXE.read_text())  # through DevTools: the host's CSP does not apply
-    result = frame.evaluate("async () => JSON.stringify(await axe.run(document, { preload: false }))")
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']]}"
-        for v in json.loads(result)["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def fitted(page, frame) -> None:
@@ -288,3 +276,48 @@ def test_a_site_not_listed_is_refused(
     finally:
         context.close()
         stranger.stop()
+
+
+def test_the_editor_page_shows_the_live_box_and_its_snippets(
+    strict_chromium, live_server_factory, make_app, topics, screenshot
+):
+    server = live_server_factory(make_app, embed_origins=("https://blog.example.org",))
+    make_account(*EDITOR, "editor")
+    context = strict_chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: m.type == "error" and "Failed to load resource" not in m.text and errors.append(m.text),
+    )
+    try:
+        page.goto(f"{server.url}/editor/login")
+        page.fill("#email", EDITOR[0])
+        page.fill("#password", EDITOR[1])
+        page.click("button:has-text('Log in')")
+        page.wait_for_url("**/editor/dashboard")
+        page.get_by_role("link", name="Sign-up box").click()
+        page.get_by_role("heading", name="Sign-up box", exact=True).wait_for()
+        box = page.frame_locator("iframe[title='Preview of the sign-up box']")
+        box.get_by_role("button", name="Subscribe").wait_for()
+
+        page.get_by_label("Theme").select_option("dark")  # a change shows the box with it at once
+        page.wait_for_url(re.compile(r".*theme=dark.*"))
+        page.get_by_label("Button").fill("Get it weekly")
+        page.get_by_role("button", name="Show the box with these options").click()
+        box.get_by_role("button", name="Get it weekly").wait_for()
+        assert box.locator(".gts-dark").count() == 1
+        snippet = page.locator("pre[aria-labelledby='snippet-script']").inner_text()
+        assert 'data-theme="dark"' in snippet and 'data-button="Get it weekly"' in snippet
+        assert f'<script src="{server.url}/embed.js" async></script>' in snippet  # NEWSLETTER_BASE_URL
+        assert "https://blog.example.org" in page.locator("#sites-title + ul").inner_text()
+        assert axe_findings(page.main_frame) == []
+        screenshot(page, "editor-embed-1280")
+        page.set_viewport_size({"width": 375, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        screenshot(page, "editor-embed-375")
+        assert errors == []
+    finally:
+        context.close()
