@@ -47,7 +47,7 @@ def host_page(app_url: str, variant: str, theme: str) -> str:
             box += f'<script src="{app_url}/embed.js" async></script>'
 
     else:
-        accent = ' data-accent="#c2410c"' if theme == "light" else ""
+        accent = ' data-accent="#c2410c"' if theme == "light" else ' data-layout="compact"'
         box = f'<div data-gts-box data-theme="{theme}"{accent}></div><script src="{app_url}/embed.js" async></script>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
