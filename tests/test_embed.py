@@ -36,7 +36,13 @@ def token_of(response) -> str:
 
 
 def post_box(client, token, origin="http://localhost", **fields):
-    data = {"form_token": token, "email": "ann@example.org", "website": "", "timezone": "Europe/Berlin"}
+    data = {
+        "form_token": token,
+        "email": "ann@example.org",
+        "website": "",
+        "timezone": "Europe/Berlin",
+        "topics": ["agents", "models", "tools"],
+    }
     data.update(fields)
     return client.post("/embed", data=data, headers={"Origin": origin})
 
@@ -292,3 +298,23 @@ def test_the_editor_page_needs_a_login(client, topics):
     assert response.status_code in (302, 401) and "/editor/login" in response.headers.get(
         "Location", "/editor/login"
     )
+
+
+def test_a_box_that_offers_topics_wants_one_ticked(embed_client):
+    token = token_of(frame(embed_client))
+    none = post_box(embed_client, token, topics=[])  # every box unticked
+    assert none.status_code == 400 and "Choose at least one topic." in none.get_data(as_text=True)
+    assert reader("ann@example.org") is None
+    hidden_box = frame(embed_client, query="?topics=hide").get_data(as_text=True)
+    assert '<input type="hidden" name="option-topics" value="hide">' in hidden_box
+    assert 'name="topics"' not in hidden_box  # no preset: nothing to send, which means every topic
+    hidden = post_box(embed_client, TOKEN.search(hidden_box).group(1), topics=[])
+    assert hidden.status_code == 200 and reader("ann@example.org").topics == ""
+    preset = frame(embed_client, query="?topics=hide&preset=tools").get_data(as_text=True)
+    assert '<input type="hidden" name="topics" value="tools">' in preset
+    api = embed_client.post(  # the JSON path too: the token says the box offered topics
+        "/api/v1/subscribers",
+        json={"email": "bo@example.org", "topics": [], "form_token": token},
+        headers={"Origin": HOST},
+    )
+    assert api.status_code == 400 and api.json["field"] == "topics" and reader("bo@example.org") is None

@@ -98,13 +98,25 @@ def parse_options(args: Mapping[str, str], topic_slugs: list[str]) -> BoxOptions
     )
 
 
+def posted_options(form: Mapping[str, str]) -> dict[str, str]:
+    """The options a box's form carries back (``option-<name>`` fields, apart from
+    the reader's own fields: ``topics`` is both an option and the reader's choice)."""
+    return {k.removeprefix("option-"): v for k, v in form.items() if k.startswith("option-")}
+
+
+def shows_topics(options: BoxOptions, tags) -> bool:
+    """Does the box offer topic checkboxes (full layout, topics shown, some to show)?"""
+    return options.topics == "show" and options.layout == "full" and bool(tags)
+
+
 def with_page(options: BoxOptions, page: str) -> BoxOptions:
     return options if options.page else replace(options, page=page)
 
 
-def make_token(settings, origin: str | None, page: str) -> str:
-    """The form token of one rendering, bound to the site that showed it."""
-    return form_tokens.make_form_token(settings, FORM, {"o": origin or "", "p": page})
+def make_token(settings, origin: str | None, page: str, needs_topic: bool) -> str:
+    """The form token of one rendering, bound to the site that showed it and to
+    whether it offered topic checkboxes (so no sender can skip choosing one)."""
+    return form_tokens.make_form_token(settings, FORM, {"o": origin or "", "p": page, "t": needs_topic})
 
 
 def renew_token(settings, old_token) -> str:
@@ -114,7 +126,7 @@ def renew_token(settings, old_token) -> str:
         bound = form_tokens.check_form_token(settings, old_token, FORM, max_age=RENEW_MAX_AGE)
     except tokens.TokenError:
         bound = {}
-    return make_token(settings, str(bound.get("o") or ""), str(bound.get("p") or ""))
+    return make_token(settings, str(bound.get("o") or ""), str(bound.get("p") or ""), bool(bound.get("t")))
 
 
 @dataclass
@@ -149,6 +161,8 @@ def subscribe_from_box(settings, signup: BoxSignup, ip: str | None) -> None:
     bound = form_tokens.check_form_token(settings, signup.form_token, FORM)
     if signup.website:
         return
+    if bound.get("t") and not signup.topics:  # the box offered topics: one must be ticked
+        raise service.InvalidInput("Choose at least one topic.", "topics")
     service.subscribe(
         settings,
         email=signup.email,

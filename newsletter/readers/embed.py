@@ -60,6 +60,7 @@ def render_box(options: box.BoxOptions, token: str, tags, result: dict | None = 
             consent_text=service.CONSENT_TEXT,
             result=result,
             email=email,
+            shows_topics=box.shows_topics(options, tags),
         )
     )
 
@@ -94,7 +95,8 @@ def embed():
     options = box.parse_options(request.args, [t.slug for t in tags])
     if host in origins.own_origins(settings()):  # our own pages say which page they are
         options = box.with_page(options, origins.path_of(request.headers.get("Referer")))
-    return _frame(options, box.make_token(settings(), host, options.page), tags)
+    token = box.make_token(settings(), host, options.page, box.shows_topics(options, tags))
+    return _frame(options, token, tags)
 
 
 @bp.post("/embed")
@@ -103,7 +105,7 @@ def embed():
 def embed_post():
     """The iframe's form when scripts are off: the same box, with the result in it."""
     tags = _topic_tags()
-    options = box.parse_options(request.form, [t.slug for t in tags])
+    options = box.parse_options(box.posted_options(request.form), [t.slug for t in tags])
     sender = origins.caller()
     if not origins.box_allowed(settings(), sender):
         return _refused(sender)
@@ -135,7 +137,7 @@ def embed_box():
         return response
     tags = _topic_tags()
     options = box.parse_options(request.args, [t.slug for t in tags])
-    token = box.make_token(settings(), origin, options.page)
+    token = box.make_token(settings(), origin, options.page, box.shows_topics(options, tags))
     response = jsonify(html=render_box(options, token, tags))
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Vary"] = "Origin"
