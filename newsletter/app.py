@@ -161,6 +161,8 @@ def _register_pages(app: Flask) -> None:
 
 def _error_page(app: Flask, code: int, title: str, message: str) -> None:
     def handler(error):
+        if code == 429 and request.endpoint == "readers.embed_post":  # inside another site's frame
+            return embed.rate_limited()
         detail = getattr(error, "description", None) if code in (400, 403) else None
         if request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.is_json:
             return {"error": title.lower(), "message": detail or message}, code

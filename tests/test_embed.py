@@ -186,8 +186,13 @@ def test_bad_addresses_are_shown_in_the_box(embed_client):
 def test_the_rate_limit_holds_for_the_box(make_app, topics):
     client = make_app(embed_origins=(HOST,), subscribe_rate_limit="2/minute").test_client()
     token = token_of(frame(client))
-    codes = [post_box(client, token, email=f"r{i}@example.org").status_code for i in range(3)]
-    assert codes == [200, 200, 429]
+    answers = [post_box(client, token, email=f"r{i}@example.org") for i in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    over = answers[2]  # said in the box, which another site's frame may show
+    assert (
+        "Too many sign-ups from here" in over.get_data(as_text=True) and "X-Frame-Options" not in over.headers
+    )
+    assert "frame-ancestors 'self' https://blog.example.org" in over.headers["Content-Security-Policy"]
 
 
 def test_hostile_options_are_escaped_or_dropped(embed_client):

@@ -29,6 +29,7 @@ MESSAGES = {  # what the box says, whichever way it was sent
     "accepted": "Check your inbox: if this address can receive our mail, a confirmation link is on its way.",
     "expired": "This form was open too long. Reload the page and try again.",
     "invalid": "This form did not come from a page of ours. Reload the page and try again.",
+    "slow": "Too many sign-ups from here just now. Please wait a minute and try again.",
 }
 RENEW_MAX_AGE = 30 * 24 * 3600
 LIMITS = {"headline": 80, "line": 200, "button": 30, "page": 200}

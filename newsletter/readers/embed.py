@@ -104,8 +104,6 @@ def embed():
 @subscribe_limits
 def embed_post():
     """The iframe's form when scripts are off: the same box, with the result in it."""
-    tags = _topic_tags()
-    options = box.parse_options(box.posted_options(request.form), [t.slug for t in tags])
     sender = origins.caller()
     if not origins.box_allowed(settings(), sender):
         return _refused(sender)
@@ -113,16 +111,27 @@ def embed_post():
     try:
         box.subscribe_from_box(settings(), signup, request.remote_addr)
     except tokens.TokenExpired:
-        result, status = {"kind": "error", "text": box.MESSAGES["expired"]}, 400
+        return _answer("error", box.MESSAGES["expired"], 400)
     except tokens.TokenError:
-        result, status = {"kind": "error", "text": box.MESSAGES["invalid"]}, 400
+        return _answer("error", box.MESSAGES["invalid"], 400)
     except service.InvalidInput as exc:
-        result, status = {"kind": "error", "text": str(exc), "field": exc.field}, 400
-    else:
-        result, status = {"kind": "success", "text": box.MESSAGES["accepted"]}, 200
+        return _answer("error", str(exc), 400)
+    return _answer("success", box.MESSAGES["accepted"], 200)
+
+
+def _answer(kind: str, text: str, status: int) -> Response:
+    """The posted box again, with ``text`` in its live region and a fresh token."""
+    tags = _topic_tags()
+    options = box.parse_options(box.posted_options(request.form), [t.slug for t in tags])
     token = box.renew_token(settings(), request.form.get("form_token"))  # for the next try
-    email = str(request.form.get("email", ""))[:320] if result["kind"] == "error" else ""
-    return _frame(options, token, tags, result, email, status)
+    email = str(request.form.get("email", ""))[:320] if kind == "error" else ""
+    return _frame(options, token, tags, {"kind": kind, "text": text}, email, status)
+
+
+def rate_limited() -> Response:
+    """Over the subscribe limits (Flask-Limiter's 429) while posting the box: say so
+    in the box, since the app's error page may not be shown in another site's frame."""
+    return _answer("error", box.MESSAGES["slow"], 429)
 
 
 @bp.get("/embed/box")
