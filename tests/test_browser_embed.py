@@ -140,6 +140,17 @@ class Watch:
         return [m for m in self.console if "Content Security Policy" in m or "Refused to" in m]
 
 
+def with_app_cookie(context, page, server, watch) -> None:
+    """Give the browser a cookie for the app (SameSite=None, as a tracker's would be) and
+    check it is sent first-party: then its absence from the host's requests means the
+    browser really withheld it as a third-party cookie."""
+    cookie = {"name": "probe", "value": "1", "domain": "127.0.0.1", "path": "/", "sameSite": "None"}
+    context.add_cookies([{**cookie, "secure": True}])
+    page.goto(server.url + "/healthz")
+    assert watch.requests()[-1][1] == "probe=1"
+    watch.seen.clear()
+
+
 def fitted(page, frame) -> None:
     """Wait until the iframe is as tall as the page inside it."""
     inner = frame.evaluate("() => document.documentElement.scrollHeight")
@@ -174,25 +185,11 @@ def test_a_reader_subscribes_through_the_box_on_another_site(
 
 def _subscribe_through(browser, server, host, smtp_server, screenshot, variant):
     context = browser.new_context(viewport={"width": 375, "height": 900})
-    context.add_cookies(
-        [
-            {
-                "name": "probe",
-                "value": "1",
-                "domain": "127.0.0.1",
-                "path": "/",
-                "sameSite": "None",
-                "secure": True,
-            }
-        ]
-    )
     page = context.new_page()
     page.set_default_timeout(15000)
     watch = Watch(page, server.url)
     try:
-        page.goto(server.url + "/healthz")  # first party: the browser does send the app's cookie
-        assert watch.requests()[-1][1] == "probe=1"
-        watch.seen.clear()
+        with_app_cookie(context, page, server, watch)
 
         for theme in ("light", "dark"):
             page.goto(f"{host.url}/{variant}-{theme}.html")
@@ -321,3 +318,35 @@ def test_the_editor_page_shows_the_live_box_and_its_snippets(
         assert errors == []
     finally:
         context.close()
+
+
+def test_the_iframe_works_with_scripts_off(
+    strict_chromium, live_server_factory, make_app, smtp_server, topics
+):
+    """No script anywhere: the iframe's plain form posts, cookie-less, and the frame shows the result."""
+    host = HostSite()
+    try:
+        server = live_server_factory(make_app, transport=smtp_server.dsn, embed_origins=(host.url,))
+        host.app_url = server.url
+        context = strict_chromium.new_context(
+            viewport={"width": 375, "height": 900}, java_script_enabled=False
+        )
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        watch = Watch(page, server.url)
+        with_app_cookie(context, page, server, watch)
+        page.goto(f"{host.url}/iframe-light.html")
+        frame = page.frame_locator("iframe")
+        frame.get_by_label("Email address").fill("quiet@example.org")
+        frame.get_by_role("button", name="Subscribe").click()
+        frame.get_by_text("a confirmation link is on its way").wait_for()
+        assert page.url == f"{host.url}/iframe-light.html"
+        assert reader("quiet@example.org").status == "pending"
+        assert signups.by_source() == [(host.url + "/iframe-light.html", 1)]
+        posts = [(url, cookie) for url, cookie in watch.requests() if url.endswith("/embed")]
+        assert posts and all(cookie is None for _, cookie in posts)
+        [confirmation] = smtp_server.wait_for(1)
+        assert confirmation.rcpt_tos == ["quiet@example.org"]
+        context.close()
+    finally:
+        host.stop()
