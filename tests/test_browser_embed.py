@@ -26,7 +26,7 @@ from tests.helpers import AXE, LoopbackServer, axe_findings, require
 from tests.readers_fixtures import reader
 
 pytestmark = pytest.mark.browser
-WIDTHS = (320, 375, 1280)
+WIDTHS = (280, 320, 375, 1280)  # the box works from 280 px up
 HOST_CSS = """
 body { margin: 0; font: 18px/1.6 Georgia, serif; background: #fbfaf7; color: #1d1d1d; }
 body.dark { background: #101216; color: #e9e9ea; }
@@ -200,6 +200,8 @@ def _subscribe_through(browser, server, host, smtp_server, screenshot, variant):
                 if variant == "iframe" and theme == "dark":  # fitted: the whole box shows, no more
                     fitted(page, frame)
                 screenshot(page, f"embed-{variant}-{theme}-{width}")
+                assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+                assert frame.locator(".gts-button").is_visible() and frame.locator(".gts-email").is_visible()
                 assert axe_findings(frame) == [], (variant, theme, width)
 
         page.set_viewport_size({"width": 320, "height": 900})
