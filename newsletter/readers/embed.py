@@ -49,8 +49,9 @@ def _frame_csp(ancestors: str) -> str:
 
 
 def render_box(options: box.BoxOptions, token: str, tags, result: dict | None = None, email: str = ""):
-    """The box's HTML (the one template both variants and the archive show)."""
-    return Markup(  # noqa: S704 - the template's own output, escaped there
+    """The box's HTML: one template for the iframe's page and the script's
+    placeholder (the template escapes everything it prints)."""
+    return Markup(
         render_template(
             "readers/_box.html",
             options=options,
