@@ -132,3 +132,25 @@ def test_archive_pages_in_a_browser(sent_and_draft, make_app, live_server_factor
     frame = page.frame_locator("iframe.box-frame").locator("html").element_handle().owner_frame()
     assert axe_findings(frame) == []
     assert problems == []  # no CSP violations
+
+
+def test_hostile_article_fields_are_text_on_the_issue_page(content_settings, make_app):
+    settings = content_settings.default
+    add_articles(
+        settings,
+        [
+            article(
+                1,
+                "data",
+                author='<img src=x onerror="alert(1)">',
+                synopsis="<script>alert(2)</script> *fine*",
+                url="https://example.com/a?x=1&y=<2>",
+            )
+        ],
+    )
+    issue = assemble_issue(settings).issue
+    mark_sent(issue.number)
+    html = make_app().test_client().get(f"/issues/{issue.number}").get_data(as_text=True)
+    assert "<img src=x" not in html and "By &lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
+    assert "<script>alert(2)" not in html and "<em>fine</em>" in html
+    assert 'href="https://example.com/a?x=1&amp;y=%3C2%3E"' in html  # the URL as stored, escaped
