@@ -145,9 +145,3 @@ def personalise(
         Bodies(text, text_values, html, html_values),
     )
 
-
-def generic(render: IssueRender, settings: Settings) -> str:
-    """The HTML with personal links replaced by generic ones (web archive)."""
-    home = f"{settings.base_url}/"
-    html = _split(render.nonce, render.html)
-    return html.fill(html.values(("Hello,", home, home)))
