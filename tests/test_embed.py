@@ -9,9 +9,12 @@ from datetime import timedelta
 from html import unescape
 
 import pytest
+from sqlmodel import select
 
 from newsletter import clock
 from newsletter.config import ConfigError, load_settings
+from newsletter.db import session_scope
+from newsletter.models import Subscriber
 from newsletter.readers import box, form_tokens, signups
 from newsletter.tokens import TokenError, TokenExpired
 from tests.readers_fixtures import outbox, reader
@@ -113,6 +116,16 @@ def test_the_same_answer_whatever_the_address_is(embed_client):
         )
 
     assert first.status_code == second.status_code == 200 and visible(first) == visible(second)
+
+
+def test_only_sign_ups_that_mail_a_confirmation_are_counted(embed_client):
+    token = token_of(frame(embed_client))
+    post_box(embed_client, token, email="one@example.org")
+    with session_scope() as session:
+        session.exec(select(Subscriber).where(Subscriber.email == "one@example.org")).one().status = "active"
+    post_box(embed_client, token, email="one@example.org")  # already subscribed: not a sign-up
+    post_box(embed_client, token, email="two@example.org")
+    assert signups.by_source() == [(HOST, 2)]
 
 
 def test_the_honeypot_is_answered_alike_and_does_nothing(embed_client):

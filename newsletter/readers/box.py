@@ -31,6 +31,10 @@ MESSAGES = {  # what the box says, whichever way it was sent
     "invalid": "This form did not come from a page of ours. Reload the page and try again.",
     "slow": "Too many sign-ups from here just now. Please wait a minute and try again.",
 }
+# What counts as a sign-up for the site that showed the box: a request that mails a
+# confirmation link (a new address, or a pending or departed reader asking again) — not
+# a reader who is already subscribed, a suppressed address, or one over its daily cap.
+COUNTED = ("created", "resent")
 RENEW_MAX_AGE = 30 * 24 * 3600
 LIMITS = {"headline": 80, "line": 200, "button": 30, "page": 200}
 
@@ -164,7 +168,7 @@ def subscribe_from_box(settings, signup: BoxSignup, ip: str | None) -> None:
         return
     if bound.get("t") and not signup.topics:  # the box offered topics: one must be ticked
         raise service.InvalidInput("Choose at least one topic.", "topics")
-    service.subscribe(
+    outcome = service.subscribe(
         settings,
         email=signup.email,
         topics=signup.topics or (),
@@ -172,4 +176,5 @@ def subscribe_from_box(settings, signup: BoxSignup, ip: str | None) -> None:
         consent_text=service.CONSENT_TEXT,
         ip=ip,
     )
-    signups.count_signup(signups.source_of(str(bound.get("o") or ""), str(bound.get("p") or "")))
+    if outcome.result in COUNTED:
+        signups.count_signup(signups.source_of(str(bound.get("o") or ""), str(bound.get("p") or "")))

@@ -144,4 +144,3 @@ def personalise(
         preferences_url,
         Bodies(text, text_values, html, html_values),
     )
-
