@@ -4,6 +4,7 @@ front page, hostile options, and the per-source counts."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from html import unescape
@@ -336,3 +337,14 @@ def test_a_box_that_offers_topics_wants_one_ticked(embed_client):
         headers={"Origin": HOST},
     )
     assert api.status_code == 400 and api.json["field"] == "topics" and reader("bo@example.org") is None
+
+
+def test_the_command_line_shows_the_counts(app, topics):
+    signups.count_signup(HOST + "/posts/a")
+    signups.count_signup(HOST + "/posts/a")
+    runner = app.test_cli_runner()
+    text = runner.invoke(args=["subscribers", "sources"])
+    assert text.exit_code == 0 and re.search(r"https://blog\.example\.org/posts/a\s+2", text.output)
+    data = json.loads(runner.invoke(args=["subscribers", "sources", "--days", "7", "--json"]).output)
+    assert data == {"days": 7, "sources": [{"source": HOST + "/posts/a", "signups": 2}]}
+    assert runner.invoke(args=["subscribers", "sources", "--days", "0"]).exit_code == 2

@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 from newsletter.addresses import InvalidInput
 from newsletter.db import session_scope
 from newsletter.models import SUBSCRIBER_STATUSES
-from newsletter.readers import service
+from newsletter.readers import service, signups
 from newsletter.readers.csv_io import ImportFormatError, ImportReport, export_csv, import_csv
 from newsletter.readers.import_formats import SOURCE_NAMES
 from newsletter.terminal import emit_columns, emit_json, emit_json_rows, fail
@@ -270,7 +270,30 @@ def list_command(status, search, limit, as_json):
             click.echo("no readers match", err=True)
 
 
+@click.command("sources")
+@with_appcontext
+@click.option(
+    "--days", type=click.IntRange(1, 3660), default=30, show_default=True, help="Over this many days."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sources_command(days, as_json):
+    """Sign-ups through the embedded box, per site and page that showed it (counts only)."""
+    counts = signups.by_source(days)
+    if as_json:
+        emit_json({"days": days, "sources": [{"source": s, "signups": n} for s, n in counts]})
+        return
+    if not emit_columns(counts, ("SOURCE", "SIGN-UPS"), (60,)):
+        click.echo(f"no sign-ups through the box in the last {days} days", err=True)
+
+
 def register(groups) -> None:
     """Add this capability's commands to the ``newsletter`` groups."""
-    for command in (import_command, export_command, add_command, remove_command, list_command):
+    for command in (
+        import_command,
+        export_command,
+        add_command,
+        remove_command,
+        list_command,
+        sources_command,
+    ):
         groups["subscribers"].add_command(command)
