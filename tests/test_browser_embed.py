@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -96,31 +95,26 @@ class HostSite(LoopbackServer):
 
 
 @pytest.fixture(scope="module")
-def strict_chromium():
-    """Chromium with third-party cookies blocked (Playwright's contexts block them like
-    incognito windows; the test-only phase-out flag makes sure), and localhost kept on
-    IPv4 where the host pages listen."""
-    require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+def strict_chromium(chromium):
+    """A second Chromium from the suite's Playwright (one per process), with third-party
+    cookies blocked (Playwright's contexts block them as incognito windows do; the
+    test-only phase-out flag makes sure) and localhost kept on IPv4, where the host
+    pages listen."""
     require(AXE.exists(), "axe-core not installed (npm ci --prefix tests/axe)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--test-third-party-cookie-phaseout",
-                "--host-resolver-rules=MAP localhost 127.0.0.1",
-            ],
-        )
-        yield browser
-        browser.close()
+    browser = chromium.browser_type.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--test-third-party-cookie-phaseout",
+            "--host-resolver-rules=MAP localhost 127.0.0.1",
+        ],
+    )
+    yield browser
+    browser.close()
 
 
 class Watch:
