@@ -212,7 +212,7 @@ def issue_preview(number: int):
     topics = _topics_arg([t.slug for t in sections])
     view = "text" if request.args.get("view") == "text" else "html"
     width = "mobile" if request.args.get("width") == "mobile" else "desktop"
-    preview = build_preview(settings(), number, topics=topics)
+    preview = build_preview(settings(), number, topics=topics, with_inbox_lines=True)
     return render_template(
         "editor/preview.html",
         issue=issue,
@@ -222,6 +222,9 @@ def issue_preview(number: int):
         view=view,
         width=width,
         subject=preview.message.subject,
+        preheader=preview.preheader,
+        inbox_lines=preview.inbox_lines,
+        variant=preview.variant,
         text=preview.message.text,
         size_kb=len(preview.message.html.encode("utf-8")) / 1024,
         findings=preview.lint,

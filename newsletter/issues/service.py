@@ -37,6 +37,7 @@ from newsletter.content.sanitise import clean_text, neutralise
 from newsletter.db import session_scope
 from newsletter.issues import states
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, IssueRender, Tag
+from newsletter.rendering import wording
 from newsletter.rendering.lint import LintFinding, content_findings
 from newsletter.rendering.view import content_digest, content_fields, issue_content, snapshot_of
 
@@ -139,15 +140,6 @@ def default_theme(section_names: list[str], year: int) -> str:
     """ "AI Ethics and Data 2026": the (up to) two biggest sections and the year."""
     names = section_names[:2]
     return f"{' and '.join(names)} {year}" if names else str(year)
-
-
-def default_preheader(titles: list[str]) -> str:
-    if not titles:
-        return ""
-    shown = titles[:2]
-    rest = len(titles) - len(shown)
-    text = "Inside: " + "; ".join(shown) + (f" and {rest} more" if rest else "")
-    return text if len(text) <= 150 else text[:147].rstrip() + "…"
 
 
 def pick_articles(
@@ -290,10 +282,8 @@ def _assemble(
         theme=theme,
         title=title,
         subject=title,
-        preheader=default_preheader([neutralise(a.title) for a, _ in picked])[:300],
-        intro=f"{len(picked)} {'story' if len(picked) == 1 else 'stories'} this week, on "
-        + ", ".join(names[s] for s in sorted(counts, key=order.__getitem__))
-        + ".",
+        preheader=wording.DEFAULT_PREHEADER,  # filled per variant when rendered (rendering.wording)
+        intro=wording.DEFAULT_INTRO,
         status=states.DRAFT,
         window_start=start,
         window_end=now,

@@ -21,6 +21,7 @@ from newsletter.models import Issue, IssueRender
 from newsletter.readers.views import bp
 from newsletter.rendering.issue import render_variant
 from newsletter.rendering.personalise import generic
+from newsletter.rendering.view import inbox_preheader
 from newsletter.web import int_arg
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
@@ -50,10 +51,18 @@ def archive_index():
         issues = session.exec(
             _public().order_by(Issue.number.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
         ).all()
+        preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         abort(404)
-    return render_template("archive/index.html", issues=issues, page=page, pages=pages, published=_published)
+    return render_template(
+        "archive/index.html",
+        issues=issues,
+        page=page,
+        pages=pages,
+        published=_published,
+        preheaders=preheaders,
+    )
 
 
 @bp.get("/issues/<int:number>", endpoint="archive_issue")
@@ -88,5 +97,8 @@ def archive_feed():
     base = settings().base_url
     with session_scope() as session:
         issues = session.exec(_public().order_by(Issue.number.desc()).limit(FEED_ENTRIES)).all()
-    body = render_template("archive/feed.xml", issues=issues, base=base, published=_published)
+        preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
+    body = render_template(
+        "archive/feed.xml", issues=issues, base=base, published=_published, preheaders=preheaders
+    )
     return Response(body, mimetype="application/atom+xml")

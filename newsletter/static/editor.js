@@ -41,7 +41,7 @@
         var width = button.dataset.width;
         wrap.classList.remove("frame-desktop", "frame-mobile");
         wrap.classList.add("frame-" + width);
-        buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b === button)); });
+        buttons.forEach(function (b) { if (b === button) { b.setAttribute("aria-current", "true"); } else { b.removeAttribute("aria-current"); } });
         all("a[data-tab]").forEach(function (tab) {
           var url = new URL(tab.href); url.searchParams.set("width", width); tab.href = url.toString();
         });
