@@ -175,8 +175,8 @@ def _load(subscriber_id: int):
 
 def _preferences_page(token: str, sub, blocked, form=None, erase_form=None, status=200):
     tags = _tags()
-    if form is None:
-        form = PreferencesForm()
+    if form is None:  # not this form's request (e.g. a failed erase): show what is saved, untouched
+        form = PreferencesForm(formdata=None)
         form.name.data = sub.name
     form.set_topics(tags, sub.topics)
     return (

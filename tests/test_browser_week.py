@@ -1,0 +1,128 @@
+"""What readers and editors meet in a real week (issue 19), in headless Chromium
+against a live server: each reader's own inbox line, no lost edits, the editor
+on a phone, links that lead somewhere. Screenshots land in screenshots/week-*.png."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from newsletter.readers import links
+from tests.editor_fixtures import ADMIN, EDITOR, add_subscriber, make_account, seed_issue
+from tests.readers_fixtures import reader
+
+pytestmark = pytest.mark.browser
+
+
+def start(live_server_factory, make_app, **overrides):
+    server = live_server_factory(make_app, **overrides)
+    make_account(*ADMIN, "admin")
+    make_account(*EDITOR, "editor")
+    return server, server.app.extensions["signal_settings"]
+
+
+def log_in(page, server, who=ADMIN):
+    page.goto(f"{server.url}/editor/login")
+    page.fill("#email", who[0])
+    page.fill("#password", who[1])
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(re.compile(r".*/editor/dashboard$"))
+
+
+def test_preview_shows_each_variants_inbox_line(page, live_server_factory, make_app, screenshot):
+    server, settings = start(live_server_factory, make_app)
+    number = seed_issue(settings, count_per_section=3)
+    add_subscriber("agents@example.org", topics="agents")
+    log_in(page, server, EDITOR)
+    page.goto(f"{server.url}/editor/issues/{number}/preview?topics=ethics")
+    lines = page.locator(".inbox-lines li")
+    assert lines.count() == 3
+    assert "and 4 more" in lines.nth(0).inner_text()  # every section: 6 articles
+    agents = lines.nth(1).inner_text()
+    assert "Readers of Agents" in agents and "and 1 more" in agents and "Ethics story" not in agents
+    shown = page.locator(".subject-line").inner_text()
+    assert shown.count("Ethics story") == 2 and "Agents story" not in shown
+    frame = page.frame_locator("#preview-frame")
+    assert "3 stories this week, on Ethics." in frame.locator("body").inner_text()
+    screenshot(page, "week-preview-inbox-lines")
+
+
+def test_unsaved_changes_are_not_lost_on_preview(page, live_server_factory, make_app, screenshot):
+    server, settings = start(live_server_factory, make_app)
+    number = seed_issue(settings)
+    log_in(page, server, EDITOR)
+    page.goto(f"{server.url}/editor/issues/{number}")
+    assert page.locator("#unsaved-note").is_hidden()
+    page.fill("#subject", "Words I do not want to lose")
+    assert page.locator("#unsaved-note").is_visible()
+    screenshot(page, "week-issue-unsaved", full_page=False)
+    asked: list[str] = []
+
+    def stay(dialog):
+        asked.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", stay)
+    page.locator(".page-head").get_by_role("link", name="Preview").click()
+    page.wait_for_timeout(300)
+    assert asked == ["beforeunload"]  # the browser asked, and the editor chose to stay
+    assert page.url.endswith(f"/editor/issues/{number}") and page.input_value("#subject") == (
+        "Words I do not want to lose"
+    )
+    page.locator(".page-head").get_by_role("button", name="Save draft").click()  # saving never asks
+    page.wait_for_load_state()
+    assert asked == ["beforeunload"] and page.input_value("#subject") == "Words I do not want to lose"
+    # a reorder with the move buttons is a change too
+    page.locator("table.article-table tbody tr").nth(1).locator("button[data-move=up]").click()
+    assert page.locator("#unsaved-note").is_visible()
+    page.locator(".page-head").get_by_role("link", name="Preview").click()
+    page.wait_for_timeout(300)
+    assert asked == ["beforeunload", "beforeunload"]
+    page.remove_listener("dialog", stay)
+
+
+def test_a_failed_erase_keeps_every_choice_and_shows_the_error_in_view(
+    page, live_server_factory, make_app, topics, screenshot
+):
+    server, settings = start(live_server_factory, make_app)
+    sub_id = add_subscriber("ada@example.org", topics="agents,tools", name="Ada")
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(f"{server.url}/preferences/{links.preferences_token(settings, sub_id)}")
+    page.get_by_role("button", name="Erase my data").click()  # the box is not ticked
+    page.wait_for_load_state()
+    summary = page.locator(".error-summary")
+    assert summary.is_visible() and "Tick the box to confirm." in summary.inner_text()
+    focused = page.evaluate("document.activeElement.id")
+    assert focused == "confirm"  # the control to fix has the focus, scrolled into view
+    box = page.locator("#confirm").bounding_box()
+    assert 0 <= box["y"] <= 740
+    # every topic and the name as they were; saving now works
+    assert page.is_checked("#topics-0") and not page.is_checked("#topics-1") and page.is_checked("#topics-2")
+    assert page.input_value("#name") == "Ada"
+    screenshot(page, "week-preferences-erase-error-375", full_page=False)
+    page.get_by_role("button", name="Save preferences").click()
+    page.get_by_text("Your preferences are saved.").wait_for()
+    assert reader("ada@example.org").topics == "agents,tools"
+
+
+def test_save_draft_is_a_few_tab_presses_away_on_a_phone(page, live_server_factory, make_app, screenshot):
+    server, settings = start(live_server_factory, make_app)
+    number = seed_issue(settings, count_per_section=10)  # a 20-article issue
+    log_in(page, server, EDITOR)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{server.url}/editor/issues/{number}")
+    page.keyboard.press("Tab")  # the skip link
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    presses = 0
+    for presses in range(1, 6):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Save draft":
+            break
+    else:
+        raise AssertionError("Save draft is not within five Tab presses of the content")
+    assert presses <= 3
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the issue editor is {width} px wide at 375"
+    screenshot(page, "week-issue-375", full_page=False)
