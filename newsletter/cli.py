@@ -15,13 +15,13 @@ from flask.cli import AppGroup, with_appcontext
 from waitress import serve as waitress_serve
 
 from newsletter import db, scheduler
+from newsletter.config import served_at
 from newsletter.content import commands as content_commands
 from newsletter.delivery import commands as delivery_commands
 from newsletter.delivery import mail_commands, runner
 from newsletter.demo import seed_demo
 from newsletter.doctor import commands as doctor_commands
 from newsletter.editor import commands as editor_commands
-from newsletter.config import served_at
 from newsletter.extensions import SETTINGS_KEY, settings
 from newsletter.feedback import commands as feedback_commands
 from newsletter.issues import commands as issues_commands
