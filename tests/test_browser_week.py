@@ -125,3 +125,64 @@ def test_save_draft_is_a_few_tab_presses_away_on_a_phone(page, live_server_facto
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the issue editor is {width} px wide at 375"
     screenshot(page, "week-issue-375", full_page=False)
+
+
+def test_every_link_problem_offers_a_way_forward(
+    page, live_server_factory, make_app, smtp_server, topics, screenshot
+):
+    server, settings = start(live_server_factory, make_app, transport=smtp_server.dsn)
+    add_subscriber("ada@example.org", topics="agents", name="Ada")
+    page.set_viewport_size({"width": 375, "height": 800})
+    for broken in ("/preferences/cut-off-link", "/unsubscribe/cut-off-link"):
+        response = page.goto(server.url + broken)
+        assert response.status == 400 and "Bad Request" not in page.content()
+        page.get_by_role("heading", name="This link is not valid").wait_for()
+        assert page.get_by_label("Email address").is_visible()
+    screenshot(page, "week-link-problem-375")
+    page.get_by_label("Email address").fill("ada@example.org")
+    page.get_by_role("button", name="Send me a new link").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    [mail] = smtp_server.wait_for(1)
+    assert mail.rcpt_tos == ["ada@example.org"] and "/preferences/" in mail.text
+    [prefs] = [u for u in mail.links() if "/preferences/" in u]
+    page.goto(prefs)
+    page.get_by_role("heading", name="Your preferences").wait_for()
+
+
+def test_subscribing_an_active_address_keeps_the_promise_privately(
+    page, live_server_factory, make_app, smtp_server, topics, screenshot
+):
+    server, settings = start(live_server_factory, make_app, transport=smtp_server.dsn)
+    add_subscriber("ada@example.org", topics="agents", name="Ada")
+    answers = []
+    for address in ("ada@example.org", "new@example.org"):
+        page.goto(server.url + "/")
+        page.get_by_label("Email address").fill(address)
+        page.get_by_role("button", name="Subscribe").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+        answers.append((page.url, page.locator("main").inner_text()))
+    assert answers[0] == answers[1]  # the public page is the same: nothing to enumerate
+    mails = {m.rcpt_tos[0]: m for m in smtp_server.wait_for(2)}
+    told = mails["ada@example.org"]
+    assert "already subscribed" in told.text and "/preferences/" in told.text and "/confirm/" not in told.text
+    confirmation = mails["new@example.org"]
+    # the page and the mail state the same validity period
+    days = settings.token_max_age_days
+    assert f"The link works for {days} days." in answers[1][1]
+    assert f"it works for {days} days" in confirmation.text
+    screenshot(page, "week-check-inbox")
+
+
+def test_reader_pages_ship_no_glyph_a_system_may_lack(page, live_server_factory, make_app, topics):
+    server, settings = start(live_server_factory, make_app)
+    sub = add_subscriber("ada@example.org", topics="agents")
+    paths = ["/", "/subscribe/check-your-inbox", "/confirm/x", f"/preferences/{links.preferences_token(settings, sub)}",
+             f"/unsubscribe/{links.unsubscribe_token(settings, sub)}", "/issues"]  # fmt: skip
+    risky = re.compile("[\u2300-\u2bff\U0001f000-\U0001ffff\ue000-\uf8ff]")  # symbols, emoji, private use
+    for path in paths:
+        page.goto(server.url + path)
+        shown = page.evaluate(
+            """() => document.body.innerText + Array.from(document.querySelectorAll('*')).map(e =>
+                 getComputedStyle(e, '::before').content + getComputedStyle(e, '::after').content).join('')"""
+        )
+        assert not risky.findall(shown), f"{path} shows {risky.findall(shown)}"

@@ -77,9 +77,13 @@ def test_same_answer_for_new_pending_active_and_suppressed(client, topics):
         answers.add((response.status_code, response.location))
     assert answers == {(302, "/subscribe/check-your-inbox")}
     assert reader("gone@example.org") is None
-    sent_to = [m.to for m in outbox()]
-    assert "active@example.org" not in sent_to and "gone@example.org" not in sent_to
+    mails = outbox()
+    sent_to = [m.to for m in mails]
+    assert "gone@example.org" not in sent_to
     assert sent_to.count("pending@example.org") == 2  # a fresh link for someone who lost the first
+    # the active reader is told, privately, that nothing changed, with their preferences link (issue 19)
+    [told] = [m for m in mails if m.to == "active@example.org"]
+    assert "already subscribed" in told.text and "/preferences/" in told.text and "/confirm/" not in told.text
 
 
 def test_third_party_cannot_change_an_active_readers_topics(client, topics, settings):
