@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from newsletter.delivery.deliver import deliver
 from newsletter.readers import links
 from tests.editor_fixtures import ADMIN, EDITOR, add_subscriber, make_account, seed_issue
 from tests.readers_fixtures import reader
@@ -186,3 +187,22 @@ def test_reader_pages_ship_no_glyph_a_system_may_lack(page, live_server_factory,
                  getComputedStyle(e, '::before').content + getComputedStyle(e, '::after').content).join('')"""
         )
         assert not risky.findall(shown), f"{path} shows {risky.findall(shown)}"
+
+
+def test_dashboard_after_a_send_speaks_plainly_on_a_phone(page, live_server_factory, make_app, screenshot):
+    server, settings = start(live_server_factory, make_app)
+    add_subscriber("a@example.org")
+    number = seed_issue(settings)
+    log_in(page, server)
+    page.goto(f"{server.url}/editor/issues/{number}")
+    page.get_by_role("button", name="Approve").first.click()
+    flash = page.locator(".flash-success").inner_text()
+    assert flash.startswith("Issue 001 is approved") and "done." not in flash
+    deliver(settings, number, here=True)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{server.url}/editor/dashboard")
+    card = page.locator(".next-slot").inner_text()
+    assert "Mondays at 08:00 (UTC)" in card and "0 8 * * mon" not in card
+    assert "Edit draft" not in card and "Last sent:" in card
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "week-dashboard-after-send-375")

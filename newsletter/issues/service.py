@@ -142,6 +142,31 @@ def default_theme(section_names: list[str], year: int) -> str:
     return f"{' and '.join(names)} {year}" if names else str(year)
 
 
+def unique_theme(session: Session, section_names: list[str], today: datetime) -> str:
+    """The default theme, made different from every earlier issue's: another pair
+    of the biggest sections, or else the date ("AI Agents and Data, 7 Dec 2026")."""
+    taken = set(session.exec(select(Issue.theme).where(Issue.status != states.CANCELLED)).all())
+    names = section_names
+    pairs = [names[:2]] + [[names[0], other] for other in names[2:]] + [names[1:3]] if names else [[]]
+    for pair in pairs:
+        theme = default_theme(pair, today.year)
+        if theme not in taken:
+            return theme
+    base = " and ".join(names[:2]) if names else "The week"
+    return f"{base}, {today.day} {today:%b %Y}"
+
+
+def same_title(session: Session, issue: Issue) -> Issue | None:
+    """Another issue (not cancelled) with ``issue``'s title or theme: the editor is told."""
+    return session.exec(
+        select(Issue).where(
+            Issue.id != issue.id,
+            Issue.status != states.CANCELLED,
+            (Issue.title == issue.title) | (Issue.theme == issue.theme),
+        )
+    ).first()
+
+
 def pick_articles(
     session: Session, settings: Settings, section_tags: list[Tag], start: datetime, end: datetime
 ) -> list[tuple[Article, Tag]]:
@@ -273,7 +298,7 @@ def _assemble(
     order = {t.slug: i for i, t in enumerate(section_tags)}
     names = {t.slug: t.name for t in section_tags}
     top = sorted(counts, key=lambda slug: (-counts[slug], order[slug]))
-    theme = default_theme([names[s] for s in top], now.astimezone(settings.tz).year)[:200]
+    theme = unique_theme(session, [names[s] for s in top], now.astimezone(settings.tz))[:200]
     number = next_number(session, settings)
     label = f"Issue {number:03d}"
     title = f"{label}: {theme}"[:300]
