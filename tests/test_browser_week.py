@@ -9,6 +9,7 @@ import re
 import pytest
 
 from newsletter.delivery.deliver import deliver
+from newsletter.issues.preview import preview_issue
 from newsletter.readers import links
 from tests.editor_fixtures import ADMIN, EDITOR, add_subscriber, make_account, seed_issue
 from tests.readers_fixtures import reader
@@ -206,3 +207,84 @@ def test_dashboard_after_a_send_speaks_plainly_on_a_phone(page, live_server_fact
     assert "Edit draft" not in card and "Last sent:" in card
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     screenshot(page, "week-dashboard-after-send-375")
+
+
+def test_an_import_keeps_a_readers_own_choices_unless_asked(
+    page, live_server_factory, make_app, topics, screenshot, tmp_path
+):
+    server, settings = start(live_server_factory, make_app)
+    sub_id = add_subscriber("ann@example.org", topics="agents", name="Ann")  # she chose these herself
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text("email,name,topics\nann@example.org,Ann Smith,tools\n")
+    log_in(page, server)
+    for update in (False, True):
+        page.goto(f"{server.url}/editor/subscribers/import")
+        page.set_input_files("#file", str(csv_file))
+        if update:
+            page.check("#update")
+        page.click("button:has-text('Preview the import')")
+        page.click(".import-preview button[type=submit]")
+        report = page.locator(".import-report").inner_text()
+        if not update:
+            assert "kept the reader's name 'Ann' (file: 'Ann Smith')" in report
+            assert (reader("ann@example.org").name, reader("ann@example.org").topics) == ("Ann", "agents")
+            screenshot(page, "week-import-kept")
+    assert "'Ann' → 'Ann Smith'" in report or "Ann Smith" in report
+    assert (reader("ann@example.org").name, reader("ann@example.org").topics) == ("Ann Smith", "tools")
+    page.goto(f"{server.url}/editor/subscribers/{sub_id}")
+    history = page.locator(".event-list").inner_text()
+    assert "import" in history and "Ann Smith" in history  # the reader's history records the change
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    return tuple(int(float(x)) for x in re.findall(r"[\d.]+", css)[:3])
+
+
+def test_focus_rings_stand_out_on_both_backgrounds(page, live_server_factory, make_app):
+    server, _ = start(live_server_factory, make_app)
+    log_in(page, server)
+    page.goto(f"{server.url}/editor/issues")
+    checked = 0
+    for selector, background in ((".editor-nav a", ".site-header"), ("main :is(a, button)", "body")):
+        page.locator(selector).first.focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # focus by keyboard, so :focus-visible applies
+        ring = page.evaluate(
+            "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth, s.outlineColor]; }"
+        )
+        behind = page.evaluate(f"getComputedStyle(document.querySelector('{background}')).backgroundColor")
+        assert ring[0] == "solid" and float(ring[1].removesuffix("px")) >= 2, ring
+        ratio = contrast(_rgb(ring[2]), _rgb(behind))
+        assert ratio >= 3, f"focus ring {ring[2]} on {behind}: {ratio:.2f}:1"
+        checked += 1
+    assert checked == 2
+
+
+def test_the_issue_email_names_itself_and_its_buttons_pass_aa(app, settings):
+    number = seed_issue(settings)
+    html = preview_issue(settings, number)
+    assert '<html lang="en"' in html and re.search(r"<title>Issue 001: [^<]+</title>", html)
+    # the email's landmark: what email allows is role="article" with the title as its name
+    # (a webmail page has its own main landmark, which a second one would contradict)
+    assert re.search(
+        r'<div aria-label="Issue 001[^"]*" aria-roledescription="email" role="article" lang="en"', html
+    )
+    buttons = set(re.findall(r"background:(#[0-9a-f]{6});color:#ffffff", html))
+    assert buttons, "no button found"
+    for colour in buttons:
+        rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        assert contrast(rgb, (255, 255, 255)) >= 4.5, colour
