@@ -4,6 +4,7 @@ counts of articles that can really be added, settings that say what they do."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from datetime import timedelta
 
@@ -107,3 +108,20 @@ def test_add_articles_counts_only_articles_that_can_be_added(editor, settings):
     editor = logged_in(editor)
     page = editor.get(f"/editor/issues/{second}").get_data(as_text=True)
     assert "Add articles (1 available)" in page
+
+
+def test_a_failed_save_keeps_the_articles_as_the_editor_left_them(editor, settings):
+    number = seed_issue(settings)
+    page = editor.get(f"/editor/issues/{number}").get_data(as_text=True)
+    ids = re.findall(r'name="position_(\d+)"', page)
+    first, second = ids[0], ids[1]
+    data = {"title": "x" * 400, "theme": "T", "subject": "S", "preheader": "", "intro": "",
+            f"position_{first}": "2", f"position_{second}": "1", f"remove_{ids[-1]}": "1",
+            f"section_{first}": "ethics"}  # fmt: skip
+    r = editor.post(f"/editor/issues/{number}", data=data)
+    body = r.get_data(as_text=True)
+    assert r.status_code == 400 and "x" * 400 in body  # the typed title is kept…
+    assert re.search(rf'name="position_{first}" value="2"', body)  # …and the order, removal, section
+    assert re.search(rf'name="remove_{ids[-1]}" value="1" aria-label="[^"]*" checked', body)
+    select = body.split(f'name="section_{first}"')[1].split("</select>")[0]
+    assert re.search(r'value="ethics"\s+selected', select)

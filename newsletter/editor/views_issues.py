@@ -15,6 +15,7 @@ from datetime import datetime
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlmodel import select
+from werkzeug.datastructures import MultiDict
 
 from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
@@ -165,6 +166,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             shown=shown,
             changed=changed,
             twin=twin,
+            # a failed save shows the articles as the editor left them, not as stored
+            posted=request.form if request.method == "POST" else MultiDict(),
         ),
         status,
     )
