@@ -9,7 +9,7 @@ later is covered the day it is added. Adding one is one line here:
     "editor.tokens": Page("/editor/tokens", "admin"),
 
 Paths are filled from the world the test builds (``{draft}``, ``{sent}``,
-``{subscriber}``, ``{prefs}``, ``{unsub}``, ``{confirm}``, ``{mail}`` —
+``{subscriber}``, ``{prefs}``, ``{unsub}``, ``{confirm}``, ``{mail}``, ``{notice}`` —
 see ``World``). ``kind`` is "page" (the site's own HTML) or "mail" (email
 HTML: judged by the rules that apply to mail, colour contrast first).
 A route may list several states (a link problem, a failed form).
@@ -39,7 +39,10 @@ PAGES: dict[str, tuple[Page, ...] | Page] = {
     "readers.archive_issue": Page("/issues/{sent}", kind="mail"),
     "readers.outbox": Page("/outbox", "admin"),
     "readers.outbox_message": Page("/outbox/{mail}", "admin"),
-    "readers.outbox_html": Page("/outbox/{mail}/html", "admin", kind="mail"),
+    "readers.outbox_html": (
+        Page("/outbox/{mail}/html", "admin", kind="mail"),  # the issue as delivered
+        Page("/outbox/{notice}/html", "admin", kind="mail"),  # a one-off mail (the preferences link)
+    ),
     # the editors' workspace
     "editor.login": Page("/editor/login"),
     "editor.home": Page("/editor/", "admin"),

@@ -87,7 +87,9 @@ def build_world(settings) -> World:
     send_preferences_link(settings, reader)
     wait_for_queue()
     with session_scope() as session:
-        mail = session.exec(select(OutboxMessage.id).order_by(OutboxMessage.id)).first()
+        mail = session.exec(select(OutboxMessage.id).where(OutboxMessage.kind == "issue")).first()
+        notice = session.exec(select(OutboxMessage.id).where(OutboxMessage.kind == "transactional")).first()
+    assert mail and notice, "the world needs an issue mail and a one-off mail in the outbox"
     return World(
         {
             "sent": str(sent),
@@ -98,6 +100,7 @@ def build_world(settings) -> World:
             "unsub": links.unsubscribe_token(settings, reader),
             "confirm": links.confirm_token(settings, pending),
             "mail": str(mail),
+            "notice": str(notice),
         }
     )
 
