@@ -82,6 +82,7 @@ def test_a_new_issue_gets_a_theme_of_its_own_and_a_twin_is_named(editor, setting
     with session_scope() as session:
         before = get_issue(session, first)
     assert second.theme != before.theme and second.title != before.title
+    assert "Agents" in second.theme and "Ethics" in second.theme  # still says what is in it
     # an editor who gives it the first one's title is told
     editor = logged_in(editor)  # a week passed: the session ended
     page = editor.get(f"/editor/issues/{second.number}").get_data(as_text=True)

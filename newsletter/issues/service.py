@@ -147,7 +147,9 @@ def unique_theme(session: Session, section_names: list[str], today: datetime) ->
     of the biggest sections, or else the date ("AI Agents and Data, 7 Dec 2026")."""
     taken = set(session.exec(select(Issue.theme).where(Issue.status != states.CANCELLED)).all())
     names = section_names
-    pairs = [names[:2]] + [[names[0], other] for other in names[2:]] + [names[1:3]] if names else [[]]
+    pairs = [names[:2]]  # the two biggest; then the biggest with each smaller one; then the next two
+    if len(names) > 2:
+        pairs += [[names[0], other] for other in names[2:]] + [names[1:3]]
     for pair in pairs:
         theme = default_theme(pair, today.year)
         if theme not in taken:
