@@ -15,13 +15,14 @@ from flask.cli import AppGroup, with_appcontext
 from waitress import serve as waitress_serve
 
 from newsletter import db, scheduler
+from newsletter.config import served_at
 from newsletter.content import commands as content_commands
 from newsletter.delivery import commands as delivery_commands
 from newsletter.delivery import mail_commands, runner
 from newsletter.demo import seed_demo
 from newsletter.doctor import commands as doctor_commands
 from newsletter.editor import commands as editor_commands
-from newsletter.extensions import settings
+from newsletter.extensions import SETTINGS_KEY, settings
 from newsletter.feedback import commands as feedback_commands
 from newsletter.issues import commands as issues_commands
 from newsletter.readers import commands as readers_commands
@@ -70,9 +71,15 @@ def db_upgrade():
     click.echo("database is at the newest revision")
 
 
+def _listen_at(app: Flask, host: str, port: int) -> None:
+    """In development, an unset base URL follows the address served (``config.served_at``)."""
+    app.extensions[SETTINGS_KEY] = served_at(app.extensions[SETTINGS_KEY], host, port)
+
+
 def _serve(app: Flask, host: str, port: int, threads: int) -> None:
     """Web + scheduler + sender in one process, under waitress (a production
     WSGI server that runs everywhere Python does)."""
+    _listen_at(app, host, port)
     db.upgrade()
     app_settings = settings()
     runner.start_in_process(app_settings)
@@ -99,6 +106,7 @@ def serve(host: str, port: int, threads: int):
 @with_appcontext
 def demo(host: str, port: int):
     """Serve with sample articles, an editor account and the outbox transport."""
+    _listen_at(current_app._get_current_object(), host, port)  # before the login is printed
     db.upgrade()
     for line in seed_demo(settings()):
         click.echo(line)

@@ -156,6 +156,26 @@ class Settings:
         return f"get-the-signal.{host}"
 
 
+def served_at(settings: Settings, host: str, port: int, environ: dict[str, str] | None = None) -> Settings:
+    """The settings for a server listening on ``host:port`` (``serve``, ``demo``).
+
+    In development, links in mail and the printed editor login must lead to
+    the server that is running, so an unset ``NEWSLETTER_BASE_URL`` follows
+    the host and port served (``demo --port 5091`` mails links to port 5091).
+    A base URL that was set — in the environment, ``.env`` or given in code —
+    always wins, and production never guesses (its base URL is required to be
+    https and is the public one, not the listening socket).
+    """
+    environ = os.environ if environ is None else environ
+    default = next(f.default for f in fields(Settings) if f.name == "base_url")
+    if settings.is_production or "NEWSLETTER_BASE_URL" in environ or settings.base_url != default:
+        return settings
+    shown = {"0.0.0.0": "localhost", "::": "localhost", "": "localhost"}.get(host, host)
+    if ":" in shown:  # an IPv6 literal
+        shown = f"[{shown}]"
+    return replace(settings, base_url=f"http://{shown}:{port}")
+
+
 def load_settings(environ: dict[str, str] | None = None, *, dotenv: bool = True, **overrides) -> Settings:
     """Build and validate Settings from the environment.
 

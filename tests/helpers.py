@@ -416,17 +416,18 @@ class FakeProvider(LoopbackServer):
 # --- the `newsletter` command as a real process -------------------------------------------
 
 
-def start_newsletter(args, tmp_path, env_extra=None, *, argv=None):
+def start_newsletter(args, tmp_path, env_extra=None, *, argv=None, base_url=True):
     """Run ``newsletter ARGS --port P`` (``serve``, ``demo``) — or ``argv(P)`` —
     in ``tmp_path`` on a fresh SQLite database; returns (process, base URL)
-    once /healthz answers."""
+    once /healthz answers. ``base_url=False`` leaves NEWSLETTER_BASE_URL unset."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
         NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
         NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}",
-        NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
     )
+    if base_url:
+        env["NEWSLETTER_BASE_URL"] = f"http://127.0.0.1:{port}"
     env.update(env_extra or {})
     proc = subprocess.Popen(
         argv(port) if argv else [sys.executable, "-m", "newsletter", *args, "--port", str(port)],

@@ -12,6 +12,7 @@ from newsletter.db import session_scope
 from newsletter.issues import service
 from newsletter.issues.service import IssueError, assemble_issue
 from newsletter.models import Article, Issue, IssueArticle
+from newsletter.rendering.view import build_view
 from tests.content_fixtures import T0, add_articles, article, mark_sent
 
 
@@ -154,7 +155,10 @@ def test_theme_derived_from_top_sections_and_year(content_settings):
     assert issue.theme == "AI Ethics and Data 2026"
     assert issue.title == "Issue 001: AI Ethics and Data 2026"
     assert issue.subject == issue.title
-    assert issue.preheader.startswith("Inside: ") and "and 3 more" in issue.preheader
+    assert issue.preheader == "{inside}"  # filled per variant when rendered (tests/test_issue_wording.py)
+    with session_scope() as session:
+        view = build_view(session, session.get(Issue, issue.id), settings)
+    assert view.preheader.startswith("Inside: ") and "and 3 more" in view.preheader
 
 
 def test_assembling_twice_without_a_slot_returns_the_open_draft(content_settings):

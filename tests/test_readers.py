@@ -77,9 +77,13 @@ def test_same_answer_for_new_pending_active_and_suppressed(client, topics):
         answers.add((response.status_code, response.location))
     assert answers == {(302, "/subscribe/check-your-inbox")}
     assert reader("gone@example.org") is None
-    sent_to = [m.to for m in outbox()]
-    assert "active@example.org" not in sent_to and "gone@example.org" not in sent_to
+    mails = outbox()
+    sent_to = [m.to for m in mails]
+    assert "gone@example.org" not in sent_to
     assert sent_to.count("pending@example.org") == 2  # a fresh link for someone who lost the first
+    # the active reader is told, privately, that nothing changed, with their preferences link (issue 19)
+    [told] = [m for m in mails if m.to == "active@example.org"]
+    assert "already subscribed" in told.text and "/preferences/" in told.text and "/confirm/" not in told.text
 
 
 def test_third_party_cannot_change_an_active_readers_topics(client, topics, settings):
@@ -259,3 +263,26 @@ def test_outbox_needs_an_admin_login_in_every_configuration(make_app, topics):
             assert shown.request.path == "/editor/login", (env, path)
             assert "jo-" not in page and "/confirm/" not in page
         assert client.get("/editor/outbox/1/body.html").status_code == 302
+
+
+def test_a_new_link_by_address_leads_forward_and_stays_capped(client, topics, settings):
+    """From a broken preferences or unsubscribe link (issue 19): an active reader gets
+    their preferences link, at most NEWSLETTER_CONFIRM_MAX_PER_DAY a day; an unknown
+    or malformed address gets nothing; every answer is the same page."""
+    with session_scope() as session:
+        session.add(Subscriber(email="active@example.org", email_hash="x", status="active"))
+    broken = client.get("/preferences/not-a-token")
+    assert broken.status_code == 400 and "Send me a new link" in broken.get_data(as_text=True)
+    answers = set()
+    for address in ["nobody@example.org", "not an address", "a@b\r\nBcc: x@y.z", "active@example.org"]:
+        response = post_form(
+            client, "/confirm/new", {"email": address}, token_from="/preferences/not-a-token"
+        )
+        answers.add((response.status_code, response.location))
+    assert answers == {(302, "/subscribe/check-your-inbox")}  # the same page, whoever asks
+    for _ in range(5):  # asking again and again: slowed down (429) or silently capped, never more mail
+        response = post_form(client, "/confirm/new", {"email": "active@example.org"}, token_from="/")
+        assert response.status_code in (302, 429)
+    mails = outbox()
+    assert 1 <= len(mails) <= settings.confirm_max_per_day and {m.to for m in mails} == {"active@example.org"}
+    assert all("/preferences/" in m.text and "/confirm/" not in m.text for m in mails)

@@ -298,7 +298,7 @@ def test_the_editor_schedules_and_the_tick_sends_it_once(editor, settings, issue
         f"/editor/issues/{issue}/schedule", data={"when": "2026-03-26T10:00"}, follow_redirects=True
     )
     body = text_of(r)
-    assert "schedule for Thu 26 Mar 2026 10:00 GMT done" in body
+    assert "Issue 001 is scheduled for Thu 26 Mar 2026 10:00 GMT." in body
     stored = row(issue)
     assert stored.status == "scheduled" and stored.approved_by == "editor@example.org"
     assert stored.scheduled_for == datetime(
@@ -325,7 +325,7 @@ def test_the_editor_moves_and_unschedules(editor, settings, issue):
     assert "Move" in text_of(r)
     assert row(issue).scheduled_for == datetime(2026, 4, 2, 8, 15, tzinfo=UTC)  # 09:15 BST
     r = editor.post(f"/editor/issues/{issue}/unschedule", follow_redirects=True)
-    assert "unschedule done" in text_of(r)
+    assert "is no longer scheduled; it stays approved." in text_of(r)
     assert (row(issue).status, row(issue).scheduled_for) == ("approved", None)
 
 

@@ -19,6 +19,7 @@ from newsletter.addresses import hide_addresses
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
+from newsletter.scheduling import slots
 
 OPEN_STATUSES = sorted(states.OPEN)
 FEEDBACK_KINDS = ("bounce_hard", "bounce_soft", "bounce", "complaint")
@@ -39,6 +40,17 @@ class Dashboard:
     counts: dict[str, int] = field(default_factory=dict)
     growth: list[tuple[str, int]] = field(default_factory=list)
     feedback: list[FeedbackLine] = field(default_factory=list)
+    schedule_text: str = ""  # "Mondays at 08:00 (UTC)"
+    last_sent: Issue | None = None
+
+    @property
+    def next_issue(self) -> Issue | None:
+        """The issue the "Next issue" card names: the slot's own while it is still
+        open, else the open one — never an issue that already went out."""
+        slot_issue = self.next_slot.issue if self.next_slot else None
+        if slot_issue is not None and slot_issue.status in states.OPEN:
+            return slot_issue
+        return self.open_issue
 
 
 def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
@@ -142,4 +154,6 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
         counts=subscriber_counts(session),
         growth=growth_series(session),
         feedback=recent_feedback(session, show_addresses=show_addresses),
+        schedule_text=slots.in_words(settings.schedule, settings.timezone),
+        last_sent=next((issue for issue in recent if issue.status == states.SENT), None),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlmodel import Session, func, select
 
 from newsletter.db import parse_integer
+from newsletter.issues import states
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, Tag
 
 MAX_ARTICLES = 60
@@ -33,9 +34,14 @@ def current_rows(session: Session, issue: Issue) -> list[tuple[IssueArticle, Art
 
 
 def candidates(session: Session, issue: Issue, q: str = "", limit: int = 40) -> list[Article]:
-    """Articles that could be added: not in the issue, not held, newest first."""
-    in_issue = select(IssueArticle.article_id).where(IssueArticle.issue_id == issue.id)
-    stmt = select(Article).where(Article.id.not_in(in_issue), Article.held.is_(False))
+    """Articles that could be added: in no issue yet (this one, or another that is not
+    cancelled — sent ones included: the service refuses them anyway), not held, newest first."""
+    used = (
+        select(IssueArticle.article_id)
+        .join(Issue, Issue.id == IssueArticle.issue_id)
+        .where(Issue.status != states.CANCELLED)
+    )
+    stmt = select(Article).where(Article.id.not_in(used), Article.held.is_(False))
     if q:
         escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

@@ -32,6 +32,7 @@ from newsletter.editor.chart import line_chart
 from newsletter.editor.forms import ActionForm, EditorForm, LoginForm
 from newsletter.extensions import limiter, login_manager, settings
 from newsletter.models import Editor
+from newsletter.settings_help import MEANING
 
 bp = Blueprint("editor", __name__)
 SECRET_FIELDS = {
@@ -194,7 +195,7 @@ def _settings_page(**context):
             shown = _mask(f.name, value)
         else:
             shown = ", ".join(value) if isinstance(value, tuple) else str(value)
-        rows.append((f"NEWSLETTER_{f.name.upper()}", shown))
+        rows.append((f"NEWSLETTER_{f.name.upper()}", shown, MEANING.get(f.name, "")))
     return render_template("editor/settings.html", rows=rows, **context)
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlmodel import select
+from werkzeug.datastructures import MultiDict
 
 from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
@@ -35,6 +36,7 @@ from newsletter.issues.service import (
     cancel_issue,
     changed_since_approval,
     review_digest,
+    same_title,
     schedule_issue,
     sections,
     set_issue_articles,
@@ -71,8 +73,9 @@ def _topics_arg(section_slugs: list[str]) -> str | None:
     return ",".join(chosen) or None
 
 
-def _act(number: int, what: str, call) -> None:
-    """Run one state change, flashing its outcome (refusals are shown, not raised)."""
+def _act(number: int, what: str, call, done: str) -> None:
+    """Run one state change, flashing its outcome in words (refusals are shown, not
+    raised): ``what`` names the action for a refusal, ``done`` says what is now true."""
     try:
         call()
     except REFUSALS as exc:
@@ -83,7 +86,7 @@ def _act(number: int, what: str, call) -> None:
         exc_name = type(exc).__name__
         flash(f"Could not {what} ({exc_name}): {exc}", "error")
         return
-    flash(f"Issue {number:03d}: {what} done.", "success")
+    flash(f"Issue {number:03d} {done}", "success")
 
 
 def _back(number: int):
@@ -131,6 +134,7 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         seen = review_digest(db, issue)  # the approval form says what the editor saw
         shown = issue_content(db, issue)  # an approved issue as it will be sent (its snapshot)
         changed = changed_since_approval(db, issue)
+        twin = same_title(db, issue)
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
@@ -161,6 +165,9 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             seen=seen,
             shown=shown,
             changed=changed,
+            twin=twin,
+            # a failed save shows the articles as the editor left them, not as stored
+            posted=request.form if request.method == "POST" else MultiDict(),
         ),
         status,
     )
@@ -212,7 +219,7 @@ def issue_preview(number: int):
     topics = _topics_arg([t.slug for t in sections])
     view = "text" if request.args.get("view") == "text" else "html"
     width = "mobile" if request.args.get("width") == "mobile" else "desktop"
-    preview = build_preview(settings(), number, topics=topics)
+    preview = build_preview(settings(), number, topics=topics, with_inbox_lines=True)
     return render_template(
         "editor/preview.html",
         issue=issue,
@@ -222,6 +229,9 @@ def issue_preview(number: int):
         view=view,
         width=width,
         subject=preview.message.subject,
+        preheader=preview.preheader,
+        inbox_lines=preview.inbox_lines,
+        variant=preview.variant,
         text=preview.message.text,
         size_kb=len(preview.message.html.encode("utf-8")) / 1024,
         findings=preview.lint,
@@ -305,7 +315,12 @@ def _seen() -> str | None:
 
 @bp.post("/issues/<int:number>/approve")
 def issue_approve(number: int):
-    _act(number, "approve", lambda: approve_issue(number, current_user.email, seen=_seen()))
+    _act(
+        number,
+        "approve",
+        lambda: approve_issue(number, current_user.email, seen=_seen()),
+        "is approved: it goes out at its slot, or schedule it or send it now.",
+    )
     return _back(number)
 
 
@@ -317,10 +332,12 @@ def issue_schedule(number: int):
         flash("Choose a date and time to send at.", "error")
         return _back(number)
     local: datetime = form.when.data.replace(tzinfo=settings().tz)
+    when = f"{local:%a %d %b %Y %H:%M} {local.tzname()}"
     _act(
         number,
-        f"schedule for {local:%a %d %b %Y %H:%M} {local.tzname()}",
+        f"schedule for {when}",
         lambda: schedule_issue(number, local, by=current_user.email, seen=_seen()),
+        f"is scheduled for {when}.",
     )
     return _back(number)
 
@@ -328,7 +345,7 @@ def issue_schedule(number: int):
 @bp.post("/issues/<int:number>/unschedule")
 def issue_unschedule(number: int):
     """Take the issue off its time; it stays approved."""
-    _act(number, "unschedule", lambda: unschedule_issue(number))
+    _act(number, "unschedule", lambda: unschedule_issue(number), "is no longer scheduled; it stays approved.")
     return _back(number)
 
 
@@ -356,13 +373,13 @@ def issue_send(number: int):
 
 @bp.post("/issues/<int:number>/pause")
 def issue_pause(number: int):
-    _act(number, "pause", lambda: pause_issue(number))
+    _act(number, "pause", lambda: pause_issue(number), "is paused: no more mail goes out until you resume.")
     return _back(number)
 
 
 @bp.post("/issues/<int:number>/resume")
 def issue_resume(number: int):
-    _act(number, "resume", lambda: resume(settings(), number))
+    _act(number, "resume", lambda: resume(settings(), number), "is sending again.")
     return _back(number)
 
 
@@ -371,7 +388,7 @@ def issue_cancel(number: int):
     with session_scope() as db:
         status = _issue_or_404(db, number).status
     cancel = cancel_sending if status in states.IN_FLIGHT else cancel_issue
-    _act(number, "cancel", lambda: cancel(number))
+    _act(number, "cancel", lambda: cancel(number), "is cancelled.")
     return _back(number)
 
 

@@ -37,6 +37,7 @@ from newsletter.content.sanitise import clean_text, neutralise
 from newsletter.db import session_scope
 from newsletter.issues import states
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, IssueRender, Tag
+from newsletter.rendering import wording
 from newsletter.rendering.lint import LintFinding, content_findings
 from newsletter.rendering.view import content_digest, content_fields, issue_content, snapshot_of
 
@@ -141,13 +142,31 @@ def default_theme(section_names: list[str], year: int) -> str:
     return f"{' and '.join(names)} {year}" if names else str(year)
 
 
-def default_preheader(titles: list[str]) -> str:
-    if not titles:
-        return ""
-    shown = titles[:2]
-    rest = len(titles) - len(shown)
-    text = "Inside: " + "; ".join(shown) + (f" and {rest} more" if rest else "")
-    return text if len(text) <= 150 else text[:147].rstrip() + "…"
+def unique_theme(session: Session, section_names: list[str], today: datetime) -> str:
+    """The default theme, made different from every earlier issue's: another pair
+    of the biggest sections, or else the date ("AI Agents and Data, 7 Dec 2026")."""
+    taken = set(session.exec(select(Issue.theme).where(Issue.status != states.CANCELLED)).all())
+    names = section_names
+    pairs = [names[:2]]  # the two biggest; then the biggest with each smaller one; then the next two
+    if len(names) > 2:
+        pairs += [[names[0], other] for other in names[2:]] + [names[1:3]]
+    for pair in pairs:
+        theme = default_theme(pair, today.year)
+        if theme not in taken:
+            return theme
+    base = " and ".join(names[:2]) if names else "The week"
+    return f"{base}, {today.day} {today:%b %Y}"
+
+
+def same_title(session: Session, issue: Issue) -> Issue | None:
+    """Another issue (not cancelled) with ``issue``'s title or theme: the editor is told."""
+    return session.exec(
+        select(Issue).where(
+            Issue.id != issue.id,
+            Issue.status != states.CANCELLED,
+            (Issue.title == issue.title) | (Issue.theme == issue.theme),
+        )
+    ).first()
 
 
 def pick_articles(
@@ -281,7 +300,7 @@ def _assemble(
     order = {t.slug: i for i, t in enumerate(section_tags)}
     names = {t.slug: t.name for t in section_tags}
     top = sorted(counts, key=lambda slug: (-counts[slug], order[slug]))
-    theme = default_theme([names[s] for s in top], now.astimezone(settings.tz).year)[:200]
+    theme = unique_theme(session, [names[s] for s in top], now.astimezone(settings.tz))[:200]
     number = next_number(session, settings)
     label = f"Issue {number:03d}"
     title = f"{label}: {theme}"[:300]
@@ -290,10 +309,8 @@ def _assemble(
         theme=theme,
         title=title,
         subject=title,
-        preheader=default_preheader([neutralise(a.title) for a, _ in picked])[:300],
-        intro=f"{len(picked)} {'story' if len(picked) == 1 else 'stories'} this week, on "
-        + ", ".join(names[s] for s in sorted(counts, key=order.__getitem__))
-        + ".",
+        preheader=wording.DEFAULT_PREHEADER,  # filled per variant when rendered (rendering.wording)
+        intro=wording.DEFAULT_INTRO,
         status=states.DRAFT,
         window_start=start,
         window_end=now,

@@ -24,7 +24,8 @@ from newsletter.extensions import settings
 from newsletter.issues import states
 from newsletter.models import Issue
 from newsletter.readers.views import bp
-from newsletter.rendering.view import CardView, card_view, issue_content, plain_text
+from newsletter.rendering import wording
+from newsletter.rendering.view import CardView, card_view, inbox_preheader, issue_content, plain_text
 from newsletter.web import int_arg
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
@@ -50,10 +51,18 @@ def archive_index():
         issues = session.exec(
             _public().order_by(Issue.number.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
         ).all()
+        preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         abort(404)
-    return render_template("archive/index.html", issues=issues, page=page, pages=pages, published=_published)
+    return render_template(
+        "archive/index.html",
+        issues=issues,
+        page=page,
+        pages=pages,
+        published=_published,
+        preheaders=preheaders,
+    )
 
 
 @dataclass
@@ -85,8 +94,8 @@ def _sections(session, issue: Issue) -> list[tuple[str, list[ArticleCard]]]:
     return list(sections.values())
 
 
-def _description(issue: Issue, intro_text: str) -> str:
-    text = neutralise(issue.preheader) or " ".join(intro_text.split())
+def _description(preheader: str, intro_text: str) -> str:
+    text = preheader or " ".join(intro_text.split())
     return text[:297] + "…" if len(text) > 300 else text
 
 
@@ -101,17 +110,19 @@ def archive_issue(number: int):
         if issue is None:
             abort(404)
         sections = _sections(session, issue)
+        preheader = inbox_preheader(session, issue)
         published = _published(issue)
         session.expunge(issue)
-    intro_html = markdown_to_html(issue.intro)
     cards = [a for _, articles in sections for a in articles]
+    filled = wording.values([name for name, _ in sections], [a.card.title for a in cards])
+    intro_html = markdown_to_html(wording.fill(issue.intro, filled))
     image = next((a.card for a in cards if a.card.has_image), None)
     return render_template(
         "archive/issue.html",
         issue=issue,
         title=neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}",
         intro_html=Markup(intro_html),
-        description=_description(issue, plain_text(intro_html)),
+        description=_description(preheader, plain_text(intro_html)),
         sections=sections,
         minutes=sum(a.minutes or 0 for a in cards),
         published=published,
@@ -125,5 +136,8 @@ def archive_feed():
     base = settings().base_url
     with session_scope() as session:
         issues = session.exec(_public().order_by(Issue.number.desc()).limit(FEED_ENTRIES)).all()
-    body = render_template("archive/feed.xml", issues=issues, base=base, published=_published)
+        preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
+    body = render_template(
+        "archive/feed.xml", issues=issues, base=base, published=_published, preheaders=preheaders
+    )
     return Response(body, mimetype="application/atom+xml")

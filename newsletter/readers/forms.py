@@ -44,9 +44,10 @@ def _some_topic(form, field):
 
 class _TopicsForm(FlaskForm):
     def set_topics(self, tags, chosen: str | None = None) -> None:
-        """Offer ``tags``; on a GET, tick ``chosen`` ("" = all)."""
+        """Offer ``tags``; on a GET (or a form not fed the request), tick ``chosen`` ("" = all)."""
         self.topics.choices = [(t.slug, t.name) for t in tags]
-        if chosen is not None and not self.is_submitted():
+        # not submitted, or built without the request's data (another form on the page failed)
+        if chosen is not None and (not self.is_submitted() or self.topics.data is None):
             wanted = [s for s in chosen.split(",") if s]
             self.topics.data = wanted or [t.slug for t in tags]
 

@@ -275,6 +275,40 @@ def queue_confirmation(
     )
 
 
+def queue_already_subscribed(session: Session, settings, subscriber_id: int, email: str) -> None:
+    """Someone asked to subscribe an address that is already active: tell that
+    address (and only it), with its preferences link, so the "check your inbox"
+    promise is kept without the public page saying anything different. Like the
+    confirmation, it carries no text anyone typed."""
+    enqueue(
+        session,
+        kind="already_subscribed",
+        to=email,
+        subject="You are already subscribed to GET THE SIGNAL",
+        template="already_subscribed",
+        context={"preferences_url": links.preferences_url(settings, subscriber_id)},
+        subscriber_id=subscriber_id,
+    )
+
+
+def send_new_link(settings, email: str) -> bool:
+    """ "Send me a new link" by address, from any link that did not work: an active
+    reader gets their preferences link, anyone else a fresh confirmation link.
+    Silent (and capped) the same way whatever the address is."""
+    with session_scope() as session:
+        try:
+            sub = session.exec(
+                select(Subscriber).where(Subscriber.email == normalise_email(email, settings))
+            ).first()
+        except InvalidAddress:
+            return False
+        active = sub is not None and sub.status == "active"
+        subscriber_id = sub.id if sub is not None else None
+    if active:
+        return send_preferences_link(settings, subscriber_id)
+    return resend_confirmation(settings, email=email)
+
+
 def subscribe(
     settings,
     *,
@@ -319,6 +353,9 @@ def subscribe(
                     )
                 if mail:
                     queue_confirmation(session, settings, sub.id, address, request_id)
+                if result == "already_active" and _reserve_confirmation(session, settings, sub.id):
+                    queue_already_subscribed(session, settings, sub.id, address)  # the page says the same
+                    mail = True
                 outcome = SubscribeOutcome(result, address, sub.id, mail_queued=mail)
             break
         except IntegrityError:

@@ -76,16 +76,26 @@ def subscribe():
 
 @bp.get("/subscribe/check-your-inbox")
 def check_inbox():
-    return render_template("readers/check_inbox.html", form=NewLinkForm())
+    return render_template(
+        "readers/check_inbox.html", form=NewLinkForm(), max_age_days=settings().token_max_age_days
+    )
 
 
 # --- confirmation ----------------------------------------------------------------
 
 
-def _link_problem(kind: str, status: int, token: str = ""):
-    form = NewLinkForm()
+def _link_problem(kind: str, status: int, token: str = "", purpose: str = "confirm"):
+    """The page for a link that does not work: what happened, and a form for a new one."""
+    form = NewLinkForm(formdata=None)
     form.token.data = token
-    return render_template("readers/link_problem.html", kind=kind, form=form), status
+    page = render_template(
+        "readers/link_problem.html",
+        kind=kind,
+        purpose=purpose,
+        form=form,
+        max_age_days=settings().token_max_age_days,
+    )
+    return page, status
 
 
 def _confirm_token(token: str):
@@ -148,7 +158,7 @@ def new_link():
     if subscriber_id is not None:
         service.resend_confirmation(settings(), subscriber_id=subscriber_id)
     elif form.email.data:
-        service.resend_confirmation(settings(), email=form.email.data)
+        service.send_new_link(settings(), form.email.data)  # preferences link if active, else a confirmation
     else:
         return _link_problem("invalid", 400)
     return redirect(url_for(".check_inbox"))
@@ -158,10 +168,14 @@ def new_link():
 
 
 def _subscriber_id(purpose: str, token: str) -> int:
+    """The reader a preferences or unsubscribe link is for; a link that does not
+    work ends on a page that offers a new one by address (never a bare "Bad request")."""
     try:
         return links.read_subscriber_token(settings(), purpose, token)
-    except tokens.TokenError:
-        abort(400, description="This link is not valid. Please use the link from your most recent email.")
+    except tokens.TokenError as exc:
+        kind = "expired" if isinstance(exc, tokens.TokenExpired) else "invalid"
+        body, status = _link_problem(kind, 410 if kind == "expired" else 400, purpose=purpose)
+        abort(Response(body, status=status, mimetype="text/html"))
 
 
 def _load(subscriber_id: int):
@@ -175,8 +189,8 @@ def _load(subscriber_id: int):
 
 def _preferences_page(token: str, sub, blocked, form=None, erase_form=None, status=200):
     tags = _tags()
-    if form is None:
-        form = PreferencesForm()
+    if form is None:  # not this form's request (e.g. a failed erase): show what is saved, untouched
+        form = PreferencesForm(formdata=None)
         form.name.data = sub.name
     form.set_topics(tags, sub.topics)
     return (

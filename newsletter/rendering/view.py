@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from newsletter.config import Settings
 from newsletter.content.sanitise import html_to_text, is_https, markdown_to_html, neutralise
 from newsletter.models import Article, ArticleTag, Issue, IssueArticle, Tag
+from newsletter.rendering import wording
 from newsletter.rendering.mjml import keep_spaces
 
 
@@ -65,6 +66,8 @@ class IssueView:
     web_url: str
     postal_address: str
     sections: list[SectionView]
+    intro_source: str = ""  # the editor's Markdown, placeholders unfilled (rendering.wording)
+    preheader_source: str = ""
 
     @property
     def article_count(self) -> int:
@@ -75,7 +78,22 @@ class IssueView:
         if not variant:
             return self
         wanted = set(variant.split(","))
-        return replace(self, sections=[s for s in self.sections if s.slug in wanted])
+        return with_copy(replace(self, sections=[s for s in self.sections if s.slug in wanted]))
+
+
+def with_copy(view: IssueView) -> IssueView:
+    """``view`` with its intro and preheader filled for the sections it shows
+    (rendering.wording): counts, topics and the inbox line are this variant's."""
+    filled = wording.values(
+        [s.name for s in view.sections], [a.title for s in view.sections for a in s.articles]
+    )
+    intro_html = markdown_to_html(wording.fill(view.intro_source, filled))
+    return replace(
+        view,
+        preheader=neutralise(wording.fill(view.preheader_source, filled)),
+        intro_html=Markup(keep_spaces(intro_html)),
+        intro_text=plain_text(intro_html),
+    )
 
 
 def meta_line(article: Article) -> str:
@@ -226,6 +244,17 @@ def content_digest(issue: Issue, content: list[ContentRow]) -> str:
     return hashlib.sha256(json.dumps(content_fields(issue, content)).encode()).hexdigest()[:32]
 
 
+def inbox_preheader(session: Session, issue: Issue) -> str:
+    """The preheader a reader of every section gets (the archive's and the feed's
+    summary), placeholders filled from the issue's content."""
+    content = issue_content(session, issue)
+    names: dict[str, str] = {}
+    for row in content:
+        names.setdefault(row.link.section, neutralise(row.section_name))
+    filled = wording.values(list(names.values()), [neutralise(row.article.title) for row in content])
+    return neutralise(wording.fill(issue.preheader, filled))
+
+
 def build_view(session: Session, issue: Issue, settings: Settings, variant: str = "") -> IssueView:
     """The view of ``issue`` for ``variant`` (sorted section slugs; "" = all sections)."""
     wanted = set(variant.split(",")) if variant else None
@@ -240,18 +269,20 @@ def build_view(session: Session, issue: Issue, settings: Settings, variant: str 
         if section is None:
             section = by_slug[slug] = SectionView(slug, neutralise(row.section_name))
         section.articles.append(card_view(row.article))
-    intro_html = markdown_to_html(issue.intro)
     title = neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}"
-    return IssueView(
+    view = IssueView(
         number=issue.number,
         label=issue.label,
         theme=neutralise(issue.theme) or issue.label,
         title=title,
         subject=neutralise(issue.subject) or title,
-        preheader=neutralise(issue.preheader),
-        intro_html=Markup(keep_spaces(intro_html)),
-        intro_text=plain_text(intro_html),
+        preheader="",
+        intro_html=Markup(""),
+        intro_text="",
         web_url=web_url(settings, issue.number),
         postal_address=neutralise(settings.postal_address),
         sections=list(by_slug.values()),
+        intro_source=issue.intro or "",
+        preheader_source=issue.preheader or "",
     )
+    return with_copy(view)

@@ -126,3 +126,53 @@ def describe(settings, moment: datetime) -> str:
         if settings.timezone != "UTC"
         else f"{utc:%a %d %b %Y %H:%M} UTC"
     )
+
+
+_DAYS = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
+_DAY_NAMES = {name[:3].lower(): i for i, name in enumerate(_DAYS[:7])}
+
+
+def _weekdays(field: str) -> list[int] | None:
+    """Cron's day-of-week field ("mon", "1-5", "mon,thu", "sat-sun") as numbers 0-6, or None."""
+    found: list[int] = []
+    for part in field.lower().split(","):
+        ends = part.split("-")
+        if len(ends) > 2:
+            return None
+        try:
+            numbers = [int(e) % 7 if e.isdigit() else _DAY_NAMES[e[:3]] for e in ends]
+        except KeyError:
+            return None
+        if len(numbers) == 2:
+            start, stop = numbers
+            numbers = list(range(start, (stop if stop >= start else stop + 7) + 1))
+        found += [n % 7 for n in numbers]
+    return sorted(set(found), key=lambda d: (d - 1) % 7)  # Monday first
+
+
+def in_words(schedule: str, timezone: str) -> str:
+    """The weekly slot in words, "Mondays at 08:00 (UTC)": what an editor reads on the
+    dashboard instead of the cron expression. A shape it cannot say plainly is shown
+    as it is ("cron 0 8 1-7 * mon (UTC)")."""
+    fields = schedule.split()
+    plain = f"cron {schedule} ({timezone})"
+    if len(fields) != 5 or not fields[0].isdigit() or not fields[1].isdigit():
+        return plain
+    minute, hour, day, month, weekday = fields
+    at = f"at {int(hour):02d}:{int(minute):02d} ({timezone})"
+    if month != "*":
+        return plain
+    if day == "*" and weekday == "*":
+        return f"Every day {at}"
+    if day == "*":
+        days = _weekdays(weekday)
+        if not days:
+            return plain
+        if days == [1, 2, 3, 4, 5]:
+            return f"Weekdays {at}"
+        names = [_DAYS[d] for d in days]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"{listed} {at}"
+    if weekday == "*" and day.isdigit():
+        return f"Day {int(day)} of each month {at}"
+    return plain

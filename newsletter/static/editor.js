@@ -41,7 +41,7 @@
         var width = button.dataset.width;
         wrap.classList.remove("frame-desktop", "frame-mobile");
         wrap.classList.add("frame-" + width);
-        buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b === button)); });
+        buttons.forEach(function (b) { if (b === button) { b.setAttribute("aria-current", "true"); } else { b.removeAttribute("aria-current"); } });
         all("a[data-tab]").forEach(function (tab) {
           var url = new URL(tab.href); url.searchParams.set("width", width); tab.href = url.toString();
         });
@@ -109,6 +109,7 @@
             if (pair[1] === "up" && row.previousElementSibling) { body.insertBefore(row, row.previousElementSibling); }
             if (pair[1] === "down" && row.nextElementSibling) { body.insertBefore(row.nextElementSibling, row); }
             renumber(); flash(row); b.focus();
+            table.dispatchEvent(new Event("change", { bubbles: true }));  /* a change, for the unsaved-changes check */
           });
           cell.appendChild(b);
         });
@@ -131,6 +132,28 @@
       }
       input.addEventListener("input", update);
       update();
+    });
+  }
+
+  /* Unsaved changes: a form[data-unsaved] compares what it holds with what it
+     was loaded with; leaving the page (Preview, a link, closing the tab) with a
+     difference asks first (beforeunload), and the toolbar says so. Submitting
+     the form itself never asks. */
+  function initUnsaved() {
+    all("form[data-unsaved]").forEach(function (form) {
+      function state() { return new URLSearchParams(new FormData(form)).toString(); }
+      var saved = state();
+      var submitting = false;
+      var note = document.getElementById(form.dataset.unsaved);
+      function dirty() { return !submitting && state() !== saved; }
+      function show() { if (note) { note.hidden = !dirty(); } }
+      form.addEventListener("input", show);
+      form.addEventListener("change", show);
+      form.addEventListener("submit", function () { submitting = true; });
+      window.addEventListener("beforeunload", function (event) {
+        if (dirty()) { event.preventDefault(); event.returnValue = ""; }
+      });
+      show();
     });
   }
 
@@ -171,7 +194,7 @@
   }
 
   function init() {
-    initTabs(); initWidths(); initFrames(); initConfirm(); initReorder(); initCounters(); initProgress();
+    initTabs(); initWidths(); initFrames(); initConfirm(); initReorder(); initCounters(); initUnsaved(); initProgress();
     initAutosubmit();
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }
