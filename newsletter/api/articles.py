@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from flask import request
 
-from newsletter.api.auth import client_scope, token_required
+from newsletter.api.auth import client_scope, endpoint
 from newsletter.api.openapi import document, schema
+from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, upsert_articles
 
@@ -20,24 +21,26 @@ PATH = "/articles"
 
 
 @bp.post(PATH, endpoint="articles_upsert")
-@token_required
+@endpoint("articles:write", idempotent=True)
 def articles_upsert():
     if request.mimetype != "application/json":
-        return {"error": "invalid", "message": "send a JSON body with Content-Type: application/json"}, 415
+        raise Problem(
+            415, "send a JSON body with Content-Type: application/json", kind="unsupported-media-type"
+        )
     body = request.get_json(silent=True)
     if isinstance(body, dict):
         items = [body]
     elif isinstance(body, list):
         items = body
     else:
-        return {"error": "invalid", "message": "the body must be an article object or a list of them"}, 400
+        raise Problem(400, "the body must be an article object or a list of them", kind="invalid")
     report = upsert_articles(items, "api", scope=client_scope())
     result = report.as_dict()
     if not report.errors:
         return result, 200
     if report.created or report.updated:
         return result, 207
-    return {"error": "invalid", "message": "no article was stored", **result}, 400
+    raise Problem(400, "no article was stored", kind="invalid", **result)
 
 
 schema(

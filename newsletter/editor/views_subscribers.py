@@ -11,9 +11,9 @@ import tempfile
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.utils import secure_filename
 
-from newsletter import clock
+from newsletter import clock, queries
 from newsletter.db import session_scope
-from newsletter.editor import queries, uploads
+from newsletter.editor import uploads
 from newsletter.editor.auth import admin_required
 from newsletter.editor.dashboard import subscriber_counts
 from newsletter.editor.forms import ActionForm, ImportForm, ImportRunForm

@@ -1,0 +1,125 @@
+"""The API's shared conventions, one place each: JSON bodies, cursor pages,
+ETag / If-Match preconditions.
+
+* Cursor pagination: ``?limit=`` (1–200, default 50) and ``?cursor=``, an
+  opaque string from the previous page's ``next_cursor`` (also sent as a
+  ``Link: <…>; rel="next"`` header). Keyset pages on the row id, so a page
+  costs the same on the millionth row as on the first.
+* ``ETag`` on every single resource; ``If-Match`` on updates: a mismatch is
+  412. On ``PATCH /issues/{number}`` the header is required (428 without it)
+  because an editor and an agent edit the same issue; on articles and
+  subscribers it is optional.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from urllib.parse import urlencode
+
+from flask import request
+
+from newsletter.api.problems import Problem
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def json_object() -> dict:
+    """The request's JSON object body, or a 415/400 problem."""
+    if request.mimetype != "application/json":
+        raise Problem(
+            415, "send a JSON body with Content-Type: application/json", kind="unsupported-media-type"
+        )
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Problem(400, "the body must be a JSON object", kind="invalid")
+    return body
+
+
+def only_fields(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise Problem(
+            400, f"unknown field(s): {', '.join(unknown)[:200]}", kind="invalid", field=unknown[0][:80]
+        )
+
+
+# --- cursor pages -------------------------------------------------------------
+
+
+def page_args() -> tuple[int, int | None]:
+    """(limit, id to continue after) from ``?limit=&cursor=``."""
+    raw_limit = request.args.get("limit", "")
+    if raw_limit:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            raise Problem(
+                400, f"limit must be a whole number from 1 to {MAX_LIMIT}", kind="invalid", field="limit"
+            )
+        limit = int(raw_limit)
+    else:
+        limit = DEFAULT_LIMIT
+    cursor = request.args.get("cursor", "")
+    return limit, (decode_cursor(cursor) if cursor else None)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))["after"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
+        raise Problem(
+            400, "the cursor is not one this API gave out", kind="invalid", field="cursor"
+        ) from None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise Problem(400, "the cursor is not one this API gave out", kind="invalid", field="cursor")
+    return value
+
+
+def paged(items: list[dict], rows: list, limit: int, key) -> tuple[dict, int, dict]:
+    """The page body (``data``, ``next_cursor``) for ``rows`` fetched with ``limit + 1``."""
+    more = len(rows) > limit
+    next_cursor = encode_cursor(key(rows[limit - 1])) if more else None
+    headers = {}
+    if next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"} | {"cursor": next_cursor}
+        headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return {"data": items[:limit], "next_cursor": next_cursor}, 200, headers
+
+
+# --- ETag / If-Match ------------------------------------------------------------
+
+
+def etag_of(representation: dict) -> str:
+    digest = hashlib.sha256(json.dumps(representation, sort_keys=True, default=str).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def check_if_match(current: str, *, required: bool) -> None:
+    """412 when If-Match names another version; 428 when it is required and missing."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        if required:
+            raise Problem(
+                428,
+                "send If-Match with the ETag of the version you read (GET it first), "
+                "so a change made meanwhile is not overwritten",
+                kind="precondition-required",
+            )
+        return
+    tags = [t.strip() for t in header.split(",")]
+    if "*" in tags:
+        return
+    if current not in tags and f"W/{current}" not in tags:
+        raise Problem(
+            412,
+            "the resource changed since you read it; GET it again and re-apply your change",
+            kind="precondition-failed",
+            headers={"ETag": current},
+        )
