@@ -21,6 +21,8 @@ from newsletter import BRAND, TAGLINE, db
 from newsletter.api import articles as api_articles  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import issues as api_issues  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import problems
+from newsletter.api import readers as api_readers  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import stats as api_stats  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import subscribers as api_subscribers  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import views as api_views
 from newsletter.cli import register_commands

@@ -10,12 +10,20 @@ none could be stored.
 from __future__ import annotations
 
 from flask import request
+from sqlmodel import select
 
+from newsletter import queries
 from newsletter.api.auth import client_scope, endpoint
+from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
 from newsletter.api.openapi import document, schema
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
-from newsletter.content.service import MAX_ITEMS, upsert_articles
+from newsletter.content.service import MAX_ITEMS, set_held, upsert_articles
+from newsletter.content.tagging import ArticleError, parse_tags, set_article_tags
+from newsletter.db import contains_any, session_scope
+from newsletter.extensions import settings
+from newsletter.issues.service import sections
+from newsletter.models import Article, ArticleTag, Tag
 
 PATH = "/articles"
 
@@ -145,3 +153,106 @@ document(
         }
     },
 )
+
+
+# --- reading and curating: list, read, hold/release, tags ---------------------------------------
+
+ARTICLE_ID = {
+    "name": "article_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def article_json(article: Article, tags: list[str]) -> dict:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": article.url,
+        "author": article.author,
+        "synopsis": article.synopsis,
+        "published_at": article.published_at.isoformat() if article.published_at else None,
+        "held": article.held,
+        "tags": tags,
+    }
+
+
+def _one(article_id: int):
+    with session_scope() as session:
+        article = session.get(Article, article_id)
+        if article is None:
+            raise Problem(404, f"there is no article {article_id}", kind="not-found")
+        body = article_json(article, queries.tags_by_article(session, [article_id])[article_id])
+    return body, 200, {"ETag": etag_of(body)}
+
+
+@bp.get(PATH, endpoint="articles_list", provide_automatic_options=False)
+@endpoint("issues:read")
+def articles_list():
+    """Newest first; ``q`` (title or author), ``tag`` and ``held`` filter."""
+    limit, after = page_args()
+    q = request.args.get("q", "").strip()[:200]
+    tag = request.args.get("tag", "").strip()[:80]
+    held = request.args.get("held", "")
+    if held not in ("", "true", "false"):
+        raise Problem(400, "held must be true or false", kind="invalid", field="held")
+    with session_scope() as session:
+        query = select(Article).order_by(Article.id.desc()).limit(limit + 1)
+        if q:
+            query = query.where(contains_any(q, Article.title, Article.author))
+        if tag:
+            query = query.where(
+                Article.id.in_(
+                    select(ArticleTag.article_id)
+                    .join(Tag, Tag.id == ArticleTag.tag_id)
+                    .where(Tag.slug == tag)
+                )
+            )
+        if held:
+            query = query.where(Article.held.is_(held == "true"))
+        if after is not None:
+            query = query.where(Article.id < after)
+        rows = list(session.exec(query))
+        tags = queries.tags_by_article(session, [a.id for a in rows[:limit]])
+        items = [article_json(a, tags[a.id]) for a in rows[:limit]]
+    return paged(items, rows, limit, lambda a: a.id)
+
+
+@bp.get(f"{PATH}/<int:article_id>", endpoint="article_read")
+@endpoint("issues:read")
+def article_read(article_id: int):
+    return _one(article_id)
+
+
+@bp.patch(f"{PATH}/<int:article_id>", endpoint="article_update")
+@endpoint("articles:write")
+def article_update(article_id: int):
+    """Hold back from the next issue or release (``held``), and replace the tags (``tags``)."""
+    body = json_object()
+    only_fields(body, {"held", "tags"})
+    if "held" in body and not isinstance(body["held"], bool):
+        raise Problem(400, "held must be true or false", kind="invalid", field="held")
+    tags = body.get("tags")
+    if "tags" in body and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+        raise Problem(400, "tags must be a list of tag slugs", kind="invalid", field="tags")
+    current, _, _ = _one(article_id)
+    check_if_match(etag_of(current), required=False)
+    try:
+        slugs = parse_tags(",".join(tags)) if tags is not None else None
+        with session_scope() as session:
+            if "held" in body:
+                set_held(session, article_id, body["held"])
+            if slugs is not None:
+                set_article_tags(session, article_id, slugs)
+    except ArticleError as exc:
+        raise Problem(400, str(exc), kind="invalid", field="tags") from None
+    return _one(article_id)
+
+
+@bp.get("/sections", endpoint="sections_list")
+@endpoint("issues:read")
+def sections_list():
+    """The newsletter's sections in order: the topics readers choose and issues are built from."""
+    with session_scope() as session:
+        return {"data": [{"slug": t.slug, "name": t.name} for t in sections(session, settings())]}

@@ -1,8 +1,13 @@
-"""``POST /api/v1/subscribers``: the subscribe form for other sites.
+"""``/api/v1/subscribers``: the public subscribe endpoint, and the readers
+for token holders.
 
-Public (no bearer token: it sits behind forms embedded on other sites), with
-the same rules and rate limits as the form, one answer whatever the address's
-state, and CORS only for ``NEWSLETTER_CORS_ORIGINS``.
+``POST /subscribers`` without a bearer token is the subscribe form for
+other sites: the same rules and rate limits as the form, one answer
+whatever the address's state, and CORS only for ``NEWSLETTER_CORS_ORIGINS``.
+With a token (scope ``subscribers:write``) it is a trusted add, as
+``newsletter subscribers add`` does: active at once, with the consent
+source and text the caller states. The other operations are faces over
+``readers.service`` and ``readers.csv_io``, as the editor's pages are.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from flask import request
 
 from newsletter.api.openapi import document, schema
+from newsletter.api.readers import trusted_create
 from newsletter.api.views import bp
 from newsletter.extensions import settings
 from newsletter.readers import service
@@ -50,10 +56,16 @@ def _error(message: str, status: int = 400, field: str | None = None):
 
 
 @bp.route(PATH, methods=["POST", "OPTIONS"], endpoint="subscribers_create")
-@subscribe_limits
 def subscribers_create():
     if request.method == "OPTIONS":  # CORS preflight; headers added by _cors
         return "", 204
+    if request.headers.get("Authorization"):
+        return trusted_create()
+    return public_subscribe()
+
+
+@subscribe_limits
+def public_subscribe():
     if request.mimetype != "application/json":
         return _error("send a JSON body with Content-Type: application/json", 415)
     body = request.get_json(silent=True)
