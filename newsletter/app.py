@@ -31,6 +31,7 @@ from newsletter.delivery.transports import check_dsn
 from newsletter.editor import service as editor_service
 from newsletter.editor import views as editor_views
 from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_views.bp
+    views_api,
     views_articles,
     views_issues,
     views_mail,
