@@ -91,7 +91,9 @@ def test_patch_reorders_articles_and_refuses_bad_input(client, issue, writer):
     assert [a["article_id"] for a in r.json["articles"]] == [a["article_id"] for a in order[:3]]
     etag = r.headers["ETag"]
     for body, status in (
-        ({"title": ""}, 422),
+        ({"title": ""}, 400),
+        ({"title": "\u0001 \u0002"}, 400),
+        ({}, 400),
         ({"title": 5}, 400),
         ({"status": "sent"}, 400),
         ({"articles": [{"article_id": 99999, "section": "agents"}]}, 422),

@@ -20,15 +20,20 @@ import json
 from urllib.parse import urlencode
 
 from flask import request
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
+from newsletter.api.openapi import resolved_schemas
 from newsletter.api.problems import Problem
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-def json_object() -> dict:
-    """The request's JSON object body, or a 415/400 problem."""
+def json_object(schema: dict | None = None) -> dict:
+    """The request's JSON object body, or a 415/400 problem; checked against
+    ``schema`` (the one the OpenAPI document shows), so the server refuses
+    exactly what the document says is invalid."""
     if request.mimetype != "application/json":
         raise Problem(
             415, "send a JSON body with Content-Type: application/json", kind="unsupported-media-type"
@@ -36,7 +41,21 @@ def json_object() -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem(400, "the body must be a JSON object", kind="invalid")
+    if schema is not None:
+        check_schema(body, schema)
     return body
+
+
+def check_schema(value, schema: dict) -> None:
+    """400 with the first violation (and the field it is in) unless ``value`` fits ``schema``."""
+    validator = Draft202012Validator({**schema, "components": {"schemas": resolved_schemas()}})
+    error = best_match(validator.iter_errors(value))
+    if error is not None:
+        field = ".".join(str(p) for p in error.absolute_path) or None
+        where = f"{field}: " if field else ""
+        raise Problem(
+            400, f"{where}{error.message}"[:300], kind="invalid", **({"field": field} if field else {})
+        )
 
 
 def only_fields(body: dict, allowed: set[str]) -> None:

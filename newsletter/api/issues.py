@@ -16,7 +16,25 @@ from flask import g, request
 from sqlmodel import select
 
 from newsletter.api.auth import endpoint
-from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
+from newsletter.api.conventions import (
+    check_if_match,
+    check_schema,
+    etag_of,
+    json_object,
+    only_fields,
+    page_args,
+    paged,
+)
+from newsletter.api.openapi import (
+    PAGE_PARAMETERS,
+    TOPIC,
+    document,
+    json_content,
+    operation,
+    page_of,
+    ref,
+    schema,
+)
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.db import session_scope
@@ -162,7 +180,7 @@ def _article_plan(raw) -> list[tuple[int, str]]:
 @endpoint("issues:write")
 def issue_update(number: int):
     """Change fields and/or the article order. If-Match is required (an editor may be editing too)."""
-    body = json_object()
+    body = json_object(ref("IssuePatch"))
     only_fields(body, set(EDITABLE_FIELDS) | {"articles"})
     fields = {}
     for name in EDITABLE_FIELDS:
@@ -232,7 +250,7 @@ def issue_preview(number: int):
 @bp.post("/issues/<int:number>/test", endpoint="issue_test")
 @endpoint("issues:send", idempotent=True)
 def issue_test(number: int):
-    body = json_object()
+    body = json_object(TEST_BODY)
     only_fields(body, {"addresses", "topics"})
     addresses = body.get("addresses")
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
@@ -277,7 +295,7 @@ def _optional_body() -> dict:
 @endpoint("issues:write", idempotent=True)
 def issue_approve(number: int):
     body = _optional_body()
-    only_fields(body, {"review_digest"})
+    check_schema(body, ACTION_BODY)
     seen = body.get("review_digest")
     if seen is not None and not isinstance(seen, str):
         raise Problem(400, "review_digest must be a string", kind="invalid", field="review_digest")
@@ -292,8 +310,7 @@ def _by() -> str:
 @bp.post("/issues/<int:number>/schedule", endpoint="issue_schedule")
 @endpoint("issues:send", idempotent=True)
 def issue_schedule(number: int):
-    body = json_object()
-    only_fields(body, {"at", "review_digest"})
+    body = json_object(SCHEDULE_BODY)
     raw = body.get("at")
     if not isinstance(raw, str):
         raise Problem(400, "at must be an ISO 8601 time with an offset, such as 2030-01-07T08:00:00+00:00",
@@ -385,3 +402,376 @@ def issue_outcomes_view(number: int):
     with session_scope() as session:
         issue = require_issue(session, number)
         return {"number": number, "status": issue.status, **issue_outcomes(session, issue.id)}
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+VISIBLE = "[^\\s\\x00-\\x1f\\x7f]"  # at least one character that is neither space nor control (clean_text)
+_TEXT = {"type": "string", "maxLength": 300}
+schema(
+    "IssueArticle",
+    {
+        "type": "object",
+        "required": ["article_id", "section"],
+        "additionalProperties": False,
+        "properties": {
+            "article_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            "section": {**TOPIC, "description": "a section slug (GET /sections)"},
+        },
+    },
+)
+schema(
+    "Issue",
+    {
+        "type": "object",
+        "required": ["number", "status", "title", "subject", "articles", "review_digest"],
+        "properties": {
+            "number": {"type": "integer"},
+            "status": {"type": "string", "enum": STATUSES},
+            "theme": {"type": "string"},
+            "title": {"type": "string"},
+            "subject": {"type": "string"},
+            "preheader": {"type": "string"},
+            "intro": {"type": "string", "description": "Markdown"},
+            "articles": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "article_id": {"type": "integer"},
+                        "section": {"type": "string"},
+                        "title": {"type": "string"},
+                        "url": {"type": "string"},
+                    },
+                },
+            },
+            "scheduled_for": _TIME,
+            "approved_at": _TIME,
+            "approved_by": {"type": ["string", "null"]},
+            "send_started_at": _TIME,
+            "sent_at": _TIME,
+            "cancelled_at": _TIME,
+            "recipients": {"type": "integer"},
+            "review_digest": {
+                "type": "string",
+                "description": "fingerprint of the content as read; pass it to approve to refuse approving "
+                "content changed since",
+            },
+            "created": {"type": "boolean", "description": "POST /issues only: a new issue was made"},
+            "message": {"type": "string", "description": "POST /issues only"},
+        },
+    },
+)
+schema(
+    "IssueSummary",
+    {
+        "type": "object",
+        "properties": {
+            "number": {"type": "integer"},
+            "status": {"type": "string", "enum": STATUSES},
+            "title": {"type": "string"},
+            "subject": {"type": "string"},
+            "scheduled_for": _TIME,
+            "sent_at": _TIME,
+        },
+    },
+)
+schema(
+    "IssuePatch",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "theme": {**_TEXT, "maxLength": 200, "minLength": 1, "pattern": VISIBLE},
+            "title": {**_TEXT, "minLength": 1, "pattern": VISIBLE},
+            "subject": {**_TEXT, "description": "empty: the title"},
+            "preheader": _TEXT,
+            "intro": {"type": "string", "maxLength": 20000, "description": "Markdown"},
+            "articles": {
+                "type": "array",
+                "maxItems": 500,
+                "items": ref("IssueArticle"),
+                "description": "the whole list, in reading order; each article once",
+            },
+        },
+    },
+)
+_OUTCOMES = {
+    "type": "object",
+    "properties": {
+        k: {"type": "integer"}
+        for k in (
+            "total",
+            "pending",
+            "sent",
+            "delivered",
+            "failed",
+            "skipped",
+            "bounced",
+            "hard_bounced",
+            "soft_bounced",
+            "complained",
+            "unsubscribed",
+            "clicks",
+        )
+    }  # fmt: skip
+    | {"complaint_rate": {"type": "number"}, "bounce_rate": {"type": "number"}},
+}
+schema("Outcomes", _OUTCOMES)
+schema(
+    "IssueStatus",
+    {
+        "type": "object",
+        "required": ["number", "status", "finished", "counts", "done", "outcomes"],
+        "properties": {
+            "number": {"type": "integer"},
+            "status": {"type": "string", "enum": STATUSES},
+            "finished": {"type": "boolean"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "done": {"type": "integer"},
+            "outcomes": ref("Outcomes"),
+        },
+    },
+)
+schema(
+    "Preview",
+    {
+        "type": "object",
+        "required": ["subject", "format", "body", "lint"],
+        "properties": {
+            "number": {"type": "integer"},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "subject": {"type": "string"},
+            "format": {"type": "string", "enum": ["html", "text"]},
+            "body": {"type": "string"},
+            "size_bytes": {"type": "integer"},
+            "lint": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "level": {"type": "string", "enum": ["error", "warning", "info"]},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+)
+
+SCHEDULE_BODY = {
+    "type": "object",
+    "required": ["at"],
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "string", "format": "date-time", "description": "with an offset; in the future"},
+        "review_digest": {"type": "string"},
+    },
+}
+TEST_BODY = {
+    "type": "object",
+    "required": ["addresses"],
+    "additionalProperties": False,
+    "properties": {
+        "addresses": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_TEST_ADDRESSES,
+            "items": {"type": "string", "format": "email", "maxLength": 320},
+        },
+        "topics": {"type": "array", "items": TOPIC},
+    },
+}
+_ISSUE = {"description": "the issue", "content": json_content(ref("Issue")), "headers": {
+    "ETag": {"description": "the version, for If-Match", "schema": {"type": "string"}}}}  # fmt: skip
+_STATUS = {"description": "the send's progress and outcomes", "content": json_content(ref("IssueStatus"))}
+ACTION_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"review_digest": {"type": "string"}},
+}
+
+
+def _lifecycle(name: str, summary: str, scope: str, ok: dict, *, description: str = "", body=None) -> dict:
+    return {
+        "post": operation(
+            f"{name}Issue",
+            summary,
+            scope=scope,
+            description=description,
+            parameters=[NUMBER],
+            body=body,
+            body_required=body is not None and name == "schedule",
+            responses=ok,
+            errors=(404, 409, 415),
+            idempotent=True,
+        )
+    }
+
+
+document(
+    "/issues",
+    {
+        "get": operation(
+            "listIssues",
+            "List issues, newest first",
+            scope="issues:read",
+            parameters=[
+                *PAGE_PARAMETERS,
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
+            ],
+            responses={
+                "200": {"description": "a page", "content": json_content(page_of(ref("IssueSummary")))}
+            },
+            errors=(400,),
+        ),
+        "post": operation(
+            "assembleIssue",
+            "Assemble the next issue from the week's articles",
+            scope="issues:write",
+            description="An open draft is returned (200) instead of a second one being made (201).",
+            responses={"201": _ISSUE, "200": _ISSUE},
+            errors=(409,),
+            idempotent=True,
+        ),
+    },
+)
+document(
+    "/issues/{number}",
+    {
+        "get": operation(
+            "getIssue",
+            "Read an issue",
+            scope="issues:read",
+            parameters=[NUMBER],
+            responses={"200": _ISSUE},
+            errors=(404,),
+        ),  # fmt: skip
+        "patch": operation(
+            "updateIssue",
+            "Change fields and/or the article order",
+            scope="issues:write",
+            description="If-Match is required: an editor may be editing the same issue. Editing an approved or "
+            "scheduled issue returns it to draft.",
+            parameters=[NUMBER],
+            body=ref("IssuePatch"),
+            responses={"200": _ISSUE},
+            errors=(400, 404, 409, 415, 422),
+            if_match="required",
+        ),
+    },
+)
+document(
+    "/issues/{number}/preview",
+    {
+        "get": operation(
+            "previewIssue",
+            "The email as a reader of the given topics gets it, with the lint findings",
+            scope="issues:read",
+            parameters=[
+                NUMBER,
+                {
+                    "name": "topics",
+                    "in": "query",
+                    "description": "section slugs, comma-separated (none: every section)",
+                    "style": "form",
+                    "explode": False,
+                    "schema": {"type": "array", "items": TOPIC},
+                },
+                {
+                    "name": "format",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["html", "text"], "default": "html"},
+                },
+            ],  # fmt: skip
+            responses={"200": {"description": "the preview", "content": json_content(ref("Preview"))}},
+            errors=(400, 404),
+        )
+    },
+)
+document(
+    "/issues/{number}/test",
+    {
+        "post": operation(
+            "testIssue",
+            "Send a test (subject starts with [TEST]) to a few addresses",
+            scope="issues:send",
+            parameters=[NUMBER],
+            body=TEST_BODY,
+            responses={
+                "200": {
+                    "description": "one result per address",
+                    "content": json_content(
+                        {
+                            "type": "object",
+                            "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+                        }
+                    ),
+                },
+                "502": {"description": "the transport refused"},
+            },
+            errors=(404, 415),
+            idempotent=True,
+        )
+    },
+)
+document("/issues/{number}/approve", _lifecycle("approve", "Approve a draft", "issues:write", {"200": _ISSUE},
+         body=ACTION_BODY))  # fmt: skip
+document(
+    "/issues/{number}/schedule",
+    _lifecycle(
+        "schedule",
+        "Send at a time (approves a draft); the scheduler sends it then",
+        "issues:send",
+        {"200": _ISSUE},
+        body=SCHEDULE_BODY,
+    ),
+)
+document("/issues/{number}/unschedule", _lifecycle("unschedule", "Take off its time (stays approved)",
+         "issues:send", {"200": _ISSUE}))  # fmt: skip
+document("/issues/{number}/cancel", _lifecycle("cancel", "Cancel, or stop a send in progress", "issues:send",
+         {"200": _ISSUE}))  # fmt: skip
+document(
+    "/issues/{number}/send",
+    _lifecycle(
+        "send",
+        "Send now",
+        "issues:send",
+        {"202": {**_STATUS, "description": "sending has started"}},
+        description="The same call as the editor's “send now”. With an Idempotency-Key a retry returns this "
+        "answer again and never starts a second send; without one, a second send of a sending issue is a 409.",
+    ),
+)
+document("/issues/{number}/pause", _lifecycle("pause", "Pause a send", "issues:send", {"200": _STATUS}))
+document(
+    "/issues/{number}/resume", _lifecycle("resume", "Resume a paused send", "issues:send", {"200": _STATUS})
+)
+document(
+    "/issues/{number}/status",
+    {
+        "get": operation(
+            "issueStatus",
+            "Progress of the send and its outcomes",
+            scope="issues:read",
+            parameters=[NUMBER],
+            responses={"200": _STATUS},
+            errors=(404,),
+        )
+    },  # fmt: skip
+)
+document(
+    "/issues/{number}/outcomes",
+    {
+        "get": operation(
+            "issueOutcomes",
+            "What happened, counted (no per-reader tracking)",
+            scope="issues:read",
+            parameters=[NUMBER],
+            responses={"200": {"description": "the counts", "content": json_content(ref("Outcomes"))}},
+            errors=(404,),
+        )
+    },
+)

@@ -10,6 +10,9 @@ responses of authentication, scopes and the rate limit.
 
 from __future__ import annotations
 
+from newsletter.db import session_scope
+from newsletter.extensions import settings
+from newsletter.issues.service import sections
 from newsletter.models import API_SCOPES
 
 PATHS: dict[str, dict] = {}
@@ -50,6 +53,21 @@ ERROR_TEXT = {
     428: "If-Match is required on this operation",
     429: "this token's rate limit is reached (see Retry-After)",
 }
+
+
+TOPIC = {"$ref": "#/components/schemas/Topic"}
+
+
+def current_topics() -> list[str]:
+    """The section slugs readers may choose now (the Topic enum)."""
+    with session_scope() as session:
+        return [t.slug for t in sections(session, settings())]
+
+
+def resolved_schemas() -> dict:
+    """The shared schemas with ``Topic`` as the enum of the current sections:
+    topics are checked against the same list the server uses."""
+    return {**SCHEMAS, "Topic": {"type": "string", "enum": current_topics(), "description": "a section slug"}}
 
 
 def document(path: str, spec: dict) -> None:
@@ -169,7 +187,7 @@ def openapi_document(base_url: str) -> dict:
                     "description": "`newsletter token create --name … --scope …`, or the editor's API tokens page",
                 }
             },
-            "schemas": SCHEMAS,
+            "schemas": resolved_schemas(),
         },
         "security": [{"bearer": []}],
         "paths": dict(sorted(PATHS.items())),
