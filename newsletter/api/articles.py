@@ -15,7 +15,7 @@ from sqlmodel import select
 from newsletter import queries
 from newsletter.api.auth import client_scope, endpoint
 from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
-from newsletter.api.openapi import document, schema
+from newsletter.api.openapi import PAGE_PARAMETERS, document, json_content, operation, page_of, ref, schema
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, set_held, upsert_articles
@@ -229,7 +229,7 @@ def article_read(article_id: int):
 @endpoint("articles:write")
 def article_update(article_id: int):
     """Hold back from the next issue or release (``held``), and replace the tags (``tags``)."""
-    body = json_object()
+    body = json_object(ref("ArticlePatch"))
     only_fields(body, {"held", "tags"})
     if "held" in body and not isinstance(body["held"], bool):
         raise Problem(400, "held must be true or false", kind="invalid", field="held")
@@ -256,3 +256,124 @@ def sections_list():
     """The newsletter's sections in order: the topics readers choose and issues are built from."""
     with session_scope() as session:
         return {"data": [{"slug": t.slug, "name": t.name} for t in sections(session, settings())]}
+
+
+schema(
+    "ArticleView",
+    {
+        "type": "object",
+        "required": ["id", "title", "url", "held", "tags"],
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "url": {"type": "string"},
+            "author": {"type": "string"},
+            "synopsis": {"type": "string"},
+            "published_at": {"type": ["string", "null"], "format": "date-time"},
+            "held": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+)
+schema(
+    "ArticlePatch",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "held": {"type": "boolean", "description": "true: kept out of the next issue"},
+            "tags": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,79}$"},
+                "description": "replaces the tags; new slugs become tags (not sections)",
+            },
+        },
+    },
+)
+_ARTICLE = {
+    "description": "the article",
+    "content": json_content(ref("ArticleView")),
+    "headers": {"ETag": {"description": "the version, for If-Match", "schema": {"type": "string"}}},
+}
+document(
+    PATH,
+    {
+        "get": operation(
+            "listArticles",
+            "List articles, newest first",
+            scope="issues:read",
+            parameters=[
+                *PAGE_PARAMETERS,
+                {
+                    "name": "q",
+                    "in": "query",
+                    "description": "title or author contains",
+                    "schema": {"type": "string"},
+                },
+                {"name": "tag", "in": "query", "schema": {"type": "string"}},
+                {"name": "held", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+            ],
+            responses={
+                "200": {"description": "a page", "content": json_content(page_of(ref("ArticleView")))}
+            },
+            errors=(400,),
+        )
+    },
+)
+document(
+    f"{PATH}/{{article_id}}",
+    {
+        "get": operation(
+            "getArticle",
+            "Read an article",
+            scope="issues:read",
+            parameters=[ARTICLE_ID],
+            responses={"200": _ARTICLE},
+            errors=(404,),
+        ),  # fmt: skip
+        "patch": operation(
+            "updateArticle",
+            "Hold back or release; replace the tags",
+            scope="articles:write",
+            parameters=[ARTICLE_ID],
+            body=ref("ArticlePatch"),
+            responses={"200": _ARTICLE},
+            errors=(400, 404, 415),
+            if_match="optional",
+        ),
+    },
+)
+document(
+    "/sections",
+    {
+        "get": operation(
+            "listSections",
+            "The sections in order (the topics readers choose)",
+            scope="issues:read",
+            responses={
+                "200": {
+                    "description": "the sections",
+                    "content": json_content(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "data": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "slug": {"type": "string"},
+                                            "name": {"type": "string"},
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    ),
+                }
+            },
+        )
+    },
+)

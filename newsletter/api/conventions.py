@@ -51,8 +51,9 @@ def check_schema(value, schema: dict) -> None:
     validator = Draft202012Validator({**schema, "components": {"schemas": resolved_schemas()}})
     error = best_match(validator.iter_errors(value))
     if error is not None:
-        field = ".".join(str(p) for p in error.absolute_path) or None
-        where = f"{field}: " if field else ""
+        path = [str(p) for p in error.absolute_path]
+        field = path[0] if path else None  # the body's property (its inner place is in the detail)
+        where = f"{'.'.join(path)}: " if path else ""
         raise Problem(
             400, f"{where}{error.message}"[:300], kind="invalid", **({"field": field} if field else {})
         )

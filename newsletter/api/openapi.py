@@ -10,6 +10,8 @@ responses of authentication, scopes and the rate limit.
 
 from __future__ import annotations
 
+import re
+
 from newsletter.db import session_scope
 from newsletter.extensions import settings
 from newsletter.issues.service import sections
@@ -67,7 +69,18 @@ def current_topics() -> list[str]:
 def resolved_schemas() -> dict:
     """The shared schemas with ``Topic`` as the enum of the current sections:
     topics are checked against the same list the server uses."""
-    return {**SCHEMAS, "Topic": {"type": "string", "enum": current_topics(), "description": "a section slug"}}
+    topics = current_topics()
+    one = "|".join(re.escape(t) for t in topics)
+    listed = f"^[\\s,;|]*(?:(?:{one})\\s*(?:[,;|][\\s,;|]*|$))*$" if topics else "^[\\s,;|]*$"
+    return {
+        **SCHEMAS,
+        "Topic": {"type": "string", "enum": topics, "description": "a section slug"},
+        "TopicList": {
+            "type": "string",
+            "pattern": listed,
+            "description": "section slugs separated by , ; or |",
+        },
+    }
 
 
 def document(path: str, spec: dict) -> None:

@@ -14,6 +14,7 @@ from sqlmodel import select
 from newsletter import clock
 from newsletter.api.auth import endpoint
 from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
+from newsletter.api.openapi import TOPIC, document, json_content, operation, ref, schema
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.db import contains_any, session_scope
@@ -88,7 +89,7 @@ def subscribers_list():
 def trusted_create():
     """A reader whose consent the caller collected: active at once (or pending
     with ``double_opt_in``), with the consent source and text on record."""
-    body = json_object()
+    body = json_object(ref("TrustedSubscribeRequest"))
     only_fields(body, {"email", "name", "topics", "consent_source", "consent_text", "double_opt_in"})
     if not isinstance(body.get("email"), str):
         raise Problem(400, "email is required", kind="invalid", field="email")
@@ -141,7 +142,7 @@ def subscriber_read(subscriber_id: int):
 @endpoint("subscribers:write")
 def subscriber_update(subscriber_id: int):
     """Name and topics; ``status: "unsubscribed"`` unsubscribes; ``suppressed: true`` suppresses."""
-    body = json_object()
+    body = json_object(ref("SubscriberPatch"))
     only_fields(body, {"name", "topics", "status", "suppressed"})
     if "name" in body and not isinstance(body["name"], str):
         raise Problem(400, "name must be a string", kind="invalid", field="name")
@@ -199,3 +200,112 @@ def subscribers_export():
         return spooled_download(
             lambda out: export_csv(session, out, status=status), mimetype="text/csv", filename=name
         )
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------
+
+SUBSCRIBER_ID = {"name": "subscriber_id", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}  # fmt: skip
+_T = {"type": ["string", "null"], "format": "date-time"}
+schema(
+    "Subscriber",
+    {
+        "type": "object",
+        "required": ["id", "email", "status", "topics", "suppressed"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string"},
+            "name": {"type": "string"},
+            "status": {"type": "string", "enum": list(SUBSCRIBER_STATUSES)},
+            "topics": {"type": "array", "items": {"type": "string"}, "description": "empty: every section"},
+            "suppressed": {"type": "boolean"},
+            "created_at": _T,
+            "updated_at": _T,
+            "confirmed_at": _T,
+            "unsubscribed_at": _T,
+            "consent": {
+                "type": "object",
+                "properties": {"source": {"type": "string"}, "at": _T, "text": {"type": "string"}},
+            },
+            "result": {"type": "string", "description": "POST only: created, updated, already_active …"},
+        },
+    },
+)
+schema(
+    "SubscriberPatch",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "name": {"type": "string", "maxLength": 200, "pattern": "^[^\\x00-\\x1f\\x7f\\u2028\\u2029]*$"},
+            "topics": {"type": "array", "items": TOPIC, "description": "empty: every section"},
+            "status": {"type": "string", "enum": ["unsubscribed"], "description": "only readers come back"},
+            "suppressed": {
+                "type": "boolean",
+                "enum": [True],
+                "description": "`subscribers unsuppress` lifts it",
+            },
+        },
+    },
+)
+_READER = {
+    "description": "the reader",
+    "content": json_content(ref("Subscriber")),
+    "headers": {"ETag": {"description": "the version, for If-Match", "schema": {"type": "string"}}},
+}
+document(
+    "/subscribers/{subscriber_id}",
+    {
+        "get": operation(
+            "getSubscriber",
+            "Read a reader",
+            scope="subscribers:read",
+            parameters=[SUBSCRIBER_ID],
+            responses={"200": _READER},
+            errors=(404,),
+        ),  # fmt: skip
+        "patch": operation(
+            "updateSubscriber",
+            "Change name or topics; unsubscribe; suppress",
+            scope="subscribers:write",
+            parameters=[SUBSCRIBER_ID],
+            body=ref("SubscriberPatch"),
+            responses={"200": _READER},
+            errors=(400, 404, 415),
+            if_match="optional",
+        ),
+        "delete": operation(
+            "eraseSubscriber",
+            "Erase the reader and every row about them (a hash stays, suppressed)",
+            scope="subscribers:write",
+            parameters=[SUBSCRIBER_ID],
+            responses={"204": {"description": "erased"}},
+            errors=(404,),
+        ),
+    },
+)
+document(
+    "/subscribers/export",
+    {
+        "get": operation(
+            "exportSubscribers",
+            "Every reader as CSV, streamed",
+            scope="subscribers:read",
+            parameters=[
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(SUBSCRIBER_STATUSES)},
+                }
+            ],
+            responses={
+                "200": {
+                    "description": "CSV with a header row",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                }
+            },
+            errors=(400,),
+        )
+    },
+)

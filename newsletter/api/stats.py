@@ -8,6 +8,7 @@ from sqlmodel import func, select
 
 from newsletter import queries
 from newsletter.api.auth import endpoint
+from newsletter.api.openapi import document, json_content, operation, ref
 from newsletter.api.views import bp
 from newsletter.db import session_scope
 from newsletter.feedback.stats import issue_outcomes
@@ -30,3 +31,34 @@ def stats():
         "issues": {status: int(by_status.get(status, 0)) for status in states.ALL},
         "last_sent_issue": last,
     }
+
+
+document(
+    "/stats",
+    {
+        "get": operation(
+            "stats",
+            "Aggregate figures: readers and issues by status, the latest sent issue's outcomes",
+            scope="stats:read",
+            responses={
+                "200": {
+                    "description": "the figures",
+                    "content": json_content(
+                        {
+                            "type": "object",
+                            "required": ["subscribers", "issues", "last_sent_issue"],
+                            "properties": {
+                                "subscribers": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                },
+                                "issues": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                "last_sent_issue": {"anyOf": [{"type": "null"}, ref("Outcomes")]},
+                            },
+                        }
+                    ),
+                }
+            },
+        )
+    },
+)
