@@ -136,7 +136,11 @@ def test_send_is_idempotent_and_a_reused_key_with_another_body_is_refused(client
         assert session.scalar(select(func.count()).select_from(Delivery)) == 2
     other = client.post(f"/api/v1/issues/{issue}/test", json={"addresses": ["x@example.org"]},
                         headers=auth(sender, **key))  # fmt: skip
-    assert other.status_code == 422 and other.mimetype == PROBLEM
+    assert (
+        other.status_code == 409
+        and other.mimetype == PROBLEM
+        and other.json["error"] == "idempotency-key-reused"
+    )
 
 
 def test_concurrent_retries_of_send_act_once(app, issue, sender):
@@ -171,7 +175,7 @@ def test_lifecycle_and_audit(client, issue, sender):
         client.post(
             f"/api/v1/issues/{issue}/schedule", json={"at": "2020-01-01T00:00:00Z"}, headers=auth(sender)
         ).status_code
-        == 400
+        == 422
     )
     assert (
         client.post(
@@ -193,7 +197,7 @@ def test_lifecycle_and_audit(client, issue, sender):
     with session_scope() as session:
         rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
     assert [(e.action.split()[0], e.status) for e in rows][:3] == [
-        ("POST", 400),
+        ("POST", 422),
         ("POST", 400),
         ("POST", 200),
     ]

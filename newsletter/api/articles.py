@@ -14,8 +14,26 @@ from sqlmodel import select
 
 from newsletter import queries
 from newsletter.api.auth import client_scope, endpoint
-from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
-from newsletter.api.openapi import PAGE_PARAMETERS, document, json_content, operation, page_of, ref, schema
+from newsletter.api.conventions import (
+    check_if_match,
+    check_schema,
+    enum_arg,
+    etag_of,
+    json_object,
+    only_fields,
+    page_args,
+    paged,
+)
+from newsletter.api.openapi import (
+    PAGE_PARAMETERS,
+    document,
+    json_content,
+    operation,
+    page_of,
+    problem,
+    ref,
+    schema,
+)
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, set_held, upsert_articles
@@ -28,18 +46,57 @@ from newsletter.models import Article, ArticleTag, Tag
 PATH = "/articles"
 
 
+VISIBLE = "[^\\s\\x00-\\x1f\\x7f]"  # at least one character that is neither space nor control
+HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@]+([/?#][^\\s]*)?$"
+ARTICLE_LIST = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": MAX_ITEMS,
+    "items": {"type": "object"},
+    "contains": ref("Article"),
+    "description": "each item is checked on its own: those that fit Article are stored, the others listed in "
+    "errors by index (207); at least one must fit",
+}
+
+
+def _item_errors(items: list) -> list[dict]:
+    """Why each item of a refused list does not fit Article (by index)."""
+    errors = []
+    for index, item in enumerate(items):
+        try:
+            check_schema(item, ref("Article"))
+        except Problem as exc:
+            errors.append({"index": index, "message": exc.detail})
+    return errors
+
+
 @bp.post(PATH, endpoint="articles_upsert")
 @endpoint("articles:write", idempotent=True)
 def articles_upsert():
+    """One article (must fit Article) or a list (at least one item must fit);
+    schema violations are 400, rules the schema cannot express 422 (207 when
+    some items were stored)."""
     if request.mimetype != "application/json":
         raise Problem(
             415, "send a JSON body with Content-Type: application/json", kind="unsupported-media-type"
         )
     body = request.get_json(silent=True)
+    nothing = {"created": 0, "updated": 0, "ids": [], "skipped": []}
     if isinstance(body, dict):
         items = [body]
+        try:
+            check_schema(body, ref("Article"))
+        except Problem as exc:
+            raise Problem(
+                400, exc.detail, kind="invalid", **nothing, errors=[{"index": 0, "message": exc.detail}]
+            ) from None
     elif isinstance(body, list):
         items = body
+        try:
+            check_schema(body, ARTICLE_LIST)
+        except Problem as exc:
+            errors = _item_errors(body) if 0 < len(body) <= MAX_ITEMS else []
+            raise Problem(400, exc.detail, kind="invalid", **nothing, errors=errors) from None
     else:
         raise Problem(400, "the body must be an article object or a list of them", kind="invalid")
     report = upsert_articles(items, "api", scope=client_scope())
@@ -48,7 +105,7 @@ def articles_upsert():
         return result, 200
     if report.created or report.updated:
         return result, 207
-    raise Problem(400, "no article was stored", kind="invalid", **result)
+    raise Problem(422, "no article was stored", kind="refused", **result)
 
 
 schema(
@@ -63,13 +120,20 @@ schema(
                 "maxLength": 300,
                 "description": "your stable id; upserts match on it (alias: id)",
             },
-            "id": {"type": ["string", "integer"], "description": "alias of external_id"},
+            "id": {
+                "anyOf": [
+                    {"type": "string", "maxLength": 300},
+                    {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+                ],
+                "description": "alias of external_id",
+            },
             "url": {
                 "type": "string",
-                "format": "uri",
-                "description": "absolute http(s) URL; matched canonically when no external id",
+                "maxLength": 2000,
+                "pattern": HTTP_URL,
+                "description": "absolute http(s) URL without credentials; matched canonically when no external id",
             },
-            "title": {"type": "string", "maxLength": 500},
+            "title": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": VISIBLE},
             "synopsis": {
                 "type": "string",
                 "maxLength": 20000,
@@ -80,15 +144,16 @@ schema(
             "reading_minutes": {"type": "integer", "minimum": 1, "maximum": 600},
             "image_url": {
                 "type": "string",
-                "format": "uri",
+                "maxLength": 2000,
+                "pattern": "^$|" + HTTP_URL,
                 "description": "shown in email only if https and image_alt is set",
             },
             "image_alt": {"type": "string", "maxLength": 500},
             "tags": {
                 "type": "array",
                 "maxItems": 20,
-                "items": {"type": "string"},
-                "description": "slugs or names; new tags become sections",
+                "items": {"type": "string", "pattern": "[A-Za-z0-9]"},
+                "description": "slugs or names (with a letter or digit); new tags become sections",
             },
         },
     },
@@ -123,34 +188,24 @@ _report = {"application/json": {"schema": {"$ref": "#/components/schemas/Article
 document(
     PATH,
     {
-        "post": {
-            "summary": "Create or update articles",
-            "description": f"One article or a list (at most {MAX_ITEMS}). Idempotent: an article is matched by "
+        "post": operation(
+            "upsertArticles",
+            "Create or update articles",
+            scope="articles:write",
+            description=f"One article or a list (at most {MAX_ITEMS}). Idempotent: an article is matched by "
             "external_id, else by canonical URL, among this token's own articles (another token, a feed or a "
-            "file import never matches). Invalid items are listed in `errors` by index; valid ones are stored.",
-            "operationId": "upsertArticles",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/Article"},
-                                {"type": "array", "items": {"$ref": "#/components/schemas/Article"}},
-                            ]
-                        }
-                    }
-                },
-            },
-            "responses": {
+            "file import never matches). In a list, items that do not fit are listed in `errors` by index and "
+            "the others stored (207).",
+            body={"anyOf": [ref("Article"), ARTICLE_LIST]},
+            responses={
                 "200": {"description": "all items stored", "content": _report},
                 "207": {"description": "some items stored, others listed in errors", "content": _report},
-                "400": {"description": "nothing stored", "content": _report},
-                "401": {"description": "missing or wrong bearer token"},
-                "403": {"description": "API closed (no NEWSLETTER_API_TOKENS)"},
-                "415": {"description": "not JSON"},
+                "400": problem(400, "the body does not fit (nothing stored; errors by index)"),
+                "422": problem(422, "nothing stored: no item passed the rules the schema cannot express"),
             },
-        }
+            errors=(413, 415),
+            idempotent=True,
+        )
     },
 )
 
@@ -194,9 +249,7 @@ def articles_list():
     limit, after = page_args()
     q = request.args.get("q", "").strip()[:200]
     tag = request.args.get("tag", "").strip()[:80]
-    held = request.args.get("held", "")
-    if held not in ("", "true", "false"):
-        raise Problem(400, "held must be true or false", kind="invalid", field="held")
+    held = enum_arg("held", ("true", "false"))
     with session_scope() as session:
         query = select(Article).order_by(Article.id.desc()).limit(limit + 1)
         if q:
@@ -246,7 +299,7 @@ def article_update(article_id: int):
             if slugs is not None:
                 set_article_tags(session, article_id, slugs)
     except ArticleError as exc:
-        raise Problem(400, str(exc), kind="invalid", field="tags") from None
+        raise Problem(422, str(exc), kind="refused", field="tags") from None
     return _one(article_id)
 
 

@@ -118,7 +118,7 @@ def _idempotent_call(principal, view, args, kwargs) -> Response:
         stored = idempotency.begin(principal.ref, key, request.method, path, request.get_data())
     except idempotency.KeyReused:
         raise Problem(
-            422,
+            409,
             "this Idempotency-Key was used with a different request; use a new key",
             kind="idempotency-key-reused",
         ) from None

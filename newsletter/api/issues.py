@@ -19,6 +19,7 @@ from newsletter.api.auth import endpoint
 from newsletter.api.conventions import (
     check_if_match,
     check_schema,
+    enum_arg,
     etag_of,
     json_object,
     only_fields,
@@ -119,9 +120,7 @@ def _summary(issue: Issue) -> dict:
 @endpoint("issues:read")
 def issues_list():
     limit, after = page_args()
-    status = request.args.get("status", "")
-    if status and status not in STATUSES:
-        raise Problem(400, f"status must be one of {', '.join(STATUSES)}", kind="invalid", field="status")
+    status = enum_arg("status", STATUSES)
     with session_scope() as session:
         query = select(Issue).order_by(Issue.number.desc()).limit(limit + 1)
         if status:
@@ -230,9 +229,7 @@ def _clean_topics(chosen) -> str | None:
 @endpoint("issues:read")
 def issue_preview(number: int):
     """The email as a reader of ``topics`` gets it (HTML or text), with the lint findings."""
-    fmt = request.args.get("format", "html")
-    if fmt not in ("html", "text"):
-        raise Problem(400, "format must be html or text", kind="invalid", field="format")
+    fmt = enum_arg("format", ("html", "text")) or "html"
     with session_scope() as session:
         require_issue(session, number)
     preview = build_preview(settings(), number, topics=_topics(number))
@@ -267,7 +264,7 @@ def issue_test(number: int):
     try:
         results = send_test(settings(), number, addresses, topics=_clean_topics(topics))
     except ValueError as exc:
-        raise Problem(400, str(exc), kind="invalid", field="addresses") from None
+        raise Problem(422, str(exc), kind="refused", field="addresses") from None
     except OSError as exc:
         raise Problem(502, f"the mail server did not take the test: {exc}", kind="transport") from None
     return {
@@ -326,7 +323,7 @@ def issue_schedule(number: int):
     except IssueError as exc:
         if isinstance(exc, LookupError) or "not in the future" not in str(exc):
             raise
-        raise Problem(400, str(exc), kind="invalid", field="at") from None
+        raise Problem(422, str(exc), kind="refused", field="at") from None
     return _one(number)
 
 

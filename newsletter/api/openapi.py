@@ -47,11 +47,12 @@ ERROR_TEXT = {
     401: "missing, unknown or revoked bearer token",
     403: "the token lacks this operation's scope, or the API is closed",
     404: "no such resource",
-    409: "the resource's state does not allow this (the detail says why), or an Idempotency-Key in use",
+    409: "the resource's state does not allow this (the detail says why); or the Idempotency-Key is in use, "
+    "or was used with a different request",
     412: "If-Match names another version of the resource",
     413: "the body is too large",
     415: "the body is not JSON",
-    422: "the Idempotency-Key was used with a different request",
+    422: "well-formed, but refused by a rule the schema cannot express (the detail says which)",
     428: "If-Match is required on this operation",
     429: "this token's rate limit is reached (see Retry-After)",
 }
@@ -154,7 +155,7 @@ def operation(
         params.append(IDEMPOTENCY_KEY)
     codes = set(errors) | {401, 403, 429}
     if idempotent:
-        codes |= {400, 409, 422}
+        codes |= {400, 409}
     if if_match:
         params.append(
             {

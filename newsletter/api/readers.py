@@ -13,7 +13,15 @@ from sqlmodel import select
 
 from newsletter import clock
 from newsletter.api.auth import endpoint
-from newsletter.api.conventions import check_if_match, etag_of, json_object, only_fields, page_args, paged
+from newsletter.api.conventions import (
+    check_if_match,
+    enum_arg,
+    etag_of,
+    json_object,
+    only_fields,
+    page_args,
+    paged,
+)
 from newsletter.api.openapi import TOPIC, document, json_content, operation, ref, schema
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
@@ -66,11 +74,7 @@ def _one(subscriber_id: int, status: int = 200):
 def subscribers_list():
     """Oldest first; ``status`` and ``q`` (address or name contains) filter."""
     limit, after = page_args()
-    status = request.args.get("status", "")
-    if status and status not in SUBSCRIBER_STATUSES:
-        raise Problem(
-            400, f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}", kind="invalid", field="status"
-        )
+    status = enum_arg("status", SUBSCRIBER_STATUSES)
     q = request.args.get("q", "").strip()[:200]
     with session_scope() as session:
         query = select(Subscriber).order_by(Subscriber.id).limit(limit + 1)
@@ -115,7 +119,7 @@ def trusted_create():
             consent_text=text.strip(), double_opt_in=double,
         )  # fmt: skip
     except service.InvalidInput as exc:
-        raise Problem(400, str(exc), kind="invalid", field=exc.field) from None
+        raise Problem(422, str(exc), kind="refused", field=exc.field) from None
     if outcome.result in ("suppressed", "kept_unsubscribed"):
         reason = (
             "is on the suppression list"
@@ -165,7 +169,7 @@ def subscriber_update(subscriber_id: int):
                 name=body.get("name", current["name"]), topics=body.get("topics", current["topics"]),
             )  # fmt: skip
         except service.InvalidInput as exc:
-            raise Problem(400, str(exc), kind="invalid", field=exc.field) from None
+            raise Problem(422, str(exc), kind="refused", field=exc.field) from None
     with session_scope() as session:
         sub = _get(session, subscriber_id)
         if body.get("status") == "unsubscribed":
@@ -190,11 +194,7 @@ def subscriber_erase(subscriber_id: int):
 @endpoint("subscribers:read")
 def subscribers_export():
     """Every reader as CSV (the CLI's and the editor's export), streamed."""
-    status = request.args.get("status", "") or None
-    if status and status not in SUBSCRIBER_STATUSES:
-        raise Problem(
-            400, f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}", kind="invalid", field="status"
-        )
+    status = enum_arg("status", SUBSCRIBER_STATUSES)
     name = f"subscribers-{clock.now():%Y%m%d-%H%M}.csv"
     with session_scope() as session:
         return spooled_download(

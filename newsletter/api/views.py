@@ -16,7 +16,9 @@ from newsletter.extensions import settings
 bp = Blueprint("api", __name__)
 METHODS = ("get", "post", "patch", "delete")
 PROBLEM_KINDS = {
-    "invalid": "The input was refused; `field` names it.",
+    "invalid": "The request does not fit the document (schema, parameter); `field` names the culprit.",
+    "refused": "Well-formed, but refused by a rule the schema cannot express (an address that cannot receive "
+    "mail, a time in the past, an unknown article id); `field` names the culprit.",
     "unauthorized": "No bearer token, or one that is unknown or revoked.",
     "insufficient-scope": "The token lacks the scope in `required_scope`.",
     "api-closed": "No token exists and NEWSLETTER_API_TOKENS is empty.",
