@@ -20,6 +20,7 @@ from newsletter.api.conventions import (
     enum_arg,
     etag_of,
     json_object,
+    one_rule,
     only_fields,
     page_args,
     paged,
@@ -38,7 +39,7 @@ from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.content.service import MAX_ITEMS, set_held, upsert_articles
 from newsletter.content.tagging import ArticleError, parse_tags, set_article_tags
-from newsletter.db import contains_any, session_scope
+from newsletter.db import MAX_INTEGER, contains_any, session_scope
 from newsletter.extensions import settings
 from newsletter.issues.service import sections
 from newsletter.models import Article, ArticleTag, Tag
@@ -216,7 +217,7 @@ ARTICLE_ID = {
     "name": "article_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
 }
 
 
@@ -272,13 +273,11 @@ def articles_list():
     return paged(items, rows, limit, lambda a: a.id)
 
 
-@bp.get(f"{PATH}/<int:article_id>", endpoint="article_read")
 @endpoint("issues:read")
 def article_read(article_id: int):
     return _one(article_id)
 
 
-@bp.patch(f"{PATH}/<int:article_id>", endpoint="article_update")
 @endpoint("articles:write")
 def article_update(article_id: int):
     """Hold back from the next issue or release (``held``), and replace the tags (``tags``)."""
@@ -301,6 +300,9 @@ def article_update(article_id: int):
     except ArticleError as exc:
         raise Problem(422, str(exc), kind="refused", field="tags") from None
     return _one(article_id)
+
+
+one_rule(bp, f"{PATH}/<int:article_id>", "article", {"GET": article_read, "PATCH": article_update})
 
 
 @bp.get("/sections", endpoint="sections_list")
@@ -393,7 +395,7 @@ document(
             parameters=[ARTICLE_ID],
             body=ref("ArticlePatch"),
             responses={"200": _ARTICLE},
-            errors=(400, 404, 415),
+            errors=(400, 404, 415, 422),
             if_match="optional",
         ),
     },

@@ -12,6 +12,7 @@ the scope it always had.
 from __future__ import annotations
 
 import json
+import re
 from functools import wraps
 
 from flask import Response, g, make_response, request
@@ -19,6 +20,7 @@ from sqlalchemy import exists
 from sqlmodel import select
 
 from newsletter.access import audit, idempotency, tokens
+from newsletter.api.openapi import KEY_PATTERN
 from newsletter.api.problems import Problem, from_problem, problem_response
 from newsletter.content.service import source_key
 from newsletter.db import session_scope
@@ -94,12 +96,11 @@ def _respond(view, args, kwargs) -> Response:
         return problem_response(409, str(exc), kind="conflict")
 
 
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    key = key.strip()
-    if not key or len(key) > idempotency.MAX_KEY or not key.isascii() or not key.isprintable():
+    if not re.fullmatch(KEY_PATTERN, key) or len(key) > idempotency.MAX_KEY:
         raise Problem(
             400,
             f"Idempotency-Key must be 1 to {idempotency.MAX_KEY} printable ASCII characters",
@@ -110,7 +111,7 @@ def _idempotency_key() -> str | None:
 
 
 def _idempotent_call(principal, view, args, kwargs) -> Response:
-    key = _idempotency_key()
+    key = idempotency_key()
     if key is None:
         return _respond(view, args, kwargs)
     path = request.full_path if request.query_string else request.path

@@ -22,6 +22,7 @@ from newsletter.api.conventions import (
     enum_arg,
     etag_of,
     json_object,
+    one_rule,
     only_fields,
     page_args,
     paged,
@@ -38,7 +39,7 @@ from newsletter.api.openapi import (
 )
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
-from newsletter.db import session_scope
+from newsletter.db import MAX_INTEGER, session_scope
 from newsletter.delivery.deliver import deliver, resume
 from newsletter.delivery.send import cancel_sending, issue_counts, pause_issue
 from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
@@ -64,7 +65,12 @@ from newsletter.issues.service import (
 from newsletter.models import Issue
 
 STATUSES = list(states.ALL)
-NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+NUMBER = {
+    "name": "number",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
+}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,34 +154,16 @@ def issues_assemble():
     )
 
 
-@bp.get("/issues/<int:number>", endpoint="issue_read")
 @endpoint("issues:read")
 def issue_read(number: int):
     return _one(number)
 
 
-def _article_plan(raw) -> list[tuple[int, str]]:
-    if not isinstance(raw, list) or len(raw) > 500:
-        raise Problem(400, "articles must be a list (at most 500) of {article_id, section}", kind="invalid",
-                      field="articles")  # fmt: skip
-    plan = []
-    for n, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) - {"article_id", "section"}:
-            raise Problem(400, f"articles[{n}] must be an object with article_id and section", kind="invalid",
-                          field="articles")  # fmt: skip
-        article_id, section = item.get("article_id"), item.get("section")
-        if not isinstance(article_id, int) or isinstance(article_id, bool) or not 1 <= article_id < 2**31:
-            raise Problem(400, f"articles[{n}].article_id must be a positive integer", kind="invalid",
-                          field="articles")  # fmt: skip
-        if not isinstance(section, str) or not section:
-            raise Problem(
-                400, f"articles[{n}].section must be a section slug", kind="invalid", field="articles"
-            )
-        plan.append((article_id, section))
-    return plan
+def _article_plan(raw: list) -> list[tuple[int, str]]:
+    """``articles`` of a PATCH (already checked against IssuePatch) as the service's plan."""
+    return [(int(item["article_id"]), item["section"]) for item in raw]
 
 
-@bp.patch("/issues/<int:number>", endpoint="issue_update")
 @endpoint("issues:write")
 def issue_update(number: int):
     """Change fields and/or the article order. If-Match is required (an editor may be editing too)."""
@@ -204,6 +192,9 @@ def issue_update(number: int):
             422 if editable else 409, str(exc), kind="invalid" if editable else "conflict"
         ) from None
     return _one(number)
+
+
+one_rule(bp, "/issues/<int:number>", "issue", {"GET": issue_read, "PATCH": issue_update})
 
 
 # --- preview and test -------------------------------------------------------------------
@@ -603,7 +594,7 @@ def _lifecycle(name: str, summary: str, scope: str, ok: dict, *, description: st
             body=body,
             body_required=body is not None and name == "schedule",
             responses=ok,
-            errors=(404, 409, 415),
+            errors=(404, 409, 415, 422) if name == "schedule" else (404, 409, 415),
             idempotent=True,
         )
     }
@@ -710,7 +701,7 @@ document(
                 },
                 "502": {"description": "the transport refused"},
             },
-            errors=(404, 415),
+            errors=(404, 415, 422),
             idempotent=True,
         )
     },

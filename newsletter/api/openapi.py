@@ -104,13 +104,14 @@ def json_content(schema_spec: dict) -> dict:
     return {"application/json": {"schema": schema_spec}}
 
 
+KEY_PATTERN = "^[\\x21-\\x7e](?:[\\x20-\\x7e]*[\\x21-\\x7e])?$"  # printable ASCII, no outer spaces
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
     "description": "Any 1–200 printable ASCII characters, new per intended action. A retry with the same key "
     "and request gets the first answer again (with `Idempotent-Replayed: true`) and the action runs once.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x20-\\x7e]+$"},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": KEY_PATTERN},
 }
 PAGE_PARAMETERS = [
     {
@@ -121,8 +122,8 @@ PAGE_PARAMETERS = [
     {
         "name": "cursor",
         "in": "query",
-        "description": "next_cursor of the previous page",
-        "schema": {"type": "string"},
+        "description": "next_cursor of the previous page (opaque)",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
     },
 ]
 

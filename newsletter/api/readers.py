@@ -18,6 +18,7 @@ from newsletter.api.conventions import (
     enum_arg,
     etag_of,
     json_object,
+    one_rule,
     only_fields,
     page_args,
     paged,
@@ -25,7 +26,7 @@ from newsletter.api.conventions import (
 from newsletter.api.openapi import TOPIC, document, json_content, operation, ref, schema
 from newsletter.api.problems import Problem
 from newsletter.api.views import bp
-from newsletter.db import contains_any, session_scope
+from newsletter.db import MAX_INTEGER, contains_any, session_scope
 from newsletter.extensions import settings
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.readers import service
@@ -136,13 +137,11 @@ def trusted_create():
     )
 
 
-@bp.get("/subscribers/<int:subscriber_id>", endpoint="subscriber_read")
 @endpoint("subscribers:read")
 def subscriber_read(subscriber_id: int):
     return _one(subscriber_id)
 
 
-@bp.patch("/subscribers/<int:subscriber_id>", endpoint="subscriber_update")
 @endpoint("subscribers:write")
 def subscriber_update(subscriber_id: int):
     """Name and topics; ``status: "unsubscribed"`` unsubscribes; ``suppressed: true`` suppresses."""
@@ -181,13 +180,20 @@ def subscriber_update(subscriber_id: int):
     return _one(subscriber_id)
 
 
-@bp.delete("/subscribers/<int:subscriber_id>", endpoint="subscriber_erase")
 @endpoint("subscribers:write")
 def subscriber_erase(subscriber_id: int):
     """Erase the reader and every row about them; only a hash stays, suppressed."""
     with session_scope() as session:
         service.erase(session, _get(session, subscriber_id))
     return "", 204
+
+
+one_rule(
+    bp,
+    "/subscribers/<int:subscriber_id>",
+    "subscriber",
+    {"GET": subscriber_read, "PATCH": subscriber_update, "DELETE": subscriber_erase},
+)
 
 
 @bp.get("/subscribers/export", endpoint="subscribers_export")
@@ -205,7 +211,7 @@ def subscribers_export():
 # --- the OpenAPI document ---------------------------------------------------------------------
 
 SUBSCRIBER_ID = {"name": "subscriber_id", "in": "path", "required": True,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}  # fmt: skip
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}}  # fmt: skip
 _T = {"type": ["string", "null"], "format": "date-time"}
 schema(
     "Subscriber",
@@ -272,7 +278,7 @@ document(
             parameters=[SUBSCRIBER_ID],
             body=ref("SubscriberPatch"),
             responses={"200": _READER},
-            errors=(400, 404, 415),
+            errors=(400, 404, 415, 422),
             if_match="optional",
         ),
         "delete": operation(

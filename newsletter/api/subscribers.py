@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from flask import request
 
+from newsletter.api.auth import idempotency_key
 from newsletter.api.conventions import check_schema
 from newsletter.api.openapi import (
     IDEMPOTENCY_KEY,
@@ -87,12 +88,13 @@ def public_subscribe():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _error("the body must be a JSON object")
-    if body.get("website"):  # the same honeypot as the form, for embedded forms that copy it
-        return ACCEPTED, 202
     try:
         check_schema(body, ref("SubscribeRequest"))
+        idempotency_key()  # only checked here: without a token there is nothing to key it to
     except Problem as exc:
         return from_problem(exc)
+    if body.get("website"):  # the same honeypot as the form, for embedded forms that copy it
+        return ACCEPTED, 202
     try:
         service.subscribe(
             settings(),
