@@ -99,7 +99,7 @@ def test_schemathesis_finds_nothing(tmp_path):
                 "--max-time",
                 str(MAX_TIME),
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 os.environ.get("NEWSLETTER_FUZZ_SEED", "18"),
                 "--no-color",

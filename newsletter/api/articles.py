@@ -24,9 +24,12 @@ from newsletter.api.conventions import (
     only_fields,
     page_args,
     paged,
+    whole_numbers,
 )
 from newsletter.api.openapi import (
+    HTTP_URL,
     PAGE_PARAMETERS,
+    VISIBLE,
     document,
     json_content,
     operation,
@@ -47,8 +50,6 @@ from newsletter.models import Article, ArticleTag, Tag
 PATH = "/articles"
 
 
-VISIBLE = "[^\\s\\x00-\\x1f\\x7f]"  # at least one character that is neither space nor control
-HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@]+([/?#][^\\s]*)?$"
 ARTICLE_LIST = {
     "type": "array",
     "minItems": 1,
@@ -100,7 +101,7 @@ def articles_upsert():
             raise Problem(400, exc.detail, kind="invalid", **nothing, errors=errors) from None
     else:
         raise Problem(400, "the body must be an article object or a list of them", kind="invalid")
-    report = upsert_articles(items, "api", scope=client_scope())
+    report = upsert_articles(whole_numbers(items), "api", scope=client_scope())
     result = report.as_dict()
     if not report.errors:
         return result, 200

@@ -42,7 +42,18 @@ def json_object(schema: dict | None = None) -> dict:
         raise Problem(400, "the body must be a JSON object", kind="invalid")
     if schema is not None:
         check_schema(body, schema)
-    return body
+    return whole_numbers(body)
+
+
+def whole_numbers(value):
+    """JSON Schema counts 3.0 as an integer; so does the API (the services want ``int``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 def check_schema(value, schema: dict) -> None:

@@ -30,6 +30,7 @@ from newsletter.api.conventions import (
 from newsletter.api.openapi import (
     PAGE_PARAMETERS,
     TOPIC,
+    VISIBLE,
     document,
     json_content,
     operation,
@@ -395,7 +396,6 @@ def issue_outcomes_view(number: int):
 # --- the OpenAPI document ---------------------------------------------------------------------
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
-VISIBLE = "[^\\s\\x00-\\x1f\\x7f]"  # at least one character that is neither space nor control (clean_text)
 _TEXT = {"type": "string", "maxLength": 300}
 schema(
     "IssueArticle",

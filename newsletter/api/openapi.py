@@ -59,6 +59,15 @@ ERROR_TEXT = {
 
 
 TOPIC = {"$ref": "#/components/schemas/Topic"}
+# Character classes spelled out, so every regex engine (Python's here, the
+# fuzzer's, a client's ECMAScript) reads them alike: ``\\s`` differs between them.
+SPACE = "\\x09-\\x0d\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"  # str.isspace()
+CONTROL = "\\x00-\\x08\\x0e-\\x1f\\x7f"  # what content.sanitise removes (and \\x0b \\x0c, spaces anyway)
+NOT_SPACE = f"[^{SPACE}]"  # at least one character that str.strip() keeps
+VISIBLE = f"[^{SPACE}{CONTROL}]"  # at least one character that clean_text keeps
+HTTP_URL = (
+    f"^[Hh][Tt][Tt][Pp][Ss]?://[^{SPACE}{CONTROL}/?#@]+(?:[/?#][^{SPACE}{CONTROL}]*)?$"  # check_url's shape
+)
 
 
 def current_topics() -> list[str]:

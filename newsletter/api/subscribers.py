@@ -18,6 +18,7 @@ from newsletter.api.auth import idempotency_key
 from newsletter.api.conventions import check_schema
 from newsletter.api.openapi import (
     IDEMPOTENCY_KEY,
+    NOT_SPACE,
     PAGE_PARAMETERS,
     TOPIC,
     document,
@@ -151,7 +152,7 @@ schema(
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 2000,
-                "pattern": "\\S",
+                "pattern": NOT_SPACE,
                 "description": "what the reader agreed to, as they saw it",
             },
             "double_opt_in": {
