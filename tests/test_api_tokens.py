@@ -5,6 +5,7 @@ rate limit, and NEWSLETTER_API_TOKENS kept working with every scope."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from sqlalchemy import select
 from newsletter import clock
 from newsletter.access.tokens import TokenInvalid, create_token, hash_secret
 from newsletter.db import session_scope
-from newsletter.models import API_SCOPES, ApiToken, AuditEntry
+from newsletter.models import API_SCOPES, ApiToken, AuditEntry, IdempotencyRecord
+from newsletter.scheduling import jobs
 from tests.editor_fixtures import ADMIN
 
 PROBLEM = "application/problem+json"
@@ -160,3 +162,22 @@ def test_audit_page_lists_api_and_editor_changes_for_admins_only(admin, editor, 
     only_api = admin.get("/editor/audit?actor=token:").get_data(as_text=True)
     assert "crm" in only_api and f"editor:{ADMIN[0]}" not in only_api
     assert editor.get("/editor/audit").status_code == 403
+
+
+def test_retention_forgets_idempotency_keys_after_a_day_and_old_audit_entries(client, settings):
+    with session_scope() as session:
+        secret = create_token(session, name="crm", scopes=["subscribers:write"])[1]
+    body = {"email": "ann@example.org", "consent_source": "api", "consent_text": "yes"}
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "k-1"}
+    assert client.post("/api/v1/subscribers", json=body, headers=headers).status_code == 201
+    assert (
+        client.post("/api/v1/subscribers", json=body, headers=headers).headers["Idempotent-Replayed"]
+        == "true"
+    )
+    now = clock.now()
+    assert jobs.retention(settings, now + timedelta(hours=23))["idempotency_keys"] == 0
+    deleted = jobs.retention(settings, now + timedelta(days=1, minutes=1))
+    assert deleted["idempotency_keys"] == 1 and deleted["audit_entries"] == 0
+    with session_scope() as session:
+        assert session.scalars(select(IdempotencyRecord)).first() is None
+    assert jobs.retention(settings, now + timedelta(days=settings.retention_days + 1))["audit_entries"] == 1
