@@ -13,11 +13,13 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.conftest import TEST_DB_URL, create_pg_database, drop_pg_database
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -38,12 +40,23 @@ ARTICLES = [
 ]
 
 
-def test_schemathesis_finds_nothing(tmp_path):
+@pytest.fixture
+def fuzz_database_url(tmp_path):
+    """PostgreSQL when the suite runs on it (a database of its own), else a SQLite file."""
+    if TEST_DB_URL:
+        name = f"signal_fuzz_{uuid.uuid4().hex[:8]}"
+        yield create_pg_database(TEST_DB_URL, name)
+        drop_pg_database(TEST_DB_URL, name)
+    else:
+        yield f"sqlite:///{tmp_path / 'fuzz.db'}"
+
+
+def test_schemathesis_finds_nothing(tmp_path, fuzz_database_url):
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
         "NEWSLETTER_ENV": "development",
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'fuzz.db'}",
+        "NEWSLETTER_DATABASE_URL": fuzz_database_url,
         "NEWSLETTER_INSTANCE_PATH": str(tmp_path / "instance"),
         "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
         "NEWSLETTER_TRANSPORT": "outbox://",

@@ -140,3 +140,8 @@ def test_a_whole_week_through_the_api_with_scoped_tokens(server, smtp_server):
         actors = {e.actor.split(" ", 1)[1] for e in session.scalars(select(AuditEntry))}
     assert {"crm", "weekly-agent", "copy-editor"} <= actors
     assert len(smtp_server.messages) == len([m for m in smtp_server.messages if m.to in READERS])
+
+
+def test_the_api_page_shows_this_script():
+    page = (SCRIPT.parent.parent / "api.md").read_text()
+    assert SCRIPT.read_text() in page
