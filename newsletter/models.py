@@ -479,3 +479,25 @@ class AuditEntry(SQLModel, table=True):
     target: str = Field(default="", max_length=500)
     status: int = 0  # the HTTP status of the answer
     detail: str = Field(default="", max_length=1000)
+
+
+WEBHOOK_EVENTS = ("issue.sent", "issue.failed", "subscriber.confirmed", "subscriber.unsubscribed")
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An outgoing webhook: events POSTed, signed with ``secret`` (HMAC-SHA256;
+    kept as is, since signing needs it), to ``url``. Each delivery is a row of
+    the transactional queue (kind ``webhook``), so it is retried and recorded
+    like a mail (``delivery.webhooks``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=100)
+    events: str = Field(default="", max_length=300)  # comma-separated WEBHOOK_EVENTS
+    active: bool = True
+    created_by: str = Field(default="", max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def event_list(self) -> list[str]:
+        return [e for e in self.events.split(",") if e]

@@ -1,6 +1,6 @@
 """the JSON API for agents and integrations (issue 18)
 
-Scoped API tokens (hashed), Idempotency-Key records and the audit log.
+Scoped API tokens (hashed), Idempotency-Key records, the audit log and outgoing webhook endpoints.
 
 Revision ID: i18_api_tokens
 Revises: i12_security_hardening
@@ -69,7 +69,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_auditentry_at"), ["at"], unique=False)
 
 
+    op.create_table(
+        "webhookendpoint",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("url", S(length=2000), nullable=False),
+        sa.Column("secret", S(length=100), nullable=False),
+        sa.Column("events", S(length=300), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_by", S(length=320), nullable=False),
+        sa.Column("created_at", T(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("webhookendpoint")
     op.drop_table("auditentry")
     op.drop_table("idempotencyrecord")
     op.drop_table("apitoken")
