@@ -34,5 +34,6 @@ def before_call(context, case, **kwargs):
     with the first request's stored response (an id deleted since). A valid
     key is made unique; an invalid one (the negative phase) is left as drawn."""
     key = (case.headers or {}).get("Idempotency-Key")
-    if key is not None and not case.meta.is_negative_at(ParameterLocation.HEADER):
+    negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
+    if key is not None and not negative:
         case.headers["Idempotency-Key"] = f"{key[:150]}-{uuid.uuid4().hex}"
