@@ -37,6 +37,7 @@ from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_v
     views_mail,
     views_outbox,
     views_subscribers,
+    views_webhooks,
 )
 from newsletter.extensions import SETTINGS_KEY, csrf, limiter, login_manager
 from newsletter.feedback import views as feedback_views

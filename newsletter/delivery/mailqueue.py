@@ -466,8 +466,8 @@ def oldest_waiting(session):
     ).scalar()
 
 
-def listing(session, *, status: str = "", before: int | None = None, size: int = 50) -> list:
-    """Newest first; ``status`` one of MAIL_STATUSES or "" for all."""
+def listing(session, *, status: str = "", before: int | None = None, size: int = 50, kind: str = "") -> list:
+    """Newest first; ``status`` one of MAIL_STATUSES or "" for all; ``kind`` (such as ``webhook``) or all."""
     stmt = select(
         mails.c.id,
         mails.c.kind,
@@ -482,6 +482,8 @@ def listing(session, *, status: str = "", before: int | None = None, size: int =
     ).order_by(mails.c.id.desc())
     if status:
         stmt = stmt.where(mails.c.status == status)
+    if kind:
+        stmt = stmt.where(mails.c.kind == kind)
     if before:
         stmt = stmt.where(mails.c.id < before)
     return list(session.execute(stmt.limit(size)))

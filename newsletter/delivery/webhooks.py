@@ -142,3 +142,16 @@ def post(session_factory, rows) -> dict[int, SendResult]:
         else:
             results[row.id] = SendResult("transient", error=f"HTTP {answer.status_code}")
     return results
+
+
+def list_endpoints(session: Session) -> list[WebhookEndpoint]:
+    return list(session.exec(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def remove_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
+    """Remove an endpoint; its queued deliveries fail with the reason (nothing more is sent)."""
+    row = session.get(WebhookEndpoint, endpoint_id)
+    if row is None:
+        raise LookupError(f"there is no webhook {endpoint_id}")
+    session.delete(row)
+    return row

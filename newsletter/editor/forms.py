@@ -19,7 +19,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp
 
-from newsletter.models import API_SCOPES, EDITOR_ROLES
+from newsletter.models import API_SCOPES, EDITOR_ROLES, WEBHOOK_EVENTS
 from newsletter.readers.import_formats import LAYOUTS
 
 
@@ -109,4 +109,13 @@ class TokenForm(FlaskForm):
     name = StringField("Name (who or what uses it)", validators=[DataRequired(), Length(max=100)])
     scopes = SelectMultipleField(
         "Scopes", choices=_options([(s, s) for s in API_SCOPES]), validators=[DataRequired()]
+    )
+
+
+class WebhookForm(FlaskForm):
+    """A new outgoing webhook (``delivery.webhooks`` checks the URL and events)."""
+
+    url = StringField("Endpoint URL (https://…)", validators=[DataRequired(), Length(max=2000)])
+    events = SelectMultipleField(
+        "Events", choices=_options([(e, e) for e in WEBHOOK_EVENTS]), validators=[DataRequired()]
     )
