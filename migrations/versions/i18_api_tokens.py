@@ -68,7 +68,6 @@ def upgrade() -> None:
     with op.batch_alter_table("auditentry", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auditentry_at"), ["at"], unique=False)
 
-
     op.create_table(
         "webhookendpoint",
         sa.Column("id", sa.Integer(), nullable=False),
