@@ -181,8 +181,8 @@ def _error_page(app: Flask, code: int, title: str, message: str) -> None:
             allow = {"Allow": ", ".join(sorted(error.valid_methods))}
         if request.path.startswith("/api/"):
             if isinstance(error, HTTPException):
-                return problems.from_http_exception(error, detail or message)
-            return problems.problem_response(code, detail or message)
+                return problems.from_http_exception(error, detail or message, error=title.lower())
+            return problems.problem_response(code, detail or message, error=title.lower())
         if request.path.startswith("/webhooks/") or request.is_json:
             return {"error": title.lower(), "message": detail or message}, code, allow
         return render_template("error.html", code=code, title=title, message=detail or message), code, allow

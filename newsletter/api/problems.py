@@ -46,7 +46,7 @@ def problem_response(
         "detail": detail,
         "error": kind or _title(status).lower(),
         "message": detail,
-        **extra,
+        **extra,  # may replace ``error`` with the short code older clients know ("too large")
     }
     response = Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
     for name, value in (headers or {}).items():
@@ -58,7 +58,9 @@ def from_problem(exc: Problem) -> Response:
     return problem_response(exc.status, exc.detail, kind=exc.kind, headers=exc.headers, **exc.extra)
 
 
-def from_http_exception(exc: HTTPException, detail: str | None = None) -> Response:
+def from_http_exception(
+    exc: HTTPException, detail: str | None = None, *, error: str | None = None
+) -> Response:
     """A werkzeug error (404, 405, 413, 429 …) as a problem; a 405 names the allowed methods."""
     headers = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
@@ -67,4 +69,5 @@ def from_http_exception(exc: HTTPException, detail: str | None = None) -> Respon
         if name.lower() in ("retry-after", "www-authenticate"):
             headers[name] = value
     status = exc.code or 500
-    return problem_response(status, detail or exc.description or _title(status), headers=headers)
+    extra = {"error": error} if error else {}
+    return problem_response(status, detail or exc.description or _title(status), headers=headers, **extra)
