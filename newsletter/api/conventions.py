@@ -88,6 +88,7 @@ def one_rule(bp, rule: str, endpoint: str, views: dict):
     def dispatch(**kwargs):
         return views[request.method if request.method != "HEAD" else "GET"](**kwargs)
 
+    dispatch.scopes = {method: getattr(view, "required_scope", None) for method, view in views.items()}
     bp.add_url_rule(rule, endpoint=endpoint, view_func=dispatch, methods=list(views))
 
 

@@ -35,6 +35,7 @@ from newsletter.api.openapi import (
     json_content,
     operation,
     page_of,
+    problem,
     ref,
     schema,
 )
@@ -699,7 +700,7 @@ document(
                         }
                     ),
                 },
-                "502": {"description": "the transport refused"},
+                "502": problem(502, "the mail server or provider did not take the test"),
             },
             errors=(404, 415, 422),
             idempotent=True,
