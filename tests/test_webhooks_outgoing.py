@@ -157,3 +157,20 @@ def test_editor_page_adds_shows_the_secret_once_and_logs(admin, editor, app, set
     send_due(settings)
     log = admin.get("/editor/webhooks").get_data(as_text=True)
     assert "subscriber.unsubscribed" in log and "HTTP 500" in log
+
+
+def test_a_send_with_failed_deliveries_also_tells_issue_failed(make_app, smtp_server, receiver):
+    app = make_app(transport=smtp_server.dsn, send_concurrency=1)
+    settings = app.extensions["signal_settings"]
+    smtp_server.respond = lambda rcpt: "550 5.1.1 no such user" if rcpt.startswith("gone@") else None
+    endpoint(receiver.url, ["issue.failed", "issue.sent"])
+    number = seed_issue(settings)
+    add_subscriber("ann@example.org")
+    add_subscriber("gone@example.org")
+    approve_issue(number, "ed@example.org")
+    deliver(settings, number, here=True)
+    receiver.statuses.clear()
+    send_due(settings)
+    events = {json.loads(r["body"])["event"]: json.loads(r["body"])["data"] for r in receiver.received}
+    assert set(events) == {"issue.sent", "issue.failed"}
+    assert events["issue.failed"]["failed"] == 1 and events["issue.failed"]["sent"] == 1
