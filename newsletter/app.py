@@ -14,10 +14,15 @@ from pathlib import Path
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import BRAND, TAGLINE, db
 from newsletter.api import articles as api_articles  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import issues as api_issues  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import problems
+from newsletter.api import readers as api_readers  # noqa: F401 - adds its routes to api_views.bp
+from newsletter.api import stats as api_stats  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import subscribers as api_subscribers  # noqa: F401 - adds its routes to api_views.bp
 from newsletter.api import views as api_views
 from newsletter.cli import register_commands
@@ -26,12 +31,14 @@ from newsletter.delivery.transports import check_dsn
 from newsletter.editor import service as editor_service
 from newsletter.editor import views as editor_views
 from newsletter.editor import (  # noqa: F401 - each adds its routes to editor_views.bp
+    views_api,
     views_articles,
     views_embed,
     views_issues,
     views_mail,
     views_outbox,
     views_subscribers,
+    views_webhooks,
 )
 from newsletter.extensions import SETTINGS_KEY, csrf, limiter, login_manager
 from newsletter.feedback import views as feedback_views
@@ -143,9 +150,18 @@ def _register_pages(app: Flask) -> None:
             "This form was open too long, or came from another page or browser session. "
             f"Go back, reload the page and send it again. ({error.description})"
         )
-        if request.path.startswith("/api/") or request.is_json:
+        if request.path.startswith("/api/"):
+            return problems.problem_response(400, error.description, kind="csrf")
+        if request.is_json:
             return {"error": "bad request", "message": error.description}, 400
         return render_template("error.html", code=400, title="Form expired", message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def api_http_error(error):
+        """Any other HTTP error (401, 409, 415 …): a problem under /api/, else werkzeug's own page."""
+        if request.path.startswith("/api/"):
+            return problems.from_http_exception(error)
+        return error
 
     for code, title, message in (
         (400, "Bad request", "The request could not be understood."),
@@ -164,8 +180,15 @@ def _error_page(app: Flask, code: int, title: str, message: str) -> None:
         if code == 429 and request.endpoint == "readers.embed_post":  # inside another site's frame
             return embed.rate_limited()
         detail = getattr(error, "description", None) if code in (400, 403) else None
-        if request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.is_json:
-            return {"error": title.lower(), "message": detail or message}, code
-        return render_template("error.html", code=code, title=title, message=detail or message), code
+        allow = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            allow = {"Allow": ", ".join(sorted(error.valid_methods))}
+        if request.path.startswith("/api/"):
+            if isinstance(error, HTTPException):
+                return problems.from_http_exception(error, detail or message, error=title.lower())
+            return problems.problem_response(code, detail or message, error=title.lower())
+        if request.path.startswith("/webhooks/") or request.is_json:
+            return {"error": title.lower(), "message": detail or message}, code, allow
+        return render_template("error.html", code=code, title=title, message=detail or message), code, allow
 
     app.register_error_handler(code, handler)

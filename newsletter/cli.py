@@ -15,6 +15,7 @@ from flask.cli import AppGroup, with_appcontext
 from waitress import serve as waitress_serve
 
 from newsletter import db, scheduler
+from newsletter.access import commands as access_commands
 from newsletter.config import served_at
 from newsletter.content import commands as content_commands
 from newsletter.delivery import commands as delivery_commands
@@ -36,6 +37,7 @@ COMMAND_MODULES = (
     editor_commands,
     feedback_commands,
     doctor_commands,
+    access_commands,
     scheduler,
 )
 

@@ -106,6 +106,7 @@ class Settings:
     confirm_max_per_day: int = 3
     token_max_age_days: int = 7
     subscribe_rate_limit: str = "10/minute;50/hour"  # per client IP on the subscribe form and API
+    api_rate_limit: str = "600/minute"  # per API token, across every token-protected endpoint
     misfire_grace_hours: int = 6
     scheduler_tick_seconds: float = 15.0  # how often the scheduler looks at the clock
     scheduler_lock_seconds: int = 30  # the lock's lease: a dead holder is replaced within this
@@ -362,6 +363,12 @@ def validate(settings: Settings) -> Settings:
     except ValueError:
         raise ConfigError(
             f"NEWSLETTER_SUBSCRIBE_RATE_LIMIT {settings.subscribe_rate_limit!r} is not a rate limit like '10/minute;50/hour'"
+        ) from None
+    try:
+        parse_many(settings.api_rate_limit)
+    except ValueError:
+        raise ConfigError(
+            f"NEWSLETTER_API_RATE_LIMIT {settings.api_rate_limit!r} is not a rate limit like '600/minute'"
         ) from None
     if settings.send_concurrency < 1:
         raise ConfigError("NEWSLETTER_SEND_CONCURRENCY must be at least 1")

@@ -425,3 +425,92 @@ class SignupCount(SQLModel, table=True):
     day: date = Field(index=True)
     source: str = Field(max_length=300)
     count: int = 0
+
+
+# --- the JSON API: tokens, idempotency, audit -------------------------------
+
+API_SCOPES = (
+    "articles:write",
+    "issues:read",
+    "issues:write",
+    "issues:send",
+    "subscribers:read",
+    "subscribers:write",
+    "stats:read",
+)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API. Only the SHA-256 of the secret is kept
+    (the secret is shown once, when made); ``prefix`` is its first characters,
+    shown in lists so a person can tell tokens apart. ``scopes`` is a sorted,
+    comma-separated subset of API_SCOPES."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)
+    scopes: str = Field(default="", max_length=300)
+    created_by: str = Field(default="", max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [s for s in self.scopes.split(",") if s]
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """One ``Idempotency-Key`` of one token: the request it came with (a hash)
+    and, once answered, the response, replayed to every retry. Written before
+    the action runs (``status_code`` 0 = in progress), so two concurrent
+    retries cannot both act: the unique key lets exactly one insert win."""
+
+    __table_args__ = (UniqueConstraint("token_ref", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_ref: str = Field(max_length=80)
+    key: str = Field(max_length=200)
+    method: str = Field(max_length=10)
+    path: str = Field(max_length=500)
+    request_hash: str = Field(max_length=64)
+    status_code: int = 0
+    response_body: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    response_headers: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when: every change made through the API (actor
+    ``token:<id> <name>``) and through the editor (actor ``editor:<email>``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=400)
+    action: str = Field(max_length=100)
+    target: str = Field(default="", max_length=500)
+    status: int = 0  # the HTTP status of the answer
+    detail: str = Field(default="", max_length=1000)
+
+
+WEBHOOK_EVENTS = ("issue.sent", "issue.failed", "subscriber.confirmed", "subscriber.unsubscribed")
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An outgoing webhook: events POSTed, signed with ``secret`` (HMAC-SHA256;
+    kept as is, since signing needs it), to ``url``. Each delivery is a row of
+    the transactional queue (kind ``webhook``), so it is retried and recorded
+    like a mail (``delivery.webhooks``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=100)
+    events: str = Field(default="", max_length=300)  # comma-separated WEBHOOK_EVENTS
+    active: bool = True
+    created_by: str = Field(default="", max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def event_list(self) -> list[str]:
+        return [e for e in self.events.split(",") if e]

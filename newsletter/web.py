@@ -18,6 +18,7 @@ may navigate the top window (the demo's outbox opens a confirmation link).
 from __future__ import annotations
 
 import re
+import tempfile
 
 from flask import Response, abort, request
 from werkzeug.routing import IntegerConverter
@@ -65,3 +66,27 @@ def int_arg(name: str, default: int | None = None) -> int | None:
     if value is None:
         abort(400, description=f"{name} must be a whole number from 0 to {MAX_INTEGER}.")
     return value
+
+
+def spooled_download(write, *, mimetype: str, filename: str) -> Response:
+    """Stream what ``write(file)`` writes: into a spooled temp file (disk past
+    8 MB), then out in chunks, so a million rows never sit in memory. The
+    editor's and the API's subscriber exports both use it."""
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+", encoding="utf-8", newline="")
+    try:
+        write(spool)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+
+    def chunks():
+        try:
+            while chunk := spool.read(64 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    return Response(
+        chunks(), mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )

@@ -68,12 +68,17 @@ PAGES: dict[str, tuple[Page, ...] | Page] = {
     "editor.editors": Page("/editor/editors", "admin"),
     "editor.settings_page": Page("/editor/settings", "admin"),
     "editor.embed_box": Page("/editor/embed", "admin"),
+    "editor.api_tokens": Page("/editor/api-tokens", "admin"),
+    "editor.audit_log": Page("/editor/audit", "admin"),
+    "editor.webhooks_page": Page("/editor/webhooks", "admin"),
+    # the API's one page for people
+    "api.reference": Page("/api/v1/reference"),
 }
 
 EXCLUDED: dict[str, str] = {
     "static": "files (CSS, JS), not pages",
     "healthz": "JSON for load balancers",
-    "api.*": "the JSON API: no HTML",
+    "api.*": "the JSON API: no HTML (its reference page is listed above)",
     "feedback.click": "a redirect to the article (tested in test_feedback_clicks.py)",
     "readers.archive_feed": "an Atom feed, for feed readers",
     "readers.embed_box": "the box as an HTML fragment for embed.js; checked on a host page in test_browser_embed.py",

@@ -300,7 +300,9 @@ def test_the_editor_page_builds_the_snippets_and_shows_counts(editor, topics):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert 'src="/embed?preset=agents&amp;theme=dark' in html  # the live box, with these options
-    code = re.search(r'<pre aria-labelledby="snippet-script"><code>(.*?)</code>', html, re.S).group(1)
+    code = re.search(
+        r'<pre tabindex="0" aria-labelledby="snippet-script"><code>(.*?)</code>', html, re.S
+    ).group(1)
     snippet = unescape(code)
     assert snippet.startswith(
         '<div data-gts-box data-preset="agents" data-theme="dark" data-accent="#c2410c"'

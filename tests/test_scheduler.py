@@ -496,6 +496,8 @@ def test_retention_deletes_rows_older_than_retention_days(weekly):
         "webhook_replays": 1,
         "outbox": 1,
         "transactional_mail": 1,
+        "idempotency_keys": 0,
+        "audit_entries": 0,
         "job_runs": 2,
     }
     with session_scope() as session:

@@ -40,7 +40,7 @@ from sqlalchemy import and_, bindparam, func, select, update
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.db import get_engine, is_sqlite, session_scope
-from newsletter.delivery import transactional
+from newsletter.delivery import transactional, webhooks
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.outcomes import backoff_seconds
 from newsletter.delivery.queue import lease_seconds, worker_name
@@ -211,15 +211,19 @@ def _suppressed(rows: list[ClaimedMail]) -> dict[str, str]:
 
 
 def send_batch(settings: Settings, transport, rows: list[ClaimedMail], limiter=None) -> MailStats:
-    """Check, render, send and record one claimed batch. Raises
+    """Check, render, send and record one claimed batch (webhook rows are
+    POSTed by ``webhooks.post`` instead, and recorded alike). Raises
     ``TransportError`` (after giving the rows back) when the transport could
     not judge any of them."""
     stats = MailStats()
-    suppressed = _suppressed(rows)
-    results: dict[int, SendResult] = {}
+    # Webhook deliveries ride the same queue (claims, leases, retries, records); only the last leg differs.
+    hooks = [m for m in rows if m.kind == webhooks.KIND]
+    results: dict[int, SendResult] = webhooks.post(session_scope, hooks) if hooks else {}
+    mail_rows = [m for m in rows if m.kind != webhooks.KIND]
+    suppressed = _suppressed(mail_rows) if mail_rows else {}
     skipped: dict[int, str] = {}
     messages: list[tuple[ClaimedMail, OutgoingMessage]] = []
-    for mail in rows:
+    for mail in mail_rows:
         reason = suppressed.get(email_hash(mail.to_email))
         if reason is not None:
             skipped[mail.id] = f"address suppressed ({reason})"
@@ -235,7 +239,7 @@ def send_batch(settings: Settings, transport, rows: list[ClaimedMail], limiter=N
             answers = transport.send([m for _, m in messages])
         except TransportError as exc:
             release([mail for mail, _ in messages], exc, settings)
-            record(settings, getattr(transport, "name", "transport"), [], {}, skipped, stats)
+            record(settings, getattr(transport, "name", "transport"), hooks, results, skipped, stats)
             stats.released += len(messages)
             raise
         results.update({mail.id: answer for (mail, _), answer in zip(messages, answers, strict=True)})
@@ -462,8 +466,8 @@ def oldest_waiting(session):
     ).scalar()
 
 
-def listing(session, *, status: str = "", before: int | None = None, size: int = 50) -> list:
-    """Newest first; ``status`` one of MAIL_STATUSES or "" for all."""
+def listing(session, *, status: str = "", before: int | None = None, size: int = 50, kind: str = "") -> list:
+    """Newest first; ``status`` one of MAIL_STATUSES or "" for all; ``kind`` (such as ``webhook``) or all."""
     stmt = select(
         mails.c.id,
         mails.c.kind,
@@ -478,6 +482,8 @@ def listing(session, *, status: str = "", before: int | None = None, size: int =
     ).order_by(mails.c.id.desc())
     if status:
         stmt = stmt.where(mails.c.status == status)
+    if kind:
+        stmt = stmt.where(mails.c.kind == kind)
     if before:
         stmt = stmt.where(mails.c.id < before)
     return list(session.execute(stmt.limit(size)))

@@ -19,6 +19,7 @@ from sqlalchemy import exists, func, select, update
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
+from newsletter.delivery import webhooks
 from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.queue import OPEN_ROWS, reclaim_expired_leases
 from newsletter.issues import states
@@ -135,7 +136,7 @@ def finish_issue(issue_id: int) -> bool:
         counts = issue_counts(session, issue_id)
         if counts["pending"] or counts["sending"]:
             return False
-        return states.move(
+        finished = states.move(
             session,
             issue_id,
             states.FINISH,
@@ -145,6 +146,13 @@ def finish_issue(issue_id: int) -> bool:
             failed_count=counts["failed"],
             skipped_count=counts["skipped"],
         )
+        if finished:  # the one winner tells the integrations, in the same transaction
+            number = session.execute(select(Issue.number).where(Issue.id == issue_id)).scalar_one()
+            data = {"number": number, **{k: counts[k] for k in ("total", "sent", "failed", "skipped")}}
+            webhooks.emit(session, "issue.sent", data)
+            if counts["failed"]:
+                webhooks.emit(session, "issue.failed", data)
+        return finished
 
 
 def pause_issue_by_id(issue_id: int, reason: str = "") -> bool:

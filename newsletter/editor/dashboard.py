@@ -18,7 +18,8 @@ from newsletter import clock
 from newsletter.addresses import hide_addresses
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
-from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
+from newsletter.models import Event, Issue, Subscriber
+from newsletter.queries import subscriber_counts
 from newsletter.scheduling import slots
 
 OPEN_STATUSES = sorted(states.OPEN)
@@ -58,14 +59,6 @@ def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
     now = (now or clock.now()).astimezone(settings.tz)
     trigger = CronTrigger.from_crontab(settings.schedule, timezone=settings.tz)
     return trigger.get_next_fire_time(None, now)
-
-
-def subscriber_counts(session: Session) -> dict[str, int]:
-    rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
-    counts = {status: 0 for status in SUBSCRIBER_STATUSES}
-    counts.update({status: n for status, n in rows})
-    counts["total"] = sum(n for _, n in rows)
-    return counts
 
 
 def growth_series(session: Session, weeks: int = 12, now: datetime | None = None) -> list[tuple[str, int]]:

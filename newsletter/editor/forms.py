@@ -12,13 +12,14 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp
 
-from newsletter.models import EDITOR_ROLES
+from newsletter.models import API_SCOPES, EDITOR_ROLES, WEBHOOK_EVENTS
 from newsletter.readers.import_formats import LAYOUTS
 
 
@@ -100,3 +101,21 @@ class EditorForm(FlaskForm):
 
 class ArticleTagsForm(FlaskForm):
     tags = StringField("Tags (comma-separated slugs)", validators=[Length(max=1000)])
+
+
+class TokenForm(FlaskForm):
+    """A new API token: who uses it and what it may do (scopes are checked by ``access.tokens``)."""
+
+    name = StringField("Name (who or what uses it)", validators=[DataRequired(), Length(max=100)])
+    scopes = SelectMultipleField(
+        "Scopes", choices=_options([(s, s) for s in API_SCOPES]), validators=[DataRequired()]
+    )
+
+
+class WebhookForm(FlaskForm):
+    """A new outgoing webhook (``delivery.webhooks`` checks the URL and events)."""
+
+    url = StringField("Endpoint URL (https://…)", validators=[DataRequired(), Length(max=2000)])
+    events = SelectMultipleField(
+        "Events", choices=_options([(e, e) for e in WEBHOOK_EVENTS]), validators=[DataRequired()]
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
+from newsletter import queries
 from newsletter.content.service import ArticleInvalid, set_held
+from newsletter.content.tagging import ArticleError, parse_tags, set_article_tags
 from newsletter.db import session_scope
-from newsletter.editor import queries
-from newsletter.editor.articles import ArticleError, parse_tags, set_article_tags
 from newsletter.editor.forms import ActionForm, ArticleTagsForm
 from newsletter.editor.views import bp
 from newsletter.web import int_arg

@@ -6,23 +6,21 @@ The actions call the readers' services (``readers.service`` and
 
 from __future__ import annotations
 
-import tempfile
-
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.utils import secure_filename
 
-from newsletter import clock
+from newsletter import clock, queries
 from newsletter.db import session_scope
-from newsletter.editor import queries, uploads
+from newsletter.editor import uploads
 from newsletter.editor.auth import admin_required
-from newsletter.editor.dashboard import subscriber_counts
 from newsletter.editor.forms import ActionForm, ImportForm, ImportRunForm
 from newsletter.editor.views import bp
 from newsletter.extensions import settings
 from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
+from newsletter.queries import subscriber_counts
 from newsletter.readers.csv_io import ImportFormatError, export_csv, import_csv
 from newsletter.readers.service import erase, unsubscribe
-from newsletter.web import int_arg
+from newsletter.web import int_arg, spooled_download
 
 
 @bp.get("/subscribers")
@@ -190,21 +188,6 @@ def subscribers_export():
     """Stream the export: written to a spooled temp file (disk past 8 MB),
     then sent in chunks, so a million readers never sit in memory."""
 
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+", encoding="utf-8", newline="")
     with session_scope() as db:
-        export_csv(db, spool)
-    spool.seek(0)
-
-    def chunks():
-        try:
-            while chunk := spool.read(64 * 1024):
-                yield chunk
-        finally:
-            spool.close()
-
-    name = f"subscribers-{clock.now():%Y%m%d-%H%M}.csv"
-    return Response(
-        chunks(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+        name = f"subscribers-{clock.now():%Y%m%d-%H%M}.csv"
+        return spooled_download(lambda out: export_csv(db, out), mimetype="text/csv", filename=name)

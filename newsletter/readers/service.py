@@ -42,6 +42,7 @@ from newsletter import clock
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
 from newsletter.content import sections
 from newsletter.db import contains_any, session_scope
+from newsletter.delivery import webhooks
 from newsletter.delivery.fanout import wait_for_fan_outs
 from newsletter.delivery.transactional import enqueue
 from newsletter.models import (
@@ -432,6 +433,7 @@ def confirm(settings, subscriber_id: int, issued_at: int, request_id: int | None
         session.refresh(sub)
         out = ConfirmOutcome("confirmed", sub.id, sub.email, sub.name, sub.topics)
         queue_welcome(session, settings, out)
+        webhooks.emit(session, "subscriber.confirmed", _webhook_data(sub))
     return out
 
 
@@ -556,7 +558,19 @@ def unsubscribe(session: Session, subscriber: Subscriber, source: str) -> bool:
         return False
     session.add(Event(kind="unsubscribe", subscriber_id=subscriber.id, detail=source[:100]))
     session.refresh(subscriber)
+    webhooks.emit(session, "subscriber.unsubscribed", {**_webhook_data(subscriber), "source": source[:100]})
     return True
+
+
+def _webhook_data(sub: Subscriber) -> dict:
+    """What an integration hears about a reader (admins chose to send it there)."""
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "name": sub.name,
+        "topics": sub.topic_list,
+        "status": sub.status,
+    }
 
 
 def resubscribe(settings, subscriber_id: int) -> str:

@@ -55,7 +55,9 @@ from newsletter.feedback.mailbox import poll_bounce_mailbox
 from newsletter.issues import states
 from newsletter.issues.service import approve_issue, assemble_issue, issue_articles
 from newsletter.models import (
+    AuditEntry,
     Event,
+    IdempotencyRecord,
     Issue,
     JobRun,
     LoginThrottle,
@@ -77,6 +79,9 @@ MAX_MISSED = 52  # missed slots recorded one by one after downtime; older ones a
 SENDABLE = states.STARTABLE
 HANDLED = states.PUBLIC  # the send has started (or is over): nothing for the slot to do
 RETENTION_BATCH = 5000
+IDEMPOTENCY_KEEP = timedelta(
+    days=1
+)  # a retried POST within a day gets its first answer (then the key is free)
 HOUSEKEEPING_KEEP = timedelta(days=2)  # JobRun rows of the periodic jobs are only kept briefly
 THROTTLE_KEEP = timedelta(days=1)  # a client's failed logins are forgotten a day after its last attempt
 BEFORE_INSTALL = "before this installation's first scheduler run: nothing to send, nothing missed"
@@ -579,7 +584,7 @@ def _delete_before(model, column, cutoff: datetime, *extra) -> int:
 
 
 def retention(settings, now: datetime | None = None) -> dict[str, int]:
-    """Delete events, webhook replay tokens, outbox mail, transactional mail
+    """Delete events, webhook replay tokens, API Idempotency-Keys after a day, audit entries, outbox mail, transactional mail
     that is done with and job records older than NEWSLETTER_RETENTION_DAYS
     (periodic job records after two days), subscribe requests whose
     confirmation links have expired, and login throttles a day after their
@@ -606,6 +611,10 @@ def retention(settings, now: datetime | None = None) -> dict[str, int]:
             cutoff,
             TransactionalMail.__table__.c.status.in_(("sent", "failed", "skipped")),
         ),
+        "idempotency_keys": _delete_before(
+            IdempotencyRecord, IdempotencyRecord.__table__.c.created_at, now - IDEMPOTENCY_KEEP
+        ),
+        "audit_entries": _delete_before(AuditEntry, AuditEntry.__table__.c.at, cutoff),
         "job_runs": _delete_before(JobRun, jr.created_at, cutoff)
         + _delete_before(JobRun, jr.created_at, now - HOUSEKEEPING_KEEP, jr.job.not_in(WEEKLY_JOBS)),
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from newsletter.db import contains_any
 from newsletter.models import (
+    SUBSCRIBER_STATUSES,
     Article,
     ArticleTag,
     Delivery,
@@ -76,6 +77,15 @@ def tags_by_article(session: Session, article_ids: list[int]) -> dict[int, list[
 
 
 # --- subscribers ---------------------------------------------------------------
+
+
+def subscriber_counts(session: Session) -> dict[str, int]:
+    """Readers by status, plus ``total`` (the dashboard, the stats API)."""
+    rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+    counts = {status: 0 for status in SUBSCRIBER_STATUSES}
+    counts.update({status: n for status, n in rows})
+    counts["total"] = sum(n for _, n in rows)
+    return counts
 
 
 def search_subscribers(session: Session, *, q: str = "", status: str = "", before: int | None = None) -> Page:
