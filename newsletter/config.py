@@ -90,6 +90,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     check_deliverability: bool = False
+    local_time_delivery: bool = False  # the weekly slot's wall-clock time in each reader's zone
     # Beyond the contract: documented in docs/operating.md.
     env: str = "development"  # development | production | testing
     instance_path: str = str(DEFAULT_INSTANCE)

@@ -67,6 +67,7 @@ def subscribers_create():
             email=body.get("email"),
             name=body.get("name") or "",
             topics=body.get("topics") or (),
+            timezone=body.get("timezone"),
             source="api",
             consent_text=str(body.get("consent_text") or service.CONSENT_TEXT)[:2000],
             ip=request.remote_addr,
@@ -90,6 +91,15 @@ schema(
                 "description": "Section slugs; empty or all of them means every section.",
             },
             "consent_text": {"type": "string", "description": "The text the reader agreed to on your form."},
+            "timezone": {
+                "type": "string",
+                "maxLength": 64,
+                "description": (
+                    "The reader's IANA time zone (a browser's Intl.DateTimeFormat().resolvedOptions().timeZone), "
+                    "for local-time delivery. An unknown zone is not an error: the reader gets the issue at "
+                    "the newsletter's time (NEWSLETTER_TIMEZONE) and the fallback is counted."
+                ),
+            },
         },
     },
 )

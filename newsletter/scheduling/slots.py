@@ -126,3 +126,10 @@ def describe(settings, moment: datetime) -> str:
         if settings.timezone != "UTC"
         else f"{utc:%a %d %b %Y %H:%M} UTC"
     )
+
+
+def wall_time(settings, at: datetime | None = None) -> str:
+    """ "Monday 08:00": the next slot's wall-clock time, which local-time
+    delivery reaches in every reader's own zone."""
+    slot = next_slot(settings, at or datetime.now(UTC))
+    return f"{local(settings, slot):%A %H:%M}" if slot is not None else ""
