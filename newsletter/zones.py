@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -84,6 +84,12 @@ def local_moments(slot: datetime, home: str, zones: Iterable[str]) -> dict[str, 
     Unknown zones (and "") are sent in ``home``."""
     wall = wall_clock(slot, home)
     return {zone: wall_moment(wall, effective(zone, home)) for zone in zones}
+
+
+def offset(zone: str, at: datetime) -> timedelta:
+    """The zone's UTC offset at ``at`` (zero for a name we do not know)."""
+    name = canonical(zone)
+    return at.astimezone(ZoneInfo(name)).utcoffset() if name else timedelta(0)
 
 
 def describe(moment: datetime, zone: str) -> str:

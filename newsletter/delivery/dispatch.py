@@ -36,6 +36,22 @@ def batch_size(settings: Settings, transport) -> int:
     return max(1, size)
 
 
+def _idle_wait(settings: Settings, issue_id: int | None, due: float | None, idle_rounds: int) -> float:
+    """How long a sender with nothing to claim sleeps.
+
+    Rows on the wire in other threads (a send's last batches finish within
+    milliseconds): look again soon, then less and less often, at most once a
+    second. Nothing on the wire and the next row due later (local-time
+    delivery's next wave, a retry's backoff): sleep until it is due — one
+    wake-up per wave, not a poll — but at most
+    NEWSLETTER_SEND_WAVE_RECHECK_SECONDS (60), so a pause or cancel from
+    another process, or a lease to reclaim, is seen within that time."""
+    soon = 0.02 * 2 ** min(idle_rounds + 1, 6)
+    if due is None or due <= 1.0 or queue.in_flight(issue_id):
+        return max(0.01, min(1.0, soon, due if due is not None else 1.0))
+    return min(due, max(0.05, settings.send_wave_recheck_seconds))
+
+
 def dispatch(
     settings: Settings,
     *,
@@ -84,12 +100,8 @@ def dispatch(
                     if not wait:
                         stats.stopped_because = "waiting"
                         break
-                    # Nothing due: rows retry later or are on the wire in other
-                    # threads. Look again soon (a send's last batches finish within
-                    # milliseconds), then less and less often, at most once a second.
+                    stop.wait(_idle_wait(settings, issue_id, due, idle_rounds))
                     idle_rounds += 1
-                    soon = 0.02 * 2 ** min(idle_rounds, 6)
-                    stop.wait(max(0.01, min(1.0, soon, due if due is not None else 1.0)))
                     continue
                 idle_rounds = 0
                 try:

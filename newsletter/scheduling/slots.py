@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from newsletter.delivery import localtime
+
 # Windows searched backwards for the previous slot: short first so a
 # per-minute schedule stays cheap, long last so "29 Feb" schedules are found.
 _BACK_WINDOWS = (
@@ -125,6 +127,35 @@ def describe(settings, moment: datetime) -> str:
         f"{here:%a %d %b %Y %H:%M %Z} ({utc:%H:%M} UTC)"
         if settings.timezone != "UTC"
         else f"{utc:%a %d %b %Y %H:%M} UTC"
+    )
+
+
+def lead(settings, now: datetime) -> timedelta:
+    """Local-time delivery: how much earlier than the slot the first reader
+    gets it (negative when every reader is west of NEWSLETTER_TIMEZONE; zero
+    when the mode is off). The scheduler adds it to the clock, so the
+    review, the send and its grace period count from the first zone. It is
+    taken for the slot whose send window ``now`` can be in, so it is exact
+    for that slot across DST changes."""
+    if not settings.local_time_delivery:
+        return timedelta(0)
+    slot = next_slot(settings, now - localtime.SPREAD)
+    if slot is None:
+        return timedelta(0)
+    first, _ = localtime.window(settings, slot)
+    return slot - first
+
+
+def describe_send(settings, slot: datetime) -> str:
+    """When the slot's issue goes out, for the editors' notices: in local-time
+    mode from the first reader's moment (the approval deadline) to the last."""
+    if not settings.local_time_delivery:
+        return describe(settings, slot)
+    first, last = localtime.window(settings, slot)
+    return (
+        f"{local(settings, slot):%a %d %b %Y %H:%M} in each reader's own zone: "
+        f"the first readers at {describe(settings, first)} (approve before then), "
+        f"the last at {describe(settings, last)}"
     )
 
 
