@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from newsletter import clock, db
 from newsletter.app import create_app
@@ -26,6 +26,7 @@ from newsletter.db import session_scope
 from newsletter.delivery import send
 from newsletter.delivery.deliver import deliver, run_senders
 from newsletter.delivery.mailqueue import send_due
+from newsletter.delivery.runner import Runner
 from newsletter.delivery.send import finish_issue
 from newsletter.issues.service import approve_issue
 from newsletter.models import Delivery, Issue, Subscriber
@@ -258,3 +259,42 @@ def test_an_unknown_stored_zone_is_sent_at_the_newsletters_time(local, smtp_serv
             select(Delivery.timezone, Delivery.next_attempt_at).where(Delivery.email == "nozone0@example.org")
         ).one()
     assert tuple(row) == ("Europe/Berlin", MOMENTS["Europe/Berlin"])
+
+
+def test_serves_sender_sleeps_until_the_next_wave_instead_of_polling(local, smtp_server):
+    """``serve``'s sender thread (the real ``Runner``, two sender threads) on a
+    running clock six seconds before Kathmandu's 08:00: it sends
+    Kiritimati's overdue wave, then sleeps until Kathmandu's moment — a
+    handful of claims, not a poll every few milliseconds — and sends it on
+    the dot."""
+    settings = local(review_hours=0, auto_send=True)
+    tick_at(settings, FIRST - timedelta(days=1))
+    tick_at(settings, FIRST)
+    clock.reset()
+    offset = MOMENTS["Asia/Kathmandu"] - timedelta(seconds=6) - datetime.now(UTC)
+    clock.set_source(lambda: datetime.now(UTC) + offset)
+    claims = []
+
+    def count_claims(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE DELIVERY SET STATUS"):
+            claims.append(clock.now())
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", count_claims)
+    runner = Runner(settings).start()
+    try:
+        first = smtp_server.wait_for(PER_ZONE, timeout=10)
+        assert {zone_of(m.to) for m in first} == {"Pacific/Kiritimati"}
+        waited_from = len(claims)
+        arrived = smtp_server.wait_for(2 * PER_ZONE, timeout=15)[PER_ZONE:]
+        assert {zone_of(m.to) for m in arrived} == {"Asia/Kathmandu"}
+        for m in arrived:
+            assert timedelta(0) <= m.received_at - MOMENTS["Asia/Kathmandu"] < timedelta(seconds=1.5)
+        during_wait = [c for c in claims[waited_from:] if c < MOMENTS["Asia/Kathmandu"]]
+        # Polling (at most once a second, after a quick start) made ~70 claims in these six seconds.
+        assert len(during_wait) <= 8 * settings.send_concurrency, len(during_wait)
+        assert the_issue().status == "sending"  # Berlin, St John's and Pago Pago are still to come
+    finally:
+        runner.shutdown(timeout=10)
+        event.remove(engine, "before_cursor_execute", count_claims)
+        clock.set_source(None)

@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.delivery import outcomes, queue
 from newsletter.delivery.batch import DispatchStats, Renders, process_batch
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
-from newsletter.delivery.send import pause_issue_by_id
+from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
 from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import TransportError
 from newsletter.issues import states
@@ -97,10 +97,17 @@ def dispatch(
                         stats.stopped_because = "done"
                         break
                     due = queue.next_due_in(issue_id)
-                    if not wait:
-                        stats.stopped_because = "waiting"
+                    pause = _idle_wait(settings, issue_id, due, idle_rounds)
+                    if not wait or (
+                        max_seconds is not None and time.monotonic() - started + pause > max_seconds
+                    ):
+                        # a slice of worker mode does not sleep through a wave's wait: it
+                        # hands back (the worker re-enqueues itself for when it is due)
+                        stats.stopped_because, stats.wake_in = "waiting", due
                         break
-                    stop.wait(_idle_wait(settings, issue_id, due, idle_rounds))
+                    if pause > 1.0 and issue_id is None:
+                        resume_unfinished(settings)  # a send whose last wave is done is finished now
+                    queue.idle(stop, pause)
                     idle_rounds += 1
                     continue
                 idle_rounds = 0

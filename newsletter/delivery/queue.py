@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -215,6 +216,32 @@ def next_due_in(issue_id: int | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - clock.now()).total_seconds())
+
+
+_work = threading.Condition()
+_generation = 0
+
+
+def announce_work() -> None:
+    """Wake this process's idle senders: a send started or resumed here
+    (another process's is seen at the sender's next look at the database)."""
+    global _generation
+    with _work:
+        _generation += 1
+        _work.notify_all()
+
+
+def idle(stop: threading.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``; wake early on ``stop`` or ``announce_work``
+    (both noticed within a second; the database is not touched meanwhile)."""
+    deadline = time.monotonic() + seconds
+    seen = _generation
+    while not stop.is_set() and _generation == seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        with _work:
+            _work.wait(min(left, 1.0))
 
 
 def in_flight(issue_id: int | None) -> bool:

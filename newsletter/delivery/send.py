@@ -22,7 +22,7 @@ from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import localtime
 from newsletter.delivery.fanout import fan_out
-from newsletter.delivery.queue import OPEN_ROWS, reclaim_expired_leases
+from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
 from newsletter.issues import states
 from newsletter.issues.service import IssueNotFound, content_problems, require_issue
 from newsletter.models import Delivery, Issue
@@ -203,6 +203,7 @@ def start_send(settings: Settings, number: int, *, local_slot: datetime | None =
         session.execute(update(Issue.__table__).where(Issue.id == issue.id).values(recipients=recipients))
         session.refresh(issue)
     log.info("issue %s: sending to %s recipients", number, recipients)
+    announce_work()
     release_memory()
     return issue
 
@@ -263,7 +264,9 @@ def pause_issue(number: int) -> Issue:
 
 def resume_issue(number: int) -> Issue:
     """paused → sending; the senders (or `issue send N`) continue the queue."""
-    return _transition(number, states.RESUME)
+    issue = _transition(number, states.RESUME)
+    announce_work()
+    return issue
 
 
 def cancel_sending(number: int) -> Issue:
