@@ -122,3 +122,46 @@ def test_import_may_carry_a_timezone_column(settings, topics):
     import_csv(settings, io.BytesIO(again))
     assert reader("none@example.org").timezone == "Asia/Kathmandu"
     assert reader("ki@example.org").timezone == "Pacific/Kiritimati"
+
+
+@pytest.mark.browser
+def test_browser_zone_reaches_the_form_and_preferences_change_it(
+    chromium, live_server_factory, make_app, smtp_server, topics, screenshot
+):
+    """Chromium set to Kathmandu's zone: static/timezone.js fills the hidden
+    field (under the app's CSP, no inline script), the reader is stored in
+    Asia/Kathmandu, and their preferences page moves them to St John's."""
+    server = live_server_factory(make_app, transport=smtp_server.dsn, local_time_delivery=True)
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kathmandu")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(  # script errors and CSP refusals (a missing favicon is not one)
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
+        ),
+    )
+    try:
+        page.goto(server.url + "/")
+        # Chromium's ICU still says "Asia/Katmandu", the tz database's old name (a link it keeps)
+        zone = page.locator("input[name=timezone]").input_value()
+        assert zone in ("Asia/Kathmandu", "Asia/Katmandu")
+        page.get_by_label("Email address").fill("nepal@example.org")
+        page.get_by_role("button", name="Subscribe").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+        assert reader("nepal@example.org").timezone == zone
+
+        [confirmation] = smtp_server.wait_for(1)
+        page.goto(next(u for u in confirmation.links() if "/confirm/" in u))
+        page.get_by_role("button", name="Yes, subscribe me").click()
+        page.get_by_role("link", name="Choose your topics").click()
+        page.get_by_role("heading", name="Your preferences").wait_for()
+        assert page.get_by_label("Time zone").input_value() == zone
+        page.get_by_label("Time zone").select_option("America/St_Johns")
+        screenshot(page, "readers-preferences-timezone")
+        page.get_by_role("button", name="Save preferences").click()
+        page.get_by_text("Your preferences are saved").wait_for()
+        assert reader("nepal@example.org").timezone == "America/St_Johns"
+        assert errors == []
+    finally:
+        context.close()

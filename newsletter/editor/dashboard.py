@@ -16,6 +16,7 @@ from sqlmodel import Session, func, select
 
 from newsletter import clock
 from newsletter.addresses import hide_addresses
+from newsletter.delivery import localtime, send
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
@@ -29,6 +30,28 @@ class NextSlot:
     at: datetime  # aware, in the newsletter's time zone
     assemble_at: datetime
     issue: Issue | None
+    window: Window | None = None  # local-time delivery: when the first and the last reader get it
+
+
+@dataclass
+class Window:
+    """Local-time delivery: the slot's wall-clock time reaches the first
+    reader's zone at ``first`` (the approval deadline) and the last at ``last``."""
+
+    first: datetime
+    last: datetime
+
+
+@dataclass
+class Waves:
+    """An issue in flight and its waves still to come: (moment, zone, readers)."""
+
+    issue: Issue
+    waves: list[tuple[datetime, str, int]]
+
+    @property
+    def readers(self) -> int:
+        return sum(count for _, _, count in self.waves)
 
 
 @dataclass
@@ -39,6 +62,23 @@ class Dashboard:
     counts: dict[str, int] = field(default_factory=dict)
     growth: list[tuple[str, int]] = field(default_factory=list)
     feedback: list[FeedbackLine] = field(default_factory=list)
+    waves: list[Waves] = field(default_factory=list)
+
+
+def slot_window(settings, slot_at: datetime | None, session: Session | None = None) -> Window | None:
+    """When the first and the last reader get the issue of ``slot_at`` (None
+    unless local-time delivery is on)."""
+    if slot_at is None or not settings.local_time_delivery:
+        return None
+    return Window(*localtime.window(settings, slot_at, session))
+
+
+def waves_to_come(session: Session) -> list[Waves]:
+    """The waves still to come of every issue in flight (few issues; each
+    query reads only its pending future rows from ``ix_delivery_claim``)."""
+    in_flight = session.exec(select(Issue).where(Issue.status.in_(sorted(states.IN_FLIGHT)))).all()
+    found = [Waves(issue, send.waves_to_come(issue.id)) for issue in in_flight]
+    return [w for w in found if w.waves]
 
 
 def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
@@ -125,7 +165,11 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
     slot = None
     if slot_at is not None:
         issue = session.exec(select(Issue).where(Issue.slot_at == slot_at)).first()
-        slot = NextSlot(at=slot_at, assemble_at=slot_at - timedelta(hours=settings.review_hours), issue=issue)
+        window = slot_window(settings, slot_at, session)
+        first = window.first if window else slot_at
+        slot = NextSlot(
+            at=slot_at, assemble_at=first - timedelta(hours=settings.review_hours), issue=issue, window=window
+        )
     open_issue = session.exec(
         select(Issue).where(Issue.status.in_(OPEN_STATUSES)).order_by(Issue.number.desc())
     ).first()
@@ -142,4 +186,5 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
         counts=subscriber_counts(session),
         growth=growth_series(session),
         feedback=recent_feedback(session, show_addresses=show_addresses),
+        waves=waves_to_come(session),
     )

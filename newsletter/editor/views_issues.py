@@ -20,9 +20,10 @@ from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
 from newsletter.delivery.deliver import deliver, resume
 from newsletter.delivery.fanout import audience_count
-from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue
+from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue, waves_to_come
 from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
 from newsletter.editor import issue_edit
+from newsletter.editor.dashboard import slot_window
 from newsletter.editor.forms import ActionForm, ConfirmSendForm, IssueForm, ScheduleForm, TestSendForm
 from newsletter.editor.views import bp
 from newsletter.extensions import settings
@@ -131,6 +132,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         seen = review_digest(db, issue)  # the approval form says what the editor saw
         shown = issue_content(db, issue)  # an approved issue as it will be sent (its snapshot)
         changed = changed_since_approval(db, issue)
+        window = slot_window(settings(), issue.slot_at, db) if issue.status in states.EDITABLE else None
+    waves = waves_to_come(issue.id) if issue.status in states.IN_FLIGHT else []
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
@@ -161,6 +164,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             seen=seen,
             shown=shown,
             changed=changed,
+            window=window,
+            waves=waves,
         ),
         status,
     )
@@ -349,9 +354,16 @@ def issue_send(number: int):
             except REFUSALS as exc:  # AlreadySending, NotSendable: shown to the editor
                 flash(f"Not sent: {exc}", "error")
                 return _back(number)
-            flash(f"Issue {number:03d} is sending.", "success")
+            flash(f"Issue {number:03d} is sending: every reader gets it now, in every zone.", "success")
             return _back(number)
-    return render_template("editor/send_confirm.html", issue=issue, audience=audience, form=form)
+    return render_template(
+        "editor/send_confirm.html",
+        issue=issue,
+        audience=audience,
+        form=form,
+        local_time=settings().local_time_delivery,
+        window=slot_window(settings(), issue.slot_at),
+    )
 
 
 @bp.post("/issues/<int:number>/pause")

@@ -160,7 +160,7 @@ def describe_send(settings, slot: datetime) -> str:
 
 
 def wall_time(settings, at: datetime | None = None) -> str:
-    """ "Monday 08:00": the next slot's wall-clock time, which local-time
+    """ "Monday at 08:00": the next slot's wall-clock time, which local-time
     delivery reaches in every reader's own zone."""
     slot = next_slot(settings, at or datetime.now(UTC))
-    return f"{local(settings, slot):%A %H:%M}" if slot is not None else ""
+    return f"{local(settings, slot):%A} at {local(settings, slot):%H:%M}" if slot is not None else ""

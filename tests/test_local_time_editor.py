@@ -1,0 +1,108 @@
+"""The editor in local-time mode: the approval deadline is the first zone's
+moment, "send now" says it reaches everyone now, and the dashboard and the
+issue page show the waves still to come. Browser test: screenshots of both."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from newsletter import clock
+from newsletter.db import session_scope
+from newsletter.delivery.send import start_send
+from newsletter.issues.service import approve_issue, assemble_issue
+from newsletter.models import Subscriber
+from tests.editor_fixtures import ADMIN, Browser, add_subscriber, login, make_account, seed_articles
+
+SLOT = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)  # Sunday 08:00 CEST
+LOCAL = dict(local_time_delivery=True, schedule="0 8 * * sun", timezone="Europe/Berlin", review_hours=24)
+ZONES = ["Pacific/Kiritimati", "Asia/Kathmandu", "", "America/St_Johns", "Pacific/Pago_Pago"]
+
+
+@pytest.fixture
+def app(make_app):
+    clock.set(SLOT - timedelta(days=2))
+    return make_app(**LOCAL)
+
+
+def readers_in_zones() -> None:
+    for n, zone in enumerate(ZONES):
+        sid = add_subscriber(f"r{n}@example.org")
+        with session_scope() as session:
+            session.execute(update(Subscriber).where(Subscriber.id == sid).values(timezone=zone))
+
+
+def slot_issue(settings) -> int:
+    seed_articles(settings)
+    result = assemble_issue(settings, slot_at=SLOT)
+    assert result.issue is not None, result.message
+    return result.issue.number
+
+
+def test_deadline_send_now_and_waves_to_come(app, admin):
+    settings = app.extensions["signal_settings"]
+    readers_in_zones()
+    number = slot_issue(settings)
+
+    page = admin.get(f"/editor/issues/{number}").get_data(as_text=True)
+    assert "Approve before Sat 28 Mar 2026, 19:00 CET" in page  # Kiritimati's 08:00
+    assert "the last Sun 29 Mar 2026, 21:00 CEST" in page  # Pago Pago's 08:00
+    dashboard = admin.get("/editor/dashboard").get_data(as_text=True)
+    assert "the first readers Sat 28 Mar 2026, 19:00 CET (approve before)" in dashboard
+    assert "assembled from Fri 27 Mar 2026, 19:00 CET" in dashboard  # the review counts from the first zone
+
+    approve_issue(number, by=ADMIN[0])
+    confirm = admin.get(f"/editor/issues/{number}/send").get_data(as_text=True)
+    assert re.search(r"<dt>First reader</dt><dd>now</dd>\s*<dt>Last reader</dt><dd>now", confirm)
+    assert "reaches every reader at once, in every time zone" in confirm
+
+    clock.set(SLOT - timedelta(hours=12))  # Kiritimati's moment: the scheduler starts the waves
+    start_send(settings, number, local_slot=SLOT)
+    admin = Browser(app.test_client())  # 36 hours later: the session has ended, log in again
+    assert login(admin.client, *ADMIN).status_code == 302
+    dashboard = admin.get("/editor/dashboard").get_data(as_text=True)
+    waves = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>", dashboard)
+    assert waves == [
+        ("Sun 29 Mar 2026, 04:15 CEST", "Asia/Kathmandu", "1"),
+        ("Sun 29 Mar 2026, 08:00 CEST", "Europe/Berlin", "1"),
+        ("Sun 29 Mar 2026, 12:30 CEST", "America/St_Johns", "1"),
+        ("Sun 29 Mar 2026, 21:00 CEST", "Pacific/Pago_Pago", "1"),
+    ]  # Kiritimati's row is due: not a wave to come
+    assert "4 readers still to get it" in dashboard
+    page = admin.get(f"/editor/issues/{number}").get_data(as_text=True)
+    assert "Waves to come" in page and "Pacific/Pago_Pago · 1 reader" in page
+
+
+def log_in(page, server) -> None:
+    page.goto(f"{server.url}/editor/login")
+    page.fill("#email", ADMIN[0])
+    page.fill("#password", ADMIN[1])
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(re.compile(r".*/editor/dashboard$"))
+
+
+@pytest.mark.browser
+def test_screens(page, live_server_factory, make_app, screenshot):
+    clock.set(SLOT - timedelta(days=2))
+    server = live_server_factory(make_app, **LOCAL)
+    settings = server.app.extensions["signal_settings"]
+    make_account(*ADMIN, "admin")
+    readers_in_zones()
+    number = slot_issue(settings)
+    log_in(page, server)
+    assert "approve before" in page.locator(".local-window").inner_text()
+    page.goto(f"{server.url}/editor/issues/{number}")
+    assert "Approve before" in page.content()
+    screenshot(page, "editor-local-time-deadline")
+    approve_issue(number, by=ADMIN[0])
+    page.goto(f"{server.url}/editor/issues/{number}/send")
+    assert page.locator(".send-when").inner_text().count("now") == 2
+    screenshot(page, "editor-local-time-send-now")
+    clock.set(SLOT - timedelta(hours=12))
+    start_send(settings, number, local_slot=SLOT)
+    log_in(page, server)  # 36 hours later: a new session
+    assert page.locator(".waves-card tbody tr").count() == 4
+    screenshot(page, "editor-local-time-waves")
