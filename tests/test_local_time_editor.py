@@ -1,6 +1,8 @@
-"""The editor in local-time mode: the approval deadline is the first zone's
-moment, "send now" says it reaches everyone now, and the dashboard and the
-issue page show the waves still to come. Browser test: screenshots of both."""
+"""The pages in local-time mode. The editor: the approval deadline is the
+first zone's moment, "send now" says it reaches everyone now, and the
+dashboard and the issue page show the waves still to come. The reader: a
+browser in another zone subscribes in it and changes it on the preferences
+page. Browser tests take screenshots of each."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from newsletter.delivery.send import start_send
 from newsletter.issues.service import approve_issue, assemble_issue
 from newsletter.models import Subscriber
 from tests.editor_fixtures import ADMIN, Browser, add_subscriber, login, make_account, seed_articles
+from tests.readers_fixtures import reader
 
 SLOT = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)  # Sunday 08:00 CEST
 LOCAL = dict(local_time_delivery=True, schedule="0 8 * * sun", timezone="Europe/Berlin", review_hours=24)
@@ -106,3 +109,46 @@ def test_screens(page, live_server_factory, make_app, screenshot):
     log_in(page, server)  # 36 hours later: a new session
     assert page.locator(".waves-card tbody tr").count() == 4
     screenshot(page, "editor-local-time-waves")
+
+
+@pytest.mark.browser
+def test_browser_zone_reaches_the_form_and_preferences_change_it(
+    chromium, live_server_factory, make_app, smtp_server, topics, screenshot
+):
+    """Chromium set to Kathmandu's zone: static/timezone.js fills the hidden
+    field (under the app's CSP, no inline script), the reader is stored in
+    Asia/Kathmandu, and their preferences page moves them to St John's."""
+    server = live_server_factory(make_app, transport=smtp_server.dsn, local_time_delivery=True)
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Asia/Kathmandu")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(  # script errors and CSP refusals (a missing favicon is not one)
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None
+        ),
+    )
+    try:
+        page.goto(server.url + "/")
+        # Chromium's ICU still says "Asia/Katmandu", the tz database's old name (a link it keeps)
+        zone = page.locator("input[name=timezone]").input_value()
+        assert zone in ("Asia/Kathmandu", "Asia/Katmandu")
+        page.get_by_label("Email address").fill("nepal@example.org")
+        page.get_by_role("button", name="Subscribe").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+        assert reader("nepal@example.org").timezone == zone
+
+        [confirmation] = smtp_server.wait_for(1)
+        page.goto(next(u for u in confirmation.links() if "/confirm/" in u))
+        page.get_by_role("button", name="Yes, subscribe me").click()
+        page.get_by_role("link", name="Choose your topics").click()
+        page.get_by_role("heading", name="Your preferences").wait_for()
+        assert page.get_by_label("Time zone").input_value() == zone
+        page.get_by_label("Time zone").select_option("America/St_Johns")
+        screenshot(page, "readers-preferences-timezone")
+        page.get_by_role("button", name="Save preferences").click()
+        page.get_by_text("Your preferences are saved").wait_for()
+        assert reader("nepal@example.org").timezone == "America/St_Johns"
+        assert errors == []
+    finally:
+        context.close()
