@@ -60,7 +60,7 @@ BATCH = 500
 
 
 def load() -> str:
-    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def ms(values: list[float]) -> str:

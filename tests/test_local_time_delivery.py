@@ -298,3 +298,16 @@ def test_serves_sender_sleeps_until_the_next_wave_instead_of_polling(local, smtp
         runner.shutdown(timeout=10)
         event.remove(engine, "before_cursor_execute", count_claims)
         clock.set_source(None)
+
+
+def test_schedule_command_shows_the_first_and_last_reader(local):
+    settings = local()
+    clock.set(FIRST - timedelta(days=2))
+    result = create_app(settings).test_cli_runner().invoke(args=["schedule", "--count", "1"])
+    assert result.exit_code == 0, result.output
+    assert "review from Fri 2026-03-27 19:00 CET" in result.output  # 24 h before Kiritimati's 08:00
+    assert (
+        "local-time delivery: Sun 29 Mar 2026 08:00 in each reader's own zone: the first readers at "
+        "Sat 28 Mar 2026 19:00 CET (18:00 UTC) (approve before then), the last at Sun 29 Mar 2026 21:00 CEST "
+        "(19:00 UTC)"
+    ) in result.output

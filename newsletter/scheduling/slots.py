@@ -140,10 +140,13 @@ def lead(settings, now: datetime) -> timedelta:
     if not settings.local_time_delivery:
         return timedelta(0)
     slot = next_slot(settings, now - localtime.SPREAD)
-    if slot is None:
-        return timedelta(0)
-    first, _ = localtime.window(settings, slot)
-    return slot - first
+    return slot - first_moment(settings, slot) if slot is not None else timedelta(0)
+
+
+def first_moment(settings, slot: datetime) -> datetime:
+    """When the first reader gets the slot's issue: the slot itself, or in
+    local-time mode the first zone's moment (the approval deadline)."""
+    return localtime.window(settings, slot)[0] if settings.local_time_delivery else slot
 
 
 def describe_send(settings, slot: datetime) -> str:
