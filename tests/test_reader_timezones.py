@@ -122,3 +122,12 @@ def test_import_may_carry_a_timezone_column(settings, topics):
     import_csv(settings, io.BytesIO(again))
     assert reader("none@example.org").timezone == "Asia/Kathmandu"
     assert reader("ki@example.org").timezone == "Pacific/Kiritimati"
+
+
+def test_a_zone_asked_for_an_existing_address_waits_for_its_confirmation(client, topics):
+    subscribe(client, "twice@example.org", topics=["agents"])
+    subscribe(client, "twice@example.org", topics=["agents"], timezone="Pacific/Kiritimati")
+    assert reader("twice@example.org").timezone == ""  # a stranger cannot change it
+    first, second = outbox()
+    confirm(client, link(second, "confirm"))
+    assert reader("twice@example.org").timezone == "Pacific/Kiritimati"  # the address's owner agreed
