@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import exists, func, literal, select, text
+from sqlalchemy import column, exists, func, literal, select, text, values
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
@@ -75,30 +75,24 @@ def audience_count(session) -> int:
     return session.execute(select(func.count()).select_from(readers).where(audience())).scalar_one()
 
 
-def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
+def fan_out(session, issue_id: int, waves: list[Wave] | None = None, *, home: Wave | None = None) -> int:
     """A pending row per reader of ``audience()``; returns how many were added.
 
-    Without ``waves`` every row is due now (one statement). With them
-    (local-time delivery, ``localtime.waves``) it is one statement per
-    stored zone, each taking that zone's readers through
-    ``ix_subscriber_status_timezone`` and writing the zone's moment as the
-    rows' ``next_attempt_at`` ("not before") and the zone they are sent in:
-    a few hundred statements at most, never a Python loop over readers. A
-    reader who subscribes during the fan-out with a zone not yet listed is
-    like one who subscribes just after it: not in this issue."""
+    Without ``waves`` every row is due now. With them (local-time delivery,
+    ``localtime.waves``) each row's ``next_attempt_at`` ("not before") is its
+    reader's zone's moment and ``timezone`` the zone it is sent in: the same
+    one statement, its readers joined to a small VALUES table of the waves
+    (one row per stored zone, a hash join), never a Python loop over
+    readers. A reader whose zone is not in the table (one who subscribed
+    with a new zone while the fan-out began) gets ``home``, the
+    newsletter's own zone's wave."""
     now = clock.now()
     hold_for_fan_out(session)
     connection = session.connection()
     if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
-        if waves is None:
-            inserted = connection.execute(_statement(issue_id, now, now)).rowcount
-        else:
-            inserted = 0
-            for wave in waves:
-                added = connection.execute(_statement(issue_id, now, wave.due, wave)).rowcount
-                inserted = None if added is None or added < 0 or inserted is None else inserted + added
+        inserted = connection.execute(_statement(issue_id, now, waves, home)).rowcount
     finally:
         if is_sqlite():
             connection.exec_driver_sql("PRAGMA cache_size = -2000")
@@ -111,28 +105,46 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
     return inserted
 
 
-def _statement(issue_id: int, now, due, wave: Wave | None = None):
-    """INSERT … SELECT of the audience (of one stored zone, for a wave)."""
+def _statement(issue_id: int, now, waves: list[Wave] | None, home: Wave | None):
+    """The INSERT … SELECT of the audience (joined to the waves, if any)."""
+    due_type, zone_type = deliveries.c.next_attempt_at.type, deliveries.c.timezone.type
     columns = list(_COLUMNS)
-    values = [
-        literal(issue_id),
-        readers.c.id,
-        readers.c.email,
-        readers.c.topics,
-        literal("pending"),
-        literal(0),
-        literal(due, deliveries.c.next_attempt_at.type),
-        literal(""),
-        literal(now, deliveries.c.updated_at.type),
-    ]
-    where = audience()
-    if wave is not None:
+    due = literal(now, due_type)
+    source = readers
+    extra = []
+    if waves:
+        if home is None:
+            raise ValueError("fan_out with waves needs the home wave (localtime.home)")
+        table = (
+            values(
+                column("stored", zone_type), column("zone", zone_type), column("due", due_type), name="waves"
+            )
+            .data([(w.stored, w.zone, w.due) for w in waves])
+            .cte("waves")
+        )
+        source = readers.outerjoin(table, table.c.stored == readers.c.timezone)
+        due = func.coalesce(table.c.due, literal(home.due, due_type))
         columns.append("timezone")
-        values.append(literal(wave.zone, deliveries.c.timezone.type))
-        where = where & (readers.c.timezone == wave.stored)
+        extra.append(func.coalesce(table.c.zone, literal(home.zone, zone_type)))
+    rows = (
+        select(
+            literal(issue_id),
+            readers.c.id,
+            readers.c.email,
+            readers.c.topics,
+            literal("pending"),
+            literal(0),
+            due,
+            literal(""),
+            literal(now, deliveries.c.updated_at.type),
+            *extra,
+        )
+        .select_from(source)
+        .where(audience())
+    )
     insert = sqlite.insert if is_sqlite() else postgresql.insert
     return (
         insert(deliveries)
-        .from_select(columns, select(*values).where(where))
+        .from_select(columns, rows)
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
