@@ -38,8 +38,11 @@ class Subscriber(SQLModel, table=True):
     SQLite so an erased reader's id (and old links) never point at someone new."""
 
     __table_args__ = (
-        # local-time delivery: the zones of the readers an issue goes to, read from the index alone
-        Index("ix_subscriber_status_timezone", "status", "timezone"),
+        # Local-time delivery: the distinct zones of active readers, one probe each
+        # (``delivery.localtime``). Zone first, so the fan-out's "status = 'active'"
+        # keeps using ix_subscriber_status (readers in id order: the delivery
+        # rows' unique index is then written in order).
+        Index("ix_subscriber_timezone_status", "timezone", "status"),
         {"sqlite_autoincrement": True},
     )
 

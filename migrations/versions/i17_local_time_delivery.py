@@ -22,12 +22,12 @@ def upgrade() -> None:
                 sa.Column("timezone", sa.String(length=64), server_default="", nullable=False)
             )
     with op.batch_alter_table("subscriber", schema=None) as batch_op:
-        batch_op.create_index("ix_subscriber_status_timezone", ["status", "timezone"], unique=False)
+        batch_op.create_index("ix_subscriber_timezone_status", ["timezone", "status"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscriber", schema=None) as batch_op:
-        batch_op.drop_index("ix_subscriber_status_timezone")
+        batch_op.drop_index("ix_subscriber_timezone_status")
     for table in reversed(TABLES):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column("timezone")

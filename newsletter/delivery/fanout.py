@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import column, exists, func, literal, select, text, values
+from sqlalchemy import Column, MetaData, String, Table, exists, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
@@ -35,6 +35,18 @@ suppressions = Suppression.__table__
 
 # A fixed key for pg_advisory_xact_lock (the scheduler uses its own, derived from another name).
 FAN_OUT_LOCK_KEY = 0x5349474E414C_0F01  # "SIGNAL" fan-out/erase
+
+# Local-time delivery's waves during one fan-out: a temporary table (per
+# connection, gone with the transaction), so the join is a primary-key lookup.
+WAVES = Table(
+    "fanout_waves",
+    MetaData(),
+    Column("stored", String(64), primary_key=True),
+    Column("zone", String(64), nullable=False),
+    Column("due", Delivery.__table__.c.next_attempt_at.type, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
 
 _COLUMNS = [
     "issue_id",
@@ -81,18 +93,29 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None, *, home: Wa
     Without ``waves`` every row is due now. With them (local-time delivery,
     ``localtime.waves``) each row's ``next_attempt_at`` ("not before") is its
     reader's zone's moment and ``timezone`` the zone it is sent in: the same
-    one statement, its readers joined to a small VALUES table of the waves
-    (one row per stored zone, a hash join), never a Python loop over
-    readers. A reader whose zone is not in the table (one who subscribed
-    with a new zone while the fan-out began) gets ``home``, the
-    newsletter's own zone's wave."""
+    one statement, its readers joined to the waves (a temporary table with
+    one row per stored zone, looked up by its primary key), never a Python
+    loop over readers. A reader whose zone has no wave (one who subscribed
+    with a new zone as the fan-out began) gets ``home``, the newsletter's
+    own zone's wave."""
     now = clock.now()
     hold_for_fan_out(session)
     connection = session.connection()
     if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
-        inserted = connection.execute(_statement(issue_id, now, waves, home)).rowcount
+        if waves:
+            if home is None:
+                raise ValueError("fan_out with waves needs the home wave (localtime.home)")
+            WAVES.create(connection)  # (PostgreSQL drops it at commit or rollback)
+            connection.execute(
+                WAVES.insert(), [{"stored": w.stored, "zone": w.zone, "due": w.due} for w in waves]
+            )
+        try:
+            inserted = connection.execute(_statement(issue_id, now, home if waves else None)).rowcount
+        finally:
+            if waves and is_sqlite():
+                WAVES.drop(connection)
     finally:
         if is_sqlite():
             connection.exec_driver_sql("PRAGMA cache_size = -2000")
@@ -105,27 +128,17 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None, *, home: Wa
     return inserted
 
 
-def _statement(issue_id: int, now, waves: list[Wave] | None, home: Wave | None):
-    """The INSERT … SELECT of the audience (joined to the waves, if any)."""
-    due_type, zone_type = deliveries.c.next_attempt_at.type, deliveries.c.timezone.type
+def _statement(issue_id: int, now, home: Wave | None):
+    """The INSERT … SELECT of the audience (joined to ``WAVES`` with a ``home`` wave)."""
     columns = list(_COLUMNS)
-    due = literal(now, due_type)
+    due = literal(now, deliveries.c.next_attempt_at.type)
     source = readers
     extra = []
-    if waves:
-        if home is None:
-            raise ValueError("fan_out with waves needs the home wave (localtime.home)")
-        table = (
-            values(
-                column("stored", zone_type), column("zone", zone_type), column("due", due_type), name="waves"
-            )
-            .data([(w.stored, w.zone, w.due) for w in waves])
-            .cte("waves")
-        )
-        source = readers.outerjoin(table, table.c.stored == readers.c.timezone)
-        due = func.coalesce(table.c.due, literal(home.due, due_type))
+    if home is not None:
+        source = readers.outerjoin(WAVES, WAVES.c.stored == readers.c.timezone)
+        due = func.coalesce(WAVES.c.due, literal(home.due, deliveries.c.next_attempt_at.type))
         columns.append("timezone")
-        extra.append(func.coalesce(table.c.zone, literal(home.zone, zone_type)))
+        extra.append(func.coalesce(WAVES.c.zone, literal(home.zone, deliveries.c.timezone.type)))
     rows = (
         select(
             literal(issue_id),
