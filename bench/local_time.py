@@ -11,8 +11,8 @@ send twice: into an empty table, and after the waves' send, as the waves'
 own fan-out is):
 
 * today: ``fan_out`` without waves, every row due now; claims of 500;
-* local time: ``fan_out`` with one wave per zone (the same INSERT … SELECT,
-  joined to a VALUES table of the waves), the clock in the middle of the waves; claims of 500 until the due rows are
+* local time: ``fan_out`` with one wave per zone (one INSERT … SELECT each),
+  the clock in the middle of the waves; claims of 500 until the due rows are
   taken, then claims with nothing due (what an idle sender pays per look);
 * the design not taken: a separate ``not_before`` column as an extra
   condition (``next_attempt_at <= now AND not_before <= now``) that no index
@@ -113,7 +113,7 @@ def main() -> None:
             f"database             {backend}; {args.readers} readers in {len(ZONES)} zones ({created:.1f} s)"
         )
 
-        # Fan-out: today's statement, and the same joined to the waves.
+        # Fan-out: today's one statement, and one per zone.
         started = time.perf_counter()
         with session_scope() as session:
             rows_today = fanout.fan_out(session, today_id)
@@ -121,7 +121,7 @@ def main() -> None:
         started = time.perf_counter()
         with session_scope() as session:
             waves = localtime.waves(settings, SLOT, localtime.reader_zones(session))
-            rows_local = fanout.fan_out(session, local_id, waves, home=localtime.home(settings, SLOT))
+            rows_local = fanout.fan_out(session, local_id, waves)
         fan_local = time.perf_counter() - started
         started = time.perf_counter()
         with session_scope() as session:

@@ -23,7 +23,7 @@ from sqlalchemy import event, select, update
 from newsletter import clock, db
 from newsletter.app import create_app
 from newsletter.db import session_scope
-from newsletter.delivery import fanout, localtime, send
+from newsletter.delivery import send
 from newsletter.delivery.deliver import deliver, run_senders
 from newsletter.delivery.mailqueue import send_due
 from newsletter.delivery.runner import Runner
@@ -311,23 +311,3 @@ def test_schedule_command_shows_the_first_and_last_reader(local):
         "Sat 28 Mar 2026 19:00 CET (18:00 UTC) (approve before then), the last at Sun 29 Mar 2026 21:00 CEST "
         "(19:00 UTC)"
     ) in result.output
-
-
-def test_a_reader_whose_zone_joined_during_the_fan_out_gets_the_newsletters_moment(local):
-    """The waves are read, then a reader subscribes with a zone nobody had:
-    the fan-out's join finds no wave for them, and they get the newsletter's
-    own zone's moment rather than being left out."""
-
-    settings = local()
-    with session_scope() as session:
-        waves = localtime.waves(settings, SLOT, localtime.reader_zones(session))
-    [tokyo] = add_subscribers(settings, 1, prefix="tokyo")
-    with session_scope() as session:
-        session.execute(update(Subscriber).where(Subscriber.id == tokyo).values(timezone="Asia/Tokyo"))
-    with session_scope() as session:
-        added = fanout.fan_out(session, 99, waves, home=localtime.home(settings, SLOT))
-        row = session.execute(
-            select(Delivery.timezone, Delivery.next_attempt_at).where(Delivery.subscriber_id == tokyo)
-        ).one()
-    assert added == 6 * PER_ZONE + 1
-    assert tuple(row) == ("Europe/Berlin", MOMENTS["Europe/Berlin"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Column, MetaData, String, Table, exists, func, literal, select, text
+from sqlalchemy import exists, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
@@ -35,18 +35,6 @@ suppressions = Suppression.__table__
 
 # A fixed key for pg_advisory_xact_lock (the scheduler uses its own, derived from another name).
 FAN_OUT_LOCK_KEY = 0x5349474E414C_0F01  # "SIGNAL" fan-out/erase
-
-# Local-time delivery's waves during one fan-out: a temporary table (per
-# connection, gone with the transaction), so the join is a primary-key lookup.
-WAVES = Table(
-    "fanout_waves",
-    MetaData(),
-    Column("stored", String(64), primary_key=True),
-    Column("zone", String(64), nullable=False),
-    Column("due", Delivery.__table__.c.next_attempt_at.type, nullable=False),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
 
 _COLUMNS = [
     "issue_id",
@@ -87,35 +75,34 @@ def audience_count(session) -> int:
     return session.execute(select(func.count()).select_from(readers).where(audience())).scalar_one()
 
 
-def fan_out(session, issue_id: int, waves: list[Wave] | None = None, *, home: Wave | None = None) -> int:
+def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
     """A pending row per reader of ``audience()``; returns how many were added.
 
-    Without ``waves`` every row is due now. With them (local-time delivery,
-    ``localtime.waves``) each row's ``next_attempt_at`` ("not before") is its
-    reader's zone's moment and ``timezone`` the zone it is sent in: the same
-    one statement, its readers joined to the waves (a temporary table with
-    one row per stored zone, looked up by its primary key), never a Python
-    loop over readers. A reader whose zone has no wave (one who subscribed
-    with a new zone as the fan-out began) gets ``home``, the newsletter's
-    own zone's wave."""
+    Without ``waves`` every row is due now (one statement). With them
+    (local-time delivery, ``localtime.waves``) it is one statement per
+    stored zone, in the waves' order, each taking that zone's readers
+    through ``ix_subscriber_timezone_status`` and writing the zone's moment
+    as the rows' ``next_attempt_at`` ("not before") and the zone they are
+    sent in: a few hundred statements at most, never a Python loop over
+    readers. A wave's rows are then stored together, so its claims read
+    and write a few pages rather than one in every zone's worth (one
+    statement joined to the waves interleaves the zones: its claims cost
+    several times as much; docs/performance.md). A reader who subscribes
+    during the fan-out with a zone no other reader has is like one who
+    subscribes just after it: not in this issue."""
     now = clock.now()
     hold_for_fan_out(session)
     connection = session.connection()
     if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
-        if waves:
-            if home is None:
-                raise ValueError("fan_out with waves needs the home wave (localtime.home)")
-            WAVES.create(connection)  # (PostgreSQL drops it at commit or rollback)
-            connection.execute(
-                WAVES.insert(), [{"stored": w.stored, "zone": w.zone, "due": w.due} for w in waves]
-            )
-        try:
-            inserted = connection.execute(_statement(issue_id, now, home if waves else None)).rowcount
-        finally:
-            if waves and is_sqlite():
-                WAVES.drop(connection)
+        if waves is None:
+            inserted = connection.execute(_statement(issue_id, now, now)).rowcount
+        else:
+            inserted = 0
+            for wave in waves:
+                added = connection.execute(_statement(issue_id, now, wave.due, wave)).rowcount
+                inserted = None if added is None or added < 0 or inserted is None else inserted + added
     finally:
         if is_sqlite():
             connection.exec_driver_sql("PRAGMA cache_size = -2000")
@@ -128,36 +115,28 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None, *, home: Wa
     return inserted
 
 
-def _statement(issue_id: int, now, home: Wave | None):
-    """The INSERT … SELECT of the audience (joined to ``WAVES`` with a ``home`` wave)."""
+def _statement(issue_id: int, now, due, wave: Wave | None = None):
+    """INSERT … SELECT of the audience (of one stored zone, for a wave)."""
     columns = list(_COLUMNS)
-    due = literal(now, deliveries.c.next_attempt_at.type)
-    source = readers
-    extra = []
-    if home is not None:
-        source = readers.outerjoin(WAVES, WAVES.c.stored == readers.c.timezone)
-        due = func.coalesce(WAVES.c.due, literal(home.due, deliveries.c.next_attempt_at.type))
+    values = [
+        literal(issue_id),
+        readers.c.id,
+        readers.c.email,
+        readers.c.topics,
+        literal("pending"),
+        literal(0),
+        literal(due, deliveries.c.next_attempt_at.type),
+        literal(""),
+        literal(now, deliveries.c.updated_at.type),
+    ]
+    where = audience()
+    if wave is not None:
         columns.append("timezone")
-        extra.append(func.coalesce(WAVES.c.zone, literal(home.zone, deliveries.c.timezone.type)))
-    rows = (
-        select(
-            literal(issue_id),
-            readers.c.id,
-            readers.c.email,
-            readers.c.topics,
-            literal("pending"),
-            literal(0),
-            due,
-            literal(""),
-            literal(now, deliveries.c.updated_at.type),
-            *extra,
-        )
-        .select_from(source)
-        .where(audience())
-    )
+        values.append(literal(wave.zone, deliveries.c.timezone.type))
+        where = where & (readers.c.timezone == wave.stored)
     insert = sqlite.insert if is_sqlite() else postgresql.insert
     return (
         insert(deliveries)
-        .from_select(columns, rows)
+        .from_select(columns, select(*values).where(where))
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )

@@ -74,11 +74,6 @@ def waves(settings, slot: datetime, stored_zones) -> list[Wave]:
     return sorted(found, key=lambda w: (w.due, w.stored))
 
 
-def home(settings, slot: datetime) -> Wave:
-    """The newsletter's own zone's wave: readers without a (known) zone."""
-    return waves(settings, slot, [""])[0]
-
-
 def window(settings, slot: datetime, session=None) -> tuple[datetime, datetime]:
     """(first, last): when the first and the last reader get the slot's
     issue. Without readers, the slot itself."""

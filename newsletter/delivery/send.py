@@ -198,7 +198,7 @@ def start_send(settings: Settings, number: int, *, local_slot: datetime | None =
                     settings.timezone,
                     unknown,
                 )
-        fan_out(session, issue.id, waves, home=localtime.home(settings, local_slot) if waves else None)
+        fan_out(session, issue.id, waves)
         recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue.id)).scalar()
         session.execute(update(Issue.__table__).where(Issue.id == issue.id).values(recipients=recipients))
         session.refresh(issue)
