@@ -20,6 +20,7 @@ from newsletter.delivery import localtime, send
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import SUBSCRIBER_STATUSES, Event, Issue, Subscriber
+from newsletter.readers.service import zone_fallbacks
 
 OPEN_STATUSES = sorted(states.OPEN)
 FEEDBACK_KINDS = ("bounce_hard", "bounce_soft", "bounce", "complaint")
@@ -63,6 +64,16 @@ class Dashboard:
     growth: list[tuple[str, int]] = field(default_factory=list)
     feedback: list[FeedbackLine] = field(default_factory=list)
     waves: list[Waves] = field(default_factory=list)
+    zones: ZoneSummary | None = None  # local-time delivery only
+
+
+@dataclass
+class ZoneSummary:
+    """Readers' zones (local-time delivery): how many active readers have
+    none (they get the newsletter's time), and how many gave an unknown one."""
+
+    without: int
+    unknown_given: int
 
 
 def slot_window(settings, slot_at: datetime | None, session: Session | None = None) -> Window | None:
@@ -187,4 +198,12 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
         growth=growth_series(session),
         feedback=recent_feedback(session, show_addresses=show_addresses),
         waves=waves_to_come(session),
+        zones=zone_summary(session) if settings.local_time_delivery else None,
     )
+
+
+def zone_summary(session: Session) -> ZoneSummary:
+    without = session.exec(
+        select(func.count()).where(Subscriber.timezone == "", Subscriber.status == "active")
+    ).one()
+    return ZoneSummary(without=without, unknown_given=zone_fallbacks(session))

@@ -510,6 +510,12 @@ def _topic_names(session: Session, settings, topics: str) -> list[str]:
     return [names.get(slug, slug) for slug in chosen]
 
 
+def zone_fallbacks(session: Session) -> int:
+    """How many readers gave a time zone we did not know (``count_zone_fallbacks``)."""
+    details = session.exec(select(Event.detail).where(Event.kind == "timezone_fallback")).all()
+    return sum(int(d.rsplit(": ", 1)[-1]) if d.rsplit(": ", 1)[-1].isdigit() else 1 for d in details)
+
+
 def count_zone_fallbacks(
     session: Session, count: int, *, subscriber_id: int | None = None, detail=""
 ) -> None:
