@@ -57,7 +57,8 @@ def test_deadline_send_now_and_waves_to_come(app, admin):
     assert "the first readers Sat 28 Mar 2026, 19:00 CET (approve before)" in dashboard
     assert "assembled from Fri 27 Mar 2026, 19:00 CET" in dashboard  # the review counts from the first zone
     assert (
-        "Time zones: 1 active reader without one gets it at Europe/Berlin's time; 0 unknown zones" in dashboard
+        "Time zones: 1 active reader without one gets it at Europe/Berlin's time; 0 unknown zones"
+        in dashboard
     )
 
     approve_issue(number, by=ADMIN[0])
