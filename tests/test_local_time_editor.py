@@ -10,13 +10,13 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from newsletter import clock
 from newsletter.db import session_scope
 from newsletter.delivery.send import start_send
 from newsletter.issues.service import approve_issue, assemble_issue
-from newsletter.models import Subscriber
+from newsletter.models import Delivery, Subscriber
 from tests.editor_fixtures import ADMIN, Browser, add_subscriber, login, make_account, seed_articles
 from tests.readers_fixtures import reader
 
@@ -156,3 +156,16 @@ def test_browser_zone_reaches_the_form_and_preferences_change_it(
         assert errors == []
     finally:
         context.close()
+
+
+def test_editors_send_now_is_everyone_now(app, admin):
+    settings = app.extensions["signal_settings"]
+    readers_in_zones()
+    number = slot_issue(settings)
+    approve_issue(number, by=ADMIN[0])
+    admin.get(f"/editor/issues/{number}/send")
+    sent = admin.post(f"/editor/issues/{number}/send", data={"confirm_number": number}, follow_redirects=True)
+    assert "is sending: every reader gets it now, in every time zone" in sent.get_data(as_text=True)
+    with session_scope() as session:
+        rows = session.execute(select(Delivery.next_attempt_at, Delivery.timezone)).all()
+    assert len(rows) == len(ZONES) and {tuple(r) for r in rows} == {(clock.now(), "")}

@@ -354,7 +354,10 @@ def issue_send(number: int):
             except REFUSALS as exc:  # AlreadySending, NotSendable: shown to the editor
                 flash(f"Not sent: {exc}", "error")
                 return _back(number)
-            flash(f"Issue {number:03d} is sending: every reader gets it now, in every zone.", "success")
+            everyone = (
+                ": every reader gets it now, in every time zone" if settings().local_time_delivery else ""
+            )
+            flash(f"Issue {number:03d} is sending{everyone}.", "success")
             return _back(number)
     return render_template(
         "editor/send_confirm.html",
