@@ -90,6 +90,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     check_deliverability: bool = False
+    local_time_delivery: bool = False  # the weekly slot's wall-clock time in each reader's zone
     # Beyond the contract: documented in docs/operating.md.
     env: str = "development"  # development | production | testing
     instance_path: str = str(DEFAULT_INSTANCE)
@@ -116,6 +117,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = ""  # redis://… or amqp://… for `newsletter worker`
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
+    send_wave_recheck_seconds: float = 60.0  # an idle sender waiting for the next wave looks again after this
     send_lease_seconds: int = 120  # a dead sender's claimed rows return to the queue after this (delivery)
     send_processes: int = (
         1  # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes (delivery)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from newsletter import clock
@@ -37,7 +37,14 @@ class Subscriber(SQLModel, table=True):
     copy it into delivery rows with one INSERT … SELECT. AUTOINCREMENT on
     SQLite so an erased reader's id (and old links) never point at someone new."""
 
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # Local-time delivery: the distinct zones of active readers, one probe each
+        # (``delivery.localtime``). Zone first, so the fan-out's "status = 'active'"
+        # keeps using ix_subscriber_status (readers in id order: the delivery
+        # rows' unique index is then written in order).
+        Index("ix_subscriber_timezone_status", "timezone", "status"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
@@ -47,6 +54,8 @@ class Subscriber(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     status: str = Field(default="pending", max_length=20, index=True)
     topics: str = Field(default="", max_length=1000)
+    # IANA name (``zones.canonical``); "" = the newsletter's NEWSLETTER_TIMEZONE
+    timezone: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     confirmed_at: datetime | None = None
@@ -75,6 +84,7 @@ class SubscribeRequest(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
     name: str = Field(default="", max_length=200)
     topics: str = Field(default="", max_length=1000)
+    timezone: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
     consent_source: str = Field(default="form", max_length=20)
     consent_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     consent_ip: str | None = Field(default=None, max_length=64)
@@ -239,6 +249,11 @@ class Delivery(SQLModel, table=True):
       ON CONFLICT (issue_id, subscriber_id) still finds it (same columns).
     - The provider message id index is partial: fan-out rows have none yet,
       so it only grows as messages are accepted.
+    - Local-time delivery: ``next_attempt_at`` starts as the row's "not
+      before" moment (the slot's wall-clock time in ``timezone``, the zone it
+      was scheduled in), so ``ix_delivery_claim`` already orders the rows by
+      when they are due (``delivery.queue``). A row is only ever retried
+      later than it was first due, so the moment is never brought forward.
     """
 
     __table_args__ = (
@@ -267,6 +282,8 @@ class Delivery(SQLModel, table=True):
     last_error: str = Field(default="", max_length=1000)
     sent_at: datetime | None = None
     updated_at: datetime | None = None
+    # the zone the row was scheduled in (local-time delivery), "" when sent to everyone at once
+    timezone: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
 
 
 class TransactionalMail(SQLModel, table=True):

@@ -232,11 +232,13 @@ def schedule_command(count: int):
         echo("  none: the cron expression never fires again")
     for slot in upcoming:
         local = slots.local(settings, slot)
-        review = slots.review_at(settings, slot)
+        review = slots.review_at(settings, slots.first_moment(settings, slot))
         echo(
             f"  {local:%a %Y-%m-%d %H:%M %Z}  = {slot:%Y-%m-%d %H:%M} UTC   review from "
             f"{slots.local(settings, review):%a %Y-%m-%d %H:%M %Z} = {review:%Y-%m-%d %H:%M} UTC"
         )
+        if settings.local_time_delivery:
+            echo(f"      local-time delivery: {slots.describe_send(settings, slot)}")
     timed = jobs.scheduled_issues()
     if timed:
         echo("")

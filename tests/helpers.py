@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 from email.policy import default as default_policy
 from email.utils import format_datetime
@@ -113,6 +114,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    received_at: datetime | None = None  # newsletter.clock.now() when the server accepted it
 
     @property
     def message(self) -> Message:
@@ -178,7 +180,7 @@ class SmtpSink:
             async def handle_DATA(self, server, session, envelope):
                 with sink._lock:
                     sink.messages.append(
-                        Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                        Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, clock.now())
                     )
                 return "250 Message accepted for delivery"
 

@@ -48,6 +48,7 @@ def reader_json(session, sub: Subscriber) -> dict:
         "name": sub.name,
         "status": sub.status,
         "topics": sub.topic_list,
+        "timezone": sub.timezone,
         "suppressed": suppression_reason(session, sub.email) is not None,
         "created_at": _iso(sub.created_at),
         "updated_at": _iso(sub.updated_at),
@@ -95,7 +96,9 @@ def trusted_create():
     """A reader whose consent the caller collected: active at once (or pending
     with ``double_opt_in``), with the consent source and text on record."""
     body = json_object(ref("TrustedSubscribeRequest"))
-    only_fields(body, {"email", "name", "topics", "consent_source", "consent_text", "double_opt_in"})
+    only_fields(
+        body, {"email", "name", "topics", "timezone", "consent_source", "consent_text", "double_opt_in"}
+    )
     if not isinstance(body.get("email"), str):
         raise Problem(400, "email is required", kind="invalid", field="email")
     source = body.get("consent_source")
@@ -117,7 +120,7 @@ def trusted_create():
     try:
         outcome = service.subscribe(
             settings(), email=body["email"], name=name, topics=topics, source=source,
-            consent_text=text.strip(), double_opt_in=double,
+            consent_text=text.strip(), double_opt_in=double, timezone=body.get("timezone"),
         )  # fmt: skip
     except service.InvalidInput as exc:
         raise Problem(422, str(exc), kind="refused", field=exc.field) from None
@@ -146,7 +149,7 @@ def subscriber_read(subscriber_id: int):
 def subscriber_update(subscriber_id: int):
     """Name and topics; ``status: "unsubscribed"`` unsubscribes; ``suppressed: true`` suppresses."""
     body = json_object(ref("SubscriberPatch"))
-    only_fields(body, {"name", "topics", "status", "suppressed"})
+    only_fields(body, {"name", "topics", "timezone", "status", "suppressed"})
     if "name" in body and not isinstance(body["name"], str):
         raise Problem(400, "name must be a string", kind="invalid", field="name")
     if "topics" in body and (
@@ -161,11 +164,12 @@ def subscriber_update(subscriber_id: int):
                       kind="invalid", field="suppressed")  # fmt: skip
     current, _, _ = _one(subscriber_id)
     check_if_match(etag_of(current), required=False)
-    if "name" in body or "topics" in body:
+    if "name" in body or "topics" in body or "timezone" in body:
         try:
             service.update_preferences(
                 settings(), subscriber_id,
                 name=body.get("name", current["name"]), topics=body.get("topics", current["topics"]),
+                timezone=body.get("timezone"),
             )  # fmt: skip
         except service.InvalidInput as exc:
             raise Problem(422, str(exc), kind="refused", field=exc.field) from None
@@ -224,6 +228,7 @@ schema(
             "name": {"type": "string"},
             "status": {"type": "string", "enum": list(SUBSCRIBER_STATUSES)},
             "topics": {"type": "array", "items": {"type": "string"}, "description": "empty: every section"},
+            "timezone": {"type": "string", "description": "IANA zone; empty: the newsletter's own"},
             "suppressed": {"type": "boolean"},
             "created_at": _T,
             "updated_at": _T,
@@ -246,6 +251,11 @@ schema(
         "properties": {
             "name": {"type": "string", "maxLength": 200, "pattern": "^[^\\x00-\\x1f\\x7f\\u2028\\u2029]*$"},
             "topics": {"type": "array", "items": TOPIC, "description": "empty: every section"},
+            "timezone": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "IANA zone (an unknown one: 422); empty: the newsletter's own",
+            },
             "status": {"type": "string", "enum": ["unsubscribed"], "description": "only readers come back"},
             "suppressed": {
                 "type": "boolean",

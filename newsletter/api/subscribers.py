@@ -114,6 +114,7 @@ def public_subscribe():
             email=body.get("email"),
             name=body.get("name") or "",
             topics=body.get("topics") or (),
+            timezone=body.get("timezone"),
             source="api",
             consent_text=str(body.get("consent_text") or service.CONSENT_TEXT)[:2000],
             ip=request.remote_addr,
@@ -165,9 +166,12 @@ schema(
                 "for the site that showed the box. Expired or forged: 400.",
             },
             "timezone": {
-                "type": "string",
-                "maxLength": 64,
-                "description": "The reader's IANA time zone, as the browser says.",
+                "description": (
+                    "Any value (never an error). The reader's IANA time zone, e.g. from a browser's "
+                    "Intl.DateTimeFormat().resolvedOptions().timeZone, "
+                    "for local-time delivery. An unknown zone is not an error: the reader gets the issue at "
+                    "the newsletter's time (NEWSLETTER_TIMEZONE) and the fallback is counted."
+                ),
             },
         },
     },
@@ -182,6 +186,10 @@ schema(
             "email": {"type": "string", "format": "email", "maxLength": 320},
             "name": NAME,
             "topics": {"type": "array", "items": TOPIC},
+            "timezone": {
+                "type": "string",
+                "description": "IANA zone; an unknown one falls back to the newsletter's (counted)",
+            },
             "consent_source": {"type": "string", "enum": list(service.SOURCES)},
             "consent_text": {
                 "type": "string",

@@ -44,6 +44,7 @@ class DispatchStats:
     batches: int = 0
     stopped_because: str = ""
     errors: list[str] = field(default_factory=list)
+    wake_in: float | None = None  # "waiting": seconds until the next row is due (the next wave)
 
     def add(self, other: DispatchStats) -> None:
         for name in ("claimed", "sent", "failed", "skipped", "retried", "batches"):

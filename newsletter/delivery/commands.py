@@ -18,6 +18,7 @@ from flask.cli import with_appcontext
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import func, select
 
+from newsletter import zones
 from newsletter.db import session_scope
 from newsletter.delivery import send
 from newsletter.delivery.batch import DispatchStats
@@ -184,6 +185,26 @@ def status_command(number: int):
     click.echo(_summary(counts))
     if counts.failed:
         _print_failures(number)
+    _print_zones(number)
+
+
+def _print_zones(number: int) -> None:
+    """Local-time delivery: sent and still-scheduled readers by zone, earliest zone first."""
+    by_zone = send.zone_counts(number)
+    if not by_zone:
+        return
+    click.echo("by zone (each reader at the slot's time in their own zone):")
+    width = max(len(z.zone) for z in by_zone)
+    for z in by_zone:
+        line = f"  {z.zone:<{width}}  {z.sent:>7} sent  {z.scheduled:>7} scheduled"
+        extra = [
+            f"{n} {what}" for n, what in ((z.other, "due"), (z.failed, "failed"), (z.skipped, "skipped")) if n
+        ]
+        if extra:
+            line += "  (" + ", ".join(extra) + ")"
+        if z.scheduled and z.due is not None:
+            line += f"  at {zones.describe(z.due, z.zone)}"
+        click.echo(line)
 
 
 def _transition(action, number: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -65,13 +66,16 @@ def deliver(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     transport=None,
+    local_slot: datetime | None = None,
 ) -> IssueCounts:
     """Start (or, with ``continue_started``, continue) sending issue ``number``;
     returns its counts (final ones when this process sent it). Raises
     ``NotSendable`` for an issue that is not approved, scheduled or sending,
-    ``AlreadySending`` for a paused one (or a started one when not continuing)."""
+    ``AlreadySending`` for a paused one (or a started one when not continuing).
+    ``local_slot``: the scheduler's weekly slot in local-time mode (each
+    reader at its wall-clock time in their zone); otherwise everyone now."""
     try:
-        issue = start_send(settings, number)
+        issue = start_send(settings, number, local_slot=local_slot)
     except AlreadySending:
         with session_scope() as session:
             issue = require_issue(session, number)

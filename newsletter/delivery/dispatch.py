@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.delivery import outcomes, queue
 from newsletter.delivery.batch import DispatchStats, Renders, process_batch
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
-from newsletter.delivery.send import pause_issue_by_id
+from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
 from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import TransportError
 from newsletter.issues import states
@@ -34,6 +34,22 @@ def batch_size(settings: Settings, transport) -> int:
     if settings.send_rate:
         size = min(size, max(1, int(settings.send_rate)))  # at most one second's worth per batch
     return max(1, size)
+
+
+def _idle_wait(settings: Settings, issue_id: int | None, due: float | None, idle_rounds: int) -> float:
+    """How long a sender with nothing to claim sleeps.
+
+    Rows on the wire in other threads (a send's last batches finish within
+    milliseconds): look again soon, then less and less often, at most once a
+    second. Nothing on the wire and the next row due later (local-time
+    delivery's next wave, a retry's backoff): sleep until it is due — one
+    wake-up per wave, not a poll — but at most
+    NEWSLETTER_SEND_WAVE_RECHECK_SECONDS (60), so a pause or cancel from
+    another process, or a lease to reclaim, is seen within that time."""
+    soon = 0.02 * 2 ** min(idle_rounds + 1, 6)
+    if due is None or due <= 1.0 or queue.in_flight(issue_id):
+        return max(0.01, min(1.0, soon, due if due is not None else 1.0))
+    return min(due, max(0.05, settings.send_wave_recheck_seconds))
 
 
 def dispatch(
@@ -81,15 +97,18 @@ def dispatch(
                         stats.stopped_because = "done"
                         break
                     due = queue.next_due_in(issue_id)
-                    if not wait:
-                        stats.stopped_because = "waiting"
+                    pause = _idle_wait(settings, issue_id, due, idle_rounds)
+                    if not wait or (
+                        max_seconds is not None and time.monotonic() - started + pause > max_seconds
+                    ):
+                        # a slice of worker mode does not sleep through a wave's wait: it
+                        # hands back (the worker re-enqueues itself for when it is due)
+                        stats.stopped_because, stats.wake_in = "waiting", due
                         break
-                    # Nothing due: rows retry later or are on the wire in other
-                    # threads. Look again soon (a send's last batches finish within
-                    # milliseconds), then less and less often, at most once a second.
+                    if pause > 1.0 and issue_id is None:
+                        resume_unfinished(settings)  # a send whose last wave is done is finished now
+                    queue.idle(stop, pause)
                     idle_rounds += 1
-                    soon = 0.02 * 2 ** min(idle_rounds, 6)
-                    stop.wait(max(0.01, min(1.0, soon, due if due is not None else 1.0)))
                     continue
                 idle_rounds = 0
                 try:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
 from newsletter.db import is_sqlite
+from newsletter.delivery.localtime import Wave
 from newsletter.models import Delivery, Subscriber, Suppression
 
 log = logging.getLogger(__name__)
@@ -74,32 +75,34 @@ def audience_count(session) -> int:
     return session.execute(select(func.count()).select_from(readers).where(audience())).scalar_one()
 
 
-def fan_out(session, issue_id: int) -> int:
-    """A pending row per reader of ``audience()``; returns how many were added."""
+def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
+    """A pending row per reader of ``audience()``; returns how many were added.
+
+    Without ``waves`` every row is due now (one statement). With them
+    (local-time delivery, ``localtime.waves``) it is one statement per
+    stored zone, in the waves' order, each taking that zone's readers
+    through ``ix_subscriber_timezone_status`` and writing the zone's moment
+    as the rows' ``next_attempt_at`` ("not before") and the zone they are
+    sent in: a few hundred statements at most, never a Python loop over
+    readers. A wave's rows are then stored together, so its claims read
+    and write a few pages rather than one in every zone's worth (one
+    statement joined to the waves interleaves the zones: its claims cost
+    several times as much; docs/performance.md). A reader who subscribes
+    during the fan-out with a zone no other reader has is like one who
+    subscribes just after it: not in this issue."""
     now = clock.now()
     hold_for_fan_out(session)
-    rows = select(
-        literal(issue_id),
-        readers.c.id,
-        readers.c.email,
-        readers.c.topics,
-        literal("pending"),
-        literal(0),
-        literal(now, deliveries.c.next_attempt_at.type),
-        literal(""),
-        literal(now, deliveries.c.updated_at.type),
-    ).where(audience())
-    insert = sqlite.insert if is_sqlite() else postgresql.insert
-    statement = (
-        insert(deliveries)
-        .from_select(_COLUMNS, rows)
-        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-    )
     connection = session.connection()
     if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
-        inserted = connection.execute(statement).rowcount
+        if waves is None:
+            inserted = connection.execute(_statement(issue_id, now, now)).rowcount
+        else:
+            inserted = 0
+            for wave in waves:
+                added = connection.execute(_statement(issue_id, now, wave.due, wave)).rowcount
+                inserted = None if added is None or added < 0 or inserted is None else inserted + added
     finally:
         if is_sqlite():
             connection.exec_driver_sql("PRAGMA cache_size = -2000")
@@ -110,3 +113,30 @@ def fan_out(session, issue_id: int) -> int:
         ).scalar()
         log.debug("rowcount %s; counted %s", before, inserted)
     return inserted
+
+
+def _statement(issue_id: int, now, due, wave: Wave | None = None):
+    """INSERT … SELECT of the audience (of one stored zone, for a wave)."""
+    columns = list(_COLUMNS)
+    values = [
+        literal(issue_id),
+        readers.c.id,
+        readers.c.email,
+        readers.c.topics,
+        literal("pending"),
+        literal(0),
+        literal(due, deliveries.c.next_attempt_at.type),
+        literal(""),
+        literal(now, deliveries.c.updated_at.type),
+    ]
+    where = audience()
+    if wave is not None:
+        columns.append("timezone")
+        values.append(literal(wave.zone, deliveries.c.timezone.type))
+        where = where & (readers.c.timezone == wave.stored)
+    insert = sqlite.insert if is_sqlite() else postgresql.insert
+    return (
+        insert(deliveries)
+        .from_select(columns, select(*values).where(where))
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+    )

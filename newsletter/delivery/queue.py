@@ -3,7 +3,9 @@
 A sender claims a batch of due rows of issues that are ``sending`` with one
 ``UPDATE … RETURNING`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any
 number of senders share the queue; SQLite's single writer makes the one
-statement atomic), charging each an attempt. The lease is renewed by a
+statement atomic), charging each an attempt. Only rows whose time has
+come are claimed: retries wait for their backoff, and in local-time
+delivery each reader's row waits for their zone's moment. The lease is renewed by a
 heartbeat while the sender lives. A sender that dies leaves its rows
 ``sending`` with a lease that expires; ``reclaim_expired_leases`` puts them
 back, so nobody is missed and the only possible duplicates are messages
@@ -16,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -137,7 +140,18 @@ class Heartbeat:
 @lru_cache(maxsize=4)
 def _claim_statement(sqlite_dialect: bool, one_issue: bool):
     """UPDATE … RETURNING that leases up to ``:c_size`` due rows (built once:
-    constructing it costs more than running it on a small batch)."""
+    constructing it costs more than running it on a small batch).
+
+    "Due" is ``next_attempt_at <= now``, and that is also how local-time
+    delivery's "not before" works: the fan-out writes each row's moment (the
+    slot's wall-clock time in the reader's zone) as its first
+    ``next_attempt_at``, and a row is only ever put back later than it was
+    due (a retry's backoff, a reclaimed lease), so no separate condition is
+    needed. The statement keeps its shape, and ``ix_delivery_claim``
+    (issue_id, status, next_attempt_at) on both databases reads only the due
+    rows, in order: the rows of later waves are never visited. The cost
+    against a send without waves is in docs/performance.md
+    ("Local-time delivery")."""
     due = (
         select(deliveries.c.id)
         .where(
@@ -202,6 +216,41 @@ def next_due_in(issue_id: int | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - clock.now()).total_seconds())
+
+
+_work = threading.Condition()
+_generation = 0
+
+
+def announce_work() -> None:
+    """Wake this process's idle senders: a send started or resumed here
+    (another process's is seen at the sender's next look at the database)."""
+    global _generation
+    with _work:
+        _generation += 1
+        _work.notify_all()
+
+
+def idle(stop: threading.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``; wake early on ``stop`` or ``announce_work``
+    (both noticed within a second; the database is not touched meanwhile)."""
+    deadline = time.monotonic() + seconds
+    seen = _generation
+    while not stop.is_set() and _generation == seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        with _work:
+            _work.wait(min(left, 1.0))
+
+
+def in_flight(issue_id: int | None) -> bool:
+    """True while a row of the issue(s) is claimed by some sender."""
+    with session_scope() as session:
+        found = session.execute(
+            select(deliveries.c.id).where(_scope(issue_id), deliveries.c.status == "sending").limit(1)
+        ).first()
+    return found is not None
 
 
 def open_rows(issue_id: int | None) -> bool:

@@ -41,19 +41,28 @@ class Runner:
         self.thread.join(timeout)
 
     def tick(self) -> int:
-        """One pass: send every issue that is sending; returns messages sent."""
-        sent = 0
-        for number in resume_unfinished(self.settings):
-            if self.stop.is_set():
-                break
-            issue_id = issue_id_for(number)
-            stats = run_senders(self.settings, issue_id, stop=self.stop)
-            finish_issue(issue_id)
-            sent += stats.sent
-            log.info(
-                "issue %s: %s sent, %s failed, %s skipped", number, stats.sent, stats.failed, stats.skipped
-            )
-        return sent
+        """One pass: send every issue that is sending, side by side, until
+        none has an open row; returns messages sent. One pool serves them
+        all, so a local-time send waiting hours for its next wave never holds
+        up another issue (a send started in this process wakes the idle
+        senders; one started elsewhere is seen within
+        NEWSLETTER_SEND_WAVE_RECHECK_SECONDS), and each issue is finished
+        as soon as its own last row is done."""
+        sending = resume_unfinished(self.settings)
+        if not sending or self.stop.is_set():
+            return 0
+        stats = run_senders(self.settings, None, stop=self.stop)
+        for number in sending:
+            finish_issue(issue_id_for(number))
+        resume_unfinished(self.settings)
+        log.info(
+            "issues %s: %s sent, %s failed, %s skipped",
+            ", ".join(map(str, sending)),
+            stats.sent,
+            stats.failed,
+            stats.skipped,
+        )
+        return stats.sent
 
     def _run(self) -> None:
         while not self.stop.is_set():

@@ -13,15 +13,16 @@ from __future__ import annotations
 import ctypes
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 
-from newsletter import clock
+from newsletter import clock, zones
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
-from newsletter.delivery import webhooks
+from newsletter.delivery import localtime, webhooks
 from newsletter.delivery.fanout import fan_out
-from newsletter.delivery.queue import OPEN_ROWS, reclaim_expired_leases
+from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
 from newsletter.issues import states
 from newsletter.issues.service import IssueNotFound, content_problems, require_issue
 from newsletter.models import Delivery, Issue
@@ -79,6 +80,77 @@ def issue_counts(session, issue_id: int) -> dict:
     return counts
 
 
+@dataclass
+class ZoneCounts:
+    """A send's rows in one zone (local-time delivery): ``scheduled`` are
+    first attempts still to come (their zone's moment has not come yet),
+    ``other`` everything else still open (due, retrying, on the wire)."""
+
+    zone: str
+    sent: int = 0
+    scheduled: int = 0
+    other: int = 0
+    failed: int = 0
+    skipped: int = 0
+    due: datetime | None = None  # the zone's moment, while its readers are still scheduled
+
+
+def zone_counts(number: int) -> list[ZoneCounts]:
+    """Rows of issue ``number`` by zone, the first zone (east) first: one
+    GROUP BY over the issue's rows. Empty for a send to everyone at once."""
+    now = clock.now()
+    scheduled = (deliveries.c.attempts == 0) & (deliveries.c.next_attempt_at > now)
+    with session_scope() as session:
+        issue = require_issue(session, number)
+        rows = session.execute(
+            select(
+                deliveries.c.timezone,
+                deliveries.c.status,
+                func.count(),
+                func.sum(case((scheduled, 1), else_=0)),
+                func.min(deliveries.c.next_attempt_at),
+            )
+            .where(deliveries.c.issue_id == issue.id, deliveries.c.timezone != "")
+            .group_by(deliveries.c.timezone, deliveries.c.status)
+        ).all()
+    found: dict[str, ZoneCounts] = {}
+    for zone, status, count, later, due in rows:
+        one = found.setdefault(zone, ZoneCounts(zone))
+        if status in ("sent", "failed", "skipped"):
+            setattr(one, status, getattr(one, status) + count)
+            continue
+        one.other += count - (later or 0)
+        if status == "pending" and later:
+            one.scheduled += later
+            one.due = _aware(due)
+    return sorted(found.values(), key=lambda z: (-zones.offset(z.zone, now), z.zone))
+
+
+def waves_to_come(issue_id: int) -> list[tuple[datetime, str, int]]:
+    """(moment, zone, readers) of the waves not yet due, earliest first: the
+    pending first attempts after now (read from ``ix_delivery_claim``)."""
+    now = clock.now()
+    with session_scope() as session:
+        rows = session.execute(
+            select(deliveries.c.next_attempt_at, deliveries.c.timezone, func.count())
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at > now,
+                deliveries.c.attempts == 0,
+            )
+            .group_by(deliveries.c.next_attempt_at, deliveries.c.timezone)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.timezone)
+        ).all()
+    return [(_aware(due), zone, count) for due, zone, count in rows]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 def counts_for(number: int) -> IssueCounts:
     with session_scope() as session:
         issue = require_issue(session, number)
@@ -90,10 +162,15 @@ def issue_id_for(number: int) -> int:
         return require_issue(session, number).id
 
 
-def start_send(settings: Settings, number: int) -> Issue:
+def start_send(settings: Settings, number: int, *, local_slot: datetime | None = None) -> Issue:
     """approved|scheduled → sending (one winner), freeze, fan out; one transaction.
     Content that reads as a marker, or a render whose markers are not its
-    template's (``placeholders.MarkerError``), rolls it all back."""
+    template's (``placeholders.MarkerError``), rolls it all back.
+
+    ``local_slot`` (the scheduler's weekly slot, in local-time mode): each
+    reader's row is due when the slot's wall-clock time comes in their zone
+    (``localtime.waves``). Without it every row is due now: "send now" means
+    everyone now, whatever the mode."""
     with session_scope() as session:
         issue = require_issue(session, number)
         now = clock.now()
@@ -110,11 +187,23 @@ def start_send(settings: Settings, number: int) -> Issue:
             raise NotSendable(f"issue {number} cannot be sent: {problems[0].message}")
         freeze_issue(session, issue, settings)
         session.flush()
-        fan_out(session, issue.id)
+        waves = None
+        if local_slot is not None:
+            waves = localtime.waves(settings, local_slot, localtime.reader_zones(session))
+            unknown = [wave.stored for wave in waves if wave.fell_back and wave.stored]
+            if unknown:
+                log.warning(
+                    "issue %s: zones unknown to the tz database, sent at %s: %s",
+                    number,
+                    settings.timezone,
+                    unknown,
+                )
+        fan_out(session, issue.id, waves)
         recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue.id)).scalar()
         session.execute(update(Issue.__table__).where(Issue.id == issue.id).values(recipients=recipients))
         session.refresh(issue)
     log.info("issue %s: sending to %s recipients", number, recipients)
+    announce_work()
     release_memory()
     return issue
 
@@ -182,7 +271,9 @@ def pause_issue(number: int) -> Issue:
 
 def resume_issue(number: int) -> Issue:
     """paused → sending; the senders (or `issue send N`) continue the queue."""
-    return _transition(number, states.RESUME)
+    issue = _transition(number, states.RESUME)
+    announce_work()
+    return issue
 
 
 def cancel_sending(number: int) -> Issue:

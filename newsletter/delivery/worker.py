@@ -84,6 +84,11 @@ class Sender:
         )
         if stats.stopped_because == "done":
             finish_issue(issue_id)
+        elif stats.stopped_because == "waiting" and stats.wake_in and not self.stop.is_set():
+            # local-time delivery's next wave (or a retry's backoff): a delayed
+            # message, so no worker thread is held while nothing is due
+            delay = min(stats.wake_in, self.settings.send_wave_recheck_seconds)
+            self.actor.send_with_options(args=(issue_id, slot), delay=int(delay * 1000))
         elif stats.stopped_because in ("time", "waiting") or self.stop.is_set():
             self.actor.send(issue_id, slot)  # continue in a fresh job
         log.info("issue id %s slot %s: %s (%s sent)", issue_id, slot, stats.stopped_because, stats.sent)

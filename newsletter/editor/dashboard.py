@@ -16,10 +16,12 @@ from sqlmodel import Session, func, select
 
 from newsletter import clock
 from newsletter.addresses import hide_addresses
+from newsletter.delivery import localtime, send
 from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import Event, Issue, Subscriber
 from newsletter.queries import subscriber_counts
+from newsletter.readers.service import zone_fallbacks
 from newsletter.scheduling import slots
 
 OPEN_STATUSES = sorted(states.OPEN)
@@ -31,6 +33,28 @@ class NextSlot:
     at: datetime  # aware, in the newsletter's time zone
     assemble_at: datetime
     issue: Issue | None
+    window: Window | None = None  # local-time delivery: when the first and the last reader get it
+
+
+@dataclass
+class Window:
+    """Local-time delivery: the slot's wall-clock time reaches the first
+    reader's zone at ``first`` (the approval deadline) and the last at ``last``."""
+
+    first: datetime
+    last: datetime
+
+
+@dataclass
+class Waves:
+    """An issue in flight and its waves still to come: (moment, zone, readers)."""
+
+    issue: Issue
+    waves: list[tuple[datetime, str, int]]
+
+    @property
+    def readers(self) -> int:
+        return sum(count for _, _, count in self.waves)
 
 
 @dataclass
@@ -43,6 +67,8 @@ class Dashboard:
     feedback: list[FeedbackLine] = field(default_factory=list)
     schedule_text: str = ""  # "Mondays at 08:00 (UTC)"
     last_sent: Issue | None = None
+    waves: list[Waves] = field(default_factory=list)
+    zones: ZoneSummary | None = None  # local-time delivery only
 
     @property
     def next_issue(self) -> Issue | None:
@@ -52,6 +78,31 @@ class Dashboard:
         if slot_issue is not None and slot_issue.status in states.OPEN:
             return slot_issue
         return self.open_issue
+
+
+@dataclass
+class ZoneSummary:
+    """Readers' zones (local-time delivery): how many active readers have
+    none (they get the newsletter's time), and how many gave an unknown one."""
+
+    without: int
+    unknown_given: int
+
+
+def slot_window(settings, slot_at: datetime | None, session: Session | None = None) -> Window | None:
+    """When the first and the last reader get the issue of ``slot_at`` (None
+    unless local-time delivery is on)."""
+    if slot_at is None or not settings.local_time_delivery:
+        return None
+    return Window(*localtime.window(settings, slot_at, session))
+
+
+def waves_to_come(session: Session) -> list[Waves]:
+    """The waves still to come of every issue in flight (few issues; each
+    query reads only its pending future rows from ``ix_delivery_claim``)."""
+    in_flight = session.exec(select(Issue).where(Issue.status.in_(sorted(states.IN_FLIGHT)))).all()
+    found = [Waves(issue, send.waves_to_come(issue.id)) for issue in in_flight]
+    return [w for w in found if w.waves]
 
 
 def next_slot_time(settings, now: datetime | None = None) -> datetime | None:
@@ -130,7 +181,11 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
     slot = None
     if slot_at is not None:
         issue = session.exec(select(Issue).where(Issue.slot_at == slot_at)).first()
-        slot = NextSlot(at=slot_at, assemble_at=slot_at - timedelta(hours=settings.review_hours), issue=issue)
+        window = slot_window(settings, slot_at, session)
+        first = window.first if window else slot_at
+        slot = NextSlot(
+            at=slot_at, assemble_at=first - timedelta(hours=settings.review_hours), issue=issue, window=window
+        )
     open_issue = session.exec(
         select(Issue).where(Issue.status.in_(OPEN_STATUSES)).order_by(Issue.number.desc())
     ).first()
@@ -149,4 +204,13 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
         feedback=recent_feedback(session, show_addresses=show_addresses),
         schedule_text=slots.in_words(settings.schedule, settings.timezone),
         last_sent=next((issue for issue in recent if issue.status == states.SENT), None),
+        waves=waves_to_come(session),
+        zones=zone_summary(session) if settings.local_time_delivery else None,
     )
+
+
+def zone_summary(session: Session) -> ZoneSummary:
+    without = session.exec(
+        select(func.count()).where(Subscriber.timezone == "", Subscriber.status == "active")
+    ).one()
+    return ZoneSummary(without=without, unknown_given=zone_fallbacks(session))

@@ -21,9 +21,10 @@ from newsletter.addresses import InvalidAddress, normalise_email
 from newsletter.db import session_scope
 from newsletter.delivery.deliver import deliver, resume
 from newsletter.delivery.fanout import audience_count
-from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue
+from newsletter.delivery.send import DeliveryError, cancel_sending, issue_counts, pause_issue, waves_to_come
 from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
 from newsletter.editor import issue_edit
+from newsletter.editor.dashboard import slot_window
 from newsletter.editor.forms import ActionForm, ConfirmSendForm, IssueForm, ScheduleForm, TestSendForm
 from newsletter.editor.views import bp
 from newsletter.extensions import settings
@@ -135,6 +136,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         shown = issue_content(db, issue)  # an approved issue as it will be sent (its snapshot)
         changed = changed_since_approval(db, issue)
         twin = same_title(db, issue)
+        window = slot_window(settings(), issue.slot_at, db) if issue.status in states.EDITABLE else None
+    waves = waves_to_come(issue.id) if issue.status in states.IN_FLIGHT else []
     form = form or IssueForm(obj=issue)
     section_names = {t.slug: t.name for t in sections}
     appearing = list(dict.fromkeys(ia.section for ia, _ in rows))  # the issue's own section order
@@ -168,6 +171,8 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             twin=twin,
             # a failed save shows the articles as the editor left them, not as stored
             posted=request.form if request.method == "POST" else MultiDict(),
+            window=window,
+            waves=waves,
         ),
         status,
     )
@@ -366,9 +371,19 @@ def issue_send(number: int):
             except REFUSALS as exc:  # AlreadySending, NotSendable: shown to the editor
                 flash(f"Not sent: {exc}", "error")
                 return _back(number)
-            flash(f"Issue {number:03d} is sending.", "success")
+            everyone = (
+                ": every reader gets it now, in every time zone" if settings().local_time_delivery else ""
+            )
+            flash(f"Issue {number:03d} is sending{everyone}.", "success")
             return _back(number)
-    return render_template("editor/send_confirm.html", issue=issue, audience=audience, form=form)
+    return render_template(
+        "editor/send_confirm.html",
+        issue=issue,
+        audience=audience,
+        form=form,
+        local_time=settings().local_time_delivery,
+        window=slot_window(settings(), issue.slot_at),
+    )
 
 
 @bp.post("/issues/<int:number>/pause")

@@ -142,7 +142,7 @@ class BoxSignup:
     form_token: object
     topics: object = ()
     website: object = ""  # the honeypot
-    timezone: object = ""  # the reader's IANA zone (Intl); used once the service takes it
+    timezone: object = ""  # the reader's IANA zone (Intl); an unknown one falls back, counted
 
     @classmethod
     def from_mapping(cls, data: Mapping, topics) -> BoxSignup:
@@ -172,6 +172,7 @@ def subscribe_from_box(settings, signup: BoxSignup, ip: str | None) -> None:
         settings,
         email=signup.email,
         topics=signup.topics or (),
+        timezone=signup.timezone or None,
         source="embed",
         consent_text=service.CONSENT_TEXT,
         ip=ip,

@@ -29,7 +29,7 @@ from typing import IO
 
 from sqlmodel import Session, select
 
-from newsletter import clock
+from newsletter import clock, zones
 from newsletter.content.service import slugify
 from newsletter.db import get_engine, session_scope
 from newsletter.models import Subscriber
@@ -60,6 +60,7 @@ from newsletter.readers.imports import (
 
 BATCH = 500
 MAX_REPORTED = 10_000  # rejected lines and changes kept for the report; the rest are only counted
+TIMEZONE_COLUMNS = ("timezone", "time zone", "time_zone", "tz")  # optional: the reader's IANA zone
 SAMPLE_ROWS = 5
 EXPORT_COLUMNS = (
     "email",
@@ -115,6 +116,7 @@ class ImportReport:
     files: list[FileRead] = field(default_factory=list)
     unmatched_tags: Counter = field(default_factory=Counter)  # tags that are no section (ignored)
     samples: list[tuple[str, str, str]] = field(default_factory=list)  # (address, name, status) as read
+    timezone_fallbacks: int = 0  # lines whose time zone we do not know (NEWSLETTER_TIMEZONE used)
     dry_run: bool = False
 
     def reject(self, line_no: int, reason: str, *, refused: bool = False) -> None:
@@ -180,6 +182,10 @@ def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending, t
     if hint and record.status == ACTIVE:
         record.status, record.detail = hint
     name = record.name
+    zone, fell_back = zones.clean_zone(
+        cols.get(cells, *TIMEZONE_COLUMNS) if cols.has(*TIMEZONE_COLUMNS) else None
+    )
+    report.timezone_fallbacks += fell_back
     return Incoming(
         email=service.normalise_email(record.email, settings),
         name=service.clean_name(name) if name and name.strip() else None,
@@ -189,6 +195,7 @@ def _incoming(settings, layout, cols, cells, hint, topics, report, *, pending, t
         consent_at=record.consent_at,
         left_at=record.left_at,
         consent_text=_consent_text(layout, record, pending, today),
+        timezone=zone or None,
     )
 
 
@@ -215,6 +222,7 @@ def import_csv(
     topics = _Topics(settings)
     today = clock.now().date().isoformat()
     held = Session(get_engine()) if dry_run else None  # one transaction, rolled back at the end
+    counted = [0]  # zone fallbacks already recorded
 
     def flush(batch: list[Incoming]) -> None:
         if held is not None:
@@ -225,6 +233,8 @@ def import_csv(
                 applied, mails = import_batch(session, settings, batch, pending=pending, update=update)
                 for subscriber_id, address, _name in mails:  # queued with the readers they confirm
                     service.queue_confirmation(session, settings, subscriber_id, address)
+                service.count_zone_fallbacks(session, report.timezone_fallbacks - counted[0], detail="import")
+                counted[0] = report.timezone_fallbacks
         for one in applied:
             report.record(one)
         batch.clear()

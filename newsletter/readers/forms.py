@@ -7,10 +7,11 @@ clean_name), so an inline error and a service refusal can never disagree.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
+from wtforms import BooleanField, HiddenField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, ValidationError
 from wtforms.widgets import CheckboxInput, EmailInput, ListWidget
 
+from newsletter import zones
 from newsletter.extensions import settings
 from newsletter.readers import service
 
@@ -63,6 +64,9 @@ class SubscribeForm(_TopicsForm):
         "Name (optional)", validators=[_name_ok], render_kw={"autocomplete": "name", "maxlength": 200}
     )
     topics = TopicsField("Topics", validators=[_some_topic])
+    # The browser's IANA zone, filled in by static/timezone.js (local-time
+    # delivery); the service drops and counts a zone it does not know.
+    timezone = HiddenField(render_kw={"data-timezone": "", "maxlength": zones.MAX_LENGTH})
     # Honeypot: hidden from people (class "hp"), filled in by naive bots.
     website = StringField("Leave this empty", render_kw={"tabindex": "-1", "autocomplete": "off"})
 
@@ -70,6 +74,14 @@ class SubscribeForm(_TopicsForm):
 class PreferencesForm(_TopicsForm):
     name = StringField("Name", validators=[_name_ok], render_kw={"autocomplete": "name", "maxlength": 200})
     topics = TopicsField("Topics", validators=[_some_topic])
+    # checked by the service (an unknown zone is refused there); not posted = unchanged
+    timezone = SelectField("Time zone", choices=[], validate_choice=False)
+
+    def set_zones(self, home: str, current: str | None = None) -> None:
+        """Every zone the tz database knows, and "" = the newsletter's own."""
+        self.timezone.choices = [("", f"The newsletter's time ({home})")] + [(z, z) for z in zones.names()]
+        if current is not None and not self.is_submitted():
+            self.timezone.data = current
 
 
 class EraseForm(FlaskForm):

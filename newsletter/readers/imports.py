@@ -66,6 +66,7 @@ class Incoming:
     consent_text: str
     line_no: int = 0
     where: str = ""  # "file:line", for the report
+    timezone: str | None = None  # a known IANA zone from an optional timezone column, else None
 
 
 @dataclass
@@ -192,6 +193,8 @@ class _Batch:
         """An active line for a reader we have."""
         if sub.status in service.LEFT:
             return REFUSED_LEFT, ""
+        if c.timezone and not sub.timezone:  # a zone fills a gap; never replaces the reader's own
+            sub.timezone = c.timezone
         differences = _differences(sub, c)
         keep = bool(differences) and own and not self.update
         if differences and not keep:

@@ -9,6 +9,10 @@ JSON API, the CSV import and the editor all call them. Rules kept here:
   and callers facing the public answer the same way anyway (no enumeration);
 * at most ``confirm_max_per_day`` confirmation mails per address per day,
   counted in the database so the cap holds across restarts and processes;
+* a reader's time zone (local-time delivery) is an IANA name we know or
+  nothing: an unknown one is not stored, the reader gets the issue at the
+  newsletter's own time, and the fallback is counted (a ``timezone_fallback``
+  event, see ``count_zone_fallbacks``);
 * every mail a change asks for (confirmation, welcome) is queued in the same
   transaction as the change (``delivery.transactional.enqueue``) and sent by
   the sender: a request never waits on the mail server, and a mail server
@@ -38,7 +42,7 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from newsletter import clock
+from newsletter import clock, zones
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
 from newsletter.content import sections
 from newsletter.db import contains_any, session_scope
@@ -127,6 +131,7 @@ class Candidate:
     email: str
     name: str | None = None
     topics: str | None = None
+    timezone: str | None = None  # a canonical IANA name (``zones.clean_zone``); None = not given
     line_no: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -149,6 +154,7 @@ def _new_reader(
         email_hash=email_hash(c.email),
         name=c.name or "",
         topics=c.topics or "",
+        timezone=c.timezone or "",
         status="pending" if double_opt_in else "active",
         created_at=now,
         updated_at=now,
@@ -192,6 +198,8 @@ def _apply(
             existing.name = c.name
         if c.topics is not None and (c.topics or source != "import"):
             existing.topics = c.topics
+        if c.timezone:
+            existing.timezone = c.timezone
         existing.updated_at = now
 
     if existing.status == "active":
@@ -223,6 +231,7 @@ def _keep_request(
         subscriber_id=sub.id,
         name=c.name or "",
         topics=c.topics if c.topics is not None else sub.topics,
+        timezone=c.timezone or "",
         consent_source=source,
         consent_text=consent_text,
         consent_ip=(ip or None) if settings.store_ip else None,
@@ -316,17 +325,21 @@ def subscribe(
     email,
     name="",
     topics=(),
+    timezone=None,
     source="form",
     consent_text=CONSENT_TEXT,
     ip=None,
     double_opt_in=True,
 ) -> SubscribeOutcome:
     """Add a reader (or send a fresh confirmation link). Raises ``InvalidInput``
-    for bad input; every other case is an outcome, never an exception."""
+    for bad input; every other case is an outcome, never an exception.
+    ``timezone`` is what the browser or client reported: a zone we do not
+    know is dropped (the reader gets the newsletter's time) and counted."""
     if source not in SOURCES:
         raise ValueError(f"unknown consent source {source!r}")
     address = normalise_email(email, settings)
-    candidate = Candidate(email=address, name=clean_name(name))
+    zone, fell_back = zones.clean_zone(timezone)
+    candidate = Candidate(email=address, name=clean_name(name), timezone=zone or None)
     for attempt in (1, 2):
         try:
             with session_scope() as session:
@@ -357,6 +370,8 @@ def subscribe(
                 if result == "already_active" and _reserve_confirmation(session, settings, sub.id):
                     queue_already_subscribed(session, settings, sub.id, address)  # the page says the same
                     mail = True
+                if fell_back:
+                    count_zone_fallbacks(session, 1, subscriber_id=sub.id, detail=source)
                 outcome = SubscribeOutcome(result, address, sub.id, mail_queued=mail)
             break
         except IntegrityError:
@@ -467,6 +482,7 @@ def _apply_request(session: Session, sub: Subscriber, request_id: int | None) ->
     if request is not None and request.subscriber_id == sub.id:
         values = {
             "topics": request.topics,
+            **({"timezone": request.timezone} if request.timezone else {}),
             "consent_source": request.consent_source,
             "consent_at": request.created_at,
             "consent_text": request.consent_text,
@@ -533,13 +549,39 @@ def _topic_names(session: Session, settings, topics: str) -> list[str]:
     return [names.get(slug, slug) for slug in chosen]
 
 
-def update_preferences(settings, subscriber_id: int, *, name, topics) -> None:
+def zone_fallbacks(session: Session) -> int:
+    """How many readers gave a time zone we did not know (``count_zone_fallbacks``)."""
+    details = session.exec(select(Event.detail).where(Event.kind == "timezone_fallback")).all()
+    return sum(int(d.rsplit(": ", 1)[-1]) if d.rsplit(": ", 1)[-1].isdigit() else 1 for d in details)
+
+
+def count_zone_fallbacks(
+    session: Session, count: int, *, subscriber_id: int | None = None, detail=""
+) -> None:
+    """Record that ``count`` readers gave a time zone we do not know and fell
+    back to NEWSLETTER_TIMEZONE (what they sent is not kept: it is untrusted)."""
+    if count:
+        log.info("%s unknown time zone(s) (%s): NEWSLETTER_TIMEZONE used", count, detail)
+        session.add(
+            Event(kind="timezone_fallback", subscriber_id=subscriber_id, detail=f"{detail}: {count}"[:1000])
+        )
+
+
+def update_preferences(settings, subscriber_id: int, *, name, topics, timezone=None) -> None:
+    """The reader's own choices. ``timezone`` None leaves it as it is; "" means
+    "the newsletter's time"; an unknown name is refused (the reader picks
+    from a list, so this is not a browser guess to fall back from)."""
+    zone, fell_back = zones.clean_zone(timezone)
+    if fell_back:
+        raise InvalidInput("Unknown time zone.", "timezone")
     with session_scope() as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None:
             raise LookupError("no such reader")
         sub.name = clean_name(name)
         sub.topics = clean_topics(topics, [t.slug for t in topic_tags(session, settings)])
+        if timezone is not None:
+            sub.timezone = zone
         sub.updated_at = clock.now()
         session.add(Event(kind="preferences", subscriber_id=sub.id))
 

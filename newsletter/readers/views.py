@@ -23,6 +23,7 @@ from newsletter.models import Subscriber
 from newsletter.readers import links, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
 from newsletter.readers.limits import per_client_limit, subscribe_limits
+from newsletter.scheduling.slots import wall_time as slot_time
 from newsletter.suppression import suppression_reason
 
 bp = Blueprint("readers", __name__)
@@ -64,6 +65,7 @@ def subscribe():
             email=form.email.data,
             name=form.name.data,
             topics=form.topics.data,
+            timezone=form.timezone.data,
             source="form",
             consent_text=service.CONSENT_TEXT,
             ip=request.remote_addr,
@@ -193,6 +195,7 @@ def _preferences_page(token: str, sub, blocked, form=None, erase_form=None, stat
         form = PreferencesForm(formdata=None)
         form.name.data = sub.name
     form.set_topics(tags, sub.topics)
+    form.set_zones(settings().timezone, sub.timezone)
     return (
         render_template(
             "readers/preferences.html",
@@ -203,6 +206,8 @@ def _preferences_page(token: str, sub, blocked, form=None, erase_form=None, stat
             erase_form=erase_form or EraseForm(),
             action_form=ActionForm(),
             unsubscribe_token=links.unsubscribe_token(settings(), sub.id),
+            local_time=settings().local_time_delivery,
+            slot_time=slot_time(settings()),
         ),
         status,
     )
@@ -216,9 +221,16 @@ def preferences(token: str):
     form = PreferencesForm()
     if request.method == "POST":
         form.set_topics(_tags())
+        form.set_zones(settings().timezone)
         if form.validate_on_submit():
             try:
-                service.update_preferences(settings(), sub.id, name=form.name.data, topics=form.topics.data)
+                service.update_preferences(
+                    settings(),
+                    sub.id,
+                    name=form.name.data,
+                    topics=form.topics.data,
+                    timezone=form.timezone.data,
+                )
             except service.InvalidInput as exc:
                 getattr(form, exc.field, form.name).errors.append(str(exc))
             else:

@@ -16,6 +16,12 @@ The weekly cycle, for each slot S of NEWSLETTER_SCHEDULE:
   or NEWSLETTER_AUTO_SEND; otherwise mark it *waiting*, tell the editors,
   and send it as soon as it is approved within the grace period. An empty
   week sends nothing and says so;
+* local-time delivery (NEWSLETTER_LOCAL_TIME_DELIVERY): every reader gets
+  the issue at the slot's wall-clock time in their own zone. The slot's
+  clock runs ``slots.lead`` ahead (the first zone reaches the slot that much
+  earlier), so the review, the send and the grace period all count from
+  the first zone; the send starts once, and each reader's delivery row is
+  due at their own moment (``delivery.localtime``);
 * misfires: only the latest due slot can run, and only within
   NEWSLETTER_MISFIRE_GRACE_HOURS; older missed slots are recorded as
   *skipped* and reported to the editors.
@@ -106,33 +112,37 @@ class Mode:
 def tick(settings, *, now: datetime | None = None, mode: Mode = Mode()) -> list[str]:
     """One look at the clock; returns what was done (for logs and tests)."""
     now = now or clock.now()
+    at = now + slots.lead(settings, now)  # the slots' clock: ahead by the first zone's lead
     actions: list[str] = []
     actions += _timed_cycle(settings, now, mode)
-    actions += _send_cycle(settings, now, mode)
-    actions += _review_cycle(settings, now)
+    actions += _send_cycle(settings, now, mode, at)
+    actions += _review_cycle(settings, now, at)
     for line in actions:
         log.info("scheduler: %s", line)
     return actions
 
 
-def _send_cycle(settings, now: datetime, mode: Mode) -> list[str]:
+def _send_cycle(settings, now: datetime, mode: Mode, at: datetime | None = None) -> list[str]:
+    """``now`` is the clock (runs' timings, the articles' window); ``at`` the
+    slots' clock (``now`` unless local-time delivery moves it ahead)."""
+    at = at or now
     actions: list[str] = []
     grace = slots.grace(settings)
-    latest = slots.previous_slot(settings, now)
+    latest = slots.previous_slot(settings, at)
     # Rows left open (waiting, failed, orphaned) for slots that are over.
     for run in runs.open_runs(SEND):
-        if run.slot_at != latest or now - run.slot_at > grace:
+        if run.slot_at != latest or at - run.slot_at > grace:
             actions += _expire(settings, run, now)
     if latest is None:
         return actions
     recorded = runs.latest_slot(SEND)
     if recorded is None or latest > recorded:
-        more, claimed = _new_due_slots(settings, now, latest, recorded)
+        more, claimed = _new_due_slots(settings, at, latest, recorded)
         actions += more
         if claimed:
             return actions + _run_send(settings, latest, now, mode, previous="started")
     run = runs.get(SEND, latest)
-    if run is None or now - latest > grace:
+    if run is None or at - latest > grace:
         return actions
     if (
         run.state == "waiting"
@@ -272,7 +282,7 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
                 issue_label=issue.label,
                 issue_title=issue.title,
                 issue_status=issue.status,
-                slot_text=slots.describe(settings, slot),
+                slot_text=slots.describe_send(settings, slot),
                 preview_url=notices.preview_url(settings, issue.number),
             )
             runs.move(
@@ -284,7 +294,7 @@ def _run_send(settings, slot: datetime, now: datetime, mode: Mode, *, previous: 
                 then=told if previous != "waiting" else None,
             )
             return [f"{label}: {issue.label} waiting for approval"] if previous != "waiting" else []
-        outcome = _deliver(settings, issue.number, mode)
+        outcome = _deliver(settings, issue.number, mode, slot=slot)
         runs.move(SEND, slot, expect="started", state="done", detail=f"{issue.label}: {outcome}")
         return [f"{label}: {issue.label} {outcome}"]
     except Exception as exc:  # noqa: BLE001 - recorded, reported, retried within the grace period
@@ -422,9 +432,12 @@ def _timed_missed(settings, number: int, when: datetime, now: datetime) -> list[
     return [f"timed Issue {number:03d}: missed by {late}, returned to approved"]
 
 
-def _deliver(settings, number: int, mode: Mode) -> str:
-    """Start the send (``deliver``) and, depending on the process, send it here."""
-    counts = deliver(settings, number, here=mode.dispatch)
+def _deliver(settings, number: int, mode: Mode, *, slot: datetime | None = None) -> str:
+    """Start the send (``deliver``) and, depending on the process, send it here.
+    The weekly ``slot`` goes out at its wall-clock time in each reader's zone
+    in local-time mode; a timed send is everyone at once."""
+    local_slot = slot if settings.local_time_delivery else None
+    counts = deliver(settings, number, here=mode.dispatch, local_slot=local_slot)
     if settings.broker_url:
         return "handed to the workers"
     if not mode.dispatch:
@@ -464,11 +477,12 @@ def _expire(settings, run: JobRun, now: datetime) -> list[str]:
     return [f"send {run.slot_at.isoformat()}: expired ({run.state})"]
 
 
-def _review_cycle(settings, now: datetime) -> list[str]:
+def _review_cycle(settings, now: datetime, at: datetime | None = None) -> list[str]:
+    at = at or now
     if settings.review_hours <= 0:
         return []  # assembled at the slot itself
-    upcoming = slots.next_slot(settings, now)
-    if upcoming is None or now < slots.review_at(settings, upcoming):
+    upcoming = slots.next_slot(settings, at)
+    if upcoming is None or at < slots.review_at(settings, upcoming):
         return []
     run = runs.get(REVIEW, upcoming)
     if run is None:
@@ -510,11 +524,11 @@ def _run_review(settings, slot: datetime, now: datetime, *, previous: str) -> li
             then=notices.notice(
                 settings,
                 "review",
-                f"Review {issue.label} before {slots.describe(settings, slot)}",
+                f"Review {issue.label} before {slots.describe(settings, slot - slots.lead(settings, now))}",
                 issue_label=issue.label,
                 issue_title=issue.title,
                 article_count=count,
-                slot_text=slots.describe(settings, slot),
+                slot_text=slots.describe_send(settings, slot),
                 preview_url=notices.preview_url(settings, issue.number),
             ),
         )

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from newsletter.delivery import localtime
+
 # Windows searched backwards for the previous slot: short first so a
 # per-minute schedule stays cheap, long last so "29 Feb" schedules are found.
 _BACK_WINDOWS = (
@@ -176,3 +178,42 @@ def in_words(schedule: str, timezone: str) -> str:
     if weekday == "*" and day.isdigit():
         return f"Day {int(day)} of each month {at}"
     return plain
+
+
+def lead(settings, now: datetime) -> timedelta:
+    """Local-time delivery: how much earlier than the slot the first reader
+    gets it (negative when every reader is west of NEWSLETTER_TIMEZONE; zero
+    when the mode is off). The scheduler adds it to the clock, so the
+    review, the send and its grace period count from the first zone. It is
+    taken for the slot whose send window ``now`` can be in, so it is exact
+    for that slot across DST changes."""
+    if not settings.local_time_delivery:
+        return timedelta(0)
+    slot = next_slot(settings, now - localtime.SPREAD)
+    return slot - first_moment(settings, slot) if slot is not None else timedelta(0)
+
+
+def first_moment(settings, slot: datetime) -> datetime:
+    """When the first reader gets the slot's issue: the slot itself, or in
+    local-time mode the first zone's moment (the approval deadline)."""
+    return localtime.window(settings, slot)[0] if settings.local_time_delivery else slot
+
+
+def describe_send(settings, slot: datetime) -> str:
+    """When the slot's issue goes out, for the editors' notices: in local-time
+    mode from the first reader's moment (the approval deadline) to the last."""
+    if not settings.local_time_delivery:
+        return describe(settings, slot)
+    first, last = localtime.window(settings, slot)
+    return (
+        f"{local(settings, slot):%a %d %b %Y %H:%M} in each reader's own zone: "
+        f"the first readers at {describe(settings, first)} (approve before then), "
+        f"the last at {describe(settings, last)}"
+    )
+
+
+def wall_time(settings, at: datetime | None = None) -> str:
+    """ "Monday at 08:00": the next slot's wall-clock time, which local-time
+    delivery reaches in every reader's own zone."""
+    slot = next_slot(settings, at or datetime.now(UTC))
+    return f"{local(settings, slot):%A} at {local(settings, slot):%H:%M}" if slot is not None else ""

@@ -1,0 +1,136 @@
+"""Readers' time zones (local-time delivery): every entry path records one,
+an unknown or hostile one falls back to NEWSLETTER_TIMEZONE and is counted."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from newsletter import zones
+from newsletter.db import session_scope
+from newsletter.readers import service
+from newsletter.readers.csv_io import import_csv
+from tests.readers_fixtures import confirm, events, link, outbox, post_form, reader, subscribe
+
+pytestmark = pytest.mark.usefixtures("running_sender")
+
+HOSTILE = [
+    "Europe/Nowhere",
+    "../../../etc/passwd",
+    "Europe/Berlin\r\nBcc: x@example.org",
+    "Asia/Kathmandu\x00",
+    "A" * 10_000,
+    "<script>alert(1)</script>",
+    "/usr/share/zoneinfo/UTC",
+]
+
+
+def _fallbacks() -> int:
+    with session_scope() as session:
+        return service.zone_fallbacks(session)
+
+
+def test_zone_names_are_checked_against_the_tz_database():
+    assert zones.clean_zone("Asia/Kathmandu") == ("Asia/Kathmandu", False)
+    assert zones.clean_zone("  asia/kathmandu ") == ("Asia/Kathmandu", False)  # canonical spelling
+    assert zones.clean_zone("America/St_Johns") == ("America/St_Johns", False)
+    assert zones.clean_zone(None) == ("", False) and zones.clean_zone("") == ("", False)
+    for raw in [*HOSTILE, 42, ["Europe/Berlin"], {"tz": "UTC"}]:
+        assert zones.clean_zone(raw) == ("", True), raw
+
+
+def test_wall_clock_in_every_kind_of_zone():
+    # Monday 30 March 2026 08:00 in Berlin (CEST since the day before).
+    slot = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
+    moments = zones.local_moments(
+        slot,
+        "Europe/Berlin",
+        ["Pacific/Kiritimati", "Asia/Kathmandu", "America/St_Johns", "Pacific/Pago_Pago", ""],
+    )
+    assert moments["Pacific/Kiritimati"] == datetime(2026, 3, 29, 18, 0, tzinfo=UTC)  # +14
+    assert moments["Asia/Kathmandu"] == datetime(2026, 3, 30, 2, 15, tzinfo=UTC)  # +05:45
+    assert moments["America/St_Johns"] == datetime(2026, 3, 30, 10, 30, tzinfo=UTC)  # −02:30 (NDT)
+    assert moments["Pacific/Pago_Pago"] == datetime(2026, 3, 30, 19, 0, tzinfo=UTC)  # −11
+    assert moments[""] == slot  # no zone: the newsletter's own
+    # A wall time in a DST gap is the moment the clocks jumped past it; a repeated one is the first.
+    gap = zones.wall_moment(datetime(2026, 3, 29, 2, 30), "Europe/Berlin")
+    assert gap == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # 03:30 CEST
+    twice = zones.wall_moment(datetime(2026, 10, 25, 2, 30), "Europe/Berlin")
+    assert twice == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST, the first
+
+
+def test_form_records_the_browsers_zone(client, topics):
+    page = client.get("/").get_data(as_text=True)
+    assert 'name="timezone"' in page and "data-timezone" in page and "/static/timezone.js" in page
+    assert (
+        subscribe(client, "kat@example.org", topics=["agents"], timezone="Asia/Kathmandu").status_code == 302
+    )
+    assert reader("kat@example.org").timezone == "Asia/Kathmandu"
+    assert (
+        subscribe(client, "nojs@example.org", topics=["agents"]).status_code == 302
+    )  # no script: no zone, no fallback
+    assert reader("nojs@example.org").timezone == "" and _fallbacks() == 0
+
+
+def test_api_takes_a_timezone_field_and_counts_unknown_ones(client, topics):
+    ok = client.post("/api/v1/subscribers", json={"email": "sj@example.org", "timezone": "America/St_Johns"})
+    assert ok.status_code == 202 and reader("sj@example.org").timezone == "America/St_Johns"
+    for n, raw in enumerate([*HOSTILE, 12, ["UTC"]]):
+        response = client.post("/api/v1/subscribers", json={"email": f"x{n}@example.org", "timezone": raw})
+        assert response.status_code == 202, raw  # never an error: the reader is kept, in our zone
+        assert reader(f"x{n}@example.org").timezone == ""
+    assert _fallbacks() == len(HOSTILE) + 2
+    assert all("passwd" not in e.detail and "script" not in e.detail for e in events("timezone_fallback"))
+    spec = client.get("/api/v1/openapi.json").json
+    assert "timezone" in spec["components"]["schemas"]["SubscribeRequest"]["properties"]
+
+
+def test_preferences_page_changes_the_zone(client, topics):
+    subscribe(client, "pp@example.org", topics=["agents"], timezone="Europe/Berlin")
+    confirm(client, link(outbox()[0], "confirm"))
+    prefs = link(outbox()[1], "preferences")
+    page = client.get(prefs).get_data(as_text=True)
+    assert '<option selected value="Europe/Berlin">' in page and "Pacific/Pago_Pago" in page
+    saved = post_form(
+        client, prefs, {"name": "", "topics": ["agents"], "timezone": "Pacific/Pago_Pago"}, prefs
+    )
+    assert saved.status_code == 302 and reader("pp@example.org").timezone == "Pacific/Pago_Pago"
+    bad = post_form(client, prefs, {"name": "", "topics": ["agents"], "timezone": "Mars/Olympus"}, prefs)
+    assert bad.status_code == 400 and "Unknown time zone" in bad.get_data(as_text=True)
+    assert reader("pp@example.org").timezone == "Pacific/Pago_Pago"  # nothing lost
+    back = post_form(client, prefs, {"name": "", "topics": ["agents"], "timezone": ""}, prefs)
+    assert back.status_code == 302 and reader("pp@example.org").timezone == ""  # the newsletter's time
+    kept = post_form(
+        client, prefs, {"name": "Pp", "topics": ["agents"]}, prefs
+    )  # an old page without the field
+    assert kept.status_code == 302 and reader("pp@example.org").timezone == ""
+
+
+def test_import_may_carry_a_timezone_column(settings, topics):
+    data = (
+        b"email,name,Time Zone\n"
+        b"ki@example.org,Ki,Pacific/Kiritimati\n"
+        b"bad@example.org,Bad,Atlantis/Capital\n"
+        b"none@example.org,None,\n"
+    )
+    report = import_csv(settings, io.BytesIO(data))
+    assert report.imported == 3 and report.timezone_fallbacks == 1
+    assert reader("ki@example.org").timezone == "Pacific/Kiritimati"
+    assert reader("bad@example.org").timezone == reader("none@example.org").timezone == ""
+    assert _fallbacks() == 1
+    # A re-import fills a missing zone but never replaces one the reader has.
+    again = b"email,timezone\nnone@example.org,Asia/Kathmandu\nki@example.org,Europe/Berlin\n"
+    import_csv(settings, io.BytesIO(again))
+    assert reader("none@example.org").timezone == "Asia/Kathmandu"
+    assert reader("ki@example.org").timezone == "Pacific/Kiritimati"
+
+
+def test_a_zone_asked_for_an_existing_address_waits_for_its_confirmation(client, topics):
+    subscribe(client, "twice@example.org", topics=["agents"])
+    subscribe(client, "twice@example.org", topics=["agents"], timezone="Pacific/Kiritimati")
+    assert reader("twice@example.org").timezone == ""  # a stranger cannot change it
+    first, second = outbox()
+    confirm(client, link(second, "confirm"))
+    assert reader("twice@example.org").timezone == "Pacific/Kiritimati"  # the address's owner agreed
