@@ -146,6 +146,15 @@ def personalise(
     )
 
 
+def prepare(render: IssueRender, settings: Settings) -> None:
+    """Do now, once, what the first ``personalise`` of ``render`` would do:
+    split its HTML and text and pre-encode their static parts. A process
+    that prepares before it forks its senders shares the result with them."""
+    _links_for(settings)
+    _split(render.nonce, render.html).base64()
+    _split(render.nonce, render.text).quoted_printable()
+
+
 def generic(render: IssueRender, settings: Settings) -> str:
     """The HTML with personal links replaced by generic ones (web archive)."""
     home = f"{settings.base_url}/"
