@@ -34,6 +34,7 @@ everywhere): a killed ``issue send`` leaves no sender behind.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -94,8 +95,16 @@ def run_processes(
         )
         for n, child in enumerate(child_settings(settings))
     ]
-    for process in processes:
-        process.start()
+    if forked:
+        # Objects that live until the end (modules, the renders) stay out of the
+        # collector's reach, so the children never touch (and so copy) their pages.
+        gc.freeze()
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        if forked:
+            gc.unfreeze()
     if on_started is not None:
         on_started()
     total = DispatchStats()
