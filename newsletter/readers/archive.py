@@ -10,7 +10,7 @@ needs inline styles) that still allows no script at all.
 
 from __future__ import annotations
 
-from flask import Response, abort, render_template, url_for
+from flask import Response, abort, make_response, render_template, url_for
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -21,7 +21,7 @@ from newsletter.models import Issue, IssueRender
 from newsletter.readers.views import bp
 from newsletter.rendering.issue import render_variant
 from newsletter.rendering.personalise import generic
-from newsletter.web import int_arg
+from newsletter.web import int_arg, public_cache
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
 PER_PAGE = 25
@@ -30,6 +30,10 @@ ISSUE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
+# How long caches keep the pages (``web.public_cache``): the list changes when an
+# issue goes out, an issue's page hardly ever.
+INDEX_MAX_AGE, INDEX_STALE = 300, 3600
+ISSUE_MAX_AGE, ISSUE_STALE = 3600, 86400
 
 
 def _public():
@@ -38,6 +42,11 @@ def _public():
 
 def _published(issue: Issue):
     return issue.sent_at or issue.send_started_at or issue.updated_at
+
+
+def _changed(issue: Issue):
+    """When what the archive shows of ``issue`` last changed."""
+    return max(t for t in (issue.updated_at, issue.sent_at, issue.send_started_at) if t is not None)
 
 
 @bp.get("/issues", endpoint="archive_index")
@@ -53,7 +62,13 @@ def archive_index():
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         abort(404)
-    return render_template("archive/index.html", issues=issues, page=page, pages=pages, published=_published)
+    body = render_template("archive/index.html", issues=issues, page=page, pages=pages, published=_published)
+    return public_cache(
+        make_response(body),
+        max_age=INDEX_MAX_AGE,
+        stale=INDEX_STALE,
+        last_modified=max((_changed(i) for i in issues), default=None),
+    )
 
 
 @bp.get("/issues/<int:number>", endpoint="archive_issue")
@@ -67,6 +82,7 @@ def archive_issue(number: int):
         ).first()
         if render is None:  # frozen before "" was always kept: render it now (not stored)
             render = render_variant(session, issue, "", settings())
+        changed = _changed(issue)
     html = generic(render, settings())
     banner = (
         '<div style="font:14px/1.4 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;text-align:center;'
@@ -80,7 +96,7 @@ def archive_issue(number: int):
         html = html[:end] + banner + html[end:]
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = ISSUE_CSP
-    return response
+    return public_cache(response, max_age=ISSUE_MAX_AGE, stale=ISSUE_STALE, last_modified=changed)
 
 
 @bp.get("/issues/feed.xml", endpoint="archive_feed")
