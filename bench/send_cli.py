@@ -277,7 +277,7 @@ def main() -> None:
             if mode != "default":
                 run_env["NEWSLETTER_SEND_PROCESSES"] = mode
             print(f"load average before processes={mode}: {load()}", flush=True)
-            results[mode] = run_command(run_env, number, sink, args.readers)
+            results[(number, mode)] = run_command(run_env, number, sink, args.readers)
         from newsletter.db import init_engine
 
         init_engine(url)
@@ -287,7 +287,7 @@ def main() -> None:
             print(f"load average before smtp-source: {load()}", flush=True)
             reference = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
         print(f"message size        {size} bytes")
-        for mode, r in results.items():
+        for (_, mode), r in results.items():
             ratio = f"  ratio {r['rate'] / reference:.2f} of smtp-source" if reference else ""
             rss = ", ".join(f"{v:.0f}" for v in sorted(r["rss"].values(), reverse=True))
             print(
