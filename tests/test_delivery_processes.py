@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,10 +17,9 @@ from sqlalchemy import func, select
 
 from newsletter.config import ConfigError, load_settings
 from newsletter.db import init_engine, session_scope
-from newsletter.delivery import batch, dispatch, processes, send
+from newsletter.delivery import dispatch, processes, send
 from newsletter.delivery.deliver import deliver
 from newsletter.models import OutboxMessage
-from newsletter.rendering import personalise
 from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
 
 
@@ -107,55 +108,86 @@ def test_send_processes_auto_is_one_per_core():
         load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "many"}, dotenv=False)
 
 
+# Run as a fresh process (no test's thread around, as for a user): wrap the sending
+# child's entry and the two ways a child could read or prepare the issue again, then
+# run `newsletter issue send` itself. The counters live in shared memory that only a
+# forked child inherits: a forkserver child would run the unwrapped ``_child``.
+_FORK_PROBE = """
+import multiprocessing, os, sys
+from newsletter.delivery import batch, processes
+from newsletter.rendering import personalise
+
+command = os.getpid()
+forked = multiprocessing.Value("i", 0)
+work_in_children = multiprocessing.Value("i", 0)
+
+def count(value):
+    with value.get_lock():
+        value.value += 1
+
+real_child, real_load = processes._child, batch.Renders._load
+
+def child(*args):
+    count(forked)
+    real_child(*args)
+
+def load(self, issue_id):
+    if os.getpid() != command:
+        count(work_in_children)
+    return real_load(self, issue_id)
+
+class Split(personalise._Split):
+    __slots__ = ()
+
+    def __init__(self, nonce, source):
+        if os.getpid() != command:
+            count(work_in_children)
+        super().__init__(nonce, source)
+
+processes._child, batch.Renders._load, personalise._Split = child, load, Split
+sys.argv = ["newsletter", "issue", "send", "1", "--yes"]
+from newsletter.__main__ import main
+try:
+    main()
+finally:
+    print(f"forked={forked.value} work_in_children={work_in_children.value}", file=sys.stderr)
+"""
+
+
 @pytest.mark.slow
-def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(make_app, monkeypatch):
+def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(make_settings, tmp_path):
     """`issue send` with its progress bar (rich runs a refresh thread) and two
-    processes: the children are forked from the command (a forkserver child
-    would not run this test's wrapper of ``_child``: it imports the module
-    afresh), and they inherit the renders the command read and split once —
-    no child reads them from the database or splits them again."""
-    app = make_app(transport="outbox://", send_concurrency=2, send_processes=2)
-    settings = app.extensions["signal_settings"]
+    processes: the children are forked from the command, and they inherit the
+    renders the command read and split once — no child reads them from the
+    database or splits them again. Not a timing test: it counts."""
+    settings = make_settings(transport="outbox://")
     init_engine(settings.database_url)
     make_issue(settings, 1)
     add_subscribers(settings, 80)
-    command = os.getpid()
-    forked = multiprocessing.Value("i", 0)  # shared memory: inherited by forked children only
-    work_in_children = multiprocessing.Value("i", 0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTER_TRANSPORT="outbox://",
+        NEWSLETTER_SEND_PROCESSES="2",
+        NEWSLETTER_SEND_CONCURRENCY="2",
+        FORCE_COLOR="1",  # rich draws a live bar (and runs its refresh thread) as on a terminal
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
-    def count(value):
-        with value.get_lock():
-            value.value += 1
-
-    real_child, real_load = processes._child, batch.Renders._load
-
-    def child(*args):
-        count(forked)
-        real_child(*args)
-
-    def load(self, issue_id):
-        if os.getpid() != command:
-            count(work_in_children)
-        return real_load(self, issue_id)
-
-    class Split(personalise._Split):
-        __slots__ = ()
-
-        def __init__(self, nonce, source):
-            if os.getpid() != command:
-                count(work_in_children)
-            super().__init__(nonce, source)
-
-    monkeypatch.setattr(processes, "_child", child)
-    monkeypatch.setattr(batch.Renders, "_load", load)
-    monkeypatch.setattr(personalise, "_Split", Split)
-
-    result = app.test_cli_runner().invoke(args=["issue", "send", "1", "--yes"])
-
-    assert result.exit_code == 0, result.output
-    assert "80 sent, 0 failed" in result.output
-    assert forked.value == 2, "both sending processes were forked from the command"
-    assert work_in_children.value == 0, "no child read or split the issue's renders"
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "80 sent, 0 failed" in result.stdout
+    assert "forked=2 " in result.stderr, "both sending processes were forked from the command"
+    assert "work_in_children=0" in result.stderr, "no child read or split the issue's renders"
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 80
 
