@@ -186,7 +186,6 @@ def _child(
     _die_with_parent()
     if os.getppid() != parent:  # it died before we asked
         return
-    reports.cancel_join_thread()  # never wait at exit on a parent that stopped reading
     name = multiprocessing.current_process().name
     try:  # forked: the parent's pooled connections are the parent's; never touch them
         db.get_engine().dispose(close=False)
@@ -213,5 +212,7 @@ def _child(
     except Exception as exc:  # noqa: BLE001 - report it; the parent records it with the totals
         log.exception("sender process failed")
         stats = DispatchStats(stopped_because=f"error: {exc}", errors=[f"{name}: {exc}"])
+    if os.getppid() != parent:  # nobody reads the reports: do not wait at exit to flush them
+        reports.cancel_join_thread()
     reports.put(("done", name, asdict(stats)))
     db.dispose_engine()
