@@ -3,10 +3,18 @@
 The entry point builds the app (``app.create_app``), whose factory adds
 every command (``cli.register_commands``); a configuration error stops it
 with exit code 2 and a message that names the variable.
+
+``newsletter issue send`` is the exception: the send a user waits for runs
+``delivery.send_cli.standalone`` without building the web app, so the first
+message leaves sooner (importing the views, the editor and Flask's
+extensions costs about half a second) and the sending processes it forks
+carry none of it. The app module is therefore imported by name
+(``importlib``), only when another command needs it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -15,8 +23,10 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 from newsletter import DISTRIBUTION
-from newsletter.app import create_app
 from newsletter.config import ConfigError, load_settings
+from newsletter.delivery import send_cli
+
+APP_MODULE = "newsletter.app"
 
 
 def _create_app_for_cli() -> Flask:
@@ -25,7 +35,7 @@ def _create_app_for_cli() -> Flask:
         # The demo always runs on the embedded defaults a newcomer expects.
         overrides = {"transport": os.environ.get("NEWSLETTER_TRANSPORT", "outbox://")}
     try:
-        return create_app(load_settings(**overrides))
+        return importlib.import_module(APP_MODULE).create_app(load_settings(**overrides))
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
@@ -40,6 +50,9 @@ def cli():
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["issue", "send"]:
+        send_cli.standalone(args=sys.argv[3:], prog_name="newsletter issue send")
+        return
     os.environ.setdefault("FLASK_RUN_FROM_CLI", "false")
     cli(prog_name="newsletter")
 

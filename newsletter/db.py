@@ -3,22 +3,28 @@
 One engine per process, created from the configured URL. SQLite gets WAL,
 foreign keys and a busy timeout so the web app, the scheduler and the sender
 threads can share the embedded database; PostgreSQL needs nothing special.
+
+Alembic (with Mako and Pygments behind it: a quarter of a second) is
+imported when a migration function runs, not with this module: every
+process opens the database, few migrate it, and `issue send` and its
+sending processes must start quickly.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from newsletter.paths import MIGRATIONS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _engine: Engine | None = None
 
@@ -117,19 +123,21 @@ def session_scope() -> Iterator[Session]:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Apply Alembic migrations (used by `db upgrade`, `serve`, `demo` and tests)."""
-    command.upgrade(alembic_config(url), revision)
+    importlib.import_module("alembic.command").upgrade(alembic_config(url), revision)
 
 
 def revisions() -> tuple[set[str], set[str]]:
     """(the revisions the database is at, the newest ones the code has): equal
     when the database is migrated."""
     with get_engine().connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current, set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        context = importlib.import_module("alembic.runtime.migration").MigrationContext
+        current = set(context.configure(connection).get_current_heads())
+    scripts = importlib.import_module("alembic.script").ScriptDirectory
+    return current, set(scripts.from_config(alembic_config()).get_heads())
 
 
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config()
+    cfg = importlib.import_module("alembic.config").Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option(
         "sqlalchemy.url", (url or get_engine().url.render_as_string(hide_password=False)).replace("%", "%%")

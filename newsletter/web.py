@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import tempfile
+from datetime import datetime
 
-from flask import Response, abort, request
+from flask import Response, abort, current_app, request
 from werkzeug.routing import IntegerConverter
 
 from newsletter.db import MAX_INTEGER, parse_integer
@@ -44,6 +45,27 @@ def mail_html_response(html: str, *, links_in_top_window: bool = False) -> Respo
     response.headers["Content-Security-Policy"] = MAIL_CSP
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def public_cache(
+    response: Response, *, max_age: int, stale: int, last_modified: datetime | None = None
+) -> Response:
+    """Make a public page cacheable by a CDN and by browsers, and answer a
+    conditional request (``If-None-Match``, ``If-Modified-Since``) with 304.
+
+    The ETag is a hash of the body, so it changes exactly when the page does;
+    ``stale-while-revalidate`` lets a cache serve the page while it fetches a
+    fresh one. A visitor who carries a session cookie (an editor, a reader
+    shown a one-time notice) may be shown something meant only for them, so
+    their copy is ``private, no-cache``: revalidated, never shared."""
+    if last_modified is not None:
+        response.last_modified = last_modified
+    response.add_etag()
+    if current_app.config.get("SESSION_COOKIE_NAME", "session") in request.cookies:
+        response.headers["Cache-Control"] = "private, no-cache"
+    else:
+        response.headers["Cache-Control"] = f"public, max-age={max_age}, stale-while-revalidate={stale}"
+    return response.make_conditional(request)
 
 
 class DatabaseInteger(IntegerConverter):

@@ -43,6 +43,8 @@ def csrf_token(client, path: str = "/") -> str:
 
 
 def post_form(client, path: str, data: dict, token_from: str = "/"):
+    """POST a form with the CSRF token of the page ``token_from``: ``/`` carries
+    the subscribe form's cookie-less token, the other pages their session's."""
     return client.post(path, data={"csrf_token": csrf_token(client, token_from), **data})
 
 

@@ -4,6 +4,9 @@ answers 429 during a whole send, and the rate limiters."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -174,3 +177,66 @@ def test_redis_token_bucket_shares_one_rate_between_processes():
     )
     assert one.reserve(5) == pytest.approx(1.5, abs=0.05)
     client.delete(key)
+
+
+@pytest.mark.slow
+def test_the_send_command_a_user_runs_sends_without_the_web_app(make_settings, smtp_server, tmp_path):
+    """`newsletter issue send` as a real process, with two sending processes:
+    everyone gets the issue once, the exit code and summary are the app
+    CLI's, and the command never imported the web app (`-X importtime`
+    lists every module the process loaded)."""
+    settings = make_settings(transport=smtp_server.dsn)
+    make_issue(settings, 1)
+    add_subscribers(settings, 30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_BASE_URL=settings.base_url,
+        NEWSLETTER_MAIL_FROM=settings.mail_from,
+        NEWSLETTER_TRANSPORT=smtp_server.dsn,
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTER_SEND_PROCESSES="2",
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "newsletter", "issue", "send", "1", "--yes"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "issue 1: sent — 30 sent, 0 failed, 0 skipped, 0 remaining of 30" in result.stdout
+    assert Counter(m.to for m in smtp_server.wait_for(30)) == {f"reader{i}@example.org": 1 for i in range(30)}
+    loaded = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
+    assert "newsletter.delivery.dispatch" in loaded, "the importtime listing really names modules"
+    web = {"newsletter.app", "newsletter.extensions", "flask_wtf", "flask_login", "flask_limiter"}
+    assert not loaded & web
+    assert not [
+        m for m in loaded if m.endswith(".views") or ".views_" in m or m.startswith("newsletter.editor")
+    ]
+
+
+def test_the_send_command_reports_an_unknown_issue_and_bad_settings(make_settings, tmp_path):
+    """The standalone `issue send` keeps the app CLI's errors and exit codes."""
+    settings = make_settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+    )
+    command = [sys.executable, "-m", "newsletter", "issue", "send", "404", "--yes"]
+    unknown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "there is no issue 404" in unknown.stderr
+    env["NEWSLETTER_TRANSPORT"] = "carrier-pigeon://coop"
+    bad = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "configuration error" in bad.stderr and "carrier-pigeon" in bad.stderr
+    usage = subprocess.run(
+        command[:-2] + ["not-a-number"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert usage.returncode == 2

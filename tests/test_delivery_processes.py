@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -101,3 +106,136 @@ def test_send_processes_auto_is_one_per_core():
     assert settings.send_processes == (os.cpu_count() or 1)
     with pytest.raises(ConfigError, match="NEWSLETTER_SEND_PROCESSES"):
         load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "many"}, dotenv=False)
+
+
+# Run as a fresh process (no test's thread around, as for a user): wrap the sending
+# child's entry and the two ways a child could read or prepare the issue again, then
+# run `newsletter issue send` itself. The counters live in shared memory that only a
+# forked child inherits: a forkserver child would run the unwrapped ``_child``.
+_FORK_PROBE = """
+import multiprocessing, os, sys
+from newsletter.delivery import batch, processes
+from newsletter.rendering import personalise
+
+command = os.getpid()
+forked = multiprocessing.Value("i", 0)
+work_in_children = multiprocessing.Value("i", 0)
+
+def count(value):
+    with value.get_lock():
+        value.value += 1
+
+real_child, real_load = processes._child, batch.Renders._load
+
+def child(*args):
+    count(forked)
+    real_child(*args)
+
+def load(self, issue_id):
+    if os.getpid() != command:
+        count(work_in_children)
+    return real_load(self, issue_id)
+
+class Split(personalise._Split):
+    __slots__ = ()
+
+    def __init__(self, nonce, source):
+        if os.getpid() != command:
+            count(work_in_children)
+        super().__init__(nonce, source)
+
+processes._child, batch.Renders._load, personalise._Split = child, load, Split
+sys.argv = ["newsletter", "issue", "send", "1", "--yes"]
+from newsletter.__main__ import main
+try:
+    main()
+finally:
+    print(f"forked={forked.value} work_in_children={work_in_children.value}", file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(make_settings, tmp_path):
+    """`issue send` with its progress bar (rich runs a refresh thread) and two
+    processes: the children are forked from the command, and they inherit the
+    renders the command read and split once — no child reads them from the
+    database or splits them again. Not a timing test: it counts."""
+    settings = make_settings(transport="outbox://")
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 80)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTER_TRANSPORT="outbox://",
+        NEWSLETTER_SEND_PROCESSES="2",
+        NEWSLETTER_SEND_CONCURRENCY="2",
+        FORCE_COLOR="1",  # rich draws a live bar (and runs its refresh thread) as on a terminal
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "80 sent, 0 failed" in result.stdout
+    assert "forked=2 " in result.stderr, "both sending processes were forked from the command"
+    assert "work_in_children=0" in result.stderr, "no child read or split the issue's renders"
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 80
+
+
+@pytest.mark.slow
+def test_a_sending_process_stops_when_its_parent_dies(make_settings, tmp_path):
+    """A killed `issue send` leaves no sender behind: the child is told
+    (PR_SET_PDEATHSIG, or the watchdog) and stops after its batch."""
+    # two messages a second to 100 readers: the child is still sending when its parent dies
+    settings = make_settings(transport="outbox://", send_concurrency=1, send_processes=1, send_rate=2)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 100)
+    issue = send.start_send(settings, 1)
+    pid_file = tmp_path / "child.pid"
+    context = multiprocessing.get_context("fork")
+
+    def parent():
+        reports = context.Queue()
+        child = context.Process(
+            target=processes._child,
+            args=(settings, issue.id, True, context.Event(), reports, None, os.getpid()),
+        )
+        child.start()
+        pid_file.write_text(str(child.pid))
+        threading.Event().wait()  # until killed
+
+    middle = context.Process(target=parent)
+    middle.start()
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the sending process did not start"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    assert _alive(child_pid)
+    os.kill(middle.pid, signal.SIGKILL)
+    middle.join()
+
+    deadline = time.monotonic() + 10
+    while _alive(child_pid):
+        assert time.monotonic() < deadline, "the sending process outlived its parent"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, or a process reparented and reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -74,12 +74,25 @@ def test_missing_or_wrong_csrf_token_is_refused(client, topics):
         "/subscribe", data={"email": "ann@example.org", "csrf_token": "forged", "topics": ["agents"]}
     )
     assert wrong.status_code == 400
-    other = client.application.test_client()  # a token from someone else's session
-    stolen = client.post(
-        "/subscribe", data={"email": "ann@example.org", "csrf_token": csrf_token(other), "topics": ["agents"]}
-    )
-    assert stolen.status_code == 400
+    # The subscribe page is cacheable, so its token is public (the same for every
+    # visitor this hour): another site can fetch one. What it cannot do is make a
+    # visitor's browser post it — the browser says where the form came from.
+    genuine = csrf_token(client.application.test_client())
+    data = {"email": "ann@example.org", "csrf_token": genuine, "topics": ["agents"]}
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "https://sub.localhost"},
+        {"Origin": "https://evil.example"},  # an older browser: the Origin alone
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        refused = client.post("/subscribe", data=data, headers=headers)
+        assert refused.status_code == 400 and "another site" in refused.get_data(as_text=True), headers
     assert reader("ann@example.org") is None and outbox() == []
+    for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, {}):
+        accepted = client.post(
+            "/subscribe", data={**data, "email": f"ok{len(headers)}@example.org"}, headers=headers
+        )
+        assert accepted.status_code == 302, headers
 
 
 def test_preferences_forms_need_csrf_too(client, topics, settings):
@@ -127,7 +140,7 @@ def test_forged_expired_and_wrong_purpose_tokens(client, topics, settings):
 
     assert post_form(client, confirm[:-3] + "abc", {}, token_from=confirm).status_code == 400
     clock.advance(timedelta(days=settings.token_max_age_days, seconds=1))
-    assert post_form(client, confirm, {}, token_from="/").status_code == 410
+    assert post_form(client, confirm, {}, token_from="/subscribe/check-your-inbox").status_code == 410
     expired = client.get(confirm)
     page = expired.get_data(as_text=True)
     assert expired.status_code == 410 and "expired" in page and 'name="token"' in page

@@ -24,7 +24,7 @@ from newsletter.delivery.queue import Claimed
 from newsletter.delivery.transports.base import SendResult, TransportError
 from newsletter.models import Issue, IssueRender, Subscriber, Suppression
 from newsletter.rendering.issue import ensure_variant, issue_sections, variant_for
-from newsletter.rendering.personalise import personalise
+from newsletter.rendering.personalise import personalise, prepare
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,34 @@ class Renders:
         self.renders: dict[tuple[int, str], IssueRender] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def prepared(cls, settings: Settings, issue_id: int) -> Renders:
+        """The issue's renders loaded and split for substitution, once, in the
+        process that is about to fork its senders: forked children inherit
+        them and never read or prepare them again (``processes``)."""
+        renders = cls(settings)
+        renders.issue(issue_id)
+        for (_, _variant), render in renders.renders.items():
+            prepare(render, settings)
+        return renders
+
     def issue(self, issue_id: int) -> tuple[Issue, list[str]]:
         with self._lock:
             found = self.issues.get(issue_id)
             if found is None:
-                with session_scope() as session:
-                    issue = session.get(Issue, issue_id)
-                    session.expunge(issue)
-                    found = self.issues[issue_id] = (issue, issue_sections(session, issue))
-                    for render in session.scalars(
-                        select(IssueRender).where(IssueRender.issue_id == issue_id)
-                    ):
-                        session.expunge(render)
-                        self.renders[(issue_id, render.variant)] = render
+                found = self.issues[issue_id] = self._load(issue_id)
             return found
+
+    def _load(self, issue_id: int) -> tuple[Issue, list[str]]:
+        """The issue, its sections and every frozen render, from the database."""
+        with session_scope() as session:
+            issue = session.get(Issue, issue_id)
+            session.expunge(issue)
+            found = (issue, issue_sections(session, issue))
+            for render in session.scalars(select(IssueRender).where(IssueRender.issue_id == issue_id)):
+                session.expunge(render)
+                self.renders[(issue_id, render.variant)] = render
+        return found
 
     def render(self, issue_id: int, topics: str) -> IssueRender:
         issue, sections = self.issue(issue_id)

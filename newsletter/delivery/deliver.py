@@ -47,14 +47,27 @@ def run_senders(
     on_batch: Callable[[DispatchStats], None] | None = None,
     transport=None,
     wait: bool = True,
+    on_started: Callable[[], None] | None = None,
 ) -> DispatchStats:
     """Send the rows of ``issue_id`` (or of every sending issue) in this
     process: threads, or ``send_processes`` processes (not with a transport
-    passed in, which cannot cross a process boundary)."""
+    passed in, which cannot cross a process boundary). ``on_started`` runs
+    once the senders exist: a caller that shows progress starts its display
+    there, so its thread never stops the sending processes from forking."""
     stop = stop or threading.Event()
     if settings.send_processes > 1 and transport is None:
-        return run_processes(settings, issue_id, stop=stop, on_batch=on_batch, wait=wait)
-    return run_pool(settings, issue_id, stop=stop, on_batch=on_batch, transport=transport, wait=wait)
+        return run_processes(
+            settings, issue_id, stop=stop, on_batch=on_batch, wait=wait, on_started=on_started
+        )
+    return run_pool(
+        settings,
+        issue_id,
+        stop=stop,
+        on_batch=on_batch,
+        transport=transport,
+        wait=wait,
+        on_started=on_started,
+    )
 
 
 def deliver(
@@ -88,14 +101,13 @@ def deliver(
         return counts_for(number)
     reclaim_expired_leases(settings, issue.id)
     start = counts_for(number)
-    if progress is not None:
-        progress(start, DispatchStats())
     stats = run_senders(
         settings,
         issue.id,
         stop=stop,
         transport=transport,
         on_batch=(lambda batch: progress(start, batch)) if progress is not None else None,
+        on_started=(lambda: progress(start, DispatchStats())) if progress is not None else None,
     )
     finish_issue(issue.id)
     final = counts_for(number)

@@ -63,6 +63,7 @@ def dispatch(
     wait: bool = True,
     on_batch: Callable[[DispatchStats], None] | None = None,
     max_seconds: float | None = None,
+    renders: Renders | None = None,
 ) -> DispatchStats:
     """Claim, send and record batches until nothing is left (or ``stop``).
 
@@ -74,7 +75,7 @@ def dispatch(
     own_transport = transport is None
     transport = transport or make_transport(settings.transport, settings)
     limiter = limiter or NoLimit()
-    renders = Renders(settings)
+    renders = renders or Renders(settings)
     stats = DispatchStats()
     size = batch_size(settings, transport)
     started = time.monotonic()
@@ -164,13 +165,18 @@ def run_pool(
     transport=None,
     limiter=None,
     wait: bool = True,
+    renders: Renders | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> DispatchStats:
-    """``send_concurrency`` dispatch loops in threads sharing one transport and
-    one rate limiter; returns their totals."""
+    """``send_concurrency`` dispatch loops in threads sharing one transport,
+    one rate limiter and one set of renders (read from the database once, or
+    ``renders`` prepared by the caller); returns their totals. ``on_started``
+    is called once the loops are running."""
     stop = stop or threading.Event()
     own = transport is None
     transport = transport or make_transport(settings.transport, settings)
     limiter = limiter or make_limiter(settings)
+    renders = renders or Renders(settings)
     total = DispatchStats()
     lock = threading.Lock()
 
@@ -192,9 +198,12 @@ def run_pool(
                     limiter=limiter,
                     wait=wait,
                     on_batch=counted,
+                    renders=renders,
                 )
                 for n in range(settings.send_concurrency)
             ]
+            if on_started is not None:
+                on_started()
             try:
                 for future in futures:
                     result = future.result()

@@ -12,20 +12,32 @@ leases expire and are reclaimed, exactly as for a crashed thread).
 ``NEWSLETTER_SEND_CONCURRENCY`` stays the total number of connections (and
 threads): it is split over the processes, so a mail server sees the same
 number of sessions whatever N is. ``NEWSLETTER_SEND_RATE`` is split the same
-way (each process gets its share of the token bucket). A single-threaded
-parent (``newsletter issue send``, the benchmarks) forks: the children start
-in milliseconds with everything imported, and drop the inherited database
-pool without closing it. A parent that runs other threads (the web app's
-background sender, the scheduler) never forks — a lock held by another
-thread would stay locked in the child — it uses a ``forkserver`` that has
-imported the sender once. Children ignore Ctrl-C and stop when the parent's
-``stop`` event is set, after finishing their batch.
+way (each process gets its share of the token bucket).
+
+A single-threaded parent (``newsletter issue send``, the benchmarks) forks:
+the children start in milliseconds with everything imported and the issue's
+renders already read and prepared for substitution (``Renders.prepared``,
+done once in the parent), and drop the inherited database pool without
+closing it. So the caller must start nothing that runs a thread — rich's
+progress bar does — until ``on_started`` says the children exist. A parent
+that runs other threads (the web app's background sender, the scheduler)
+never forks — a lock held by another thread would stay locked in the child —
+it uses a ``forkserver`` that has imported the sender once, and each child
+reads the renders itself.
+
+Children ignore Ctrl-C and stop when the parent's ``stop`` event is set,
+after finishing their batch. They also stop, the same way, when the parent
+dies (``PR_SET_PDEATHSIG`` on Linux, and a watchdog on the parent's pid
+everywhere): a killed ``issue send`` leaves no sender behind.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -34,7 +46,7 @@ from dataclasses import asdict, replace
 
 from newsletter import db
 from newsletter.config import Settings
-from newsletter.delivery.batch import DispatchStats
+from newsletter.delivery.batch import DispatchStats, Renders
 from newsletter.delivery.dispatch import run_pool
 
 log = logging.getLogger(__name__)
@@ -62,22 +74,39 @@ def run_processes(
     stop: threading.Event,
     on_batch: Callable | None = None,
     wait: bool = True,
+    on_started: Callable[[], None] | None = None,
 ):
-    """Like ``dispatch.run_pool`` (same arguments, same totals), in processes."""
+    """Like ``dispatch.run_pool`` (same arguments, same totals), in processes.
+    ``on_started`` is called once every child exists: only then may the
+    caller start threads of its own."""
     context = _context()
+    forked = context.get_start_method() == "fork"
+    # Read and prepared once, here; forked children inherit them.
+    renders = Renders.prepared(settings, issue_id) if forked and issue_id is not None else None
     child_stop = context.Event()
     reports = context.Queue()
+    parent = os.getpid()
     processes = [
         context.Process(
             target=_child,
-            args=(child, issue_id, wait, child_stop, reports),
+            args=(child, issue_id, wait, child_stop, reports, renders, parent if forked else None),
             name=f"sender-{n}",
             daemon=True,
         )
         for n, child in enumerate(child_settings(settings))
     ]
-    for process in processes:
-        process.start()
+    if forked:
+        # Objects that live until the end (modules, the renders) stay out of the
+        # collector's reach, so the children never touch (and so copy) their pages.
+        gc.freeze()
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        if forked:
+            gc.unfreeze()
+    if on_started is not None:
+        on_started()
     total = DispatchStats()
     finished: set[str] = set()
     try:
@@ -128,19 +157,46 @@ def _context():
     return context
 
 
-def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, reports) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the parent dies (a no-op elsewhere:
+    the watchdog in ``_child`` covers it)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(
+    settings: Settings,
+    issue_id: int | None,
+    wait: bool,
+    child_stop,
+    reports,
+    renders: Renders | None = None,
+    parent: int | None = None,
+) -> None:
     """One sender process: its own engine, transport and dispatch threads."""
+    stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the batch, then stop
+    parent = parent or os.getppid()  # forked: the caller; forkserver: the server
+    _die_with_parent()
+    if os.getppid() != parent:  # it died before we asked
+        return
     name = multiprocessing.current_process().name
     try:  # forked: the parent's pooled connections are the parent's; never touch them
         db.get_engine().dispose(close=False)
     except RuntimeError:  # forkserver: no engine yet
         pass
     db.init_engine(settings.database_url)
-    stop = threading.Event()
 
     def watch() -> None:
-        child_stop.wait()
+        while not child_stop.wait(0.5):
+            if os.getppid() != parent:  # the parent died (no PDEATHSIG here)
+                break
         stop.set()
 
     threading.Thread(target=watch, daemon=True).start()
@@ -151,9 +207,12 @@ def _child(settings: Settings, issue_id: int | None, wait: bool, child_stop, rep
             stop=stop,
             wait=wait,
             on_batch=lambda batch: reports.put(("batch", name, asdict(batch))),
+            renders=renders,
         )
     except Exception as exc:  # noqa: BLE001 - report it; the parent records it with the totals
         log.exception("sender process failed")
         stats = DispatchStats(stopped_because=f"error: {exc}", errors=[f"{name}: {exc}"])
+    if os.getppid() != parent:  # nobody reads the reports: do not wait at exit to flush them
+        reports.cancel_join_thread()
     reports.put(("done", name, asdict(stats)))
     db.dispose_engine()

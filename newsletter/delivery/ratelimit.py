@@ -10,11 +10,10 @@ clock, so any number of ``newsletter worker`` processes share one rate.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from collections.abc import Callable
-
-import redis
 
 
 class NoLimit:
@@ -91,7 +90,9 @@ class RedisTokenBucket:
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else max(1.0, rate))
         self.key = key
-        self.client = client or redis.Redis.from_url(url)
+        # The client library is imported only when a shared rate is used: every
+        # `issue send` and sending process would otherwise pay its import time.
+        self.client = client or importlib.import_module("redis").Redis.from_url(url)
         self._script = self.client.register_script(_LUA)
 
     def reserve(self, n: int = 1) -> float:

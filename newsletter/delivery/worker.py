@@ -14,13 +14,12 @@ bucket shared by every worker.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 
 import dramatiq
 from dramatiq import Worker
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.brokers.redis import RedisBroker
 
 from newsletter.config import Settings
 from newsletter.delivery import mailqueue, queue
@@ -36,11 +35,19 @@ ACTOR_NAME = "newsletter.dispatch_issue"
 QUEUE = "newsletter"
 
 
+# The broker's module is imported only when a broker is used (as transports are by
+# their scheme): its client library (redis, pika) costs a quarter of a second to
+# import, which every `issue send` and sending process would pay for nothing.
+BROKERS = {
+    ("redis://", "rediss://", "unix://"): ("dramatiq.brokers.redis", "RedisBroker"),
+    ("amqp://", "amqps://"): ("dramatiq.brokers.rabbitmq", "RabbitmqBroker"),
+}
+
+
 def make_broker(url: str):
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBroker(url=url)
-    if url.startswith(("amqp://", "amqps://")):
-        return RabbitmqBroker(url=url)
+    for prefixes, (module, name) in BROKERS.items():
+        if url.startswith(prefixes):
+            return getattr(importlib.import_module(module), name)(url=url)
     raise ValueError(f"NEWSLETTER_BROKER_URL must be redis://… or amqp://…, not {url!r}")
 
 

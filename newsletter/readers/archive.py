@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Response, abort, render_template
+from flask import Response, abort, make_response, render_template
 from markupsafe import Markup
 from sqlalchemy import func
 from sqlmodel import select
@@ -26,11 +26,15 @@ from newsletter.models import Issue
 from newsletter.readers.views import bp
 from newsletter.rendering import wording
 from newsletter.rendering.view import CardView, card_view, inbox_preheader, issue_content, plain_text
-from newsletter.web import int_arg
+from newsletter.web import int_arg, public_cache
 
 PUBLIC_STATUSES = sorted(states.PUBLIC)
 PER_PAGE = 25
 FEED_ENTRIES = 20
+# How long caches keep the pages (``web.public_cache``): the list changes when an
+# issue goes out, an issue's page hardly ever.
+INDEX_MAX_AGE, INDEX_STALE = 300, 3600
+ISSUE_MAX_AGE, ISSUE_STALE = 3600, 86400
 
 
 def _public():
@@ -39,6 +43,11 @@ def _public():
 
 def _published(issue: Issue):
     return issue.sent_at or issue.send_started_at or issue.updated_at
+
+
+def _changed(issue: Issue):
+    """When what the archive shows of ``issue`` last changed."""
+    return max(t for t in (issue.updated_at, issue.sent_at, issue.send_started_at) if t is not None)
 
 
 @bp.get("/issues", endpoint="archive_index")
@@ -55,13 +64,19 @@ def archive_index():
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
     if page > pages:
         abort(404)
-    return render_template(
+    body = render_template(
         "archive/index.html",
         issues=issues,
         page=page,
         pages=pages,
         published=_published,
         preheaders=preheaders,
+    )
+    return public_cache(
+        make_response(body),
+        max_age=INDEX_MAX_AGE,
+        stale=INDEX_STALE,
+        last_modified=max((_changed(i) for i in issues), default=None),
     )
 
 
@@ -112,12 +127,13 @@ def archive_issue(number: int):
         sections = _sections(session, issue)
         preheader = inbox_preheader(session, issue)
         published = _published(issue)
+        changed = _changed(issue)
         session.expunge(issue)
     cards = [a for _, articles in sections for a in articles]
     filled = wording.values([name for name, _ in sections], [a.card.title for a in cards])
     intro_html = markdown_to_html(wording.fill(issue.intro, filled))
     image = next((a.card for a in cards if a.card.has_image), None)
-    return render_template(
+    body = render_template(
         "archive/issue.html",
         issue=issue,
         title=neutralise(issue.title) or f"{issue.label}: {neutralise(issue.theme)}",
@@ -129,6 +145,7 @@ def archive_issue(number: int):
         url=f"{settings().base_url}/issues/{issue.number}",
         image=image,
     )
+    return public_cache(make_response(body), max_age=ISSUE_MAX_AGE, stale=ISSUE_STALE, last_modified=changed)
 
 
 @bp.get("/issues/feed.xml", endpoint="archive_feed")

@@ -54,6 +54,13 @@ class _TopicsForm(FlaskForm):
 
 
 class SubscribeForm(_TopicsForm):
+    """The form on ``/``: its CSRF token is ``form_tokens``' cookie-less one
+    (checked by the view), so the page carries no session and can be cached."""
+
+    class Meta:
+        csrf = False
+
+    csrf_token = HiddenField()
     email = StringField(
         "Email address",
         validators=[_email_ok],

@@ -13,18 +13,31 @@ address and no preferences link; they offer to mail that link instead.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
 
 from newsletter import tokens
 from newsletter.db import session_scope
 from newsletter.extensions import csrf, settings
 from newsletter.models import Subscriber
-from newsletter.readers import links, service
+from newsletter.readers import form_tokens, links, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
 from newsletter.readers.limits import per_client_limit, subscribe_limits
 from newsletter.scheduling.slots import wall_time as slot_time
 from newsletter.suppression import suppression_reason
+from newsletter.web import public_cache
 
 bp = Blueprint("readers", __name__)
 
@@ -34,15 +47,23 @@ def _tags():
         return service.topic_tags(session, settings())
 
 
+SUBSCRIBE_FORM = "subscribe"
+PAGE_MAX_AGE, PAGE_STALE = 300, 3600  # within form_tokens' lifetime: a cached form still works
+
+
 def _index_page(form: SubscribeForm, status: int = 200):
-    return render_template("readers/index.html", form=form, consent_text=service.CONSENT_TEXT), status
+    # The cookie-less token (the same for every visitor this hour): the page can be cached.
+    form.csrf_token.data = form_tokens.issue(settings().secret_key, SUBSCRIBE_FORM)
+    body = render_template("readers/index.html", form=form, consent_text=service.CONSENT_TEXT)
+    return make_response(body, status)
 
 
 @bp.get("/")
 def index():
     form = SubscribeForm()
     form.set_topics(_tags(), "")
-    return _index_page(form)
+    modified = datetime.fromtimestamp(form_tokens.window_start(), UTC)
+    return public_cache(_index_page(form), max_age=PAGE_MAX_AGE, stale=PAGE_STALE, last_modified=modified)
 
 
 @bp.get("/subscribe")
@@ -50,9 +71,23 @@ def subscribe_get():
     return redirect(url_for(".index"))
 
 
+def check_public_form(purpose: str) -> None:
+    """A public form's cookie-less CSRF check (``form_tokens``): refused as
+    Flask-WTF refuses, so the visitor sees the same "Form expired" page."""
+    own = {request.host_url.rstrip("/"), settings().base_url.rstrip("/")}
+    try:
+        form_tokens.check(
+            settings().secret_key, purpose, request.form.get("csrf_token"), request.headers, own
+        )
+    except form_tokens.FormTokenError as exc:
+        raise CSRFError(str(exc)) from None
+
+
 @bp.post("/subscribe")
+@csrf.exempt  # checked by check_public_form: the form's page is cached, so it has no session
 @subscribe_limits
 def subscribe():
+    check_public_form(SUBSCRIBE_FORM)
     form = SubscribeForm()
     form.set_topics(_tags())
     if form.website.data:  # honeypot: pretend all went well, do nothing

@@ -144,3 +144,12 @@ def personalise(
         preferences_url,
         Bodies(text, text_values, html, html_values),
     )
+
+
+def prepare(render: IssueRender, settings: Settings) -> None:
+    """Do now, once, what the first ``personalise`` of ``render`` would do:
+    split its HTML and text and pre-encode their static parts. A process
+    that prepares before it forks its senders shares the result with them."""
+    _links_for(settings)
+    _split(render.nonce, render.html).base64()
+    _split(render.nonce, render.text).quoted_printable()
