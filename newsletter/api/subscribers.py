@@ -125,15 +125,17 @@ def public_subscribe():
 
 
 def _from_box(body: dict):
+    """A sign-up through the box: the body fits the document, so what the box's
+    own rules refuse (its token, a topic it asked for) is a 422."""
     signup = box.BoxSignup.from_mapping(body, body.get("topics") or ())
     try:
         box.subscribe_from_box(settings(), signup, request.remote_addr)
     except tokens.TokenExpired:
-        return _error(box.MESSAGES["expired"], field="form_token")
+        return problem_response(422, box.MESSAGES["expired"], kind="refused", field="form_token")
     except tokens.TokenError:
-        return _error(box.MESSAGES["invalid"], field="form_token")
+        return problem_response(422, box.MESSAGES["invalid"], kind="refused", field="form_token")
     except service.InvalidInput as exc:
-        return _error(str(exc), field=exc.field)
+        return problem_response(422, str(exc), kind="refused", field=exc.field)
     return {**ACCEPTED, "message": box.MESSAGES["accepted"]}, 202
 
 
@@ -163,7 +165,7 @@ schema(
             "form_token": {
                 "type": "string",
                 "description": "The sign-up box's signed form token (sent by /embed.js); counts the sign-up "
-                "for the site that showed the box. Expired or forged: 400.",
+                "for the site that showed the box. Expired or forged: 422.",
             },
             "timezone": {
                 "description": (
