@@ -513,9 +513,16 @@ class FakeDns:
                 self.wfile.write(len(reply).to_bytes(2, "big") + reply)
 
         socketserver.ThreadingUDPServer.allow_reuse_address = True
-        self.udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
-        self.port = self.udp.server_address[1]
-        self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+        for _ in range(50):  # a UDP port free for UDP may be taken for TCP: try another
+            self.udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+            self.port = self.udp.server_address[1]
+            try:
+                self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+                break
+            except OSError:
+                self.udp.server_close()
+        else:
+            raise OSError("no port free for both UDP and TCP on 127.0.0.1")
         for server in (self.udp, self.tcp):
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 

@@ -12,7 +12,7 @@ from sqlmodel import select
 from newsletter import clock
 from newsletter.content import feeds
 from newsletter.content.sanitise import InvalidUrl, check_url, markdown_to_html
-from newsletter.content.service import upsert_articles
+from newsletter.content.service import canonical_url, upsert_articles
 from newsletter.db import session_scope
 from newsletter.models import Article, ArticleTag, FeedState, Tag
 from tests.content_fixtures import T0, article
@@ -37,6 +37,31 @@ def test_only_http_urls_are_accepted(url):
 
 def test_urls_are_normalised_and_quotes_encoded():
     assert check_url('HTTPS://Example.COM/a?q="x"\'<y>') == "https://example.com/a?q=%22x%22%27%3Cy%3E"
+
+
+@pytest.mark.parametrize("filler", ["a", '"', "'", "<", ">"])
+def test_a_url_that_grows_when_encoded_still_fits_its_column_or_is_refused(filler):
+    """The column holds 2,000 characters: what is stored (after encoding), not
+    what was sent, must fit — PostgreSQL refuses a longer value with a 500."""
+    base = "https://example.com/?q="
+    fits = base + filler * (2000 - len(base))
+    if filler == "a":
+        assert check_url(fits) == fits
+    else:
+        with pytest.raises(InvalidUrl, match="longer than 2000"):
+            check_url(fits)
+    short = base + filler * 100
+    assert len(check_url(short)) <= 2000
+
+
+def test_an_article_url_that_grows_when_made_canonical_is_refused_clearly():
+    """``canonical_url`` adds "/" to an empty path and re-encodes the query:
+    a 2,000-character URL may come out longer, and is refused, not truncated."""
+    with pytest.raises(InvalidUrl, match="once normalised"):
+        canonical_url("https://" + "0" * 1992)
+    with pytest.raises(InvalidUrl, match="once normalised"):
+        canonical_url("https://example.org/?q=" + "é" * 1000)  # re-encoded as %C3%A9
+    assert canonical_url("https://" + "0" * 1991) == "https://" + "0" * 1991 + "/"
 
 
 def test_markdown_raw_html_is_shown_as_text_and_links_are_filtered():

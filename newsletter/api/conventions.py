@@ -24,6 +24,7 @@ from jsonschema.exceptions import best_match
 
 from newsletter.api.openapi import resolved_schemas
 from newsletter.api.problems import Problem
+from newsletter.db import MAX_INTEGER
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -118,7 +119,9 @@ def decode_cursor(cursor: str) -> int:
     """A cursor is the key of the last row of the previous page: treat it as opaque."""
     if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise Problem(400, "the cursor is not one this API gave out", kind="invalid", field="cursor")
-    return int(cursor)
+    # Past the largest key a column holds (PostgreSQL's INTEGER refuses the comparison):
+    # the same as the largest key, an empty page.
+    return min(int(cursor), MAX_INTEGER)
 
 
 def enum_arg(name: str, allowed) -> str | None:

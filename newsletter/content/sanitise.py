@@ -120,6 +120,9 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text or "")
 
 
+MAX_URL_LENGTH = 2000  # the URL columns' length (models: Article.url, image_url, ...)
+
+
 def check_url(value, *, field: str = "url", required: bool = True) -> str | None:
     """Return a normalised absolute http(s) URL or raise InvalidUrl.
 
@@ -134,8 +137,8 @@ def check_url(value, *, field: str = "url", required: bool = True) -> str | None
     if not isinstance(value, str):
         raise InvalidUrl(f"{field} must be text")
     raw = value.strip()
-    if len(raw) > 2000:
-        raise InvalidUrl(f"{field} is longer than 2000 characters")
+    if len(raw) > MAX_URL_LENGTH:
+        raise InvalidUrl(f"{field} is longer than {MAX_URL_LENGTH} characters")
     if _CONTROL.search(raw) or any(c.isspace() for c in raw):
         raise InvalidUrl(f"{field} must not contain spaces or control characters")
     try:
@@ -153,7 +156,10 @@ def check_url(value, *, field: str = "url", required: bool = True) -> str | None
         raise InvalidUrl(f"{field} must not contain credentials")
     safe = urlunsplit((scheme, netloc.lower(), parts.path, parts.query, parts.fragment))
     # Quotes and angle brackets are legal nowhere in a URL: percent-encode them.
-    return safe.replace('"', "%22").replace("'", "%27").replace("<", "%3C").replace(">", "%3E")
+    safe = safe.replace('"', "%22").replace("'", "%27").replace("<", "%3C").replace(">", "%3E")
+    if len(safe) > MAX_URL_LENGTH:  # the stored form, not the input, must fit the column
+        raise InvalidUrl(f"{field} is longer than {MAX_URL_LENGTH} characters once quotes are encoded")
+    return safe
 
 
 def is_https(url: str | None) -> bool:

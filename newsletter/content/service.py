@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from newsletter import clock
 from newsletter.content.sanitise import (
+    MAX_URL_LENGTH,
     InvalidUrl,
     check_url,
     clean_html,
@@ -108,13 +109,19 @@ def tag_name(raw: str, slug: str) -> str:
     return " ".join(w.upper() if len(w) <= 2 else w.capitalize() for w in slug.split("-"))[:120]
 
 
-def canonical_url(url: str) -> str:
+def canonical_url(url: str, field: str = "url") -> str:
+    """The URL articles are matched by: tracking parameters and the fragment
+    dropped, an empty path as "/", the query re-encoded. That can make it
+    longer than what was sent, so the result is measured against the column."""
     parts = urlsplit(url)
     query = [
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_")
     ]
     path = parts.path or "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    canonical = urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    if len(canonical) > MAX_URL_LENGTH:
+        raise InvalidUrl(f"{field} is longer than {MAX_URL_LENGTH} characters once normalised")
+    return canonical
 
 
 def parse_time(value, field_name: str = "published_at") -> datetime:
