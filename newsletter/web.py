@@ -90,6 +90,16 @@ def int_arg(name: str, default: int | None = None) -> int | None:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def text_arg(name: str, limit: int) -> str:
+    """A free-text query parameter (a search, a filter): stripped, at most
+    ``limit`` characters, control characters removed — PostgreSQL refuses a
+    NUL in any text it is asked to compare, and no stored text holds one."""
+    return _CONTROL.sub("", request.args.get(name, "")).strip()[:limit]
+
+
 def spooled_download(write, *, mimetype: str, filename: str) -> Response:
     """Stream what ``write(file)`` writes: into a spooled temp file (disk past
     8 MB), then out in chunks, so a million rows never sit in memory. The

@@ -92,6 +92,11 @@ def test_list_search_pages_change_unsubscribe_suppress_erase_export(client, topi
         f"/api/v1/subscribers?cursor={2**31 + 5}", headers=auth
     )  # past any key: empty, not a 500
     assert beyond.status_code == 200 and beyond.json["data"] == []
+    for q in ("r3\x00@", "\x00", "r3@\x1b"):  # control characters are dropped, never a database error
+        nul = client.get("/api/v1/subscribers", query_string={"q": q}, headers=auth)
+        assert nul.status_code == 200, q
+        if q.strip("\x00"):
+            assert [r["email"] for r in nul.json["data"]] == ["r3@example.org"], q
 
     one = client.get(f"/api/v1/subscribers/{ids[0]}", headers=auth)
     changed = client.patch(

@@ -96,6 +96,8 @@ def test_articles_list_escapes_hostile_titles_and_filters(editor, settings):
     found = text_of(editor.get("/editor/articles?q=story+1"))
     assert "Agents story 1" in found and "Agents story 0" not in found
     assert "No articles match" in text_of(editor.get("/editor/articles?q=%25_nothing"))
+    nul = editor.get("/editor/articles?q=story%00+0&tag=eth%00ics")  # NULs dropped, never a database error
+    assert nul.status_code == 200 and "Ethics story 0" in text_of(nul)
 
 
 def test_edit_tags_and_hold_back(editor, settings):

@@ -46,6 +46,7 @@ from newsletter.db import MAX_INTEGER, contains_any, session_scope
 from newsletter.extensions import settings
 from newsletter.issues.service import sections
 from newsletter.models import Article, ArticleTag, Tag
+from newsletter.web import text_arg
 
 PATH = "/articles"
 
@@ -249,8 +250,8 @@ def _one(article_id: int):
 def articles_list():
     """Newest first; ``q`` (title or author), ``tag`` and ``held`` filter."""
     limit, after = page_args()
-    q = request.args.get("q", "").strip()[:200]
-    tag = request.args.get("tag", "").strip()[:80]
+    q = text_arg("q", 200)
+    tag = text_arg("tag", 80)
     held = enum_arg("held", ("true", "false"))
     with session_scope() as session:
         query = select(Article).order_by(Article.id.desc()).limit(limit + 1)

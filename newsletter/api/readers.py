@@ -8,7 +8,6 @@ and ``readers.csv_io.export_csv``.
 
 from __future__ import annotations
 
-from flask import request
 from sqlmodel import select
 
 from newsletter import clock
@@ -32,7 +31,7 @@ from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.readers import service
 from newsletter.readers.csv_io import export_csv
 from newsletter.suppression import suppress, suppression_reason
-from newsletter.web import spooled_download
+from newsletter.web import spooled_download, text_arg
 
 CONSENT_SOURCES = list(service.SOURCES)
 
@@ -77,7 +76,7 @@ def subscribers_list():
     """Oldest first; ``status`` and ``q`` (address or name contains) filter."""
     limit, after = page_args()
     status = enum_arg("status", SUBSCRIBER_STATUSES)
-    q = request.args.get("q", "").strip()[:200]
+    q = text_arg("q", 200)
     with session_scope() as session:
         query = select(Subscriber).order_by(Subscriber.id).limit(limit + 1)
         if status:

@@ -17,7 +17,7 @@ from newsletter.editor.auth import admin_required
 from newsletter.editor.forms import ActionForm, TokenForm
 from newsletter.editor.views import bp
 from newsletter.models import API_SCOPES
-from newsletter.web import int_arg
+from newsletter.web import int_arg, text_arg
 
 NOT_CHANGES = {
     "editor.login",
@@ -79,7 +79,7 @@ def api_token_revoke(token_id: int):
 @bp.get("/audit")
 @admin_required
 def audit_log():
-    actor = request.args.get("actor", "").strip()[:100]
+    actor = text_arg("actor", 100)
     with session_scope() as db:
         rows = audit.entries(db, actor=actor, before=int_arg("before"), limit=audit.PAGE + 1)
     more = len(rows) > audit.PAGE

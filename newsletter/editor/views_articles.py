@@ -10,13 +10,13 @@ from newsletter.content.tagging import ArticleError, parse_tags, set_article_tag
 from newsletter.db import session_scope
 from newsletter.editor.forms import ActionForm, ArticleTagsForm
 from newsletter.editor.views import bp
-from newsletter.web import int_arg
+from newsletter.web import int_arg, text_arg
 
 
 @bp.get("/articles")
 def articles():
-    q = request.args.get("q", "").strip()[:200]
-    tag = request.args.get("tag", "").strip()[:80]
+    q = text_arg("q", 200)
+    tag = text_arg("tag", 80)
     held = request.args.get("held", "")
     with session_scope() as db:
         page = queries.search_articles(db, q=q, tag=tag, held=held, before=int_arg("before"))

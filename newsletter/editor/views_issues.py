@@ -46,7 +46,7 @@ from newsletter.issues.service import (
 )
 from newsletter.models import Issue
 from newsletter.rendering.view import issue_content
-from newsletter.web import int_arg, mail_html_response
+from newsletter.web import int_arg, mail_html_response, text_arg
 
 log = logging.getLogger("newsletter.editor")
 PAGE = 30
@@ -130,7 +130,7 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
         issue = _issue_or_404(db, number)
         sections = _sections(db)
         rows = issue_edit.current_rows(db, issue)
-        candidates = issue_edit.candidates(db, issue, request.args.get("add_q", "").strip()[:200])
+        candidates = issue_edit.candidates(db, issue, text_arg("add_q", 200))
         audience = audience_count(db)
         seen = review_digest(db, issue)  # the approval form says what the editor saw
         shown = issue_content(db, issue)  # an approved issue as it will be sent (its snapshot)

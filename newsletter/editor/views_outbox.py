@@ -10,13 +10,13 @@ from newsletter.delivery.transports.outbox import ParsedMail, outbox_page, parse
 from newsletter.editor.auth import admin_required
 from newsletter.editor.views import bp
 from newsletter.models import OutboxMessage
-from newsletter.web import int_arg, mail_html_response
+from newsletter.web import int_arg, mail_html_response, text_arg
 
 
 @bp.get("/outbox")
 @admin_required
 def outbox():
-    q = request.args.get("q", "").strip()[:200]
+    q = text_arg("q", 200)
     kind = request.args.get("kind", "")
     with session_scope() as db:
         page = outbox_page(db, q=q, kind=kind, before=int_arg("before"))

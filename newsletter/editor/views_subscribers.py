@@ -20,13 +20,13 @@ from newsletter.models import SUBSCRIBER_STATUSES, Subscriber
 from newsletter.queries import subscriber_counts
 from newsletter.readers.csv_io import ImportFormatError, export_csv, import_csv
 from newsletter.readers.service import erase, unsubscribe
-from newsletter.web import int_arg, spooled_download
+from newsletter.web import int_arg, spooled_download, text_arg
 
 
 @bp.get("/subscribers")
 @admin_required
 def subscribers():
-    q = request.args.get("q", "").strip()[:320]
+    q = text_arg("q", 320)
     status = request.args.get("status", "")
     if status not in SUBSCRIBER_STATUSES:
         status = ""
