@@ -83,6 +83,10 @@ def test_sigkill_mid_send_then_restart_misses_nobody(make_settings, smtp_server)
         f"{len(in_flight)} in flight; {sum(n - 1 for n in duplicates.values())} duplicates after restart"
     )
     assert max(per_reader.values()) <= 2
-    assert set(duplicates) <= in_flight, "a duplicate can only be a message that was in flight at the kill"
+    status_at_kill = dict(rows)
+    assert set(duplicates) <= in_flight, (
+        "a duplicate can only be a message that was in flight at the kill: "
+        f"{Counter(status_at_kill.get(a) for a in set(duplicates) - in_flight)}"
+    )
     assert issue_row(settings, 1).status == "sent"
     assert issue_row(settings, 1).sent_count == READERS
