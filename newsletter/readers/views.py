@@ -32,7 +32,7 @@ from newsletter import tokens
 from newsletter.db import session_scope
 from newsletter.extensions import csrf, settings
 from newsletter.models import Subscriber
-from newsletter.readers import form_tokens, links, service
+from newsletter.readers import form_tokens, links, origins, service
 from newsletter.readers.forms import ActionForm, EraseForm, NewLinkForm, PreferencesForm, SubscribeForm
 from newsletter.readers.limits import per_client_limit, subscribe_limits
 from newsletter.scheduling.slots import wall_time as slot_time
@@ -74,10 +74,13 @@ def subscribe_get():
 def check_public_form(purpose: str) -> None:
     """A public form's cookie-less CSRF check (``form_tokens``): refused as
     Flask-WTF refuses, so the visitor sees the same "Form expired" page."""
-    own = {request.host_url.rstrip("/"), settings().base_url.rstrip("/")}
     try:
         form_tokens.check(
-            settings().secret_key, purpose, request.form.get("csrf_token"), request.headers, own
+            settings().secret_key,
+            purpose,
+            request.form.get("csrf_token"),
+            request.headers,
+            origins.own_origins(settings()),
         )
     except form_tokens.FormTokenError as exc:
         raise CSRFError(str(exc)) from None
