@@ -146,3 +146,23 @@ def add_subscriber(email: str, status: str = "active", topics: str = "", name: s
         s.add(row)
         s.flush()
         return row.id
+
+
+# --- in a browser (the live server) --------------------------------------------------
+
+
+def start(live_server_factory, make_app, **overrides):
+    """A live server with an admin and an editor account, and its settings."""
+    server = live_server_factory(make_app, **overrides)
+    make_account(*ADMIN, "admin")
+    make_account(*EDITOR, "editor")
+    return server, server.app.extensions["signal_settings"]
+
+
+def log_in(page, server, who=ADMIN):
+    """Log ``who`` in through the login form and land on the dashboard."""
+    page.goto(f"{server.url}/editor/login")
+    page.fill("#email", who[0])
+    page.fill("#password", who[1])
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(re.compile(r".*/editor/dashboard$"))

@@ -12,24 +12,9 @@ from sqlmodel import select
 
 from newsletter.db import session_scope
 from newsletter.models import Article, Issue, IssueArticle, Subscriber
-from tests.editor_fixtures import ADMIN, EDITOR, XSS, add_subscriber, make_account, seed_issue
+from tests.editor_fixtures import EDITOR, XSS, add_subscriber, log_in, seed_issue, start
 
 pytestmark = pytest.mark.browser
-
-
-def start(live_server_factory, make_app, **overrides):
-    server = live_server_factory(make_app, **overrides)
-    make_account(*ADMIN, "admin")
-    make_account(*EDITOR, "editor")
-    return server, server.app.extensions["signal_settings"]
-
-
-def log_in(page, server, who=ADMIN):
-    page.goto(f"{server.url}/editor/login")
-    page.fill("#email", who[0])
-    page.fill("#password", who[1])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(re.compile(r".*/editor/dashboard$"))
 
 
 def no_console_errors(page) -> list[str]:

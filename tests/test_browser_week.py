@@ -11,25 +11,10 @@ import pytest
 from newsletter.delivery.deliver import deliver
 from newsletter.issues.preview import preview_issue
 from newsletter.readers import links
-from tests.editor_fixtures import ADMIN, EDITOR, add_subscriber, make_account, seed_issue
+from tests.editor_fixtures import EDITOR, add_subscriber, log_in, seed_issue, start
 from tests.readers_fixtures import reader
 
 pytestmark = pytest.mark.browser
-
-
-def start(live_server_factory, make_app, **overrides):
-    server = live_server_factory(make_app, **overrides)
-    make_account(*ADMIN, "admin")
-    make_account(*EDITOR, "editor")
-    return server, server.app.extensions["signal_settings"]
-
-
-def log_in(page, server, who=ADMIN):
-    page.goto(f"{server.url}/editor/login")
-    page.fill("#email", who[0])
-    page.fill("#password", who[1])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(re.compile(r".*/editor/dashboard$"))
 
 
 def test_preview_shows_each_variants_inbox_line(page, live_server_factory, make_app, screenshot):

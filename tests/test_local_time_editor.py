@@ -17,7 +17,7 @@ from newsletter.db import session_scope
 from newsletter.delivery.send import start_send
 from newsletter.issues.service import approve_issue, assemble_issue
 from newsletter.models import Delivery, Subscriber
-from tests.editor_fixtures import ADMIN, Browser, add_subscriber, login, make_account, seed_articles
+from tests.editor_fixtures import ADMIN, Browser, add_subscriber, log_in, login, make_account, seed_articles
 from tests.readers_fixtures import reader
 
 SLOT = datetime(2026, 3, 29, 6, 0, tzinfo=UTC)  # Sunday 08:00 CEST
@@ -81,14 +81,6 @@ def test_deadline_send_now_and_waves_to_come(app, admin):
     assert "4 readers still to get it" in dashboard
     page = admin.get(f"/editor/issues/{number}").get_data(as_text=True)
     assert "Waves to come" in page and "Pacific/Pago_Pago · 1 reader" in page
-
-
-def log_in(page, server) -> None:
-    page.goto(f"{server.url}/editor/login")
-    page.fill("#email", ADMIN[0])
-    page.fill("#password", ADMIN[1])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(re.compile(r".*/editor/dashboard$"))
 
 
 @pytest.mark.browser
