@@ -4,6 +4,7 @@ bulk, straight into the database, and the transactional mail sender."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -171,3 +172,21 @@ def issue_row(settings, number: int) -> Issue:
 def subscriber(settings, email: str) -> Subscriber:
     with session_scope() as session:
         return session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+
+
+def command_env(settings, **overrides: str) -> dict:
+    """The environment of a real ``newsletter`` process working on ``settings``'
+    database: this process's variables without any NEWSLETTER_*, then the
+    settings a sender needs, then ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_BASE_URL=settings.base_url,
+        NEWSLETTER_MAIL_FROM=settings.mail_from,
+        NEWSLETTER_TRANSPORT=settings.transport,
+        NEWSLETTER_INSTANCE_PATH=str(settings.instance_path),
+    )
+    env.update(overrides)
+    return env

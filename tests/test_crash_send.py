@@ -4,7 +4,6 @@ duplicates are messages that were in flight at the kill."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,26 +16,14 @@ from sqlalchemy import select
 
 from newsletter.db import init_engine, session_scope
 from newsletter.models import Delivery
-from tests.delivery_fixtures import add_subscribers, issue_row, make_issue
+from tests.delivery_fixtures import add_subscribers, command_env, issue_row, make_issue
 
 ROOT = Path(__file__).resolve().parent.parent
 READERS = 3000
 
 
 def sender_env(settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BASE_URL=settings.base_url,
-        NEWSLETTER_MAIL_FROM=settings.mail_from,
-        NEWSLETTER_TRANSPORT=settings.transport,
-        NEWSLETTER_INSTANCE_PATH=settings.instance_path,
-        NEWSLETTER_SEND_CONCURRENCY="4",
-        NEWSLETTER_SEND_LEASE_SECONDS="3",
-    )
-    return env
+    return command_env(settings, NEWSLETTER_SEND_CONCURRENCY="4", NEWSLETTER_SEND_LEASE_SECONDS="3")
 
 
 def command():

@@ -4,7 +4,6 @@ answers 429 during a whole send, and the rate limiters."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from newsletter.db import init_engine
 from newsletter.delivery import send
 from newsletter.delivery.deliver import deliver
 from newsletter.delivery.ratelimit import RedisTokenBucket, TokenBucket
-from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
+from tests.delivery_fixtures import add_subscribers, command_env, deliveries, issue_row, make_issue
 from tests.helpers import FakeProvider, require, run_concurrently
 
 
@@ -188,16 +187,8 @@ def test_the_send_command_a_user_runs_sends_without_the_web_app(make_settings, s
     settings = make_settings(transport=smtp_server.dsn)
     make_issue(settings, 1)
     add_subscribers(settings, 30)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BASE_URL=settings.base_url,
-        NEWSLETTER_MAIL_FROM=settings.mail_from,
-        NEWSLETTER_TRANSPORT=smtp_server.dsn,
-        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
-        NEWSLETTER_SEND_PROCESSES="2",
+    env = command_env(
+        settings, NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"), NEWSLETTER_SEND_PROCESSES="2"
     )
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "newsletter", "issue", "send", "1", "--yes"],
@@ -223,13 +214,7 @@ def test_the_send_command_a_user_runs_sends_without_the_web_app(make_settings, s
 def test_the_send_command_reports_an_unknown_issue_and_bad_settings(make_settings, tmp_path):
     """The standalone `issue send` keeps the app CLI's errors and exit codes."""
     settings = make_settings()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
-    )
+    env = command_env(settings, NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"))
     command = [sys.executable, "-m", "newsletter", "issue", "send", "404", "--yes"]
     unknown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 1 and "there is no issue 404" in unknown.stderr

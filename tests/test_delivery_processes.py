@@ -20,7 +20,7 @@ from newsletter.db import init_engine, session_scope
 from newsletter.delivery import dispatch, processes, send
 from newsletter.delivery.deliver import deliver
 from newsletter.models import OutboxMessage
-from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
+from tests.delivery_fixtures import add_subscribers, command_env, deliveries, issue_row, make_issue
 
 
 def test_concurrency_and_rate_are_split_not_multiplied(make_settings):
@@ -164,13 +164,9 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(mak
     init_engine(settings.database_url)
     make_issue(settings, 1)
     add_subscribers(settings, 80)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
+    env = command_env(
+        settings,
         NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
-        NEWSLETTER_TRANSPORT="outbox://",
         NEWSLETTER_SEND_PROCESSES="2",
         NEWSLETTER_SEND_CONCURRENCY="2",
         FORCE_COLOR="1",  # rich draws a live bar (and runs its refresh thread) as on a terminal
