@@ -115,6 +115,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     received_at: datetime | None = None  # newsletter.clock.now() when the server accepted it
+    session: str = ""  # the client's address and port: which SMTP session carried it
 
     @property
     def message(self) -> Message:
@@ -180,7 +181,13 @@ class SmtpSink:
             async def handle_DATA(self, server, session, envelope):
                 with sink._lock:
                     sink.messages.append(
-                        Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, clock.now())
+                        Received(
+                            envelope.mail_from,
+                            list(envelope.rcpt_tos),
+                            envelope.content,
+                            clock.now(),
+                            f"{session.peer[0]}:{session.peer[1]}",
+                        )
                     )
                 return "250 Message accepted for delivery"
 
@@ -225,6 +232,15 @@ class SmtpSink:
 
     def clear(self) -> None:
         self.messages.clear()
+
+    def last_per_session(self) -> set[str]:
+        """The recipient of the last message each SMTP session has delivered:
+        all that a sender killed now may not have heard the server accept
+        (RFC 1047's window: one message a session)."""
+        last: dict[str, str] = {}
+        for received in list(self.messages):
+            last[received.session] = received.to
+        return set(last.values())
 
 
 def race(*calls: Callable[[], object]) -> list[BaseException | None]:

@@ -1,6 +1,9 @@
 """A real sending process (`newsletter issue send`) killed with SIGKILL in the
-middle of a send, then started again: nobody is missed, and the only
-duplicates are messages that were in flight at the kill."""
+middle of a send, then started again: nobody is missed, and nobody gets it
+twice — but for, at most, the last message of each SMTP session at the kill,
+whose server reply the dead sender may not have read (RFC 1047's window; the
+wire journal, ``delivery.journal``, closes everything wider). Without the
+journal, every message of the batches in flight went out again (156 of 200)."""
 
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ def test_sigkill_mid_send_then_restart_misses_nobody(make_settings, smtp_server)
     time.sleep(0.3)  # let the SMTP server finish what was on the wire
 
     received_at_kill = len(smtp_server.messages)
+    on_the_wire = smtp_server.last_per_session()
     with session_scope() as session:
         rows = session.execute(select(Delivery.email, Delivery.status)).all()
     in_flight = {email for email, status in rows if status == "sending"}
@@ -71,9 +75,11 @@ def test_sigkill_mid_send_then_restart_misses_nobody(make_settings, smtp_server)
     )
     assert max(per_reader.values()) <= 2
     status_at_kill = dict(rows)
-    assert set(duplicates) <= in_flight, (
-        "a duplicate can only be a message that was in flight at the kill: "
-        f"{Counter(status_at_kill.get(a) for a in set(duplicates) - in_flight)}"
+    assert set(duplicates) <= on_the_wire, (
+        "a duplicate can only be the last message of a session at the kill: "
+        f"{len(duplicates)} duplicates, rows at the kill {Counter(status_at_kill.get(a) for a in duplicates)}"
     )
+    for address in duplicates:  # a resend is the same message: mailbox providers show it once
+        assert len({m.message["Message-ID"] for m in smtp_server.to(address)}) == 1
     assert issue_row(settings, 1).status == "sent"
     assert issue_row(settings, 1).sent_count == READERS

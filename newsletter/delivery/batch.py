@@ -130,9 +130,11 @@ def eligibility(rows: list[Claimed]) -> dict[int, str]:
 
 
 def process_batch(
-    settings: Settings, transport, rows: list[Claimed], renders: Renders, limiter, stop
+    settings: Settings, transport, rows: list[Claimed], renders: Renders, limiter, stop, journal=None
 ) -> DispatchStats:
-    """Personalise, send and record one claimed batch."""
+    """Personalise, send and record one claimed batch. ``journal`` (the
+    sender's ``delivery.journal.Journal``) notes each message the moment the
+    server takes it, and is emptied once the batch's outcomes are committed."""
     stats = DispatchStats(claimed=len(rows), batches=1)
     skipped = eligibility(rows)
     sendable = [r for r in rows if r.id not in skipped]
@@ -157,11 +159,13 @@ def process_batch(
     if to_send:
         limiter.acquire(len(to_send), stop)
         try:
-            sent_results = transport.send(to_send)
+            sent_results = transport.send(to_send, accepted=journal.accepted if journal else None)
         except TransportError as exc:
             outcomes.release(sendable, retry_after=exc.retry_after, charge=False, error=str(exc))
             if skipped:
                 outcomes.record(settings, name, [], [], {}, skipped, stats)
+            if journal:
+                journal.clear()
             stats.claimed -= len(sendable)
             raise
         for message, result in zip(to_send, sent_results, strict=True):
@@ -170,4 +174,6 @@ def process_batch(
     outcomes.record(
         settings, name, sendable, [results_by_id[r.id] for r in sendable], message_ids, skipped, stats
     )
+    if journal:
+        journal.clear()
     return stats

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from newsletter.config import Settings
 from newsletter.delivery import outcomes, queue
 from newsletter.delivery.batch import DispatchStats, Renders, process_batch
+from newsletter.delivery.journal import Journal
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
 from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
 from newsletter.delivery.transports import make_transport
@@ -82,7 +83,7 @@ def dispatch(
     failures = 0
     idle_rounds = 0
     try:
-        with queue.Heartbeat(settings, worker_id, stop):
+        with queue.Heartbeat(settings, worker_id, stop), Journal(settings, worker_id) as journal:
             while not stop.is_set():
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     stats.stopped_because = "time"
@@ -113,7 +114,7 @@ def dispatch(
                     continue
                 idle_rounds = 0
                 try:
-                    batch = process_batch(settings, transport, rows, renders, limiter, stop)
+                    batch = process_batch(settings, transport, rows, renders, limiter, stop, journal)
                     failures = 0
                 except TransportError as exc:
                     failures += 1

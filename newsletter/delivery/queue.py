@@ -8,8 +8,10 @@ come are claimed: retries wait for their backoff, and in local-time
 delivery each reader's row waits for their zone's moment. The lease is renewed by a
 heartbeat while the sender lives. A sender that dies leaves its rows
 ``sending`` with a lease that expires; ``reclaim_expired_leases`` puts them
-back, so nobody is missed and the only possible duplicates are messages
-that were on the wire at the moment of the crash.
+back, so nobody is missed; before that, what the dead sender's wire journal
+says the server had already accepted is recorded as sent (``journal``), so
+the only possible duplicates are messages whose server reply had not reached
+the sender when it died.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import and_, bindparam, func, select, update
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.db import get_engine, is_sqlite, session_scope
+from newsletter.delivery import journal
 from newsletter.issues import states
 from newsletter.models import Delivery, Issue
 
@@ -79,7 +82,9 @@ def lease_seconds(settings: Settings) -> int:
 def reclaim_expired_leases(settings: Settings, issue_id: int | None = None) -> int:
     """Put rows whose sender stopped renewing its lease back in the queue.
     A row already tried ``max_attempts`` times fails instead (a message that
-    kills its sender every time must not loop forever)."""
+    kills its sender every time must not loop forever). Rows a dead sender's
+    journal lists as accepted by the server are recorded as sent first."""
+    journal.settle(settings)
     now = clock.now()
     expired = and_(_scope(issue_id), deliveries.c.status == "sending", deliveries.c.lease_until < now)
     with session_scope() as session:

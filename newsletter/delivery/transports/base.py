@@ -2,7 +2,11 @@
 
 A transport has a ``name``, takes a batch of ``OutgoingMessage``
 (``delivery.message``; at most ``max_batch``) and returns one
-``SendResult`` per message, in order. It never raises for a single
+``SendResult`` per message, in order. ``accepted(message, result)``, when
+given, is called for each message the moment the provider has taken it (an
+SMTP server's 250, an API's answer), before ``send`` returns: the sender's
+wire journal (``delivery.journal``) writes it down, so a crash later in the
+batch cannot send it twice. It never raises for a single
 recipient's failure: that is a result. It raises ``TransportError`` only
 when the whole batch could not be attempted (so the dispatcher retries the
 batch later). ``close()`` releases connections; every transport is also a
@@ -15,6 +19,7 @@ ValueError with an example) and ``from_dsn(dsn, settings)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,11 +72,14 @@ class TransportError(Exception):
         self.fatal = fatal
 
 
+Accepted = Callable[["OutgoingMessage", SendResult], None]
+
+
 class Transport(Protocol):
     name: str
     max_batch: int
 
-    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]: ...
+    def send(self, messages: list[OutgoingMessage], accepted: Accepted | None = None) -> list[SendResult]: ...
 
     def close(self) -> None: ...
 

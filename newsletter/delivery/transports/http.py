@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 
 from newsletter import clock
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import Closing, Probe, SendResult, TransportError
+from newsletter.delivery.transports.base import Accepted, Closing, Probe, SendResult, TransportError
 
 USER_AGENT = "get-the-signal/0.1 (+https://github.com/)"
 
@@ -90,10 +90,16 @@ class HttpTransport(Closing):
     def retry_after(self, response: requests.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"))
 
-    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    def send(self, messages: list[OutgoingMessage], accepted: Accepted | None = None) -> list[SendResult]:
         results: list[SendResult] = []
         for start in range(0, len(messages), self.max_batch):
-            results.extend(self.send_batch(messages[start : start + self.max_batch]))
+            part = messages[start : start + self.max_batch]
+            answers = self.send_batch(part)
+            if accepted is not None:
+                for message, result in zip(part, answers, strict=True):
+                    if result.ok:
+                        accepted(message, result)
+            results.extend(answers)
         return results
 
     def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:  # pragma: no cover - abstract

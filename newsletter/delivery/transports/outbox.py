@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from newsletter.db import contains_any, session_scope
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import Closing, Probe, SendResult
+from newsletter.delivery.transports.base import Accepted, Closing, Probe, SendResult
 from newsletter.models import OutboxMessage
 
 
@@ -22,7 +22,7 @@ class OutboxTransport(Closing):
     name = "outbox"
     max_batch = 500
 
-    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    def send(self, messages: list[OutgoingMessage], accepted: Accepted | None = None) -> list[SendResult]:
         results = []
         with session_scope() as session:
             for message in messages:
@@ -38,6 +38,9 @@ class OutboxTransport(Closing):
                     )
                 )
                 results.append(SendResult("sent", provider_message_id=message.message_id))
+        if accepted is not None:  # committed: the outbox has them
+            for message, result in zip(messages, results, strict=True):
+                accepted(message, result)
         return results
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from functools import lru_cache
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.mime import needs_smtputf8
-from newsletter.delivery.transports.base import Closing, Probe, SendResult, TransportError
+from newsletter.delivery.transports.base import Accepted, Closing, Probe, SendResult, TransportError
 from newsletter.dsn import Dsn
 from newsletter.mail_encoding import wire_address
 
@@ -241,7 +241,7 @@ class SmtpTransport(Closing):
         # The transaction is over; no RSET (it would land inside the next DATA).
         return SendResult(classify_smtp_code(code), error=f"{code} {_text(text)}"), following is not None
 
-    def send(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    def send(self, messages: list[OutgoingMessage], accepted: Accepted | None = None) -> list[SendResult]:
         results: dict[int, SendResult] = {}
         ready: list[int] = []
         for index, message in enumerate(messages):
@@ -260,10 +260,13 @@ class SmtpTransport(Closing):
         if self.signer is not None:
             self.signer.sign_messages([messages[i] for i in ready])
         if ready:
-            results.update(zip(ready, self._send_on_a_connection([messages[i] for i in ready]), strict=True))
+            sent = self._send_on_a_connection([messages[i] for i in ready], accepted)
+            results.update(zip(ready, sent, strict=True))
         return [results[i] for i in range(len(messages))]
 
-    def _send_on_a_connection(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+    def _send_on_a_connection(
+        self, messages: list[OutgoingMessage], accepted: Accepted | None
+    ) -> list[SendResult]:
         with self._slots:
             try:
                 conn = self._idle.get_nowait()
@@ -282,6 +285,8 @@ class SmtpTransport(Closing):
                         results.extend(SendResult("transient", error=str(exc)) for _ in messages[index:])
                         break
                     results.append(result)
+                    if accepted is not None and result.ok:
+                        accepted(message, result)  # the server's 250: journalled before the next message
             finally:
                 if conn.smtp is not None and not self._closed and not ahead:
                     self._idle.put(conn)
