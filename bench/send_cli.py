@@ -250,6 +250,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--no-reference", action="store_true", help="skip smtp-source (for 1M runs)")
     args = parser.parse_args()
+    # An installed package carries its bytecode; a checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "newsletter")], check=True)
 
     from newsletter.delivery.dkim import generate_key
 

@@ -18,18 +18,14 @@ import importlib
 import os
 import sys
 
-import click
-from flask import Flask
-from flask.cli import FlaskGroup
-
-from newsletter import DISTRIBUTION
-from newsletter.config import ConfigError, load_settings
-from newsletter.delivery import send_cli
-
 APP_MODULE = "newsletter.app"
 
 
-def _create_app_for_cli() -> Flask:
+def _create_app_for_cli():
+    import click
+
+    from newsletter.config import ConfigError, load_settings
+
     overrides = {}
     if len(sys.argv) > 1 and sys.argv[1] == "demo":
         # The demo always runs on the embedded defaults a newcomer expects.
@@ -41,20 +37,32 @@ def _create_app_for_cli() -> Flask:
         sys.exit(2)
 
 
-@click.group(
-    cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False
-)
-@click.version_option(package_name=DISTRIBUTION, prog_name="newsletter", message="%(prog)s %(version)s")
-def cli():
-    """GET THE SIGNAL — AI agent intel, delivered weekly."""
+def app_cli():
+    """The command group of every command but ``issue send``: Flask's, with the
+    app built on demand (Flask and click are imported here, not for a send)."""
+    import click
+    from flask.cli import FlaskGroup
+
+    from newsletter import DISTRIBUTION
+
+    @click.group(
+        cls=FlaskGroup, create_app=_create_app_for_cli, add_default_commands=False, add_version_option=False
+    )
+    @click.version_option(package_name=DISTRIBUTION, prog_name="newsletter", message="%(prog)s %(version)s")
+    def cli():
+        """GET THE SIGNAL — AI agent intel, delivered weekly."""
+
+    return cli
 
 
 def main() -> None:
     if sys.argv[1:3] == ["issue", "send"]:
+        from newsletter.delivery import send_cli
+
         send_cli.standalone(args=sys.argv[3:], prog_name="newsletter issue send")
         return
     os.environ.setdefault("FLASK_RUN_FROM_CLI", "false")
-    cli(prog_name="newsletter")
+    app_cli()(prog_name="newsletter")
 
 
 if __name__ == "__main__":

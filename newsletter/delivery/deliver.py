@@ -20,10 +20,8 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery import worker
 from newsletter.delivery.batch import DispatchStats
 from newsletter.delivery.dispatch import run_pool
-from newsletter.delivery.processes import run_processes
 from newsletter.delivery.queue import reclaim_expired_leases
 from newsletter.delivery.send import (
     AlreadySending,
@@ -56,6 +54,8 @@ def run_senders(
     there, so its thread never stops the sending processes from forking."""
     stop = stop or threading.Event()
     if settings.send_processes > 1 and transport is None:
+        from newsletter.delivery.processes import run_processes  # (multiprocessing: only when used)
+
         return run_processes(
             settings, issue_id, stop=stop, on_batch=on_batch, wait=wait, on_started=on_started
         )
@@ -95,7 +95,7 @@ def deliver(
         if issue.status == states.PAUSED or not continue_started:
             raise
     if settings.broker_url:
-        worker.get_sender(settings).enqueue_send(issue.id)
+        _enqueue(settings, issue.id)
         return counts_for(number)
     if not here:
         return counts_for(number)
@@ -120,5 +120,14 @@ def resume(settings: Settings, number: int):
     the send again; ``serve``'s thread and ``issue send`` find it sending)."""
     issue = resume_issue(number)
     if settings.broker_url:
-        worker.get_sender(settings).enqueue_send(issue.id)
+        _enqueue(settings, issue.id)
     return issue
+
+
+def _enqueue(settings: Settings, issue_id: int) -> None:
+    """Hand the send to the Dramatiq workers. Dramatiq and its broker client
+    are imported here, only in scale-out mode: a send in this process does
+    not wait for them."""
+    from newsletter.delivery import worker
+
+    worker.get_sender(settings).enqueue_send(issue_id)

@@ -97,3 +97,14 @@ class Closing:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def dkim_signer(settings):
+    """The DKIM signer ``settings`` configure, or None. DKIM's code (dkimpy and
+    the RSA bindings, 50 ms of imports) is loaded only when a key is set, so a
+    send without DKIM does not wait for it."""
+    if not (settings and settings.dkim_domain):  # (config: all three DKIM settings or none)
+        return None
+    from newsletter.delivery.dkim import DkimSigner
+
+    return DkimSigner.from_settings(settings)

@@ -22,9 +22,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.base import Probe, SendResult, TransportError
+from newsletter.delivery.transports.base import Probe, SendResult, TransportError, dkim_signer
 from newsletter.delivery.transports.http import HttpTransport, parse_retry_after
 
 PATH = "/v2/email/outbound-emails"
@@ -167,6 +166,6 @@ def from_dsn(dsn, settings=None) -> SesTransport:
         dsn.password,
         dsn.host,
         configuration_set=dsn.options.get("configuration_set", ""),
-        signer=DkimSigner.from_settings(settings),
+        signer=dkim_signer(settings),
         **HttpTransport.common_options(dsn, settings),
     )

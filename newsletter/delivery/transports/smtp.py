@@ -25,10 +25,16 @@ import threading
 from email.utils import parseaddr
 from functools import lru_cache
 
-from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.mime import needs_smtputf8
-from newsletter.delivery.transports.base import Accepted, Closing, Probe, SendResult, TransportError
+from newsletter.delivery.transports.base import (
+    Accepted,
+    Closing,
+    Probe,
+    SendResult,
+    TransportError,
+    dkim_signer,
+)
 from newsletter.dsn import Dsn
 from newsletter.mail_encoding import wire_address
 
@@ -92,7 +98,7 @@ class SmtpTransport(Closing):
             timeout=float(dsn.options.get("timeout", 30)),
             verify=dsn.options.get("verify", "true") != "false",
             pool_size=pool,
-            signer=DkimSigner.from_settings(settings),
+            signer=dkim_signer(settings),
         )
 
     # --- connections -------------------------------------------------------------
