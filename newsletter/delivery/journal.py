@@ -70,15 +70,10 @@ class Journal:
 
     def accepted(self, message, result) -> None:
         """The transport's ``accepted`` callback: the server has taken ``message``."""
-        line = "\t".join(
-            (
-                str(message.delivery_id),
-                f"{time.time():.3f}",
-                _UNSAFE_VALUE.sub("", message.message_id or ""),
-                _UNSAFE_VALUE.sub("", (result.provider_message_id or "")[:300]),
-            )
-        )
-        os.write(self.fd, (line + "\n").encode())
+        mid, pmid = message.message_id or "", (result.provider_message_id or "")[:300]
+        if _UNSAFE_VALUE.search(mid) or _UNSAFE_VALUE.search(pmid):  # (never ours; a provider's might)
+            mid, pmid = _UNSAFE_VALUE.sub("", mid), _UNSAFE_VALUE.sub("", pmid)
+        os.write(self.fd, f"{message.delivery_id}\t{time.time():.3f}\t{mid}\t{pmid}\n".encode())
 
     def clear(self) -> None:
         """The batch's outcomes are committed: what the journal says is known."""
