@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from jsonschema import Draft202012Validator
 from sqlalchemy import event, select, update
 
 from newsletter import clock, db
@@ -214,6 +215,68 @@ def test_status_by_zone_pause_resume_and_cancel_apply_to_waves_to_come(local, sm
     issue = the_issue()
     assert (issue.status, issue.sent_count, issue.skipped_count) == ("cancelled", 4 * PER_ZONE, 2 * PER_ZONE)
     assert send.waves_to_come(issue.id) == []
+
+
+def test_api_status_shows_sent_and_scheduled_readers_by_zone(local, smtp_server):
+    """``GET /api/v1/issues/{n}/status`` gives the zones ``issue status``
+    prints (the same ``send.zone_counts``), in the documented schema; pause
+    and cancel answer with them too, and a cancel turns the waves to come
+    into skipped readers."""
+    settings = local(review_hours=0, auto_send=True)
+    tick_at(settings, FIRST - timedelta(days=1))
+    tick_at(settings, FIRST)
+    issue = the_issue()
+    clock.set(MOMENTS["Asia/Kathmandu"])
+    send_due_rows(settings, issue.id)
+    client = create_app(settings).test_client()
+    token = {"Authorization": "Bearer test-token"}
+    document = client.get("/api/v1/openapi.json").json
+    status_schema = document["paths"]["/issues/{number}/status"]["get"]["responses"]["200"]["content"]
+    validator = Draft202012Validator(
+        {**status_schema["application/json"]["schema"], "components": document["components"]}
+    )
+
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    assert status.status_code == 200
+    validator.validate(status.json)
+    assert status.json["zones"] == [
+        {"zone": "Pacific/Kiritimati", "sent": 3, "scheduled": 0, "scheduled_for": None,
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Asia/Kathmandu", "sent": 3, "scheduled": 0, "scheduled_for": None,
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Europe/Berlin", "sent": 0, "scheduled": 6, "scheduled_for": "2026-03-29T06:00:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "America/St_Johns", "sent": 0, "scheduled": 3, "scheduled_for": "2026-03-29T10:30:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Pacific/Pago_Pago", "sent": 0, "scheduled": 3, "scheduled_for": "2026-03-29T19:00:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+    ]  # fmt: skip
+    assert [(z.zone, z.sent, z.scheduled) for z in send.zone_counts(1)] == [
+        (z["zone"], z["sent"], z["scheduled"]) for z in status.json["zones"]
+    ]  # one query for the CLI and the API
+
+    # Berlin's moment has come while paused: its readers are due, not yet sent.
+    paused = client.post("/api/v1/issues/1/pause", headers=token)
+    assert paused.status_code == 200 and paused.json["status"] == "paused"
+    clock.set(MOMENTS["Europe/Berlin"] + timedelta(minutes=5))
+    send_due_rows(settings, issue.id)
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    validator.validate(status.json)
+    berlin = next(z for z in status.json["zones"] if z["zone"] == "Europe/Berlin")
+    assert (berlin["sent"], berlin["scheduled"], berlin["due"], berlin["scheduled_for"]) == (0, 0, 6, None)
+
+    cancelled = client.post("/api/v1/issues/1/cancel", headers=token)
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    validator.validate(status.json)
+    assert [(z["zone"], z["sent"], z["scheduled"], z["skipped"]) for z in status.json["zones"]] == [
+        ("Pacific/Kiritimati", 3, 0, 0),
+        ("Asia/Kathmandu", 3, 0, 0),
+        ("Europe/Berlin", 0, 0, 6),
+        ("America/St_Johns", 0, 0, 3),
+        ("Pacific/Pago_Pago", 0, 0, 3),
+    ]
+    assert status.json["finished"] and status.json["counts"]["skipped"] == 4 * PER_ZONE
 
 
 def test_send_now_is_everyone_now_even_in_local_time_mode(local, smtp_server):
