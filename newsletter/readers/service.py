@@ -674,6 +674,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
         "name": subscriber.name,
         "status": subscriber.status,
         "topics": subscriber.topic_list,
+        "timezone": subscriber.timezone,  # "": the newsletter's own
         "created_at": _iso(subscriber.created_at),
         "updated_at": _iso(subscriber.updated_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
