@@ -29,7 +29,7 @@ from newsletter.delivery.deliver import deliver, run_senders
 from newsletter.delivery.mailqueue import send_due
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.send import finish_issue
-from newsletter.issues.service import approve_issue
+from newsletter.issues.service import approve_issue, schedule_issue
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.scheduling import jobs, runs, slots
 from tests.content_fixtures import add_articles, article, make_sections
@@ -291,6 +291,51 @@ def test_send_now_is_everyone_now_even_in_local_time_mode(local, smtp_server):
     assert send.zone_counts(1) == []  # no waves: one moment for everyone
     tick_at(settings, FIRST)  # the slot finds it sent: nothing more
     assert len(readers_mail(smtp_server)) == 6 * PER_ZONE
+
+
+def test_the_apis_send_now_and_a_timed_send_are_everyone_at_once(local, smtp_server):
+    """The API's ``send`` (the editor's "send now") and an issue scheduled for
+    a time of its own keep their meaning in local-time mode: every reader at
+    that moment, in every zone; the weekly slot then finds the issue sent."""
+    settings = local()
+    tick_at(settings, FIRST - timedelta(hours=30))
+    tick_at(settings, FIRST - timedelta(hours=24))  # Issue 001 assembled for the slot
+    at = FIRST - timedelta(hours=20)
+    schedule_issue(1, at, by=EDITOR)
+    tick_at(settings, at - timedelta(seconds=1))
+    assert the_issue().status == "scheduled"
+    tick_at(settings, at)  # the timed send: one moment for everyone
+    issue = the_issue()
+    assert issue.status == "sending"
+    with session_scope() as session:
+        rows = session.execute(select(Delivery.next_attempt_at, Delivery.timezone)).all()
+    assert len(rows) == 6 * PER_ZONE and {tuple(r) for r in rows} == {(at, "")}
+    send_due_rows(settings, issue.id)
+    assert len(readers_mail(smtp_server)) == 6 * PER_ZONE and the_issue().status == "sent"
+    assert send.zone_counts(1) == []
+    tick_at(settings, FIRST)  # the slot: already sent, nothing more
+    assert len(readers_mail(smtp_server)) == 6 * PER_ZONE
+
+    # Next week's issue, sent now through the API before its first zone's moment.
+    clock.set(FIRST + timedelta(days=5))
+    add_articles(
+        settings, [article(10 + n, "ai-agents", at=clock.now() - timedelta(hours=n)) for n in range(3)]
+    )
+    tick_at(settings, FIRST + timedelta(days=6))  # review of the next slot: Issue 002
+    approve_issue(2, by=EDITOR)
+    client = create_app(settings).test_client()
+    sent = client.post("/api/v1/issues/2/send", headers={"Authorization": "Bearer test-token"})
+    assert sent.status_code == 202 and sent.json["zones"] == []
+    with session_scope() as session:
+        number_two = session.scalar(select(Issue.id).where(Issue.number == 2))
+        rows = session.execute(
+            select(Delivery.next_attempt_at, Delivery.timezone).where(Delivery.issue_id == number_two)
+        ).all()
+    assert len(rows) == 6 * PER_ZONE and {tuple(r) for r in rows} == {(clock.now(), "")}
+    send_due_rows(settings, number_two)
+    assert len(readers_mail(smtp_server)) == 2 * 6 * PER_ZONE
+    tick_at(settings, FIRST + timedelta(days=7))  # that week's first zone: already sent
+    assert len(readers_mail(smtp_server)) == 2 * 6 * PER_ZONE
 
 
 def test_two_schedulers_at_the_first_wave_start_one_send(local, smtp_server):
