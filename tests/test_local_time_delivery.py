@@ -217,6 +217,41 @@ def test_status_by_zone_pause_resume_and_cancel_apply_to_waves_to_come(local, sm
     assert send.waves_to_come(issue.id) == []
 
 
+def test_approved_after_the_first_zones_moment_the_passed_zones_get_it_at_once(local, smtp_server):
+    """The approval deadline is the first zone's 08:00. Not approved then: the
+    editors are told it is waiting (with the first and last reader's times);
+    approved within the grace period, the zones whose 08:00 has passed get it
+    at once and every later zone still at its own 08:00."""
+    settings = local()
+    tick_at(settings, FIRST - timedelta(hours=24))  # review: Issue 001
+    tick_at(settings, FIRST)
+    waiting = [m for m in smtp_server.wait_for(2) if m.to == EDITOR][-1]
+    assert waiting.message["Subject"] == "Issue 001 is waiting for approval"
+    text = " ".join(waiting.text.split())
+    assert "the first readers at Sat 28 Mar 2026 19:00 CET (18:00 UTC)" in text
+    assert (
+        "within 6 hours of the first readers' time" in text and "to everyone else at their own time" in text
+    )
+    assert the_issue().status == "draft" and readers_mail(smtp_server) == []
+
+    approve_issue(1, by=EDITOR)
+    tick_at(settings, FIRST + timedelta(hours=5))  # within the grace period, before Kathmandu's 08:00
+    issue = the_issue()
+    assert issue.status == "sending"
+    send_due_rows(settings, issue.id)
+    assert {zone_of(m.to) for m in readers_mail(smtp_server)} == {"Pacific/Kiritimati"}  # late, at once
+    assert len(readers_mail(smtp_server)) == PER_ZONE
+    for zone in ("Asia/Kathmandu", "Europe/Berlin", "America/St_Johns", "Pacific/Pago_Pago"):
+        clock.set(MOMENTS[zone] - timedelta(seconds=1))
+        send_due_rows(settings, issue.id)
+        assert zone not in {zone_of(m.to) for m in readers_mail(smtp_server)}, f"{zone} got it early"
+        clock.set(MOMENTS[zone])
+        send_due_rows(settings, issue.id)
+    mail = readers_mail(smtp_server)
+    assert len(mail) == 6 * PER_ZONE and len({m.to for m in mail}) == 6 * PER_ZONE
+    assert the_issue().status == "sent"
+
+
 def test_api_status_shows_sent_and_scheduled_readers_by_zone(local, smtp_server):
     """``GET /api/v1/issues/{n}/status`` gives the zones ``issue status``
     prints (the same ``send.zone_counts``), in the documented schema; pause
