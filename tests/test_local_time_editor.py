@@ -181,3 +181,13 @@ def test_a_send_at_a_chosen_time_says_it_reaches_everyone_at_once(app, admin):
     assert (
         "Scheduled: goes out Sat 28 Mar 2026, 12:00 CET to every reader at once, in every time zone" in done
     )
+
+
+def test_the_readers_page_shows_their_zone(app, admin):
+    readers_in_zones()
+    with session_scope() as session:
+        ids = dict(session.execute(select(Subscriber.email, Subscriber.id)).all())
+    kathmandu = admin.get(f"/editor/subscribers/{ids['r1@example.org']}").get_data(as_text=True)
+    assert "<dt>Time zone</dt><dd>Asia/Kathmandu</dd>" in kathmandu
+    home = admin.get(f"/editor/subscribers/{ids['r2@example.org']}").get_data(as_text=True)
+    assert "<dt>Time zone</dt><dd>the newsletter&#39;s (Europe/Berlin)</dd>" in home
