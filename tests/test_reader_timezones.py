@@ -86,6 +86,12 @@ def test_api_takes_a_timezone_field_and_counts_unknown_ones(client, topics):
         assert reader(f"x{n}@example.org").timezone == ""
     assert _fallbacks() == len(HOSTILE) + 2
     assert all("passwd" not in e.detail and "script" not in e.detail for e in events("timezone_fallback"))
+    stats = client.get("/api/v1/stats", headers={"Authorization": "Bearer test-token"})
+    # the dashboard's figures: none of these pending readers is active yet, so none is "without"
+    assert stats.status_code == 200 and stats.json["timezones"] == {
+        "without": 0,
+        "unknown_given": _fallbacks(),
+    }
     spec = client.get("/api/v1/openapi.json").json
     assert "timezone" in spec["components"]["schemas"]["SubscribeRequest"]["properties"]
 

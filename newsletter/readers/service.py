@@ -40,7 +40,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from newsletter import clock, zones
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
@@ -547,6 +547,23 @@ def _topic_names(session: Session, settings, topics: str) -> list[str]:
         return []
     names = {t.slug: t.name for t in topic_tags(session, settings)}
     return [names.get(slug, slug) for slug in chosen]
+
+
+@dataclass
+class ZoneSummary:
+    """Readers' zones (local-time delivery): how many active readers have
+    none (they get the newsletter's time), and how many gave an unknown one.
+    The dashboard and the API's stats show it."""
+
+    without: int
+    unknown_given: int
+
+
+def zone_summary(session: Session) -> ZoneSummary:
+    without = session.exec(
+        select(func.count()).where(Subscriber.timezone == "", Subscriber.status == "active")
+    ).one()
+    return ZoneSummary(without=without, unknown_given=zone_fallbacks(session))
 
 
 def zone_fallbacks(session: Session) -> int:
