@@ -127,6 +127,7 @@ def test_send_is_idempotent_and_a_reused_key_with_another_body_is_refused(client
     key = {"Idempotency-Key": "send-week-1"}
     first = client.post(f"/api/v1/issues/{issue}/send", headers=auth(sender, **key))
     assert first.status_code == 202 and first.json["status"] == "sending"
+    assert first.json["zones"] == []  # to everyone at once: no zones (local-time sends list them)
     again = client.post(f"/api/v1/issues/{issue}/send", headers=auth(sender, **key))
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert again.get_data() == first.get_data()

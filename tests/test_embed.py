@@ -16,7 +16,7 @@ from newsletter import clock
 from newsletter.config import ConfigError, load_settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber
-from newsletter.readers import box, form_tokens, signups
+from newsletter.readers import box, form_tokens, service, signups
 from newsletter.tokens import TokenError, TokenExpired
 from tests.readers_fixtures import outbox, reader
 
@@ -103,6 +103,35 @@ def test_subscribing_in_the_frame_is_double_opt_in_and_counted_for_the_site(embe
     assert sub.status == "pending" and sub.consent_source == "embed" and sub.topics == "models"
     assert [m.to for m in outbox()] == ["ann@example.org"]
     assert signups.by_source() == [(HOST, 1)]  # the origin the Referer gave (no path across sites)
+
+
+def test_the_box_records_the_readers_zone_and_counts_an_unknown_one(embed_client):
+    """Both ways the box sends (the framed form's POST, and embed.js's JSON to
+    the API with the box's token) keep the zone the browser reported; a zone
+    the tz database does not know is dropped and counted, never an error."""
+    token = token_of(frame(embed_client))
+    assert (
+        post_box(embed_client, token, email="kat@example.org", timezone="Asia/Kathmandu").status_code == 200
+    )
+    assert post_box(embed_client, token, email="mars@example.org", timezone="Mars/Olympus").status_code == 200
+    script = embed_client.get("/embed/box", headers={"Origin": HOST})
+    sent = embed_client.post(
+        "/api/v1/subscribers",
+        json={
+            "email": "sj@example.org",
+            "topics": ["agents"],
+            "form_token": TOKEN.search(script.json["html"]).group(1),
+            "timezone": "America/St_Johns",
+        },
+        headers={"Origin": HOST},
+    )
+    assert sent.status_code == 202
+    assert reader("kat@example.org").timezone == "Asia/Kathmandu"
+    assert reader("sj@example.org").timezone == "America/St_Johns"
+    assert reader("mars@example.org").timezone == "" and reader("mars@example.org").status == "pending"
+    with session_scope() as session:
+        fallbacks = service.zone_fallbacks(session)
+    assert fallbacks == 1
 
 
 def test_the_same_answer_whatever_the_address_is(embed_client):

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from jsonschema import Draft202012Validator
 from sqlalchemy import event, select, update
 
 from newsletter import clock, db
@@ -28,7 +29,7 @@ from newsletter.delivery.deliver import deliver, run_senders
 from newsletter.delivery.mailqueue import send_due
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.send import finish_issue
-from newsletter.issues.service import approve_issue
+from newsletter.issues.service import approve_issue, schedule_issue
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.scheduling import jobs, runs, slots
 from tests.content_fixtures import add_articles, article, make_sections
@@ -216,6 +217,103 @@ def test_status_by_zone_pause_resume_and_cancel_apply_to_waves_to_come(local, sm
     assert send.waves_to_come(issue.id) == []
 
 
+def test_approved_after_the_first_zones_moment_the_passed_zones_get_it_at_once(local, smtp_server):
+    """The approval deadline is the first zone's 08:00. Not approved then: the
+    editors are told it is waiting (with the first and last reader's times);
+    approved within the grace period, the zones whose 08:00 has passed get it
+    at once and every later zone still at its own 08:00."""
+    settings = local()
+    tick_at(settings, FIRST - timedelta(hours=24))  # review: Issue 001
+    tick_at(settings, FIRST)
+    waiting = [m for m in smtp_server.wait_for(2) if m.to == EDITOR][-1]
+    assert waiting.message["Subject"] == "Issue 001 is waiting for approval"
+    text = " ".join(waiting.text.split())
+    assert "the first readers at Sat 28 Mar 2026 19:00 CET (18:00 UTC)" in text
+    assert (
+        "within 6 hours of the first readers' time" in text and "to everyone else at their own time" in text
+    )
+    assert the_issue().status == "draft" and readers_mail(smtp_server) == []
+
+    approve_issue(1, by=EDITOR)
+    tick_at(settings, FIRST + timedelta(hours=5))  # within the grace period, before Kathmandu's 08:00
+    issue = the_issue()
+    assert issue.status == "sending"
+    send_due_rows(settings, issue.id)
+    assert {zone_of(m.to) for m in readers_mail(smtp_server)} == {"Pacific/Kiritimati"}  # late, at once
+    assert len(readers_mail(smtp_server)) == PER_ZONE
+    for zone in ("Asia/Kathmandu", "Europe/Berlin", "America/St_Johns", "Pacific/Pago_Pago"):
+        clock.set(MOMENTS[zone] - timedelta(seconds=1))
+        send_due_rows(settings, issue.id)
+        assert zone not in {zone_of(m.to) for m in readers_mail(smtp_server)}, f"{zone} got it early"
+        clock.set(MOMENTS[zone])
+        send_due_rows(settings, issue.id)
+    mail = readers_mail(smtp_server)
+    assert len(mail) == 6 * PER_ZONE and len({m.to for m in mail}) == 6 * PER_ZONE
+    assert the_issue().status == "sent"
+
+
+def test_api_status_shows_sent_and_scheduled_readers_by_zone(local, smtp_server):
+    """``GET /api/v1/issues/{n}/status`` gives the zones ``issue status``
+    prints (the same ``send.zone_counts``), in the documented schema; pause
+    and cancel answer with them too, and a cancel turns the waves to come
+    into skipped readers."""
+    settings = local(review_hours=0, auto_send=True)
+    tick_at(settings, FIRST - timedelta(days=1))
+    tick_at(settings, FIRST)
+    issue = the_issue()
+    clock.set(MOMENTS["Asia/Kathmandu"])
+    send_due_rows(settings, issue.id)
+    client = create_app(settings).test_client()
+    token = {"Authorization": "Bearer test-token"}
+    document = client.get("/api/v1/openapi.json").json
+    status_schema = document["paths"]["/issues/{number}/status"]["get"]["responses"]["200"]["content"]
+    validator = Draft202012Validator(
+        {**status_schema["application/json"]["schema"], "components": document["components"]}
+    )
+
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    assert status.status_code == 200
+    validator.validate(status.json)
+    assert status.json["zones"] == [
+        {"zone": "Pacific/Kiritimati", "sent": 3, "scheduled": 0, "scheduled_for": None,
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Asia/Kathmandu", "sent": 3, "scheduled": 0, "scheduled_for": None,
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Europe/Berlin", "sent": 0, "scheduled": 6, "scheduled_for": "2026-03-29T06:00:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "America/St_Johns", "sent": 0, "scheduled": 3, "scheduled_for": "2026-03-29T10:30:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+        {"zone": "Pacific/Pago_Pago", "sent": 0, "scheduled": 3, "scheduled_for": "2026-03-29T19:00:00+00:00",
+         "due": 0, "failed": 0, "skipped": 0},
+    ]  # fmt: skip
+    assert [(z.zone, z.sent, z.scheduled) for z in send.zone_counts(1)] == [
+        (z["zone"], z["sent"], z["scheduled"]) for z in status.json["zones"]
+    ]  # one query for the CLI and the API
+
+    # Berlin's moment has come while paused: its readers are due, not yet sent.
+    paused = client.post("/api/v1/issues/1/pause", headers=token)
+    assert paused.status_code == 200 and paused.json["status"] == "paused"
+    clock.set(MOMENTS["Europe/Berlin"] + timedelta(minutes=5))
+    send_due_rows(settings, issue.id)
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    validator.validate(status.json)
+    berlin = next(z for z in status.json["zones"] if z["zone"] == "Europe/Berlin")
+    assert (berlin["sent"], berlin["scheduled"], berlin["due"], berlin["scheduled_for"]) == (0, 0, 6, None)
+
+    cancelled = client.post("/api/v1/issues/1/cancel", headers=token)
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    status = client.get("/api/v1/issues/1/status", headers=token)
+    validator.validate(status.json)
+    assert [(z["zone"], z["sent"], z["scheduled"], z["skipped"]) for z in status.json["zones"]] == [
+        ("Pacific/Kiritimati", 3, 0, 0),
+        ("Asia/Kathmandu", 3, 0, 0),
+        ("Europe/Berlin", 0, 0, 6),
+        ("America/St_Johns", 0, 0, 3),
+        ("Pacific/Pago_Pago", 0, 0, 3),
+    ]
+    assert status.json["finished"] and status.json["counts"]["skipped"] == 4 * PER_ZONE
+
+
 def test_send_now_is_everyone_now_even_in_local_time_mode(local, smtp_server):
     settings = local()
     tick_at(settings, FIRST - timedelta(hours=30))
@@ -228,6 +326,51 @@ def test_send_now_is_everyone_now_even_in_local_time_mode(local, smtp_server):
     assert send.zone_counts(1) == []  # no waves: one moment for everyone
     tick_at(settings, FIRST)  # the slot finds it sent: nothing more
     assert len(readers_mail(smtp_server)) == 6 * PER_ZONE
+
+
+def test_the_apis_send_now_and_a_timed_send_are_everyone_at_once(local, smtp_server):
+    """The API's ``send`` (the editor's "send now") and an issue scheduled for
+    a time of its own keep their meaning in local-time mode: every reader at
+    that moment, in every zone; the weekly slot then finds the issue sent."""
+    settings = local()
+    tick_at(settings, FIRST - timedelta(hours=30))
+    tick_at(settings, FIRST - timedelta(hours=24))  # Issue 001 assembled for the slot
+    at = FIRST - timedelta(hours=20)
+    schedule_issue(1, at, by=EDITOR)
+    tick_at(settings, at - timedelta(seconds=1))
+    assert the_issue().status == "scheduled"
+    tick_at(settings, at)  # the timed send: one moment for everyone
+    issue = the_issue()
+    assert issue.status == "sending"
+    with session_scope() as session:
+        rows = session.execute(select(Delivery.next_attempt_at, Delivery.timezone)).all()
+    assert len(rows) == 6 * PER_ZONE and {tuple(r) for r in rows} == {(at, "")}
+    send_due_rows(settings, issue.id)
+    assert len(readers_mail(smtp_server)) == 6 * PER_ZONE and the_issue().status == "sent"
+    assert send.zone_counts(1) == []
+    tick_at(settings, FIRST)  # the slot: already sent, nothing more
+    assert len(readers_mail(smtp_server)) == 6 * PER_ZONE
+
+    # Next week's issue, sent now through the API before its first zone's moment.
+    clock.set(FIRST + timedelta(days=5))
+    add_articles(
+        settings, [article(10 + n, "ai-agents", at=clock.now() - timedelta(hours=n)) for n in range(3)]
+    )
+    tick_at(settings, FIRST + timedelta(days=6))  # review of the next slot: Issue 002
+    approve_issue(2, by=EDITOR)
+    client = create_app(settings).test_client()
+    sent = client.post("/api/v1/issues/2/send", headers={"Authorization": "Bearer test-token"})
+    assert sent.status_code == 202 and sent.json["zones"] == []
+    with session_scope() as session:
+        number_two = session.scalar(select(Issue.id).where(Issue.number == 2))
+        rows = session.execute(
+            select(Delivery.next_attempt_at, Delivery.timezone).where(Delivery.issue_id == number_two)
+        ).all()
+    assert len(rows) == 6 * PER_ZONE and {tuple(r) for r in rows} == {(clock.now(), "")}
+    send_due_rows(settings, number_two)
+    assert len(readers_mail(smtp_server)) == 2 * 6 * PER_ZONE
+    tick_at(settings, FIRST + timedelta(days=7))  # that week's first zone: already sent
+    assert len(readers_mail(smtp_server)) == 2 * 6 * PER_ZONE
 
 
 def test_two_schedulers_at_the_first_wave_start_one_send(local, smtp_server):

@@ -161,3 +161,33 @@ def test_editors_send_now_is_everyone_now(app, admin):
     with session_scope() as session:
         rows = session.execute(select(Delivery.next_attempt_at, Delivery.timezone)).all()
     assert len(rows) == len(ZONES) and {tuple(r) for r in rows} == {(clock.now(), "")}
+
+
+def test_a_send_at_a_chosen_time_says_it_reaches_everyone_at_once(app, admin):
+    """Only the weekly slot goes out at each reader's own time: the schedule
+    form, its confirmation and the scheduled issue's page say that a chosen
+    time is one moment for every reader, in every zone."""
+    readers_in_zones()
+    number = slot_issue(app.extensions["signal_settings"])
+    page = admin.get(f"/editor/issues/{number}").get_data(as_text=True)
+    assert "sends it at that time to every reader at once, in every time zone" in page
+    done = admin.post(
+        f"/editor/issues/{number}/schedule", data={"when": "2026-03-28T12:00"}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert (
+        "is scheduled for Sat 28 Mar 2026 12:00 CET: every reader gets it then, in every time zone at once"
+        in done
+    )
+    assert (
+        "Scheduled: goes out Sat 28 Mar 2026, 12:00 CET to every reader at once, in every time zone" in done
+    )
+
+
+def test_the_readers_page_shows_their_zone(app, admin):
+    readers_in_zones()
+    with session_scope() as session:
+        ids = dict(session.execute(select(Subscriber.email, Subscriber.id)).all())
+    kathmandu = admin.get(f"/editor/subscribers/{ids['r1@example.org']}").get_data(as_text=True)
+    assert "<dt>Time zone</dt><dd>Asia/Kathmandu</dd>" in kathmandu
+    home = admin.get(f"/editor/subscribers/{ids['r2@example.org']}").get_data(as_text=True)
+    assert "<dt>Time zone</dt><dd>the newsletter&#39;s (Europe/Berlin)</dd>" in home

@@ -4,14 +4,17 @@ an unknown or hostile one falls back to NEWSLETTER_TIMEZONE and is counted."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import select
 
 from newsletter import zones
 from newsletter.db import session_scope
+from newsletter.models import Subscriber
 from newsletter.readers import service
-from newsletter.readers.csv_io import import_csv
+from newsletter.readers.csv_io import export_csv, import_csv
 from tests.readers_fixtures import confirm, events, link, outbox, post_form, reader, subscribe
 
 pytestmark = pytest.mark.usefixtures("running_sender")
@@ -83,6 +86,12 @@ def test_api_takes_a_timezone_field_and_counts_unknown_ones(client, topics):
         assert reader(f"x{n}@example.org").timezone == ""
     assert _fallbacks() == len(HOSTILE) + 2
     assert all("passwd" not in e.detail and "script" not in e.detail for e in events("timezone_fallback"))
+    stats = client.get("/api/v1/stats", headers={"Authorization": "Bearer test-token"})
+    # the dashboard's figures: none of these pending readers is active yet, so none is "without"
+    assert stats.status_code == 200 and stats.json["timezones"] == {
+        "without": 0,
+        "unknown_given": _fallbacks(),
+    }
     spec = client.get("/api/v1/openapi.json").json
     assert "timezone" in spec["components"]["schemas"]["SubscribeRequest"]["properties"]
 
@@ -134,3 +143,59 @@ def test_a_zone_asked_for_an_existing_address_waits_for_its_confirmation(client,
     first, second = outbox()
     confirm(client, link(second, "confirm"))
     assert reader("twice@example.org").timezone == "Pacific/Kiritimati"  # the address's owner agreed
+
+
+def test_a_mailchimp_export_carries_its_timezone_column(settings, topics):
+    data = (
+        b"Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,TIMEZONE,LEID\n"
+        b"ny@example.org,Ny,C,4,2024-01-05 10:00:00,America/New_York,101\n"
+        b"old@example.org,Old,C,4,2024-01-05 10:00:00,GMT+5 Made Up,102\n"
+    )
+    report = import_csv(settings, io.BytesIO(data), name="subscribed_members_export.csv")
+    assert report.files[0].layout == "Mailchimp" and report.imported == 2
+    assert reader("ny@example.org").timezone == "America/New_York"
+    assert reader("old@example.org").timezone == "" and report.timezone_fallbacks == 1 == _fallbacks()
+
+
+def test_the_export_carries_the_zone_so_moving_the_list_keeps_it(settings, topics):
+    """`subscribers export` (and the editor's and the API's CSV) writes the
+    zone; importing that file into an empty list gives every reader theirs back."""
+    for address, zone in (("ki@example.org", "Pacific/Kiritimati"), ("sj@example.org", "America/St_Johns"),
+                          ("home@example.org", None)):  # fmt: skip
+        service.subscribe(settings, email=address, timezone=zone, source="editor", double_opt_in=False)
+    out = io.StringIO()
+    with session_scope() as session:
+        export_csv(session, out)
+        for sub in session.exec(select(Subscriber)).all():
+            session.delete(sub)
+    header, *rows = out.getvalue().splitlines()
+    assert header.split(",")[-1] == "timezone"
+    report = import_csv(settings, io.BytesIO(out.getvalue().encode()), name="export.csv")
+    assert report.files[0].layout == "GET THE SIGNAL" and report.imported == 3
+    assert reader("ki@example.org").timezone == "Pacific/Kiritimati"
+    assert reader("sj@example.org").timezone == "America/St_Johns"
+    assert reader("home@example.org").timezone == "" and report.timezone_fallbacks == 0
+
+
+def test_the_readers_own_data_download_includes_the_zone(client, topics):
+    subscribe(client, "dl@example.org", topics=["agents"], timezone="Asia/Kathmandu")
+    confirm(client, link(outbox()[0], "confirm"))
+    prefs = link(outbox()[1], "preferences")
+    data = json.loads(post_form(client, prefs + "/export", {}, token_from=prefs).get_data(as_text=True))
+    assert data["email"] == "dl@example.org" and data["timezone"] == "Asia/Kathmandu"
+
+
+def test_the_api_changes_a_readers_zone_and_refuses_an_unknown_one(client, topics):
+    token = {"Authorization": "Bearer test-token"}
+    client.post("/api/v1/subscribers", json={"email": "mv@example.org", "timezone": "Europe/Berlin"})
+    sid = reader("mv@example.org").id
+    moved = client.patch(f"/api/v1/subscribers/{sid}", json={"timezone": "pacific/pago_pago"}, headers=token)
+    assert moved.status_code == 200 and moved.json["timezone"] == "Pacific/Pago_Pago"  # canonical spelling
+    bad = client.patch(f"/api/v1/subscribers/{sid}", json={"timezone": "Mars/Olympus"}, headers=token)
+    assert bad.status_code == 422 and bad.json["field"] == "timezone"
+    assert reader("mv@example.org").timezone == "Pacific/Pago_Pago"  # nothing lost
+    named = client.patch(f"/api/v1/subscribers/{sid}", json={"name": "Mo"}, headers=token)
+    assert named.json["timezone"] == "Pacific/Pago_Pago"  # a change of something else keeps it
+    home = client.patch(f"/api/v1/subscribers/{sid}", json={"timezone": ""}, headers=token)
+    assert home.status_code == 200 and reader("mv@example.org").timezone == ""  # the newsletter's own
+    assert _fallbacks() == 0  # an editor's or agent's mistake is refused, not a reader's guess counted

@@ -43,7 +43,7 @@ from newsletter.api.problems import Problem
 from newsletter.api.views import bp
 from newsletter.db import MAX_INTEGER, session_scope
 from newsletter.delivery.deliver import deliver, resume
-from newsletter.delivery.send import cancel_sending, issue_counts, pause_issue
+from newsletter.delivery.send import ZoneCounts, cancel_sending, issue_counts, pause_issue, zone_counts
 from newsletter.delivery.testsend import MAX_TEST_ADDRESSES, send_test
 from newsletter.extensions import settings
 from newsletter.feedback.stats import issue_outcomes
@@ -376,8 +376,22 @@ def _status(number: int):
         "counts": {k: int(v) for k, v in counts.items()},
         "done": done,
         "outcomes": outcomes,
+        "zones": [_zone_json(z) for z in zone_counts(number)],
     }
     return body, 200, {}
+
+
+def _zone_json(z: ZoneCounts) -> dict:
+    """One zone of a local-time send, as ``issue status`` prints it."""
+    return {
+        "zone": z.zone,
+        "sent": z.sent,
+        "scheduled": z.scheduled,
+        "scheduled_for": _iso(z.due) if z.scheduled else None,
+        "due": z.other,
+        "failed": z.failed,
+        "skipped": z.skipped,
+    }
 
 
 @bp.get("/issues/<int:number>/status", endpoint="issue_status")
@@ -509,11 +523,37 @@ _OUTCOMES = {
     | {"complaint_rate": {"type": "number"}, "bounce_rate": {"type": "number"}},
 }
 schema("Outcomes", _OUTCOMES)
+_COUNT = {"type": "integer", "minimum": 0}
+schema(
+    "ZoneCounts",
+    {
+        "type": "object",
+        "description": "a local-time send's readers in one time zone (each gets the issue at the slot's "
+        "wall-clock time there)",
+        "required": ["zone", "sent", "scheduled", "scheduled_for", "due", "failed", "skipped"],
+        "additionalProperties": False,
+        "properties": {
+            "zone": {
+                "type": "string",
+                "description": "IANA name; the newsletter's own for readers without one",
+            },
+            "sent": _COUNT,
+            "scheduled": {**_COUNT, "description": "readers whose moment has not come yet"},
+            "scheduled_for": {**_TIME, "description": "when the scheduled readers get it (null: none left)"},
+            "due": {
+                **_COUNT,
+                "description": "readers whose moment has come, not yet sent: on the wire or retrying",
+            },
+            "failed": _COUNT,
+            "skipped": _COUNT,
+        },
+    },
+)
 schema(
     "IssueStatus",
     {
         "type": "object",
-        "required": ["number", "status", "finished", "counts", "done", "outcomes"],
+        "required": ["number", "status", "finished", "counts", "done", "outcomes", "zones"],
         "properties": {
             "number": {"type": "integer"},
             "status": {"type": "string", "enum": STATUSES},
@@ -521,6 +561,12 @@ schema(
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "done": {"type": "integer"},
             "outcomes": ref("Outcomes"),
+            "zones": {
+                "type": "array",
+                "items": ref("ZoneCounts"),
+                "description": "local-time delivery: sent and still-scheduled readers by zone, the first "
+                "zone (east) first; empty for a send to everyone at once",
+            },
         },
     },
 )

@@ -1,6 +1,7 @@
 """``GET /api/v1/stats``: aggregate figures (the editor's dashboard's numbers):
-readers by status, issues by status, and the outcomes of the latest sent
-issue. Counts only; nothing about any one reader."""
+readers by status, issues by status, the outcomes of the latest sent
+issue, and the readers' zones (how many have none, how many unknown ones
+were given and fell back). Counts only; nothing about any one reader."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from newsletter.db import session_scope
 from newsletter.feedback.stats import issue_outcomes
 from newsletter.issues import states
 from newsletter.models import Issue
+from newsletter.readers.service import zone_summary
 
 
 @bp.get("/stats", endpoint="stats")
@@ -26,10 +28,12 @@ def stats():
             select(Issue).where(Issue.status == states.SENT).order_by(Issue.number.desc()).limit(1)
         ).first()
         last = {"number": latest.number, **issue_outcomes(session, latest.id)} if latest else None
+        zones = zone_summary(session)
     return {
         "subscribers": subscribers,
         "issues": {status: int(by_status.get(status, 0)) for status in states.ALL},
         "last_sent_issue": last,
+        "timezones": {"without": zones.without, "unknown_given": zones.unknown_given},
     }
 
 
@@ -46,7 +50,7 @@ document(
                     "content": json_content(
                         {
                             "type": "object",
-                            "required": ["subscribers", "issues", "last_sent_issue"],
+                            "required": ["subscribers", "issues", "last_sent_issue", "timezones"],
                             "properties": {
                                 "subscribers": {
                                     "type": "object",
@@ -54,6 +58,18 @@ document(
                                 },
                                 "issues": {"type": "object", "additionalProperties": {"type": "integer"}},
                                 "last_sent_issue": {"anyOf": [{"type": "null"}, ref("Outcomes")]},
+                                "timezones": {
+                                    "type": "object",
+                                    "description": "readers' zones (local-time delivery): active readers without "
+                                    "one (they get the newsletter's time), and unknown zones given (not kept, "
+                                    "counted: the fallback)",
+                                    "required": ["without", "unknown_given"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "without": {"type": "integer", "minimum": 0},
+                                        "unknown_given": {"type": "integer", "minimum": 0},
+                                    },
+                                },
                             },
                         }
                     ),

@@ -21,7 +21,7 @@ from newsletter.feedback.stats import issue_outcomes as stats
 from newsletter.issues import states
 from newsletter.models import Event, Issue, Subscriber
 from newsletter.queries import subscriber_counts
-from newsletter.readers.service import zone_fallbacks
+from newsletter.readers.service import ZoneSummary, zone_summary
 from newsletter.scheduling import slots
 
 OPEN_STATUSES = sorted(states.OPEN)
@@ -78,15 +78,6 @@ class Dashboard:
         if slot_issue is not None and slot_issue.status in states.OPEN:
             return slot_issue
         return self.open_issue
-
-
-@dataclass
-class ZoneSummary:
-    """Readers' zones (local-time delivery): how many active readers have
-    none (they get the newsletter's time), and how many gave an unknown one."""
-
-    without: int
-    unknown_given: int
 
 
 def slot_window(settings, slot_at: datetime | None, session: Session | None = None) -> Window | None:
@@ -207,10 +198,3 @@ def build_dashboard(session: Session, settings, *, show_addresses: bool = False)
         waves=waves_to_come(session),
         zones=zone_summary(session) if settings.local_time_delivery else None,
     )
-
-
-def zone_summary(session: Session) -> ZoneSummary:
-    without = session.exec(
-        select(func.count()).where(Subscriber.timezone == "", Subscriber.status == "active")
-    ).one()
-    return ZoneSummary(without=without, unknown_given=zone_fallbacks(session))

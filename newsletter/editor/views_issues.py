@@ -173,6 +173,7 @@ def _issue_page(number: int, form: IssueForm | None = None, status: int = 200):
             posted=request.form if request.method == "POST" else MultiDict(),
             window=window,
             waves=waves,
+            local_time=settings().local_time_delivery,
         ),
         status,
     )
@@ -329,6 +330,11 @@ def issue_approve(number: int):
     return _back(number)
 
 
+# Local-time delivery: a send at a chosen time is one moment for everyone (only the
+# weekly slot goes out at its time in each reader's own zone).
+_AT_ONCE = ": every reader gets it then, in every time zone at once"
+
+
 @bp.post("/issues/<int:number>/schedule")
 def issue_schedule(number: int):
     """Send at a chosen time (in NEWSLETTER_TIMEZONE); the scheduler's tick sends it."""
@@ -342,7 +348,7 @@ def issue_schedule(number: int):
         number,
         f"schedule for {when}",
         lambda: schedule_issue(number, local, by=current_user.email, seen=_seen()),
-        f"is scheduled for {when}.",
+        f"is scheduled for {when}{_AT_ONCE if settings().local_time_delivery else ''}.",
     )
     return _back(number)
 

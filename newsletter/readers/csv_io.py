@@ -72,6 +72,7 @@ EXPORT_COLUMNS = (
     "unsubscribed_at",
     "consent_source",
     "consent_at",
+    "timezone",  # last, so files read by column position before it came still line up
 )
 # What makes a spreadsheet read a cell as a formula (ASCII and full-width forms), even after spaces.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
@@ -329,15 +330,15 @@ def export_csv(session: Session, out: IO[str], *, status: str | None = None) -> 
         Subscriber.unsubscribed_at,
         Subscriber.consent_source,
         Subscriber.consent_at,
+        Subscriber.timezone,
     ).order_by(Subscriber.id)
     if status:
         query = query.where(Subscriber.status == status)
     count = 0
-    for email, name, state, topics, created, confirmed, left, consent_source, consent_at in session.exec(
-        query.execution_options(yield_per=1000)
-    ):
+    for row in session.exec(query.execution_options(yield_per=1000)):
+        email, name, state, topics, created, confirmed, left, consent_source, consent_at, zone = row
         cells = (email, name, state, topics.replace(",", ";"), _time(created), _time(confirmed),
-                 _time(left), consent_source, _time(consent_at))  # fmt: skip
+                 _time(left), consent_source, _time(consent_at), zone)  # fmt: skip
         writer.writerow([_safe(cell) for cell in cells])
         count += 1
     return count

@@ -40,7 +40,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from newsletter import clock, zones
 from newsletter.addresses import InvalidAddress, InvalidInput, clean_name, normalise_email
@@ -549,6 +549,23 @@ def _topic_names(session: Session, settings, topics: str) -> list[str]:
     return [names.get(slug, slug) for slug in chosen]
 
 
+@dataclass
+class ZoneSummary:
+    """Readers' zones (local-time delivery): how many active readers have
+    none (they get the newsletter's time), and how many gave an unknown one.
+    The dashboard and the API's stats show it."""
+
+    without: int
+    unknown_given: int
+
+
+def zone_summary(session: Session) -> ZoneSummary:
+    without = session.exec(
+        select(func.count()).where(Subscriber.timezone == "", Subscriber.status == "active")
+    ).one()
+    return ZoneSummary(without=without, unknown_given=zone_fallbacks(session))
+
+
 def zone_fallbacks(session: Session) -> int:
     """How many readers gave a time zone we did not know (``count_zone_fallbacks``)."""
     details = session.exec(select(Event.detail).where(Event.kind == "timezone_fallback")).all()
@@ -674,6 +691,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict:
         "name": subscriber.name,
         "status": subscriber.status,
         "topics": subscriber.topic_list,
+        "timezone": subscriber.timezone,  # "": the newsletter's own
         "created_at": _iso(subscriber.created_at),
         "updated_at": _iso(subscriber.updated_at),
         "confirmed_at": _iso(subscriber.confirmed_at),

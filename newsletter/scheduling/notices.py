@@ -54,6 +54,7 @@ def notify(settings, template: str, subject: str, *, within=None, **context) -> 
         "timezone": settings.timezone,
         "auto_send": settings.auto_send,
         "grace_hours": settings.misfire_grace_hours,
+        "local_time": settings.local_time_delivery,  # the slot is each reader's own time: say so
         "editor_url": f"{settings.base_url}/editor/",
         **context,
     }
