@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from newsletter.delivery import dispatch, journal, queue, send
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.base import SendResult
 from tests.delivery_fixtures import add_subscribers, deliveries, make_issue
+from tests.helpers import race
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -110,4 +112,33 @@ def test_a_send_leaves_no_journal_behind(sending, smtp_server):
     settings, issue_id = sending
     stats = dispatch.run_pool(settings, issue_id, wait=False)
     assert stats.sent == 8 and len(smtp_server.messages) == 8
+    assert list(journal.directory(settings).glob("*")) == []
+
+
+def test_senders_starting_while_others_settle_never_lose_their_journal(make_settings):
+    """Journals opened in threads while another thread settles in a loop: a
+    journal being made is never taken for a dead sender's."""
+    settings = make_settings()
+    stop, failures = threading.Event(), []
+
+    def settler():
+        while not stop.is_set():
+            journal.settle(settings)
+
+    def sender(n: int):
+        try:
+            for k in range(150):
+                with journal.Journal(settings, f"host:9:t{n}:{k}") as mine:
+                    assert mine.path.exists()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(repr(exc))
+
+    background = threading.Thread(target=settler)
+    background.start()
+    try:
+        assert race(*(lambda n=n: sender(n) for n in range(4))) == [None] * 4
+    finally:
+        stop.set()
+        background.join()
+    assert failures == []
     assert list(journal.directory(settings).glob("*")) == []

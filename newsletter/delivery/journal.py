@@ -104,7 +104,7 @@ def settle(settings: Settings) -> int:
     if not folder.is_dir():
         return 0
     settled = 0
-    for path in [*folder.glob("*.log"), *folder.glob("*.new")]:
+    for path in folder.glob("*.log"):  # (never a ".new" one: it is being made, not yet locked)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -114,9 +114,8 @@ def settle(settings: Settings) -> int:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its sender is alive
-            if path.suffix == ".log":  # (a ".new" one died before its first message)
-                with os.fdopen(os.dup(fd), "rb") as content:
-                    settled += _apply(content.read().decode("utf-8", "replace"))
+            with os.fdopen(os.dup(fd), "rb") as content:
+                settled += _apply(content.read().decode("utf-8", "replace"))
             path.unlink(missing_ok=True)
         finally:
             os.close(fd)
