@@ -25,7 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Response, abort, current_app, request
 from werkzeug.http import is_resource_modified
@@ -80,6 +80,7 @@ class PublicPages:
 
     def __init__(self, size: int = PAGES_KEPT):
         self.size = size
+        self.started = clock.now().replace(microsecond=0)  # with this process's code and settings
         self._pages: OrderedDict[str, _Page] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -110,18 +111,15 @@ class PublicPages:
 
 
 @functools.cache
-def code_stamp() -> tuple[str, datetime]:
-    """(a digest, the newest change) of the code and templates this process
-    serves: a deploy that changes how a page looks changes its ETag, and its
-    Last-Modified is never older than the deploy. Read once per process."""
+def code_digest() -> str:
+    """A digest of the code and templates this process serves: a deploy that
+    changes how a page looks changes its ETag. Read once per process."""
     digest = hashlib.sha256()
-    newest = 0.0
     for root, pattern in ((PACKAGE, "*.py"), (TEMPLATES, "*")):
         for path in sorted(root.rglob(pattern)):
             if path.is_file():
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-                newest = max(newest, path.stat().st_mtime)
-    return digest.hexdigest()[:16], datetime.fromtimestamp(int(newest), UTC)
+    return digest.hexdigest()[:16]
 
 
 def _pages() -> PublicPages:
@@ -149,7 +147,9 @@ def public_cache(
     page whose data keeps no time (the front page's topics) passes None and
     gets the moment this process first served its ETag — never earlier than
     the change, so a client that only sends ``If-Modified-Since`` is not
-    told a changed page is unchanged. Either is at least the deploy's time.
+    told a changed page is unchanged. Either is at least the moment this
+    process started serving pages: its code and settings (the public URL, the
+    sections) are part of the ETag, and a restart may have changed them.
 
     ``stale-while-revalidate`` lets a cache serve the page while it fetches
     a fresh one. A visitor who carries a session cookie (an editor, a reader
@@ -162,12 +162,10 @@ def public_cache(
         response.add_etag()
         response.headers["Cache-Control"] = "private, no-cache"
         return response.make_conditional(request)
-    code, deployed = code_stamp()
-    etag = hashlib.sha256(repr((code, key)).encode()).hexdigest()[:32]
+    etag = hashlib.sha256(repr((code_digest(), key)).encode()).hexdigest()[:32]
     pages = _pages()
-    modified = max(
-        last_modified.replace(microsecond=0) if last_modified else pages.first_seen(etag), deployed
-    )
+    changed = last_modified.replace(microsecond=0) if last_modified else pages.first_seen(etag)
+    modified = max(changed, pages.started)
     response = Response(mimetype="text/html")
     response.set_etag(etag)
     response.last_modified = modified

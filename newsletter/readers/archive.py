@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Response, abort, render_template
 from markupsafe import Markup
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import select
 
 from newsletter.content.sanitise import markdown_to_html, neutralise
@@ -79,6 +79,12 @@ def _stamps():
     )
 
 
+# Built once: a statement's construction costs more than running it on a small archive.
+_TOTALS = select(func.count(Issue.id).filter(Issue.status.in_(PUBLIC_STATUSES)), func.max(Issue.updated_at))
+_PAGE_STAMPS = _stamps().order_by(Issue.number.desc()).offset(bindparam("offset")).limit(PER_PAGE)
+_ISSUE_STAMP = _stamps().where(Issue.number == bindparam("number"))
+
+
 @bp.get("/issues", endpoint="archive_index")
 def archive_index():
     """One page of the archive. Its validator is read before anything is
@@ -90,15 +96,11 @@ def archive_index():
     if page < 1:
         abort(404)
     with session_scope() as session:
-        total, newest = session.exec(
-            select(func.count(Issue.id).filter(Issue.status.in_(PUBLIC_STATUSES)), func.max(Issue.updated_at))
-        ).one()
+        total, newest = session.exec(_TOTALS).one()
         pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
         if page > pages:
             abort(404)
-        shown = session.exec(
-            _stamps().order_by(Issue.number.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
-        ).all()
+        shown = session.exec(_PAGE_STAMPS, params={"offset": (page - 1) * PER_PAGE}).all()
 
         def render() -> str:
             issues = session.exec(
@@ -167,7 +169,7 @@ def archive_issue(number: int):
     the public URL it names (``public_cache``), read before rendering."""
     base_url = settings().base_url
     with session_scope() as session:
-        stamp = session.exec(_stamps().where(Issue.number == number)).first()
+        stamp = session.exec(_ISSUE_STAMP, params={"number": number}).first()
         if stamp is None:
             abort(404)
 
