@@ -80,7 +80,7 @@ class PublicPages:
 
     def __init__(self, size: int = PAGES_KEPT):
         self.size = size
-        self.started = clock.now().replace(microsecond=0)  # with this process's code and settings
+        self.started = clock.now().replace(microsecond=0)  # made with the app: its code and settings
         self._pages: OrderedDict[str, _Page] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -122,10 +122,6 @@ def code_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _pages() -> PublicPages:
-    return current_app.extensions.setdefault(PUBLIC_PAGES, PublicPages())
-
-
 def public_cache(
     key: tuple,
     render: Callable[[], str],
@@ -163,7 +159,7 @@ def public_cache(
         response.headers["Cache-Control"] = "private, no-cache"
         return response.make_conditional(request)
     etag = hashlib.sha256(repr((code_digest(), key)).encode()).hexdigest()[:32]
-    pages = _pages()
+    pages: PublicPages = current_app.extensions[PUBLIC_PAGES]  # the app factory's
     changed = last_modified.replace(microsecond=0) if last_modified else pages.first_seen(etag)
     modified = max(changed, pages.started)
     response = Response(mimetype="text/html")

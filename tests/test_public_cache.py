@@ -273,7 +273,7 @@ def test_a_deploy_changes_every_validator(client, topics, sent_issue, monkeypatc
     clock.advance(timedelta(minutes=1))
     monkeypatch.setattr(web, "code_digest", lambda: "another-build")
     restarted = client.application.test_client()
-    restarted.application.extensions.pop(web.PUBLIC_PAGES)  # a new process: nothing kept
+    restarted.application.extensions[web.PUBLIC_PAGES] = web.PublicPages()  # a new process: nothing kept
     for path, page in before.items():
         _changed(restarted, path, page)
 
