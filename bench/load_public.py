@@ -1,11 +1,14 @@
 """Public pages under load: a real `newsletter serve` process (waitress, as
-the README's single-process role runs it) on a fresh database with sections
-and one sent issue, and `wrk` with 32 concurrent connections against `/`,
-`/issues` and `/issues/1` — once as plain GETs (what a CDN's cache miss or a
-browser's first visit costs), once as conditional GETs carrying the page's
-ETag (what a CDN's or a browser's revalidation costs: 304, no body).
+the README's single-process role runs it), or with `--server gunicorn` the
+web unit's command from deploy/ (`gunicorn --workers 4 'newsletter.app:create_app()'`),
+on a fresh database with sections and one sent issue, and `wrk` with 32
+concurrent connections against `/`, `/issues` and `/issues/1` — once as
+plain GETs (what a CDN's cache miss or a browser's first visit costs), once
+as conditional GETs carrying the page's ETag (what a CDN's or a browser's
+revalidation costs: 304, no body).
 
     .venv/bin/python bench/load_public.py [--seconds 15] [--connections 32] [--threads 8]
+                                          [--server waitress|gunicorn] [--workers 4] [--paths / /issues]
                                           [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Target (issue 15): no error and p99 < 200 ms at 32 concurrent clients. `wrk`
@@ -28,6 +31,8 @@ from pathlib import Path
 
 import requests
 from send_common import ROOT, cleanup, drop_database, free_port, make_database, make_issue, settings_for
+
+WARM_UP = 40
 
 
 def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> dict:
@@ -55,6 +60,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=8, help="waitress threads (serve --threads)")
+    parser.add_argument("--server", choices=("waitress", "gunicorn"), default="waitress")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (deploy/systemd: 4)")
+    parser.add_argument("--paths", nargs="+", default=["/", "/issues", "/issues/1"])
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -80,8 +88,24 @@ def main() -> None:
         PYTHONPATH=str(ROOT),
     )
     log = Path(tempfile.mkstemp(prefix="signal-serve-", suffix=".log")[1])
+    if args.server == "gunicorn":  # the web unit's command (deploy/systemd/newsletter-web.service)
+        command = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(args.workers)]
+        command += ["--bind", f"127.0.0.1:{port}", "newsletter.app:create_app()"]
+        described = f"gunicorn, {args.workers} sync workers"
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+        ]
+        described = f"newsletter serve (waitress, {args.threads} threads)"
     server = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--threads", str(args.threads)],
+        command,
         cwd=work,
         env=env,
         stdout=log.open("w"),
@@ -93,18 +117,16 @@ def main() -> None:
             try:
                 if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker yet
                 time.sleep(0.1)
         else:
             raise SystemExit(f"serve did not start:\n{log.read_text()[-2000:]}")
         kind = "PostgreSQL" if args.database_url else "SQLite"
-        print(
-            f"newsletter serve (waitress, {args.threads} threads), {kind}; wrk -c {args.connections} "
-            f"-d {args.seconds}s; {os.cpu_count()} CPUs"
-        )
-        for path in ("/", "/issues", "/issues/1"):
-            first = requests.get(base + path, timeout=10)
-            assert first.status_code == 200, (path, first.status_code)
+        print(f"{described}, {kind}; wrk -c {args.connections} -d {args.seconds}s; {os.cpu_count()} CPUs")
+        for path in args.paths:
+            for _ in range(WARM_UP):  # a connection each: every gunicorn worker has served the page once
+                first = requests.get(base + path, timeout=10)
+                assert first.status_code == 200, (path, first.status_code)
             runs = [("GET", {})]
             if "ETag" in first.headers:
                 runs.append(("GET If-None-Match", {"If-None-Match": first.headers["ETag"]}))

@@ -46,7 +46,7 @@ from newsletter.issues import states
 from newsletter.paths import STATIC, TEMPLATES
 from newsletter.readers import archive, embed, outbox  # noqa: F401 - each adds its routes to readers_views.bp
 from newsletter.readers import views as readers_views
-from newsletter.web import DatabaseInteger
+from newsletter.web import PUBLIC_PAGES, DatabaseInteger, PublicPages
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # forms and JSON; CSV imports stream through the CLI
 CSRF_TIME_LIMIT = 4 * 3600  # a form's CSRF token expires after this, in every environment
@@ -77,6 +77,7 @@ def create_app(app_settings: Settings | None = None) -> Flask:
         instance_path=str(Path(app_settings.instance_path).resolve()),
     )
     app.extensions[SETTINGS_KEY] = app_settings
+    app.extensions[PUBLIC_PAGES] = PublicPages()  # the public pages, rendered once per ETag
     app.url_map.converters["int"] = DatabaseInteger  # before any route: absurd numbers are a 404
     if app_settings.trusted_proxies:
         # X-Forwarded-For/-Proto are believed from exactly this many proxies, counted from

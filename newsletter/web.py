@@ -1,6 +1,6 @@
 """What the web faces share beyond Flask's own idioms: email HTML served
-under its own Content-Security-Policy, and numbers from URLs that the
-database can hold.
+under its own Content-Security-Policy, numbers from URLs that the database
+can hold, and public pages a CDN can keep (``public_cache``).
 
 Numbers in URLs (issue numbers, ids, page numbers, cursors) are someone
 else's input: the ``int`` converter (``DatabaseInteger``, installed by the
@@ -17,14 +17,23 @@ may navigate the top window (the demo's outbox opens a confirmation link).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Response, abort, current_app, request
+from werkzeug.http import is_resource_modified
 from werkzeug.routing import IntegerConverter
 
+from newsletter import clock
 from newsletter.db import MAX_INTEGER, parse_integer
+from newsletter.paths import PACKAGE, TEMPLATES
 
 MAIL_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
@@ -47,25 +56,119 @@ def mail_html_response(html: str, *, links_in_top_window: bool = False) -> Respo
     return response
 
 
-def public_cache(
-    response: Response, *, max_age: int, stale: int, last_modified: datetime | None = None
-) -> Response:
-    """Make a public page cacheable by a CDN and by browsers, and answer a
-    conditional request (``If-None-Match``, ``If-Modified-Since``) with 304.
+PUBLIC_PAGES = "signal.public_pages"
+PAGES_KEPT = 64
 
-    The ETag is a hash of the body, so it changes exactly when the page does;
-    ``stale-while-revalidate`` lets a cache serve the page while it fetches a
-    fresh one. A visitor who carries a session cookie (an editor, a reader
+
+@dataclass
+class _Page:
+    first_seen: datetime
+    body: bytes | None = None
+
+
+class PublicPages:
+    """This process's rendered public pages, by ETag: the newest ``size`` only.
+
+    A page is rendered once per validator (``public_cache``), not once per
+    request: a CDN's cache miss or a crowd arriving from a link costs a
+    dictionary look-up. The validator names everything the page is made
+    from, so an entry is never stale; a changed page has a new ETag and old
+    entries fall out as new ones come in. A page rendered while its data
+    changes holds data at least as new as its key (the key is read first),
+    so the worst case is a newer page under the older ETag, which the next
+    revalidation replaces."""
+
+    def __init__(self, size: int = PAGES_KEPT):
+        self.size = size
+        self.started = clock.now().replace(microsecond=0)  # made with the app: its code and settings
+        self._pages: OrderedDict[str, _Page] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_seen(self, etag: str) -> datetime:
+        """When this process first served ``etag`` (now, if it never has)."""
+        with self._lock:
+            page = self._pages.get(etag)
+            if page is None:
+                page = self._pages[etag] = _Page(clock.now().replace(microsecond=0))
+                if len(self._pages) > self.size:
+                    self._pages.popitem(last=False)
+            self._pages.move_to_end(etag)
+            return page.first_seen
+
+    def body(self, etag: str, render: Callable[[], str]) -> bytes:
+        """The page for ``etag``, rendered by ``render()`` if it is not kept."""
+        with self._lock:
+            page = self._pages.get(etag)
+            if page is not None and page.body is not None:
+                return page.body
+        body = render().encode()  # outside the lock: other pages are served meanwhile
+        with self._lock:
+            page = self._pages.setdefault(etag, _Page(clock.now().replace(microsecond=0)))
+            page.body = body
+            if len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+        return body
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of the code and templates this process serves: a deploy that
+    changes how a page looks changes its ETag. Read once per process."""
+    digest = hashlib.sha256()
+    for root, pattern in ((PACKAGE, "*.py"), (TEMPLATES, "*")):
+        for path in sorted(root.rglob(pattern)):
+            if path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def public_cache(
+    key: tuple,
+    render: Callable[[], str],
+    *,
+    max_age: int,
+    stale: int,
+    last_modified: datetime | None = None,
+) -> Response:
+    """A public page a CDN and browsers can keep, answered without rendering
+    when it can be.
+
+    ``key`` names what the page is made from (rows' ids and change times,
+    the settings and the form token it shows), read cheaply before any
+    rendering; with the code's digest it is the ETag. A conditional request
+    (``If-None-Match``, ``If-Modified-Since``) that still holds the page is
+    a 304 and ``render`` is never called; any other request gets the body
+    this process rendered for that ETag, rendering it only the first time
+    (``PublicPages``). ``last_modified`` is when the data last changed; a
+    page whose data keeps no time (the front page's topics) passes None and
+    gets the moment this process first served its ETag — never earlier than
+    the change, so a client that only sends ``If-Modified-Since`` is not
+    told a changed page is unchanged. Either is at least the moment this
+    process started serving pages: its code and settings (the public URL, the
+    sections) are part of the ETag, and a restart may have changed them.
+
+    ``stale-while-revalidate`` lets a cache serve the page while it fetches
+    a fresh one. A visitor who carries a session cookie (an editor, a reader
     shown a one-time notice) may be shown something meant only for them, so
-    their copy is ``private, no-cache``: revalidated, never shared."""
-    if last_modified is not None:
-        response.last_modified = last_modified
-    response.add_etag()
+    their page is rendered for them, its ETag hashed from the body, and
+    marked ``private, no-cache``: revalidated, never shared or kept here."""
     if current_app.config.get("SESSION_COOKIE_NAME", "session") in request.cookies:
+        response = Response(render(), mimetype="text/html")
+        response.last_modified = last_modified
+        response.add_etag()
         response.headers["Cache-Control"] = "private, no-cache"
-    else:
-        response.headers["Cache-Control"] = f"public, max-age={max_age}, stale-while-revalidate={stale}"
-    return response.make_conditional(request)
+        return response.make_conditional(request)
+    etag = hashlib.sha256(repr((code_digest(), key)).encode()).hexdigest()[:32]
+    pages: PublicPages = current_app.extensions[PUBLIC_PAGES]  # the app factory's
+    changed = last_modified.replace(microsecond=0) if last_modified else pages.first_seen(etag)
+    modified = max(changed, pages.started)
+    response = Response(mimetype="text/html")
+    response.set_etag(etag)
+    response.last_modified = modified
+    response.headers["Cache-Control"] = f"public, max-age={max_age}, stale-while-revalidate={stale}"
+    if is_resource_modified(request.environ, etag=etag, last_modified=modified):
+        response.set_data(pages.body(etag, render))
+    return response.make_conditional(request)  # the same test: a 304, or the 200 with its body
 
 
 class DatabaseInteger(IntegerConverter):

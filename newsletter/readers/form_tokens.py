@@ -83,8 +83,7 @@ def _now() -> int:
 
 
 def window_start(now: int | None = None) -> int:
-    """The start (Unix seconds) of the window the current token belongs to:
-    also when a page carrying it last changed, for ``Last-Modified``."""
+    """The start (Unix seconds) of the window the current token belongs to."""
     now = _now() if now is None else now
     return now - now % WINDOW_SECONDS
 

@@ -13,7 +13,6 @@ address and no preferences link; they offer to mail that link instead.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -60,10 +59,18 @@ def _index_page(form: SubscribeForm, status: int = 200):
 
 @bp.get("/")
 def index():
-    form = SubscribeForm()
-    form.set_topics(_tags(), "")
-    modified = datetime.fromtimestamp(form_tokens.window_start(), UTC)
-    return public_cache(_index_page(form), max_age=PAGE_MAX_AGE, stale=PAGE_STALE, last_modified=modified)
+    """The sign-up page: the same for every visitor, so it is cached (``public_cache``).
+    It changes with the topics offered and the hourly form token."""
+    tags = _tags()
+    token = form_tokens.issue(settings().secret_key, SUBSCRIBE_FORM)
+
+    def render() -> str:
+        form = SubscribeForm()
+        form.set_topics(tags, "")
+        return _index_page(form).get_data(as_text=True)
+
+    key = ("front", token, [(t.slug, t.name) for t in tags])
+    return public_cache(key, render, max_age=PAGE_MAX_AGE, stale=PAGE_STALE)
 
 
 @bp.get("/subscribe")
