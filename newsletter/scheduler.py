@@ -36,6 +36,7 @@ from newsletter import clock
 from newsletter.config import ConfigError
 from newsletter.db import get_engine
 from newsletter.delivery import mailqueue
+from newsletter.delivery.runner import Runner as IssueSender
 from newsletter.scheduling import jobs, runs, slots
 from newsletter.scheduling.lock import RunnerLock, lock_state, make_lock
 from newsletter.scheduling.testclock import install_from_env
@@ -166,7 +167,7 @@ def scheduler_command():
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        runner = Runner(current_app._get_current_object(), blocking=True, mode=jobs.Mode(dispatch=True))
+        runner = Runner(current_app._get_current_object(), blocking=True, mode=jobs.Mode(dispatch=False))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -176,9 +177,18 @@ def scheduler_command():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # Beside gunicorn, this process sends the transactional mail the web workers
-    # queue (unless Dramatiq workers do: NEWSLETTER_BROKER_URL).
-    mail = None if settings.broker_url else mailqueue.MailSender(settings).start()
+    # Beside gunicorn, this process sends (unless Dramatiq workers do:
+    # NEWSLETTER_BROKER_URL): the transactional mail the web workers queue, and
+    # the issues it or the editor starts, in a sender thread of their own. The
+    # thread sleeps between local-time waves, so the tick and housekeeping go
+    # on while a send lasts (a send in the tick itself would hold them for up
+    # to a day); it sends only while this process holds the lock.
+    senders = []
+    if not settings.broker_url:
+        senders = [
+            mailqueue.MailSender(settings).start(),
+            IssueSender(settings, active=lambda: runner.lock.held).start(),
+        ]
     nxt = slots.next_slot(settings, clock.now())
     click.echo(
         f"scheduler {runner.holder}: {settings.schedule} in {settings.timezone}; "
@@ -189,8 +199,8 @@ def scheduler_command():
         runner.start()
     finally:
         runner.stop()
-        if mail is not None:
-            mail.shutdown()
+        for sender in senders:
+            sender.shutdown()
 
 
 def _every(period) -> str:

@@ -28,11 +28,12 @@ from sqlalchemy import select, update
 
 from newsletter import clock, db
 from newsletter.db import session_scope
+from newsletter.issues.service import schedule_issue
 from newsletter.models import Delivery, Issue, Subscriber
 from newsletter.scheduling.testclock import ENV_VAR, FileOffsetClock, write_offset
 from tests.conftest import SECRET
 from tests.content_fixtures import add_articles, article, make_sections
-from tests.delivery_fixtures import add_subscribers
+from tests.delivery_fixtures import add_subscribers, make_issue
 from tests.test_local_time_delivery import FIRST, MOMENTS, WALL
 from tests.test_scheduler_e2e import Proc, holder_pid, wait_until
 
@@ -70,16 +71,17 @@ def issue() -> Issue:
         return session.scalars(select(Issue)).one()
 
 
-def test_killed_mid_wave_and_between_waves_every_reader_once_at_eight_local(
-    make_settings, database_url, smtp_server, tmp_path
-):
+def local_time_world(make_settings, database_url, smtp_server, tmp_path, zones) -> dict:
+    """Readers in ``zones`` (PER_ZONE each), the week's articles, the test
+    clock two hours before the first zone's 08:00, and the environment of a
+    `newsletter scheduler` in local-time mode on that clock."""
     smtp_server.respond = lambda rcpt: time.sleep(0.01)  # a real server takes a moment per message
     settings = make_settings(transport=smtp_server.dsn)
     db.init_engine(database_url)
     clock.set(FIRST - timedelta(days=3))
     make_sections()
     add_articles(settings, [article(n, "ai-agents", at=FIRST - timedelta(days=2, hours=n)) for n in range(3)])
-    for zone in MOMENTS:
+    for zone in zones:
         ids = add_subscribers(settings, PER_ZONE, prefix=prefix(zone))
         with session_scope() as session:
             session.execute(update(Subscriber).where(Subscriber.id.in_(ids)).values(timezone=zone))
@@ -109,6 +111,14 @@ def test_killed_mid_wave_and_between_waves_every_reader_once_at_eight_local(
         ENV_VAR: str(clock_file),
     }
     env.pop("NEWSLETTER_TEST_DATABASE_URL", None)
+    return env
+
+
+def test_killed_mid_wave_and_between_waves_every_reader_once_at_eight_local(
+    make_settings, database_url, smtp_server, tmp_path
+):
+    env = local_time_world(make_settings, database_url, smtp_server, tmp_path, MOMENTS)
+    clock_file = tmp_path / "clock"
     procs = [Proc("a", env, tmp_path), Proc("b", env, tmp_path)]
     try:
         wait_until(
@@ -186,3 +196,43 @@ def test_killed_mid_wave_and_between_waves_every_reader_once_at_eight_local(
         clock.set_source(None)
         for p in procs:
             p.stop()
+
+
+def test_the_scheduler_keeps_ticking_while_a_local_time_send_waits_for_its_next_wave(
+    make_settings, database_url, smtp_server, tmp_path
+):
+    """The send runs in the scheduler's sender thread, not in its tick: while
+    issue 1 waits a day for Pago Pago's wave, an issue scheduled for a chosen
+    time in between goes out on time, to everyone at once."""
+    zones = ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+    env = local_time_world(make_settings, database_url, smtp_server, tmp_path, zones)
+    clock_file = tmp_path / "clock"
+    proc = Proc("a", env, tmp_path)
+
+    def received(number: int) -> list:
+        return [
+            m for m in list(smtp_server.messages) if m.message["Subject"].startswith(f"Issue {number:03d}")
+        ]
+
+    try:
+        wait_until(lambda: "started (" in proc.path.read_text(errors="replace"), 90, "up", [proc])
+        write_offset(clock_file, FIRST - timedelta(seconds=1))
+        wait_until(lambda: len(received(1)) == PER_ZONE, 60, "Kiritimati's wave", [proc])
+
+        timed = FIRST + timedelta(hours=3)  # Pago Pago's 08:00 is 25 hours after Kiritimati's
+        make_issue(make_settings(transport=smtp_server.dsn), 2)
+        schedule_issue(2, timed)
+        write_offset(clock_file, timed - timedelta(seconds=1))
+        wait_until(lambda: len(received(2)) == 2 * PER_ZONE, 60, "the timed issue, mid-waves", [proc])
+        assert len(received(1)) == PER_ZONE  # Pago Pago's wave is still to come
+
+        write_offset(clock_file, MOMENTS["Pacific/Pago_Pago"] - timedelta(seconds=1))
+        wait_until(lambda: len(received(1)) == 2 * PER_ZONE, 60, "Pago Pago's wave", [proc])
+        for number in (1, 2):
+            assert sorted(Counter(m.to for m in received(number)).values()) == [1] * 2 * PER_ZONE
+        for m in received(1):
+            local = m.received_at.astimezone(ZoneInfo(zone_of(m.to)))
+            assert (local.date(), local.hour) == (WALL.date(), 8), (m.to, local)
+    finally:
+        clock.set_source(None)
+        proc.stop()

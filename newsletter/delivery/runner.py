@@ -26,9 +26,14 @@ POLL_SECONDS = 5.0
 
 
 class Runner:
-    def __init__(self, settings: Settings, *, poll: float = POLL_SECONDS):
+    """The issue sender thread. ``active``, when given, is asked before each
+    pass: ``newsletter scheduler`` sends only while it holds the
+    single-runner lock, so standing-by schedulers do not add connections."""
+
+    def __init__(self, settings: Settings, *, poll: float = POLL_SECONDS, active=None):
         self.settings = settings
         self.poll = poll
+        self.active = active
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="sender", daemon=True)
 
@@ -48,6 +53,8 @@ class Runner:
         senders; one started elsewhere is seen within
         NEWSLETTER_SEND_WAVE_RECHECK_SECONDS), and each issue is finished
         as soon as its own last row is done."""
+        if self.active is not None and not self.active():
+            return 0
         sending = resume_unfinished(self.settings)
         if not sending or self.stop.is_set():
             return 0
