@@ -168,13 +168,20 @@ def test_every_reader_gets_it_at_eight_in_their_own_zone_across_the_dst_change(l
     assert runs.get(jobs.SEND, SLOT).state == "done"
 
 
-def test_status_by_zone_pause_resume_and_cancel_apply_to_waves_to_come(local, smtp_server):
+def two_waves_sent(local):
+    """The send started at the first zone's moment and the rows due by
+    Kathmandu's sent: Kiritimati's and Kathmandu's waves out, three to come."""
     settings = local(review_hours=0, auto_send=True)
     tick_at(settings, FIRST - timedelta(days=1))
     tick_at(settings, FIRST)
     issue = the_issue()
     clock.set(MOMENTS["Asia/Kathmandu"])
     send_due_rows(settings, issue.id)
+    return settings, issue
+
+
+def test_status_by_zone_pause_resume_and_cancel_apply_to_waves_to_come(local, smtp_server):
+    settings, issue = two_waves_sent(local)
 
     # `issue status`: sent and still-scheduled readers by zone, first zone first.
     result = create_app(settings).test_cli_runner().invoke(args=["issue", "status", "1"])
@@ -257,12 +264,7 @@ def test_api_status_shows_sent_and_scheduled_readers_by_zone(local, smtp_server)
     prints (the same ``send.zone_counts``), in the documented schema; pause
     and cancel answer with them too, and a cancel turns the waves to come
     into skipped readers."""
-    settings = local(review_hours=0, auto_send=True)
-    tick_at(settings, FIRST - timedelta(days=1))
-    tick_at(settings, FIRST)
-    issue = the_issue()
-    clock.set(MOMENTS["Asia/Kathmandu"])
-    send_due_rows(settings, issue.id)
+    settings, issue = two_waves_sent(local)
     client = create_app(settings).test_client()
     token = {"Authorization": "Bearer test-token"}
     document = client.get("/api/v1/openapi.json").json
