@@ -282,7 +282,7 @@ def _transactional_context(hostile: str) -> dict:
         "preferences_url": "https://x.example/p/t", "auto_send": True, "article_count": 3,
         "editor_url": "https://x.example/editor", "issue_label": "Issue 001", "issue_title": hostile,
         "preview_url": "https://x.example/editor/issues/1/preview", "slot_text": hostile, "reason": hostile,
-        "grace_hours": 2, "action": hostile, "error": hostile, "intro": hostile, "missed": [hostile],
+        "grace_hours": 2, "local_time": True, "action": hostile, "error": hostile, "intro": hostile, "missed": [hostile],
         "issue_status": "approved",
     }  # fmt: skip
 
