@@ -142,3 +142,18 @@ def test_senders_starting_while_others_settle_never_lose_their_journal(make_sett
         background.join()
     assert failures == []
     assert list(journal.directory(settings).glob("*")) == []
+
+
+def test_a_send_goes_on_without_a_journal_where_the_folder_cannot_be_written(
+    make_settings, smtp_server, tmp_path, caplog
+):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    settings = make_settings(transport=smtp_server.dsn, instance_path=str(blocked / "instance"))
+    clock.set(T0)
+    make_issue(settings, 1)
+    add_subscribers(settings, 3)
+    issue = send.start_send(settings, 1)
+    stats = dispatch.dispatch(settings, issue_id=issue.id, worker_id="host:5:ro:0", wait=False)
+    assert stats.sent == 3 and len(smtp_server.messages) == 3
+    assert "no wire journal" in caplog.text

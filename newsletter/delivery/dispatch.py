@@ -16,9 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from newsletter.config import Settings
-from newsletter.delivery import outcomes, queue
+from newsletter.delivery import journal, outcomes, queue
 from newsletter.delivery.batch import DispatchStats, Renders, process_batch
-from newsletter.delivery.journal import Journal
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
 from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
 from newsletter.delivery.transports import make_transport
@@ -83,7 +82,7 @@ def dispatch(
     failures = 0
     idle_rounds = 0
     try:
-        with queue.Heartbeat(settings, worker_id, stop), Journal(settings, worker_id) as journal:
+        with queue.Heartbeat(settings, worker_id, stop), journal.kept(settings, worker_id) as wire:
             while not stop.is_set():
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     stats.stopped_because = "time"
@@ -114,7 +113,7 @@ def dispatch(
                     continue
                 idle_rounds = 0
                 try:
-                    batch = process_batch(settings, transport, rows, renders, limiter, stop, journal)
+                    batch = process_batch(settings, transport, rows, renders, limiter, stop, wire)
                     failures = 0
                 except TransportError as exc:
                     failures += 1

@@ -31,6 +31,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,6 +97,21 @@ _SETTLE_SQL = (
     "message_id = {p}, provider_message_id = {p}, last_error = '', sent_at = {p}, updated_at = {p} "
     "WHERE id = {p} AND status = 'sending' AND lease_owner = {p}"
 )
+
+
+@contextmanager
+def kept(settings: Settings, worker_id: str) -> Iterator[Journal | None]:
+    """A sender's journal for as long as it sends, or None (with a warning)
+    where the instance folder cannot be written: the send goes on, as it did
+    before the journal, with a crash able to resend what was in flight."""
+    try:
+        journal = Journal(settings, worker_id)
+    except OSError as exc:
+        log.warning("no wire journal (%s): a crash may resend the batch in flight", exc)
+        yield None
+        return
+    with journal:
+        yield journal
 
 
 def settle(settings: Settings) -> int:
