@@ -129,9 +129,10 @@ def public_cache(
     max_age: int,
     stale: int,
     last_modified: datetime | None = None,
+    mimetype: str = "text/html",
 ) -> Response:
-    """A public page a CDN and browsers can keep, answered without rendering
-    when it can be.
+    """A public page (or feed: ``mimetype``) a CDN and browsers can keep,
+    answered without rendering when it can be.
 
     ``key`` names what the page is made from (rows' ids and change times,
     the settings and the form token it shows), read cheaply before any
@@ -153,7 +154,7 @@ def public_cache(
     their page is rendered for them, its ETag hashed from the body, and
     marked ``private, no-cache``: revalidated, never shared or kept here."""
     if current_app.config.get("SESSION_COOKIE_NAME", "session") in request.cookies:
-        response = Response(render(), mimetype="text/html")
+        response = Response(render(), mimetype=mimetype)
         response.last_modified = last_modified
         response.add_etag()
         response.headers["Cache-Control"] = "private, no-cache"
@@ -162,7 +163,7 @@ def public_cache(
     pages: PublicPages = current_app.extensions[PUBLIC_PAGES]  # the app factory's
     changed = last_modified.replace(microsecond=0) if last_modified else pages.first_seen(etag)
     modified = max(changed, pages.started)
-    response = Response(mimetype="text/html")
+    response = Response(mimetype=mimetype)
     response.set_etag(etag)
     response.last_modified = modified
     response.headers["Cache-Control"] = f"public, max-age={max_age}, stale-while-revalidate={stale}"

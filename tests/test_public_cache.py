@@ -54,6 +54,8 @@ def test_public_pages_are_cacheable_and_answer_304(client, topics, sent_issue):
     assert home.headers["Cache-Control"] == "public, max-age=300, stale-while-revalidate=3600"
     assert client.get("/").get_data() == home.get_data(), "every visitor gets the same page"
     _conditional(client, "/issues")
+    feed = _conditional(client, "/issues/feed.xml")
+    assert feed.mimetype == "application/atom+xml" and "Issue 001" in feed.get_data(as_text=True)
     issue = _conditional(client, "/issues/1")
     assert issue.headers["Cache-Control"] == "public, max-age=3600, stale-while-revalidate=86400"
     assert client.get("/issues/2").status_code == 404
@@ -144,7 +146,12 @@ def test_origin_checks():
 
 # --- validators read before rendering (web.public_cache) ------------------------------
 
-PAGES = (("/", "readers/index.html"), ("/issues", "archive/index.html"), ("/issues/1", "archive/issue.html"))
+PAGES = (
+    ("/", "readers/index.html"),
+    ("/issues", "archive/index.html"),
+    ("/issues/1", "archive/issue.html"),
+    ("/issues/feed.xml", "archive/feed.xml"),
+)
 
 
 @pytest.fixture
@@ -202,13 +209,14 @@ def _changed(client, path, before):
 def test_a_newly_sent_issue_changes_the_archive(client, make_settings, sent_issue):
     from newsletter.delivery.deliver import deliver
 
-    index = client.get("/issues")
+    index, feed = client.get("/issues"), client.get("/issues/feed.xml")
     assert client.get("/issues/2").status_code == 404
     clock.advance(timedelta(minutes=1))
     settings = make_settings()
     make_issue(settings, 2)
     deliver(settings, 2, here=True)
     assert "Issue 002" in _changed(client, "/issues", index).get_data(as_text=True)
+    assert "Issue 002" in _changed(client, "/issues/feed.xml", feed).get_data(as_text=True)
     assert client.get("/issues/2").status_code == 200
 
 
@@ -221,7 +229,7 @@ def test_a_change_to_a_public_issue_changes_its_pages(client, make_settings):
     make_issue(settings, 1)
     add_subscribers(settings, 2)
     start_send(settings, 1)  # sending: public, and still changing
-    before = {path: client.get(path) for path in ("/issues", "/issues/1")}
+    before = {path: client.get(path) for path in ("/issues", "/issues/1", "/issues/feed.xml")}
     clock.advance(timedelta(minutes=1))
     pause_issue(1)
     for path, page in before.items():

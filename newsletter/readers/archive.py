@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from flask import Response, abort, render_template
+from flask import abort, render_template
 from markupsafe import Markup
 from sqlalchemy import bindparam, func
 from sqlmodel import select
@@ -82,6 +82,7 @@ def _stamps():
 # Built once: a statement's construction costs more than running it on a small archive.
 _TOTALS = select(func.count(Issue.id).filter(Issue.status.in_(PUBLIC_STATUSES)), func.max(Issue.updated_at))
 _PAGE_STAMPS = _stamps().order_by(Issue.number.desc()).offset(bindparam("offset")).limit(PER_PAGE)
+_FEED_STAMPS = _stamps().order_by(Issue.number.desc()).limit(FEED_ENTRIES)
 _ISSUE_STAMP = _stamps().where(Issue.number == bindparam("number"))
 
 
@@ -204,11 +205,26 @@ def archive_issue(number: int):
 
 @bp.get("/issues/feed.xml", endpoint="archive_feed")
 def archive_feed():
+    """The Atom feed of the newest issues, cached like the archive's first
+    page (feed readers poll it): its validator is the same kind of stamps,
+    read before anything is rendered, plus the public URL its links carry."""
     base = settings().base_url
     with session_scope() as session:
-        issues = session.exec(_public().order_by(Issue.number.desc()).limit(FEED_ENTRIES)).all()
-        preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
-    body = render_template(
-        "archive/feed.xml", issues=issues, base=base, published=_published, preheaders=preheaders
-    )
-    return Response(body, mimetype="application/atom+xml")
+        _, newest = session.exec(_TOTALS).one()
+        shown = session.exec(_FEED_STAMPS).all()
+
+        def render() -> str:
+            issues = session.exec(_public().order_by(Issue.number.desc()).limit(FEED_ENTRIES)).all()
+            preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
+            return render_template(
+                "archive/feed.xml", issues=issues, base=base, published=_published, preheaders=preheaders
+            )
+
+        return public_cache(
+            ("feed", base, [tuple(row) for row in shown]),
+            render,
+            max_age=INDEX_MAX_AGE,
+            stale=INDEX_STALE,
+            last_modified=_latest(newest, *(_changed(row) for row in shown)),
+            mimetype="application/atom+xml",
+        )
