@@ -20,12 +20,10 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 
 import requests
-from send_common import ROOT, cleanup, drop_database, free_port, make_database
+from send_common import bench_env, cleanup, drop_database, free_port, make_database, serve_command, serving
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -79,58 +77,46 @@ def main() -> None:
 
     url, work = make_database(args.database_url)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        NEWSLETTER_DATABASE_URL=url,
-        NEWSLETTER_INSTANCE_PATH=str(work / "instance"),
+    env = bench_env(
+        url,
+        work,
         NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
         NEWSLETTER_TRANSPORT="outbox://",
         NEWSLETTER_SUBSCRIBE_RATE_LIMIT="100000/minute",
         NEWSLETTER_CONFIRM_MAX_PER_DAY="100000",
         NEWSLETTER_EMBED_ORIGINS=HOST,
-        PYTHONPATH=str(ROOT),
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
-        cwd=work,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    try:
+        with serving(serve_command(port), work, env, port) as base:
+            run(args, base)
+    finally:
+        if args.database_url:
+            drop_database(url)
+        cleanup(work)
+
+
+def run(args, base: str) -> None:
+    """Each kind of sign-up in turn, ``count`` rounds after ten to warm up."""
     kinds = {
         "POST /subscribe (front page)": front_page,
         "POST /api/v1/subscribers": api,
         "the box (API + form token)": box,
     }
     timings: dict[str, list[float]] = {name: [] for name in kinds}
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        for n in range(args.count + 10):
-            for i, (name, run) in enumerate(kinds.items()):
-                took = run(base, f"reader{n}-{i}@example.org")
-                if n >= 10:  # the first rounds warm up the process
-                    timings[name].append(took * 1000)
-        load = os.getloadavg()
-        kind = "PostgreSQL" if args.database_url else "SQLite"
-        print(f"{args.count} sign-ups of each kind, interleaved, {kind}, newsletter serve (waitress)")
-        for name, values in timings.items():
-            print(
-                f"{name:32} p50 {statistics.median(values):6.1f} ms · p95 {percentile(values, 95):6.1f} ms · "
-                f"max {max(values):6.1f} ms"
-            )
-        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if args.database_url:
-            drop_database(url)
-        cleanup(work)
+    for n in range(args.count + 10):
+        for i, (name, sign_up) in enumerate(kinds.items()):
+            took = sign_up(base, f"reader{n}-{i}@example.org")
+            if n >= 10:  # the first rounds warm up the process
+                timings[name].append(took * 1000)
+    load = os.getloadavg()
+    kind = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{args.count} sign-ups of each kind, interleaved, {kind}, newsletter serve (waitress)")
+    for name, values in timings.items():
+        print(
+            f"{name:32} p50 {statistics.median(values):6.1f} ms · p95 {percentile(values, 95):6.1f} ms · "
+            f"max {max(values):6.1f} ms"
+        )
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":

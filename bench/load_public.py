@@ -25,12 +25,20 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import requests
-from send_common import ROOT, cleanup, drop_database, free_port, make_database, make_issue, settings_for
+from send_common import (
+    bench_env,
+    cleanup,
+    drop_database,
+    free_port,
+    make_database,
+    make_issue,
+    serve_command,
+    serving,
+    settings_for,
+)
 
 WARM_UP = 40
 
@@ -77,78 +85,53 @@ def main() -> None:
     deliver(settings, 1, here=True)  # no readers: the issue is sent, so it is public
     dispose_engine()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
+    env = bench_env(
+        url,
+        work,
         NEWSLETTER_ENV="production",
-        NEWSLETTER_DATABASE_URL=url,
         NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_INSTANCE_PATH=str(work / "instance"),
         NEWSLETTER_BASE_URL="https://news.example.org",  # production asks for https; links only
         NEWSLETTER_TRANSPORT="outbox://",
-        PYTHONPATH=str(ROOT),
     )
-    log = Path(tempfile.mkstemp(prefix="signal-serve-", suffix=".log")[1])
     if args.server == "gunicorn":  # the web unit's command (deploy/systemd/newsletter-web.service)
         command = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(args.workers)]
         command += ["--bind", f"127.0.0.1:{port}", "newsletter.app:create_app()"]
         described = f"gunicorn, {args.workers} sync workers"
     else:
-        command = [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "serve",
-            "--port",
-            str(port),
-            "--threads",
-            str(args.threads),
-        ]
+        command = serve_command(port, "--threads", str(args.threads))
         described = f"newsletter serve (waitress, {args.threads} threads)"
-    server = subprocess.Popen(
-        command,
-        cwd=work,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker yet
-                time.sleep(0.1)
-        else:
-            raise SystemExit(f"serve did not start:\n{log.read_text()[-2000:]}")
-        kind = "PostgreSQL" if args.database_url else "SQLite"
-        print(f"{described}, {kind}; wrk -c {args.connections} -d {args.seconds}s; {os.cpu_count()} CPUs")
-        for path in args.paths:
-            for _ in range(WARM_UP):  # a connection each: every gunicorn worker has served the page once
-                first = requests.get(base + path, timeout=10)
-                assert first.status_code == 200, (path, first.status_code)
-            runs = [("GET", {})]
-            if "ETag" in first.headers:
-                runs.append(("GET If-None-Match", {"If-None-Match": first.headers["ETag"]}))
-            for label, headers in runs:
-                before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-                r = wrk(base + path, args.seconds, args.connections, headers)
-                print(
-                    f"{path:<10} {label:<17} {r['rate']:8,.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}  "
-                    f"errors {r['non_2xx_3xx'] + r['socket_errors']} of {r['requests']:,}  "
-                    f"(load {before})"
-                )
-            print(
-                f"{'':<10} headers: ETag {first.headers.get('ETag', '—')[:20]}…, "
-                f"Cache-Control {first.headers.get('Cache-Control', '—')}, "
-                f"Set-Cookie {'yes' if 'Set-Cookie' in first.headers else 'no'}"
-            )
+        with serving(command, work, env, port) as base:
+            run(args, base, described)
     finally:
-        server.terminate()
-        server.wait(15)
         drop_database(url)
         cleanup(work)
-        log.unlink(missing_ok=True)
+
+
+def run(args, base: str, described: str) -> None:
+    """wrk on each page: plain GETs, then conditional ones with the page's ETag."""
+    kind = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"{described}, {kind}; wrk -c {args.connections} -d {args.seconds}s; {os.cpu_count()} CPUs")
+    for path in args.paths:
+        for _ in range(WARM_UP):  # a connection each: every gunicorn worker has served the page once
+            first = requests.get(base + path, timeout=10)
+            assert first.status_code == 200, (path, first.status_code)
+        runs = [("GET", {})]
+        if "ETag" in first.headers:
+            runs.append(("GET If-None-Match", {"If-None-Match": first.headers["ETag"]}))
+        for label, headers in runs:
+            before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            r = wrk(base + path, args.seconds, args.connections, headers)
+            print(
+                f"{path:<10} {label:<17} {r['rate']:8,.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}  "
+                f"errors {r['non_2xx_3xx'] + r['socket_errors']} of {r['requests']:,}  "
+                f"(load {before})"
+            )
+        print(
+            f"{'':<10} headers: ETag {first.headers.get('ETag', '—')[:20]}…, "
+            f"Cache-Control {first.headers.get('Cache-Control', '—')}, "
+            f"Set-Cookie {'yes' if 'Set-Cookie' in first.headers else 'no'}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,3 +194,45 @@ def smtp_source_rate(port: int, count: int, size: int, concurrency: int) -> floa
 
 def cleanup(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_env(url: str, work: Path, **settings: str) -> dict:
+    """The environment of a `newsletter` process for a benchmark: none of the
+    caller's NEWSLETTER_* settings, the bench database and instance folder,
+    and ``settings`` (NEWSLETTER_… names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_DATABASE_URL=url, NEWSLETTER_INSTANCE_PATH=str(work / "instance"), PYTHONPATH=str(ROOT)
+    )
+    env.update(settings)
+    return env
+
+
+@contextmanager
+def serving(command: list[str], work: Path, env: dict, port: int) -> Iterator[str]:
+    """Run a web server ``command`` listening on ``port``; yield its base URL
+    once ``/healthz`` answers, and stop it at the end. Its output goes to a
+    log that is shown if it never answers."""
+    import requests
+
+    log = work / "serve.log"
+    server = subprocess.Popen(command, cwd=work, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or no worker yet
+                time.sleep(0.1)
+        else:
+            raise SystemExit(f"the server did not start:\n{log.read_text()[-2000:]}")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def serve_command(port: int, *args: str) -> list[str]:
+    """`newsletter serve` (waitress, as a user runs it) on ``port``."""
+    return [sys.executable, "-m", "newsletter", "serve", "--port", str(port), *args]
