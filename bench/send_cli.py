@@ -42,6 +42,7 @@ from send_common import (
     ROOT,
     SMTP_SINK,
     add_readers,
+    bench_env,
     cleanup,
     drop_database,
     free_port,
@@ -270,15 +271,14 @@ def main() -> None:
         for number in range(1, len(modes) + 1):
             make_issue(settings, number)
         add_readers(args.readers)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-        env.update(
+        env = bench_env(
+            url,
+            work,
             NEWSLETTER_ENV="testing",
-            NEWSLETTER_DATABASE_URL=url,
             NEWSLETTER_SECRET_KEY=settings.secret_key,
             NEWSLETTER_BASE_URL=settings.base_url,
             NEWSLETTER_MAIL_FROM=settings.mail_from,
             NEWSLETTER_TRANSPORT=sink.dsn,
-            NEWSLETTER_INSTANCE_PATH=settings.instance_path,
             NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
             COLUMNS="100",
         )

@@ -199,7 +199,7 @@ def cleanup(work: Path) -> None:
 def bench_env(url: str, work: Path, **settings: str) -> dict:
     """The environment of a `newsletter` process for a benchmark: none of the
     caller's NEWSLETTER_* settings, the bench database and instance folder,
-    and ``settings`` (NEWSLETTER_… names)."""
+    and ``settings`` (NEWSLETTER_… names, or any other variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
         NEWSLETTER_DATABASE_URL=url, NEWSLETTER_INSTANCE_PATH=str(work / "instance"), PYTHONPATH=str(ROOT)

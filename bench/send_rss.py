@@ -14,7 +14,6 @@ figures say how many messages were sent while measuring.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from send_common import (
     ROOT,
     SmtpSink,
     add_readers,
+    bench_env,
     cleanup,
     drop_database,
     make_database,
@@ -67,15 +67,14 @@ def main() -> None:
         settings = settings_for(url, work, transport=sink.dsn)
         make_issue(settings, 1)
         add_readers(args.readers)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-        env.update(
+        env = bench_env(
+            url,
+            work,
             NEWSLETTER_ENV="testing",
-            NEWSLETTER_DATABASE_URL=url,
             NEWSLETTER_SECRET_KEY=settings.secret_key,
             NEWSLETTER_BASE_URL=settings.base_url,
             NEWSLETTER_MAIL_FROM=settings.mail_from,
             NEWSLETTER_TRANSPORT=sink.dsn,
-            NEWSLETTER_INSTANCE_PATH=settings.instance_path,
             NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
         )
         started = time.perf_counter()
