@@ -87,11 +87,7 @@ class PublicPages:
     def first_seen(self, etag: str) -> datetime:
         """When this process first served ``etag`` (now, if it never has)."""
         with self._lock:
-            page = self._pages.get(etag)
-            if page is None:
-                page = self._pages[etag] = _Page(clock.now().replace(microsecond=0))
-                if len(self._pages) > self.size:
-                    self._pages.popitem(last=False)
+            page = self._entry(etag)
             self._pages.move_to_end(etag)
             return page.first_seen
 
@@ -103,11 +99,18 @@ class PublicPages:
                 return page.body
         body = render().encode()  # outside the lock: other pages are served meanwhile
         with self._lock:
-            page = self._pages.setdefault(etag, _Page(clock.now().replace(microsecond=0)))
-            page.body = body
+            self._entry(etag).body = body
+        return body
+
+    def _entry(self, etag: str) -> _Page:
+        """The entry for ``etag``, made now if there is none (the oldest one
+        then falls out). Called with the lock held."""
+        page = self._pages.get(etag)
+        if page is None:
+            page = self._pages[etag] = _Page(clock.now().replace(microsecond=0))
             if len(self._pages) > self.size:
                 self._pages.popitem(last=False)
-        return body
+        return page
 
 
 @functools.cache

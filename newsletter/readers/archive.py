@@ -104,10 +104,7 @@ def archive_index():
         shown = session.exec(_PAGE_STAMPS, params={"offset": (page - 1) * PER_PAGE}).all()
 
         def render() -> str:
-            issues = session.exec(
-                _public().where(Issue.id.in_([row.id for row in shown])).order_by(Issue.number.desc())
-            ).all()
-            preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
+            issues, preheaders = _listed(session, shown)
             return render_template(
                 "archive/index.html",
                 issues=issues,
@@ -124,6 +121,14 @@ def archive_index():
             stale=INDEX_STALE,
             last_modified=_latest(newest, *(_changed(row) for row in shown)),
         )
+
+
+def _listed(session, shown) -> tuple[list[Issue], dict[int, str]]:
+    """The issues a list shows (a page of the archive, the feed: ``shown``, rows
+    of ``_stamps``), newest first, and each one's inbox preheader."""
+    ids = [row.id for row in shown]
+    issues = session.exec(_public().where(Issue.id.in_(ids)).order_by(Issue.number.desc())).all()
+    return issues, {issue.id: inbox_preheader(session, issue) for issue in issues}
 
 
 @dataclass
@@ -214,8 +219,7 @@ def archive_feed():
         shown = session.exec(_FEED_STAMPS).all()
 
         def render() -> str:
-            issues = session.exec(_public().order_by(Issue.number.desc()).limit(FEED_ENTRIES)).all()
-            preheaders = {issue.id: inbox_preheader(session, issue) for issue in issues}
+            issues, preheaders = _listed(session, shown)
             return render_template(
                 "archive/feed.xml", issues=issues, base=base, published=_published, preheaders=preheaders
             )
