@@ -163,7 +163,7 @@ def _apply(text: str) -> int:
         dialect = connection.dialect
         to_db = deliveries.c.sent_at.type.bind_processor(dialect)
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        stamp = (lambda value: to_db(value)) if to_db is not None else (lambda value: value)
+        stamp = to_db or (lambda value: value)
         result = connection.exec_driver_sql(
             _SETTLE_SQL.format(p=marker),
             [(mid, pmid, stamp(when), stamp(when), row_id, worker) for row_id, when, mid, pmid in rows],
