@@ -114,22 +114,28 @@ def test_send_processes_auto_is_one_per_core():
 # forked child inherits: a forkserver child would run the unwrapped ``_child``.
 _FORK_PROBE = """
 import multiprocessing, os, sys
-from newsletter.delivery import batch, processes
+from newsletter.delivery import batch, dispatch, processes
 from newsletter.rendering import personalise
 
 command = os.getpid()
 forked = multiprocessing.Value("i", 0)
 work_in_children = multiprocessing.Value("i", 0)
+loops_in_command = multiprocessing.Value("i", 0)
 
 def count(value):
     with value.get_lock():
         value.value += 1
 
-real_child, real_load = processes._child, batch.Renders._load
+real_child, real_load, real_dispatch = processes._child, batch.Renders._load, dispatch.dispatch
 
 def child(*args):
     count(forked)
     real_child(*args)
+
+def loop(*args, **kwargs):
+    if os.getpid() == command:
+        count(loops_in_command)
+    return real_dispatch(*args, **kwargs)
 
 def load(self, issue_id):
     if os.getpid() != command:
@@ -145,21 +151,27 @@ class Split(personalise._Split):
         super().__init__(nonce, source)
 
 processes._child, batch.Renders._load, personalise._Split = child, load, Split
+dispatch.dispatch = loop
 sys.argv = ["newsletter", "issue", "send", "1", "--yes"]
 from newsletter.__main__ import main
 try:
     main()
 finally:
-    print(f"forked={forked.value} work_in_children={work_in_children.value}", file=sys.stderr)
+    print(
+        f"forked={forked.value} work_in_children={work_in_children.value} "
+        f"loops_in_command={loops_in_command.value}",
+        file=sys.stderr,
+    )
 """
 
 
 @pytest.mark.slow
 def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(make_settings, tmp_path):
-    """`issue send` with its progress bar (rich runs a refresh thread) and two
-    processes: the children are forked from the command, and they inherit the
-    renders the command read and split once — no child reads them from the
-    database or splits them again. Not a timing test: it counts."""
+    """`issue send` with its progress bar (rich runs a refresh thread) and
+    three processes: the command sends one share itself and forks two
+    children, which inherit the renders the command read and split once — no
+    child reads them from the database or splits them again. Not a timing
+    test: it counts."""
     settings = make_settings(transport="outbox://")
     init_engine(settings.database_url)
     make_issue(settings, 1)
@@ -167,8 +179,8 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(mak
     env = command_env(
         settings,
         NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
-        NEWSLETTER_SEND_PROCESSES="2",
-        NEWSLETTER_SEND_CONCURRENCY="2",
+        NEWSLETTER_SEND_PROCESSES="3",
+        NEWSLETTER_SEND_CONCURRENCY="3",
         FORCE_COLOR="1",  # rich draws a live bar (and runs its refresh thread) as on a terminal
     )
     result = subprocess.run(
@@ -182,7 +194,8 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(mak
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "80 sent, 0 failed" in result.stdout
-    assert "forked=2 " in result.stderr, "both sending processes were forked from the command"
+    assert "forked=2 " in result.stderr, "both sending children were forked from the command"
+    assert "loops_in_command=1" in result.stderr, "the command ran its own share: one sending loop"
     assert "work_in_children=0" in result.stderr, "no child read or split the issue's renders"
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 80

@@ -5,9 +5,12 @@ MIME, the SMTP client and the database work all hold the GIL (only
 OpenSSL's RSA for DKIM and socket waits release it), so more threads do not
 make a single sender faster. The claim/lease design already lets several
 workers share a queue safely, so this runs ``dispatch.run_pool`` in N
-processes, each with its own interpreter, database connections, SMTP pool
-and leases; nothing else changes (a process that dies leaves rows whose
-leases expire and are reclaimed, exactly as for a crashed thread).
+processes — the calling one and N − 1 children — each with its own
+interpreter, database connections, SMTP pool and leases; nothing else
+changes (a process that dies leaves rows whose leases expire and are
+reclaimed, exactly as for a crashed thread). The caller sends a share
+itself rather than only waiting for its children: one process's memory
+less for the same number of senders.
 
 ``NEWSLETTER_SEND_CONCURRENCY`` stays the total number of connections (and
 threads): it is split over the processes, so a mail server sees the same
@@ -76,9 +79,10 @@ def run_processes(
     wait: bool = True,
     on_started: Callable[[], None] | None = None,
 ):
-    """Like ``dispatch.run_pool`` (same arguments, same totals), in processes.
-    ``on_started`` is called once every child exists: only then may the
-    caller start threads of its own."""
+    """Like ``dispatch.run_pool`` (same arguments, same totals), in this
+    process and ``send_processes`` − 1 children. ``on_started`` is called
+    once every child exists: only then may the caller start threads of its
+    own (this process's senders start right after it)."""
     context = _context()
     forked = context.get_start_method() == "fork"
     # Read and prepared once, here; forked children inherit them.
@@ -86,6 +90,9 @@ def run_processes(
     child_stop = context.Event()
     reports = context.Queue()
     parent = os.getpid()
+    # This process sends the first share itself: N processes in all, not N
+    # children beside a parent that only waits (one process's memory less).
+    own_share, *shares_of_children = child_settings(settings)
     processes = [
         context.Process(
             target=_child,
@@ -93,7 +100,7 @@ def run_processes(
             name=f"sender-{n}",
             daemon=True,
         )
-        for n, child in enumerate(child_settings(settings))
+        for n, child in enumerate(shares_of_children, start=1)
     ]
     if forked:
         # Objects that live until the end (modules, the renders) stay out of the
@@ -107,6 +114,14 @@ def run_processes(
             gc.unfreeze()
     if on_started is not None:
         on_started()
+    reported = threading.Lock()  # this process's senders and the children's reports both call on_batch
+
+    def counted(batch: DispatchStats) -> None:
+        if on_batch is not None:
+            with reported:
+                on_batch(batch)
+
+    own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
     total = DispatchStats()
     finished: set[str] = set()
     try:
@@ -125,17 +140,16 @@ def run_processes(
                 continue
             stats = DispatchStats(**values)
             if kind == "batch":
-                if on_batch is not None:
-                    on_batch(stats)
+                counted(stats)
                 continue
             finished.add(name)
-            total.add(stats)
-            total.errors += stats.errors
-            total.stopped_because = total.stopped_because or stats.stopped_because
+            _add(total, stats)
     except BaseException:
         child_stop.set()  # Ctrl-C: children finish their batch and stop
+        stop.set()  # and so do this process's senders
         raise
     finally:
+        own.thread.join()
         for process in processes:
             process.join(timeout=60)
             if process.is_alive():
@@ -143,7 +157,35 @@ def run_processes(
                 process.terminate()
                 process.join()
         reports.close()
+    _add(total, own.stats)
     return total
+
+
+def _add(total: DispatchStats, stats: DispatchStats) -> None:
+    total.add(stats)
+    total.errors += stats.errors
+    total.stopped_because = total.stopped_because or stats.stopped_because
+
+
+class _OwnShare:
+    """The calling process's own share of the senders, in a thread while the
+    calling thread follows the children's reports."""
+
+    def __init__(self, settings: Settings, issue_id, stop, on_batch, wait: bool, renders):
+        self.stats = DispatchStats()
+        self.thread = threading.Thread(
+            target=self._run, args=(settings, issue_id, stop, on_batch, wait, renders), name="sender-0"
+        )
+        self.thread.start()
+
+    def _run(self, settings, issue_id, stop, on_batch, wait, renders) -> None:
+        try:
+            self.stats = run_pool(
+                settings, issue_id, stop=stop, on_batch=on_batch, wait=wait, renders=renders
+            )
+        except Exception as exc:  # noqa: BLE001 - reported with the totals, as a child's failure is
+            log.exception("sending failed")
+            self.stats = DispatchStats(stopped_because=f"error: {exc}", errors=[f"sender-0: {exc}"])
 
 
 _PRELOAD = ["newsletter.delivery.processes", "newsletter.delivery.transports"]
