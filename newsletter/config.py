@@ -119,9 +119,9 @@ class Settings:
     bounce_return_path: str = ""  # VERP: bounces+{token}@domain
     send_wave_recheck_seconds: float = 60.0  # an idle sender waiting for the next wave looks again after this
     send_lease_seconds: int = 120  # a dead sender's claimed rows return to the queue after this (delivery)
-    send_processes: int = (
-        1  # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes (delivery)
-    )
+    # in-process sending: split NEWSLETTER_SEND_CONCURRENCY over N processes; 0 (unset):
+    # one per core where the sender can fork (`issue send`), else 1 (delivery.deliver)
+    send_processes: int = 0
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     webhook_tolerance_seconds: int = 300  # signed webhook timestamps older/newer than this are refused
@@ -374,8 +374,10 @@ def validate(settings: Settings) -> Settings:
         ) from None
     if settings.send_concurrency < 1:
         raise ConfigError("NEWSLETTER_SEND_CONCURRENCY must be at least 1")
-    if settings.send_processes < 1:
-        raise ConfigError("NEWSLETTER_SEND_PROCESSES must be at least 1")
+    if settings.send_processes < 0:
+        raise ConfigError(
+            "NEWSLETTER_SEND_PROCESSES must be auto, a number of processes, or 0 for the default"
+        )
     if settings.max_attempts < 1:
         raise ConfigError("NEWSLETTER_MAX_ATTEMPTS must be at least 1")
     for feed in settings.feeds:

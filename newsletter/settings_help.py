@@ -53,7 +53,7 @@ MEANING: dict[str, str] = {
     "broker_url": "The Dramatiq broker for `newsletter worker` (large lists).",
     "bounce_return_path": "VERP return path (bounces+{token}@domain): a bounce names its delivery.",
     "send_lease_seconds": "When a dead sender's messages go back to the queue.",
-    "send_processes": "Sending processes (auto: one per core).",
+    "send_processes": "Sending processes (auto: one per core; 0: one per core for `issue send`, 1 elsewhere).",
     "soft_bounce_limit": "Soft bounces within soft_bounce_days that stop mail to an address.",
     "soft_bounce_days": "The window for counting soft bounces.",
     "webhook_tolerance_seconds": "How old a signed provider webhook may be.",

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from newsletter.config import ConfigError, load_settings
 from newsletter.db import init_engine, session_scope
 from newsletter.delivery import dispatch, processes, send
-from newsletter.delivery.deliver import deliver
+from newsletter.delivery.deliver import deliver, sending_processes
 from newsletter.models import OutboxMessage
 from tests.delivery_fixtures import add_subscribers, command_env, deliveries, issue_row, make_issue
 
@@ -34,9 +34,28 @@ def test_concurrency_and_rate_are_split_not_multiplied(make_settings):
     assert [c.send_rate for c in processes.child_settings(make_settings(send_processes=2))] == [0.0, 0.0]
 
 
-def test_send_processes_must_be_positive():
+def test_send_processes_must_not_be_negative():
     with pytest.raises(ConfigError, match="NEWSLETTER_SEND_PROCESSES"):
-        load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "0"}, dotenv=False)
+        load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "-1"}, dotenv=False)
+
+
+def test_unset_send_processes_fork_one_per_core_only_where_the_caller_has_no_other_thread():
+    """The default (0): `issue send` (no other thread) forks one sender per
+    core; a threaded process (serve, the scheduler) sends from itself.
+    A number, or `auto`, is used as it is everywhere."""
+    unset = load_settings(environ={}, dotenv=False)
+    assert unset.send_processes == 0
+    quiet, busy = [], []  # (the unset default in a command with no thread: the fork test below)
+    probe = threading.Thread(target=lambda: quiet.append(sending_processes(unset)))
+    probe.start()  # the probe itself is the other thread: a threaded caller
+    probe.join()
+    assert quiet == [1]
+    assert sending_processes(load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "3"}, dotenv=False)) == 3
+    auto = load_settings(environ={"NEWSLETTER_SEND_PROCESSES": "auto"}, dotenv=False)
+    probe = threading.Thread(target=lambda: busy.append(sending_processes(auto)))
+    probe.start()
+    probe.join()
+    assert busy[-1] == (os.cpu_count() or 1)
 
 
 @pytest.mark.slow
@@ -166,12 +185,15 @@ finally:
 
 
 @pytest.mark.slow
-def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(make_settings, tmp_path):
+@pytest.mark.parametrize("processes_setting", ["3", None])
+def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(
+    make_settings, tmp_path, processes_setting
+):
     """`issue send` with its progress bar (rich runs a refresh thread) and
-    three processes: the command sends one share itself and forks two
-    children, which inherit the renders the command read and split once — no
-    child reads them from the database or splits them again. Not a timing
-    test: it counts."""
+    three processes (or the default, one per core): the command sends one
+    share itself and forks the others, which inherit the renders the command
+    read and split once — no child reads them from the database or splits
+    them again. Not a timing test: it counts."""
     settings = make_settings(transport="outbox://")
     init_engine(settings.database_url)
     make_issue(settings, 1)
@@ -179,10 +201,12 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(mak
     env = command_env(
         settings,
         NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
-        NEWSLETTER_SEND_PROCESSES="3",
         NEWSLETTER_SEND_CONCURRENCY="3",
         FORCE_COLOR="1",  # rich draws a live bar (and runs its refresh thread) as on a terminal
     )
+    if processes_setting:
+        env["NEWSLETTER_SEND_PROCESSES"] = processes_setting
+    own_threads, *children = processes.shares(3, int(processes_setting or os.cpu_count() or 1))
     result = subprocess.run(
         [sys.executable, "-c", _FORK_PROBE],
         cwd=tmp_path,
@@ -194,8 +218,8 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(mak
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "80 sent, 0 failed" in result.stdout
-    assert "forked=2 " in result.stderr, "both sending children were forked from the command"
-    assert "loops_in_command=1" in result.stderr, "the command ran its own share: one sending loop"
+    assert f"forked={len(children)} " in result.stderr, "every sending child was forked from the command"
+    assert f"loops_in_command={own_threads}" in result.stderr, "the command sent its own share"
     assert "work_in_children=0" in result.stderr, "no child read or split the issue's renders"
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 80

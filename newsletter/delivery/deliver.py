@@ -6,16 +6,18 @@ rows go out in one of four ways, side by side in docs/architecture.md:
 
 - with ``NEWSLETTER_BROKER_URL``, Dramatiq workers send (``worker``);
 - with ``here``, this process sends now and returns when the send is done,
-  paused or cancelled: threads (``dispatch.run_pool``), or with
-  ``NEWSLETTER_SEND_PROCESSES`` > 1 that many processes (``processes``);
+  paused or cancelled: threads (``dispatch.run_pool``), or in several
+  processes (``processes``; how many: ``sending_processes``);
 - otherwise the process's background sender picks it up: ``serve``'s
   sender thread (``runner``) or the scheduler's resume job.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from newsletter.config import Settings
@@ -37,6 +39,18 @@ from newsletter.issues.service import require_issue
 Progress = Callable[[IssueCounts, DispatchStats], None]
 
 
+def sending_processes(settings: Settings) -> int:
+    """How many processes send: ``NEWSLETTER_SEND_PROCESSES`` when set; unset
+    (0), one per core where this process can fork them — a caller with no
+    other thread, as ``issue send`` is — and one in a threaded process
+    (``serve``, the scheduler), whose children would come from a forkserver
+    and import and read everything again (docs/performance.md § "The send a
+    user runs" has the figures behind this default)."""
+    if settings.send_processes:
+        return settings.send_processes
+    return (os.cpu_count() or 1) if threading.active_count() == 1 else 1
+
+
 def run_senders(
     settings: Settings,
     issue_id: int | None,
@@ -53,11 +67,17 @@ def run_senders(
     once the senders exist: a caller that shows progress starts its display
     there, so its thread never stops the sending processes from forking."""
     stop = stop or threading.Event()
-    if settings.send_processes > 1 and transport is None:
+    processes = sending_processes(settings)
+    if processes > 1 and transport is None:
         from newsletter.delivery.processes import run_processes  # (multiprocessing: only when used)
 
         return run_processes(
-            settings, issue_id, stop=stop, on_batch=on_batch, wait=wait, on_started=on_started
+            replace(settings, send_processes=processes),
+            issue_id,
+            stop=stop,
+            on_batch=on_batch,
+            wait=wait,
+            on_started=on_started,
         )
     return run_pool(
         settings,
