@@ -25,7 +25,6 @@ import threading
 import time
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import func, select
 
 from newsletter import db
@@ -55,9 +54,15 @@ def summary(counts) -> str:
 
 
 class _Bar:
-    """A rich progress bar: sent / failed / remaining, rate and ETA."""
+    """A rich progress bar: sent / failed / remaining, rate and ETA.
+
+    rich is imported here, when the senders have started (``deliver``'s
+    ``on_started``), not with the command: a forked sender is already
+    sending while this process loads it."""
 
     def __init__(self, start, console=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.sent, self.failed, self.skipped = start.sent, start.failed, start.skipped
         self.total = start.total
         self.started = time.monotonic()
