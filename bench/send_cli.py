@@ -36,156 +36,23 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from send_common import (
     ROOT,
-    SMTP_SINK,
+    CountingSink,
+    Memory,
     add_readers,
     bench_env,
     cleanup,
+    drain,
     drop_database,
-    free_port,
+    load,
     make_database,
     make_issue,
     settings_for,
     smtp_source_rate,
 )
 from send_smtp import _average_size
-
-
-class CountingSink:
-    """smtp-sink with its running counter (``-c``) read as it changes:
-    the moment each message count was first seen."""
-
-    def __init__(self) -> None:
-        if not Path(SMTP_SINK).exists():
-            raise SystemExit("Postfix's smtp-sink is missing: apt-get install postfix")
-        self.port = free_port()
-        command = [SMTP_SINK, "-c"]
-        if os.geteuid() == 0:
-            command += ["-u", "nobody"]
-        command += [f"127.0.0.1:{self.port}", "512"]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        self.master = self.process.stdout.fileno()
-        self.messages = 0
-        self.times: dict[int, float] = {}
-        self.watch: tuple[int, int] | None = None  # (message count, pid): note the tree's CPU then
-        self.cpu_at_watch: float | None = None
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.3)
-
-    def _read(self) -> None:
-        pending = b""
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            now = time.perf_counter()
-            pending += chunk
-            *records, pending = pending.split(b"\r")
-            for record in records:
-                for field in record.split():
-                    if field.startswith(b"mesg="):
-                        count = int(field[5:])
-                        with self.lock:
-                            self.messages = count
-                            self.times.setdefault(count, now)
-                        if self.watch and self.cpu_at_watch is None and count >= self.watch[0]:
-                            self.cpu_at_watch = cpu_seconds(self.watch[1])
-
-    def wait_for(self, count: int, timeout: float = 3600) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            with self.lock:
-                if count in self.times:
-                    return self.times[count]
-            time.sleep(0.01)
-        raise SystemExit(f"the sink saw {self.messages} of {count} messages")
-
-    def time_of(self, count: int) -> float:
-        with self.lock:
-            return min((t for n, t in self.times.items() if n >= count), default=float("nan"))
-
-    @property
-    def dsn(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(5)
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    todo += [int(child) for child in handle.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by ``pid`` and its descendants."""
-    total = 0
-    for each in tree(pid):
-        try:
-            with open(f"/proc/{each}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def kb(path: str, field: str) -> int:
-    try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-class Memory:
-    """Peak PSS of the whole tree, peak RSS of each process."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_pss = 0
-        self.rss: dict[int, int] = {}
-        self.processes: set[int] = set()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self) -> None:
-        while not self.done.is_set():
-            pss = 0
-            for pid in tree(self.pid):
-                self.processes.add(pid)
-                pss += kb(f"/proc/{pid}/smaps_rollup", "Pss")
-                self.rss[pid] = max(self.rss.get(pid, 0), kb(f"/proc/{pid}/status", "VmHWM"))
-            self.peak_pss = max(self.peak_pss, pss)
-            self.done.wait(0.05)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join()
 
 
 def run_command(env: dict, number: int, sink: CountingSink, readers: int) -> dict:
@@ -204,7 +71,7 @@ def run_command(env: dict, number: int, sink: CountingSink, readers: int) -> dic
     sink.cpu_at_watch, sink.watch = None, (before + 1, command.pid)
     memory = Memory(command.pid)
     output = []
-    reader = threading.Thread(target=_drain, args=(master, output), daemon=True)
+    reader = threading.Thread(target=drain, args=(master, output), daemon=True)
     reader.start()
     last = sink.wait_for(before + readers)
     code = command.wait()
@@ -223,21 +90,6 @@ def run_command(env: dict, number: int, sink: CountingSink, readers: int) -> dic
         "rss": {pid: value / 1024 for pid, value in memory.rss.items()},
         "processes": len(memory.processes),
     }
-
-
-def _drain(fd: int, output: list) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            return
-        output.append(chunk)
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
