@@ -8,6 +8,7 @@ CPU time and the memory of a process tree (``cpu_seconds``, ``Memory``)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -212,14 +213,18 @@ def bench_env(url: str, work: Path, **settings: str) -> dict:
 
 
 @contextmanager
-def serving(command: list[str], work: Path, env: dict, port: int) -> Iterator[str]:
+def serving(
+    command: list[str], work: Path, env: dict, port: int, on_start: Callable | None = None
+) -> Iterator[str]:
     """Run a web server ``command`` listening on ``port``; yield its base URL
     once ``/healthz`` answers, and stop it at the end. Its output goes to a
-    log that is shown if it never answers."""
+    log that is shown if it never answers. ``on_start`` is given the process."""
     import requests
 
     log = work / "serve.log"
     server = subprocess.Popen(command, cwd=work, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    if on_start is not None:
+        on_start(server)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -234,6 +239,17 @@ def serving(command: list[str], work: Path, env: dict, port: int) -> Iterator[st
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of a page's form."""
+    match = CSRF.search(page)
+    if match is None:
+        raise SystemExit("no CSRF token in the page")
+    return match.group(1)
 
 
 def serve_command(port: int, *args: str) -> list[str]:
