@@ -125,6 +125,24 @@ def wait_until_sent(url: str, number: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+def wait_for_free_lock(url: str, timeout: float = 120) -> float:
+    """Seconds until no process holds the scheduler's single-runner lock: a
+    serve stopped by SIGTERM leaves its SQLite lease to expire (up to
+    NEWSLETTER_SCHEDULER_LOCK_SECONDS), and a scheduler started meanwhile
+    would stand by that long. Returns the seconds waited."""
+    from newsletter.db import get_engine
+    from newsletter.scheduling.lock import lock_state
+
+    started = time.perf_counter()
+    while True:
+        with database(url):
+            if not lock_state(get_engine())["held"]:
+                return time.perf_counter() - started
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the scheduler lock is still held after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 class Watch:
     """One send measured: the sink's messages from now on, the tree of ``pid``
     sampled meanwhile, its CPU by the first message (less ``cpu_before``)."""
@@ -190,6 +208,9 @@ def run_scheduler(env: dict, number: int, sink: CountingSink, readers: int, url:
     from newsletter import clock
     from newsletter.issues.service import schedule_issue
 
+    waited = wait_for_free_lock(url)
+    if waited > 0.5:
+        print(f"    waited {waited:.1f} s for the scheduler lock the last serve left behind", flush=True)
     with database(url):
         schedule_issue(number, clock.now() + timedelta(milliseconds=100), by="bench")
     log = Path(env["NEWSLETTER_INSTANCE_PATH"]).parent / "scheduler.log"
