@@ -1,30 +1,48 @@
-"""The send a user runs: the real `newsletter issue send N --yes` command
-(progress bar included, a pseudo-terminal so rich draws it as it would for
-you) into Postfix's smtp-sink, with `smtp-source -d` sending the same number
-of messages of the same size over the same number of sessions, in the same
-run, as the reference.
+"""The send a user runs, each way it starts, into Postfix's smtp-sink, with
+`smtp-source -d` sending the same number of messages of the same size over
+the same number of sessions, in the same run, as the reference.
 
     .venv/bin/python bench/send_cli.py [--readers 20000] [--concurrency 8] [--processes 1,auto]
-                                       [--dkim] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+                                       [--path cli,scheduler,editor] [--dkim]
+                                       [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-The clock runs from the command's start (a fresh interpreter: imports,
-settings, freeze, fan-out, forking, everything) to the sink's N-th message;
-the sink's own counter (`smtp-sink -c`) says when the first and the last
-message arrived. On a shared machine the wall clock to the first message
-depends on the load; the CPU time the command (and its children) had used
-by then does not, and on an idle machine the two are nearly equal (start-up
-runs on one thread), so both are printed. One database and one sink serve every run: each value of
-``--processes`` (NEWSLETTER_SEND_PROCESSES; ``default`` leaves it unset)
-sends its own issue to every reader, in the order given.
+``--path`` (default ``cli``) names the ways the send starts; all of them
+call ``delivery.deliver.deliver``:
 
-Memory: the command and its sending processes are sampled every 50 ms:
-the peak RSS of each process (VmHWM) and the peak PSS of the whole tree
-(/proc/PID/smaps_rollup: shared pages counted once, split between the
-processes that share them).
+- ``cli``: the real `newsletter issue send N --yes` command (progress bar
+  included, a pseudo-terminal so rich draws it as it would for you); it
+  sends in its own process(es). The clock starts with the command.
+- ``scheduler``: a real `newsletter scheduler` process, the issue scheduled
+  (``issues.service.schedule_issue``) for a moment that has come when it
+  starts: its first tick starts the send (``deliver(…, here=False)``) and
+  its sender thread (``delivery.runner``) sends it. The clock starts with
+  the process.
+- ``editor``: `newsletter serve` running and an editor logged in; the real
+  POST of the "send now" form, CSRF token included, over HTTP; serve's
+  sender thread sends it. The clock starts with the POST (serve's start-up
+  is not counted).
+
+Each path is also timed from the send's start as the issue row records it
+(``send_started_at``: the command's, the tick's or the POST's
+``start_send``). The sink's own counter (`smtp-sink -c`) says when the
+first and the N-th message arrived. On a shared machine the wall clock to
+the first message depends on the load; the CPU time the process tree had
+used by then does not, so both are printed. One database and one sink serve
+every run: each path for each value of ``--processes``
+(NEWSLETTER_SEND_PROCESSES; ``default`` leaves it unset) sends its own issue
+to every reader, in the order given. The weekly slot is set where it never
+falls during a run, so only the bench's issues go out.
+
+Memory: the process (the command, the scheduler, serve) and its sending
+processes are sampled every 50 ms: the peak RSS of each process (VmHWM) and
+the peak PSS of the whole tree (/proc/PID/smaps_rollup: shared pages
+counted once, split between the processes that share them).
 
 Targets (issue 15): ≥ 0.8 of smtp-source end to end; the first message
 within 0.5 s; ``auto`` never slower than one process at 1,000 readers or
-more, its tree within 1.3× one process's PSS; with DKIM ≥ 0.4.
+more, its tree within 1.3× one process's PSS; with DKIM ≥ 0.4; and the
+same figures for a send the scheduler starts and one started from the
+editor's "send now".
 """
 
 from __future__ import annotations
@@ -36,160 +54,128 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, timedelta
 from pathlib import Path
 
+import requests
 from send_common import (
     ROOT,
-    SMTP_SINK,
+    CountingSink,
+    Memory,
     add_readers,
     bench_env,
     cleanup,
+    cpu_seconds,
+    csrf_token,
+    drain,
     drop_database,
     free_port,
+    load,
     make_database,
     make_issue,
+    serve_command,
+    serving,
     settings_for,
     smtp_source_rate,
 )
 from send_smtp import _average_size
 
-
-class CountingSink:
-    """smtp-sink with its running counter (``-c``) read as it changes:
-    the moment each message count was first seen."""
-
-    def __init__(self) -> None:
-        if not Path(SMTP_SINK).exists():
-            raise SystemExit("Postfix's smtp-sink is missing: apt-get install postfix")
-        self.port = free_port()
-        command = [SMTP_SINK, "-c"]
-        if os.geteuid() == 0:
-            command += ["-u", "nobody"]
-        command += [f"127.0.0.1:{self.port}", "512"]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        self.master = self.process.stdout.fileno()
-        self.messages = 0
-        self.times: dict[int, float] = {}
-        self.watch: tuple[int, int] | None = None  # (message count, pid): note the tree's CPU then
-        self.cpu_at_watch: float | None = None
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.3)
-
-    def _read(self) -> None:
-        pending = b""
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            now = time.perf_counter()
-            pending += chunk
-            *records, pending = pending.split(b"\r")
-            for record in records:
-                for field in record.split():
-                    if field.startswith(b"mesg="):
-                        count = int(field[5:])
-                        with self.lock:
-                            self.messages = count
-                            self.times.setdefault(count, now)
-                        if self.watch and self.cpu_at_watch is None and count >= self.watch[0]:
-                            self.cpu_at_watch = cpu_seconds(self.watch[1])
-
-    def wait_for(self, count: int, timeout: float = 3600) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            with self.lock:
-                if count in self.times:
-                    return self.times[count]
-            time.sleep(0.01)
-        raise SystemExit(f"the sink saw {self.messages} of {count} messages")
-
-    def time_of(self, count: int) -> float:
-        with self.lock:
-            return min((t for n, t in self.times.items() if n >= count), default=float("nan"))
-
-    @property
-    def dsn(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(5)
+PATHS = {  # name: (label, the clock's start, the CPU used by the first message)
+    "cli": ("issue send", "the command's start", "the command had used {:.2f} s of CPU"),
+    "scheduler": ("scheduler", "the scheduler's start", "the scheduler had used {:.2f} s of CPU"),
+    "editor": ("editor send now", "the POST", "serve used {:.2f} s of CPU after the POST"),
+}
+SCHEDULE = {  # a weekly slot that never falls near a run: only the bench's issues go out
+    "NEWSLETTER_SCHEDULE": "0 3 29 2 *",
+    "NEWSLETTER_REVIEW_HOURS": "0",
+}
+EDITOR = ("bench-editor@example.org", "bench editor password 42")
+PERF_EPOCH = time.time() - time.perf_counter()  # a database timestamp on the sink's clock
 
 
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    todo += [int(child) for child in handle.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return found
+@contextmanager
+def database(url: str) -> Iterator[None]:
+    """The bench's own engine, only while it reads or writes (none is held during a send)."""
+    from newsletter.db import dispose_engine, init_engine
 
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by ``pid`` and its descendants."""
-    total = 0
-    for each in tree(pid):
-        try:
-            with open(f"/proc/{each}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def kb(path: str, field: str) -> int:
+    init_engine(url)
     try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
+        yield
+    finally:
+        dispose_engine()
 
 
-class Memory:
-    """Peak PSS of the whole tree, peak RSS of each process."""
+def issue_row(url: str, number: int):
+    from newsletter.db import session_scope
+    from newsletter.issues.service import require_issue
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_pss = 0
-        self.rss: dict[int, int] = {}
-        self.processes: set[int] = set()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self) -> None:
-        while not self.done.is_set():
-            pss = 0
-            for pid in tree(self.pid):
-                self.processes.add(pid)
-                pss += kb(f"/proc/{pid}/smaps_rollup", "Pss")
-                self.rss[pid] = max(self.rss.get(pid, 0), kb(f"/proc/{pid}/status", "VmHWM"))
-            self.peak_pss = max(self.peak_pss, pss)
-            self.done.wait(0.05)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join()
+    with database(url), session_scope() as session:
+        issue = require_issue(session, number)
+        return issue.status, issue.send_started_at
 
 
-def run_command(env: dict, number: int, sink: CountingSink, readers: int) -> dict:
-    before = sink.messages
+def wait_until_sent(url: str, number: int, timeout: float = 120) -> None:
+    """The sender finishes the issue (``sent``) once the last row is recorded."""
+    deadline = time.perf_counter() + timeout
+    while (status := issue_row(url, number)[0]) != "sent":
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"issue {number} is still {status} {timeout:.0f} s after its last message")
+        time.sleep(0.05)
+
+
+def wait_for_free_lock(url: str, timeout: float = 120) -> float:
+    """Seconds until no process holds the scheduler's single-runner lock: a
+    serve stopped by SIGTERM leaves its SQLite lease to expire (up to
+    NEWSLETTER_SCHEDULER_LOCK_SECONDS), and a scheduler started meanwhile
+    would stand by that long. Returns the seconds waited."""
+    from newsletter.db import get_engine
+    from newsletter.scheduling.lock import lock_state
+
+    started = time.perf_counter()
+    while True:
+        with database(url):
+            if not lock_state(get_engine())["held"]:
+                return time.perf_counter() - started
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the scheduler lock is still held after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class Watch:
+    """One send measured: the sink's messages from now on, the tree of ``pid``
+    sampled meanwhile, its CPU by the first message (less ``cpu_before``)."""
+
+    def __init__(self, sink: CountingSink, pid: int, readers: int, cpu_before: float = 0.0) -> None:
+        self.sink, self.readers, self.cpu_before = sink, readers, cpu_before
+        self.before = sink.messages
+        sink.cpu_at_watch, sink.watch = None, (self.before + 1, pid)
+        self.memory = Memory(pid)
+
+    def wait(self) -> None:
+        self.sink.wait_for(self.before + self.readers)
+
+    def result(self, url: str, number: int, started: float) -> dict:
+        """The figures from ``started`` (perf_counter) and from the issue row's send start."""
+        self.memory.stop()
+        stamp = issue_row(url, number)[1]
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return {
+            "started": started,
+            "send_started": stamp.timestamp() - PERF_EPOCH,
+            "first": self.sink.time_of(self.before + 1),
+            "last": self.sink.time_of(self.before + self.readers),
+            "first_cpu": (self.sink.cpu_at_watch or 0) - self.cpu_before,
+            "peak_pss": self.memory.peak_pss / 1024,
+            "rss": {pid: value / 1024 for pid, value in self.memory.rss.items()},
+            "processes": len(self.memory.processes),
+        }
+
+
+def run_cli(env: dict, number: int, sink: CountingSink, readers: int, url: str) -> dict:
+    """`newsletter issue send N --yes`: the clock starts with the command."""
     master, slave = pty.openpty()  # rich draws its live bar on a terminal, as for a user
     started = time.perf_counter()
     command = subprocess.Popen(
@@ -201,43 +187,119 @@ def run_command(env: dict, number: int, sink: CountingSink, readers: int) -> dic
         stderr=slave,
     )
     os.close(slave)
-    sink.cpu_at_watch, sink.watch = None, (before + 1, command.pid)
-    memory = Memory(command.pid)
+    watch = Watch(sink, command.pid, readers)
     output = []
-    reader = threading.Thread(target=_drain, args=(master, output), daemon=True)
+    reader = threading.Thread(target=drain, args=(master, output), daemon=True)
     reader.start()
-    last = sink.wait_for(before + readers)
+    watch.wait()
     code = command.wait()
-    memory.stop()
     reader.join(2)
     if code != 0:
         print(b"".join(output).decode(errors="replace")[-2000:])
         raise SystemExit(f"issue send exited with {code}")
-    first = sink.time_of(before + 1)
-    return {
-        "first": first - started,
-        "first_cpu": sink.cpu_at_watch,
-        "last": last - started,
-        "rate": readers / (last - started),
-        "peak_pss": memory.peak_pss / 1024,
-        "rss": {pid: value / 1024 for pid, value in memory.rss.items()},
-        "processes": len(memory.processes),
-    }
+    return watch.result(url, number, started)
 
 
-def _drain(fd: int, output: list) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return
-        if not chunk:
-            return
-        output.append(chunk)
+def run_scheduler(env: dict, number: int, sink: CountingSink, readers: int, url: str) -> dict:
+    """`newsletter scheduler` with the issue scheduled (``schedule_issue``) for
+    a moment that has come when it starts: its first tick starts the send
+    (``deliver(…, here=False)``), its sender thread (``delivery.runner``) sends
+    it. The clock starts with the process."""
+    from newsletter import clock
+    from newsletter.issues.service import schedule_issue
+
+    waited = wait_for_free_lock(url)
+    if waited > 0.5:
+        print(f"    waited {waited:.1f} s for the scheduler lock the last serve left behind", flush=True)
+    with database(url):
+        schedule_issue(number, clock.now() + timedelta(milliseconds=100), by="bench")
+    log = Path(env["NEWSLETTER_INSTANCE_PATH"]).parent / "scheduler.log"
+    started = time.perf_counter()
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        watch = Watch(sink, scheduler.pid, readers)
+        watch.wait()
+        wait_until_sent(url, number)
+        return watch.result(url, number, started)
+    except BaseException:
+        print(log.read_text()[-3000:])
+        raise
+    finally:
+        scheduler.terminate()
+        scheduler.wait(30)
 
 
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+def run_editor(env: dict, number: int, sink: CountingSink, readers: int, url: str) -> dict:
+    """`newsletter serve` running, an editor logged in: the real POST of the
+    send-now form (``deliver(…, here=False)``), sent by serve's sender thread
+    (``delivery.runner``). The clock starts with the POST."""
+    port = free_port()
+    work = Path(env["NEWSLETTER_INSTANCE_PATH"]).parent
+    servers: list[subprocess.Popen] = []
+    with serving(serve_command(port), work, env, port, on_start=servers.append) as base:
+        browser = requests.Session()
+        email, password = EDITOR
+        token = csrf_token(visit(browser, "GET", f"{base}/editor/login").text)
+        answer = visit(
+            browser,
+            "POST",
+            f"{base}/editor/login",
+            data={"csrf_token": token, "email": email, "password": password},
+        )
+        if answer.status_code != 302:
+            raise SystemExit(f"the editor's login answered {answer.status_code}")
+        form = f"{base}/editor/issues/{number}/send"
+        token = csrf_token(visit(browser, "GET", form).text)
+        pid = servers[0].pid
+        watch = Watch(sink, pid, readers, cpu_before=cpu_seconds(pid))
+        started = time.perf_counter()
+        answer = visit(browser, "POST", form, data={"csrf_token": token, "confirm_number": number})
+        status = issue_row(url, number)[0]
+        if answer.status_code != 302 or status not in ("sending", "sent"):
+            raise SystemExit(f"send now answered {answer.status_code}; the issue is {status}")
+        watch.wait()
+        wait_until_sent(url, number)
+        return watch.result(url, number, started)
+
+
+def visit(browser: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
+    """One request of the editor's browser. Its cookies are Secure (the public
+    URL is https) and serve answers on plain http here, as behind a proxy that
+    ends TLS, so they are kept sendable."""
+    answer = browser.request(method, url, allow_redirects=False, timeout=60, **kwargs)
+    for cookie in browser.cookies:
+        cookie.secure = False
+    return answer
+
+
+RUNNERS = {"cli": run_cli, "scheduler": run_scheduler, "editor": run_editor}
+
+
+def describe(path: str, mode: str, r: dict, readers: int, reference: float | None) -> str:
+    label, start, cpu = PATHS[path]
+
+    def since(moment: float) -> str:
+        took = r["last"] - moment
+        rate = readers / took
+        ratio = f"  ratio {rate / reference:.2f} of smtp-source" if reference else ""
+        return f"{rate:8,.0f} msg/s ({took:.2f} s){ratio}; first message after {r['first'] - moment:.2f} s"
+
+    rss = ", ".join(f"{v:.0f}" for v in sorted(r["rss"].values(), reverse=True))
+    return (
+        f"{label}, processes={mode}\n"
+        f"    from {start + ':':<28} {since(r['started'])}\n"
+        f"    from the send's start (issue row, {r['send_started'] - r['started']:.2f} s after {start}):\n"
+        f"    {'':<33} {since(r['send_started'])}\n"
+        f"    {cpu.format(r['first_cpu'])} by the first message; {r['processes']} process(es), "
+        f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB"
+    )
 
 
 def main() -> None:
@@ -247,10 +309,16 @@ def main() -> None:
     parser.add_argument(
         "--processes", default="1,auto", help="comma-separated NEWSLETTER_SEND_PROCESSES values, or default"
     )
+    parser.add_argument(
+        "--path", default="cli", help="comma-separated ways the send starts: cli, scheduler, editor"
+    )
     parser.add_argument("--dkim", action="store_true")
     parser.add_argument("--database-url", default="")
     parser.add_argument("--no-reference", action="store_true", help="skip smtp-source (for 1M runs)")
     args = parser.parse_args()
+    paths = args.path.split(",")
+    if unknown := set(paths) - set(PATHS):
+        parser.error(f"unknown --path {', '.join(sorted(unknown))}: choose from {', '.join(PATHS)}")
     # An installed package carries its bytecode; a checkout run with
     # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "newsletter")], check=True)
@@ -267,10 +335,16 @@ def main() -> None:
                 dkim_domain="example.org", dkim_selector="bench", dkim_key_file=str(work / "dkim.pem")
             )
         settings = settings_for(url, work, transport=sink.dsn, send_concurrency=args.concurrency, **dkim)
-        modes = args.processes.split(",")
-        for number in range(1, len(modes) + 1):
+        runs = [(path, mode) for mode in args.processes.split(",") for path in paths]
+        for number in range(1, len(runs) + 1):
             make_issue(settings, number)
         add_readers(args.readers)
+        if "editor" in paths:
+            from newsletter.db import session_scope
+            from newsletter.editor.service import create_editor
+
+            with session_scope() as session:
+                create_editor(session, *EDITOR, "editor")
         env = bench_env(
             url,
             work,
@@ -281,6 +355,7 @@ def main() -> None:
             NEWSLETTER_TRANSPORT=sink.dsn,
             NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
             COLUMNS="100",
+            **SCHEDULE,
         )
         if args.dkim:
             env.update(
@@ -297,12 +372,12 @@ def main() -> None:
             f"{backend}, {os.cpu_count()} CPUs"
         )
         results = {}
-        for number, mode in enumerate(modes, start=1):
+        for number, (path, mode) in enumerate(runs, start=1):
             run_env = dict(env)
             if mode != "default":
                 run_env["NEWSLETTER_SEND_PROCESSES"] = mode
-            print(f"load average before processes={mode}: {load()}", flush=True)
-            results[(number, mode)] = run_command(run_env, number, sink, args.readers)
+            print(f"load average before {path}, processes={mode}: {load()}", flush=True)
+            results[(number, path, mode)] = RUNNERS[path](run_env, number, sink, args.readers, url)
         from newsletter.db import init_engine
 
         init_engine(url)
@@ -312,15 +387,8 @@ def main() -> None:
             print(f"load average before smtp-source: {load()}", flush=True)
             reference = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
         print(f"message size        {size} bytes")
-        for (_, mode), r in results.items():
-            ratio = f"  ratio {r['rate'] / reference:.2f} of smtp-source" if reference else ""
-            rss = ", ".join(f"{v:.0f}" for v in sorted(r["rss"].values(), reverse=True))
-            print(
-                f"issue send, processes={mode:<7} {r['rate']:8,.0f} msg/s end to end ({r['last']:.2f} s){ratio}\n"
-                f"    first message after {r['first']:.2f} s (the command had used {r['first_cpu'] or 0:.2f} s of CPU); "
-                f"{r['processes']} process(es), "
-                f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB"
-            )
+        for (_, path, mode), r in results.items():
+            print(describe(path, mode, r, args.readers, reference))
         if reference:
             print(f"smtp-source -d      {reference:8,.0f} msg/s ({args.concurrency} sessions)")
         print(f"load average after: {load()}")

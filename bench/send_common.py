@@ -1,20 +1,24 @@
 """Shared setup of the sending benchmarks: a migrated database (a fresh
 SQLite file, or a fresh database on the PostgreSQL server you name), a real
 issue (articles in two sections, rendered by MJML when frozen), N readers
-created in the database with one INSERT … SELECT, and Postfix's smtp-sink."""
+created in the database with one INSERT … SELECT, and Postfix's smtp-sink;
+and the measuring of a send: the sink's own counter (``CountingSink``), the
+CPU time and the memory of a process tree (``cpu_seconds``, ``Memory``)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -209,14 +213,18 @@ def bench_env(url: str, work: Path, **settings: str) -> dict:
 
 
 @contextmanager
-def serving(command: list[str], work: Path, env: dict, port: int) -> Iterator[str]:
+def serving(
+    command: list[str], work: Path, env: dict, port: int, on_start: Callable | None = None
+) -> Iterator[str]:
     """Run a web server ``command`` listening on ``port``; yield its base URL
     once ``/healthz`` answers, and stop it at the end. Its output goes to a
-    log that is shown if it never answers."""
+    log that is shown if it never answers. ``on_start`` is given the process."""
     import requests
 
     log = work / "serve.log"
     server = subprocess.Popen(command, cwd=work, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    if on_start is not None:
+        on_start(server)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -233,6 +241,169 @@ def serving(command: list[str], work: Path, env: dict, port: int) -> Iterator[st
         server.wait(timeout=30)
 
 
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of a page's form."""
+    match = CSRF.search(page)
+    if match is None:
+        raise SystemExit("no CSRF token in the page")
+    return match.group(1)
+
+
 def serve_command(port: int, *args: str) -> list[str]:
     """`newsletter serve` (waitress, as a user runs it) on ``port``."""
     return [sys.executable, "-m", "newsletter", "serve", "--port", str(port), *args]
+
+
+# --- measuring a send: the sink's counter, CPU and memory of a process tree ---
+
+
+class CountingSink:
+    """smtp-sink with its running counter (``-c``) read as it changes:
+    the moment each message count was first seen."""
+
+    def __init__(self) -> None:
+        if not Path(SMTP_SINK).exists():
+            raise SystemExit("Postfix's smtp-sink is missing: apt-get install postfix")
+        self.port = free_port()
+        command = [SMTP_SINK, "-c"]
+        if os.geteuid() == 0:
+            command += ["-u", "nobody"]
+        command += [f"127.0.0.1:{self.port}", "512"]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.master = self.process.stdout.fileno()
+        self.messages = 0
+        self.times: dict[int, float] = {}
+        self.watch: tuple[int, int] | None = None  # (message count, pid): note the tree's CPU then
+        self.cpu_at_watch: float | None = None
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+        time.sleep(0.3)
+
+    def _read(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.perf_counter()
+            pending += chunk
+            *records, pending = pending.split(b"\r")
+            for record in records:
+                for field in record.split():
+                    if field.startswith(b"mesg="):
+                        count = int(field[5:])
+                        with self.lock:
+                            self.messages = count
+                            self.times.setdefault(count, now)
+                        if self.watch and self.cpu_at_watch is None and count >= self.watch[0]:
+                            self.cpu_at_watch = cpu_seconds(self.watch[1])
+
+    def wait_for(self, count: int, timeout: float = 3600) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with self.lock:
+                if count in self.times:
+                    return self.times[count]
+            time.sleep(0.01)
+        raise SystemExit(f"the sink saw {self.messages} of {count} messages")
+
+    def time_of(self, count: int) -> float:
+        with self.lock:
+            return min((t for n, t in self.times.items() if n >= count), default=float("nan"))
+
+    @property
+    def dsn(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    todo += [int(child) for child in handle.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its descendants."""
+    total = 0
+    for each in tree(pid):
+        try:
+            with open(f"/proc/{each}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def kb(path: str, field: str) -> int:
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+class Memory:
+    """Peak PSS of the whole tree, peak RSS of each process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_pss = 0
+        self.rss: dict[int, int] = {}
+        self.processes: set[int] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.is_set():
+            pss = 0
+            for pid in tree(self.pid):
+                self.processes.add(pid)
+                pss += kb(f"/proc/{pid}/smaps_rollup", "Pss")
+                self.rss[pid] = max(self.rss.get(pid, 0), kb(f"/proc/{pid}/status", "VmHWM"))
+            self.peak_pss = max(self.peak_pss, pss)
+            self.done.wait(0.05)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def drain(fd: int, output: list) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        output.append(chunk)
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
