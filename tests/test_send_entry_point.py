@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -138,3 +139,32 @@ def test_the_api_send_starts_the_send_through_deliver(settings, smtp_server, cli
     assert answer.status_code == 202, answer.get_data(as_text=True)
     assert_started_by_deliver(calls, here=False, continue_started=False)
     send_in_background(settings, smtp_server)
+
+
+class _CountedRunner(Runner):
+    """serve's sender thread, telling the test when a pass is over."""
+
+    def __init__(self, settings, poll: float):
+        super().__init__(settings, poll=poll)
+        self.passed = threading.Event()
+
+    def tick(self) -> int:
+        sent = super().tick()
+        self.passed.set()
+        return sent
+
+
+def test_a_send_started_in_the_process_wakes_its_idle_sender(settings, smtp_server, editor):
+    """serve's sender thread looks for work once a minute here; the editor's
+    "send now" in the same process wakes it at once, so the first message
+    does not wait for its next look."""
+    runner = _CountedRunner(settings, poll=60).start()
+    try:
+        assert runner.passed.wait(10), "the sender made its first pass"
+        runner.passed.clear()  # nothing to send: it is idle for a minute now
+        answer = editor.post("/editor/issues/1/send", data={"confirm_number": "1"})
+        assert answer.status_code == 302
+        assert runner.passed.wait(20), "the send woke the idle sender"
+        assert_every_reader_got_it(settings, smtp_server)
+    finally:
+        runner.shutdown(timeout=10)

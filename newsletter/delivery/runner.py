@@ -16,7 +16,7 @@ import logging
 import threading
 
 from newsletter.config import Settings
-from newsletter.delivery import mailqueue
+from newsletter.delivery import mailqueue, queue
 from newsletter.delivery.deliver import run_senders
 from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
 
@@ -77,7 +77,10 @@ class Runner:
                 self.tick()
             except Exception:  # noqa: BLE001 - keep the sender alive; the next tick retries
                 log.exception("sender tick failed")
-            self.stop.wait(self.poll)
+            # Woken at once by a send started in this process (the editor's
+            # "send now", the scheduler's tick, the API); one started elsewhere
+            # is seen at the next look, ``poll`` seconds on.
+            queue.idle(self.stop, self.poll)
 
 
 _runner: Runner | None = None
