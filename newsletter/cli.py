@@ -9,6 +9,9 @@ web views and the API call.
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
@@ -89,7 +92,17 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
     click.echo(
         f"GET THE SIGNAL on http://{host}:{port}  (public URL {app_settings.base_url}, transport {app_settings.transport})"
     )
+    signal.signal(signal.SIGTERM, _stop_serving)
     waitress_serve(app, host=host, port=port, threads=threads, ident="get-the-signal")
+
+
+def _stop_serving(_signum, _frame) -> None:
+    """SIGTERM (systemd's stop, ``docker stop``) ends ``serve`` as Ctrl-C
+    does, through ``SystemExit``, so its exit handlers run: the sender
+    finishes and records the batch on the wire, and the scheduler lock is
+    released at once — a restarted or standing-by scheduler takes over
+    without waiting for the lease to run out."""
+    sys.exit(0)
 
 
 @click.command("serve")

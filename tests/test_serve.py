@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import requests
 
@@ -36,3 +38,26 @@ def test_demo_serves_sample_content_with_the_outbox(tmp_path):
     assert "outbox://" in output
     assert "editor@example.org /" in output
     assert "Issue 001" in output  # a first draft is waiting in the editor
+
+
+def test_sigterm_stops_serve_cleanly_and_frees_the_scheduler_lock(tmp_path):
+    """systemd's stop (SIGTERM) ends serve through its exit handlers: the
+    scheduler lock row is deleted at once, so a restarted serve or a standing-by
+    scheduler acts now, not when the lease runs out."""
+    proc, _ = start_newsletter(["serve"], tmp_path)
+    database = tmp_path / "serve.db"
+    try:
+        assert _lock_holders(database), "serve's scheduler holds the lock while it runs"
+    finally:
+        output = stop_process(proc)
+    assert proc.returncode == 0, output
+    assert _lock_holders(database) == []
+
+
+def _lock_holders(database) -> list[str]:
+    import sqlite3
+
+    from newsletter.models import SchedulerLock
+
+    with closing(sqlite3.connect(database)) as conn:
+        return [row[0] for row in conn.execute(f"SELECT holder FROM {SchedulerLock.__tablename__}")]

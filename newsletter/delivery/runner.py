@@ -12,6 +12,7 @@ workers send instead and this thread is not started.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -95,4 +96,5 @@ def start_in_process(settings: Settings) -> Runner | None:
     mailqueue.start_sender(settings)
     if _runner is None or not _runner.thread.is_alive():
         _runner = Runner(settings).start()
+        atexit.register(_runner.shutdown)  # at exit the batch on the wire is finished and recorded
     return _runner
