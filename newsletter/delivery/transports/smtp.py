@@ -54,13 +54,10 @@ class _Conn:
 
 
 class SmtpTransport(Closing):
-    # Outcomes are recorded per batch: three statements (claim, readers,
-    # outcomes) per 100 messages. What a crash leaves in flight is bounded by
-    # the wire journal (``delivery.journal``), not by the batch; without a
-    # writable journal it is the batch. 100 rather than 50: PostgreSQL sent
-    # 18–20 % faster (docs/performance.md, third session), and the messages a
-    # batch holds built (100 × ~25 KB a thread) stay small.
-    max_batch = 100
+    # Outcomes are recorded per batch, so the batch is also what a crash can
+    # leave in flight (and resend): 50 keeps that small at two database
+    # writes per 50 messages.
+    max_batch = 50
     name = "smtp"
 
     def __init__(
