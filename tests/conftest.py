@@ -59,6 +59,29 @@ def drop_pg_database(base_url: str, name: str) -> None:
     admin.dispose()
 
 
+def _pg_empty_statements(url: str) -> str:
+    """What TRUNCATE … RESTART IDENTITY CASCADE of the models' tables did, in
+    one round trip: every row deleted (children before parents, so no foreign
+    key is in the way) and the sequences those tables own restarted. DELETE of
+    the few rows a test leaves takes about 3 ms; TRUNCATE of the 25 tables took
+    about 60 ms (new files for every table), before each of some 900 tests."""
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        sequences = conn.execute(
+            text(
+                "SELECT DISTINCT quote_ident(s.relname) FROM pg_class s"
+                " JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid"
+                " JOIN pg_class t ON d.refobjid = t.oid"
+                " WHERE s.relkind = 'S' AND d.deptype IN ('a', 'i') AND t.relname = ANY(:tables)"
+            ),
+            {"tables": tables},
+        ).scalars()
+        restart = [f"ALTER SEQUENCE {name} RESTART;" for name in sorted(sequences)]
+    engine.dispose()
+    return "".join(f'DELETE FROM "{name}";' for name in reversed(tables)) + "".join(restart)
+
+
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory):
     """Migrate once per session: a template SQLite file, or a PostgreSQL database."""
@@ -66,7 +89,7 @@ def database_template(tmp_path_factory):
         name = f"signal_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         url = create_pg_database(TEST_DB_URL, name)
         db.upgrade(url)
-        yield {"kind": "postgresql", "url": url}
+        yield {"kind": "postgresql", "url": url, "empty": _pg_empty_statements(url)}
         db.dispose_engine()
         drop_pg_database(TEST_DB_URL, name)
     else:
@@ -88,9 +111,8 @@ def database_url(database_template, tmp_path) -> str:
     if database_template["kind"] == "postgresql":
         url = database_template["url"]
         engine = create_engine(url)
-        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            conn.exec_driver_sql(database_template["empty"])
         engine.dispose()
         return url
     path = tmp_path / "newsletter.db"

@@ -56,6 +56,14 @@ def test_trusted_add_is_idempotent_and_a_reused_key_is_refused(client, topics, a
     assert again.status_code == 200 and again.json["result"] in ("updated", "already_active") and count() == 1
 
 
+def test_a_nul_in_the_consent_text_is_stored_as_a_replacement_character(client, topics, auth):
+    """PostgreSQL's text cannot hold a NUL: it answered 500 (the API fuzz run found it)."""
+    body = {"email": "nul@example.org", "consent_source": "import", "consent_text": "Ticked\x00 the box"}
+    created = client.post("/api/v1/subscribers", json=body, headers=auth)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.json["consent"]["text"] == "Ticked\ufffd the box" and count() == 1
+
+
 @pytest.mark.parametrize(
     "body, status, field",
     [

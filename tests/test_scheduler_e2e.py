@@ -42,6 +42,9 @@ SLOT1 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # Monday 08:00 GMT
 SLOT2 = SLOT1 + timedelta(days=7)
 REVIEW_HOURS = 1
 LOCK_SECONDS = 4
+# The clock is set this far before each moment (review, slot): the processes pass it on
+# their own clock and ticks, as the local-time tests do (it was 2 s: 4 s of waiting).
+LEAD = timedelta(seconds=1)
 
 
 def wait_until(predicate, timeout: float, what: str, procs=()):
@@ -141,14 +144,14 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
         assert "standing by" in standby.path.read_text() or "lock acquired" not in standby.path.read_text()
 
         # Review time: the draft is assembled once and the editor gets its preview link.
-        write_offset(clock_file, SLOT1 - timedelta(hours=REVIEW_HOURS, seconds=2))
+        write_offset(clock_file, SLOT1 - timedelta(hours=REVIEW_HOURS) - LEAD)
         [review] = wait_until(lambda: smtp_server.to(EDITOR), 30, "the review mail", procs)
         assert "/editor/issues/1" in review.text
         [draft] = issues()
         assert draft.slot_at == SLOT1
 
         # The slot: sent once to every reader, however often both processes tick.
-        write_offset(clock_file, SLOT1 - timedelta(seconds=2))
+        write_offset(clock_file, SLOT1 - LEAD)
         wait_until(lambda: len(smtp_server.messages) >= 1 + READERS, 60, "the issue to every reader", procs)
         wait_until(
             lambda: runs.get(jobs.SEND, SLOT1) and runs.get(jobs.SEND, SLOT1).state == "done",
@@ -179,9 +182,9 @@ def test_two_scheduler_processes_send_each_slot_once_and_survive_losing_the_hold
         took_over = time.monotonic() - killed_at
         assert took_over <= LOCK_SECONDS * 3 + 10
 
-        write_offset(clock_file, SLOT2 - timedelta(hours=REVIEW_HOURS, seconds=2))
+        write_offset(clock_file, SLOT2 - timedelta(hours=REVIEW_HOURS) - LEAD)
         wait_until(lambda: len(smtp_server.to(EDITOR)) >= 2, 30, "the second review mail", procs)
-        write_offset(clock_file, SLOT2 - timedelta(seconds=2))
+        write_offset(clock_file, SLOT2 - LEAD)
         wait_until(lambda: len(smtp_server.messages) >= 2 + 2 * READERS, 60, "issue 2 to every reader", procs)
         wait_until(
             lambda: runs.get(jobs.SEND, SLOT2) and runs.get(jobs.SEND, SLOT2).state == "done",

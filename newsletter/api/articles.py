@@ -143,7 +143,10 @@ schema(
                 "description": "Markdown; raw HTML is shown as text",
             },
             "author": {"type": "string", "maxLength": 200},
-            "published_at": {"type": "string", "format": "date-time", "description": "ISO 8601; default now"},
+            "published_at": {
+                "anyOf": [{"type": "string", "format": "date-time"}, {"const": ""}],
+                "description": "ISO 8601; empty or left out: now",
+            },
             "reading_minutes": {"type": "integer", "minimum": 1, "maximum": 600},
             "image_url": {
                 "type": "string",

@@ -29,6 +29,7 @@ from newsletter.doctor.report import FAIL, PASS, SKIP, WARN, Finding
 from newsletter.dsn import parse_dsn
 
 MAX_SPF_LOOKUPS = 10
+TIMEOUT = 5.0  # seconds a resolver has to answer before doctor says it did not
 # What each ESP's SPF include is (their documentation); SMTP relays vary.
 ESP_SPF = {
     "postmark": "spf.mtasv.net",
@@ -44,7 +45,8 @@ class Lookup:
     """A resolver that answers "none" for a name without records (NXDOMAIN,
     no answer) and raises ``DnsTrouble`` for a resolver that does not answer."""
 
-    def __init__(self, settings: Settings, timeout: float = 5.0):
+    def __init__(self, settings: Settings, timeout: float | None = None):
+        timeout = TIMEOUT if timeout is None else timeout
         if settings.dns_resolver:
             self.resolver = dns.resolver.Resolver(configure=False)
             self.resolver.nameservers = [

@@ -337,6 +337,9 @@ def subscribe(
     know is dropped (the reader gets the newsletter's time) and counted."""
     if source not in SOURCES:
         raise ValueError(f"unknown consent source {source!r}")
+    # PostgreSQL's text cannot hold a NUL (a 500 there, found by the API fuzz run):
+    # the replacement character keeps the rest of what the reader saw.
+    consent_text = consent_text.replace("\x00", "\ufffd")
     address = normalise_email(email, settings)
     zone, fell_back = zones.clean_zone(timezone)
     candidate = Candidate(email=address, name=clean_name(name), timezone=zone or None)
