@@ -201,7 +201,9 @@ class SmtpSink:
                 from aiosmtpd.smtp import AuthResult
 
                 ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-                return AuthResult(success=ok)
+                # handled=False: aiosmtpd answers a failure with 535 itself (with its
+                # default, handled=True, it answers nothing and the client times out)
+                return AuthResult(success=ok, handled=False)
 
             kwargs = {"authenticator": authenticator, "auth_require_tls": False}
         self._lock = threading.Lock()

@@ -234,6 +234,7 @@ def test_smtp_handshake_with_auth_passes_and_a_wrong_password_fails(make_setting
         wrong = server.dsn.replace("right-password", "wrong") + "?timeout=3"
         bad = only(make_settings(transport=wrong), "transport")
         assert bad.status == "fail" and f"127.0.0.1:{server.port}" in bad.detail
+        assert "535" in bad.detail, bad.detail  # refused by the server, not a timeout
     finally:
         server.stop()
     assert server.messages == []  # the check sends nothing

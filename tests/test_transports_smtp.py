@@ -76,7 +76,8 @@ class CountingServer:
         if auth is not None:
             kwargs.update(
                 authenticator=lambda srv, session, env, mech, data: AuthResult(
-                    success=(data.login.decode(), data.password.decode()) == auth
+                    success=(data.login.decode(), data.password.decode()) == auth,
+                    handled=False,  # a failure is answered 535 (handled=True would answer nothing)
                 ),
                 auth_require_tls=True,
             )
@@ -211,8 +212,10 @@ def test_starttls_and_auth(counting_server, tmp_path):
     from newsletter.delivery.transports import TransportError
 
     bad = make_transport(f"smtp://mailer:wrong@127.0.0.1:{server.port}?tls=starttls&verify=false&timeout=3")
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportError) as refused:
         bad.send(batch(1))
+    # the server's 535: the send is paused (fatal), not retried as a dropped connection
+    assert refused.value.fatal and "login" in str(refused.value) and "535" in str(refused.value)
     plain = make_transport(f"smtp://mailer:s3cret@127.0.0.1:{server.port}?timeout=3")
     with pytest.raises(TransportError):
         plain.send(batch(1))
