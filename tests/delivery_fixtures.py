@@ -32,7 +32,10 @@ def mail_sender():
     """``start(settings)`` runs the transactional mail sender in a thread, as
     ``serve`` does (a second call replaces the first: new settings); stopped
     when the test ends. Tests that read mail right after an action call
-    ``wait_for_queue()`` first."""
+    ``wait_for_queue()`` first. Name it after ``smtp_server`` in a test's
+    arguments: fixtures stop in reverse order, so the sender then stops
+    before the server it may be talking to (the other way round, a send in
+    flight waits for its read timeout)."""
     running: list[MailSender] = []
 
     def start(settings) -> MailSender:

@@ -64,7 +64,7 @@ def test_subscribe_confirm_preferences_and_one_click_over_smtp(
     assert len(smtp_server.messages) == 2  # leaving sends nothing
 
 
-def test_data_download_and_erase_over_smtp(make_app, make_settings, mail_sender, smtp_server, topics):
+def test_data_download_and_erase_over_smtp(make_app, make_settings, smtp_server, mail_sender, topics):
     client = make_app(transport=smtp_server.dsn).test_client()
     mail_sender(make_settings(transport=smtp_server.dsn))
     post_form(client, "/subscribe", {"email": "bob@example.org", "topics": ["agents", "models", "tools"]})
@@ -95,7 +95,7 @@ def test_a_refused_recipient_fails_the_mail_and_bounces_the_reader(
         assert is_suppressed(session, "nobody@example.org")
 
 
-def test_internationalised_address_over_smtputf8(make_app, make_settings, mail_sender, smtp_server, topics):
+def test_internationalised_address_over_smtputf8(make_app, make_settings, smtp_server, mail_sender, topics):
     client = make_app(transport=smtp_server.dsn).test_client()
     mail_sender(make_settings(transport=smtp_server.dsn))
     post_form(client, "/subscribe", {"email": "josé@exämple.org", "name": "José", "topics": ["agents"]})

@@ -182,7 +182,7 @@ def test_a_scheduler_notice_commits_with_the_record_or_not_at_all(app, settings)
     assert (mail.kind, mail.to_email, mail.subject) == ("notice", "ed@example.org", "No issue this week")
 
 
-def test_the_background_sender_is_woken_by_a_commit(make_settings, mail_sender, smtp_server, topics):
+def test_the_background_sender_is_woken_by_a_commit(make_settings, smtp_server, mail_sender, topics):
     settings = make_settings(transport=smtp_server.dsn)
     sender = mail_sender(settings)
     sender.poll = 30.0  # only the wake-up can make it send in time
