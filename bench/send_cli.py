@@ -127,9 +127,10 @@ def wait_until_sent(url: str, number: int, timeout: float = 120) -> None:
 
 def wait_for_free_lock(url: str, timeout: float = 120) -> float:
     """Seconds until no process holds the scheduler's single-runner lock: a
-    serve stopped by SIGTERM leaves its SQLite lease to expire (up to
-    NEWSLETTER_SCHEDULER_LOCK_SECONDS), and a scheduler started meanwhile
-    would stand by that long. Returns the seconds waited."""
+    serve or scheduler that did not exit cleanly (killed, not stopped) leaves
+    its SQLite lease to expire (up to NEWSLETTER_SCHEDULER_LOCK_SECONDS), and
+    a scheduler started meanwhile would stand by that long. Returns the
+    seconds waited."""
     from newsletter.db import get_engine
     from newsletter.scheduling.lock import lock_state
 
@@ -210,7 +211,7 @@ def run_scheduler(env: dict, number: int, sink: CountingSink, readers: int, url:
 
     waited = wait_for_free_lock(url)
     if waited > 0.5:
-        print(f"    waited {waited:.1f} s for the scheduler lock the last serve left behind", flush=True)
+        print(f"    waited {waited:.1f} s for the scheduler lock a previous process left behind", flush=True)
     with database(url):
         schedule_issue(number, clock.now() + timedelta(milliseconds=100), by="bench")
     log = Path(env["NEWSLETTER_INSTANCE_PATH"]).parent / "scheduler.log"

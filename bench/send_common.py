@@ -136,17 +136,21 @@ def make_issue(settings, number: int = 1) -> int:
 
 
 class SmtpSink:
-    """Postfix's smtp-sink on a loopback port (accepts and discards)."""
+    """Postfix's smtp-sink on a loopback port (accepts and discards).
+    ``count``: it prints its running message counter (``-c``) on its output."""
 
-    def __init__(self, backlog: int = 512):
+    def __init__(self, backlog: int = 512, *, count: bool = False):
         if not Path(SMTP_SINK).exists():
             raise SystemExit("Postfix's smtp-sink is missing: apt-get install postfix")
         self.port = free_port()
-        command = [SMTP_SINK]
+        command = [SMTP_SINK, *(["-c"] if count else [])]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]
         command += [f"127.0.0.1:{self.port}", str(backlog)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        output = subprocess.PIPE if count else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
@@ -158,8 +162,7 @@ class SmtpSink:
 
     def cpu_seconds(self) -> float:
         """CPU time smtp-sink has used so far (user + system)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     @property
     def dsn(self) -> str:
@@ -260,21 +263,12 @@ def serve_command(port: int, *args: str) -> list[str]:
 # --- measuring a send: the sink's counter, CPU and memory of a process tree ---
 
 
-class CountingSink:
+class CountingSink(SmtpSink):
     """smtp-sink with its running counter (``-c``) read as it changes:
     the moment each message count was first seen."""
 
     def __init__(self) -> None:
-        if not Path(SMTP_SINK).exists():
-            raise SystemExit("Postfix's smtp-sink is missing: apt-get install postfix")
-        self.port = free_port()
-        command = [SMTP_SINK, "-c"]
-        if os.geteuid() == 0:
-            command += ["-u", "nobody"]
-        command += [f"127.0.0.1:{self.port}", "512"]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        super().__init__(count=True)
         self.master = self.process.stdout.fileno()
         self.messages = 0
         self.times: dict[int, float] = {}
@@ -282,7 +276,6 @@ class CountingSink:
         self.cpu_at_watch: float | None = None
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(0.3)
 
     def _read(self) -> None:
         pending = b""
@@ -318,14 +311,6 @@ class CountingSink:
     def time_of(self, count: int) -> float:
         with self.lock:
             return min((t for n, t in self.times.items() if n >= count), default=float("nan"))
-
-    @property
-    def dsn(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(5)
 
 
 def tree(pid: int) -> list[int]:
