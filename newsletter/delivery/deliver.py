@@ -23,7 +23,7 @@ from datetime import datetime
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.batch import DispatchStats
-from newsletter.delivery.dispatch import run_pool
+from newsletter.delivery.dispatch import can_fork, run_pool
 from newsletter.delivery.queue import reclaim_expired_leases
 from newsletter.delivery.send import (
     AlreadySending,
@@ -48,7 +48,7 @@ def sending_processes(settings: Settings) -> int:
     user runs" has the figures behind this default)."""
     if settings.send_processes:
         return settings.send_processes
-    return (os.cpu_count() or 1) if threading.active_count() == 1 else 1
+    return (os.cpu_count() or 1) if can_fork() else 1
 
 
 def run_senders(

@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
+def can_fork() -> bool:
+    """Whether this process may fork its senders: no other thread runs (a
+    lock another thread held at the fork would stay locked in the child).
+    ``issue send`` can; serve and the scheduler cannot."""
+    return threading.active_count() == 1
+
+
 def batch_size(settings: Settings, transport) -> int:
     size = min(getattr(transport, "max_batch", 100), MAX_BATCH)
     if settings.send_rate:

@@ -50,7 +50,7 @@ from dataclasses import asdict, replace
 from newsletter import db
 from newsletter.config import Settings
 from newsletter.delivery.batch import DispatchStats, Renders
-from newsletter.delivery.dispatch import run_pool
+from newsletter.delivery.dispatch import can_fork, run_pool
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ _PRELOAD = ["newsletter.delivery.processes", "newsletter.delivery.transports"]
 
 
 def _context():
-    if threading.active_count() == 1:
+    if can_fork():
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
