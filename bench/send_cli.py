@@ -38,6 +38,16 @@ processes are sampled every 50 ms: the peak RSS of each process (VmHWM) and
 the peak PSS of the whole tree (/proc/PID/smaps_rollup: shared pages
 counted once, split between the processes that share them).
 
+CPU: smtp-sink is one process on one core. The CPU it used during each send,
+and during smtp-source's run, is printed: on a 2-core machine it is the
+share of the second core the sender cannot have (smtp-source's run keeps it
+at about a whole core).
+
+``BENCH_WRAP`` (the cli path): a command line put in front of the
+command's interpreter, e.g. ``py-spy record -o prof.txt -f raw --`` to
+profile the send, ``/usr/bin/time -f %U_%S_%e`` for its CPU, or
+``.venv/bin/python bench/send_timeline.py`` for where its first second goes.
+
 Targets (issue 15): ≥ 0.8 of smtp-source end to end; the first message
 within 0.5 s; ``auto`` never slower than one process at 1,000 readers or
 more, its tree within 1.3× one process's PSS; with DKIM ≥ 0.4; and the
@@ -151,11 +161,13 @@ class Watch:
     def __init__(self, sink: CountingSink, pid: int, readers: int, cpu_before: float = 0.0) -> None:
         self.sink, self.readers, self.cpu_before = sink, readers, cpu_before
         self.before = sink.messages
+        self.sink_cpu = sink.cpu_seconds()
         sink.cpu_at_watch, sink.watch = None, (self.before + 1, pid)
         self.memory = Memory(pid)
 
     def wait(self) -> None:
         self.sink.wait_for(self.before + self.readers)
+        self.sink_cpu = self.sink.cpu_seconds() - self.sink_cpu
 
     def result(self, url: str, number: int, started: float) -> dict:
         """The figures from ``started`` (perf_counter) and from the issue row's send start."""
@@ -172,6 +184,7 @@ class Watch:
             "peak_pss": self.memory.peak_pss / 1024,
             "rss": {pid: value / 1024 for pid, value in self.memory.rss.items()},
             "processes": len(self.memory.processes),
+            "sink_cpu": self.sink_cpu,
         }
 
 
@@ -180,7 +193,8 @@ def run_cli(env: dict, number: int, sink: CountingSink, readers: int, url: str) 
     master, slave = pty.openpty()  # rich draws its live bar on a terminal, as for a user
     started = time.perf_counter()
     command = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "issue", "send", str(number), "--yes"],
+        [*os.environ.get("BENCH_WRAP", "").split(), sys.executable, "-m", "newsletter"]
+        + ["issue", "send", str(number), "--yes"],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -299,7 +313,8 @@ def describe(path: str, mode: str, r: dict, readers: int, reference: float | Non
         f"    from the send's start (issue row, {r['send_started'] - r['started']:.2f} s after {start}):\n"
         f"    {'':<33} {since(r['send_started'])}\n"
         f"    {cpu.format(r['first_cpu'])} by the first message; {r['processes']} process(es), "
-        f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB"
+        f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB\n"
+        f"    smtp-sink used {r['sink_cpu']:.2f} s of CPU meanwhile ({r['sink_cpu'] / (r['last'] - r['started']):.0%} of a core)"
     )
 
 
@@ -386,12 +401,17 @@ def main() -> None:
         reference = None
         if not args.no_reference:
             print(f"load average before smtp-source: {load()}", flush=True)
+            sink_before = sink.cpu_seconds()
             reference = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
+            reference_sink_cpu = sink.cpu_seconds() - sink_before
         print(f"message size        {size} bytes")
         for (_, path, mode), r in results.items():
             print(describe(path, mode, r, args.readers, reference))
         if reference:
-            print(f"smtp-source -d      {reference:8,.0f} msg/s ({args.concurrency} sessions)")
+            print(
+                f"smtp-source -d      {reference:8,.0f} msg/s ({args.concurrency} sessions); "
+                f"smtp-sink used {reference_sink_cpu:.2f} s of CPU ({reference_sink_cpu * reference / args.readers:.0%} of a core)"
+            )
         print(f"load average after: {load()}")
     finally:
         sink.stop()
