@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -272,3 +273,80 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# A fresh process that starts the in-process sender as serve and the scheduler
+# do, with nothing to send yet; it prints the preload of each forkserver among
+# its children, then starts the send and waits for the runner to deliver it.
+_RUNNER_PROBE = """
+import os, sys, time
+from pathlib import Path
+from newsletter.config import load_settings
+from sqlalchemy import select
+from newsletter.db import init_engine, session_scope
+from newsletter.delivery import runner, send
+from newsletter.models import Issue
+
+settings = load_settings()
+init_engine(settings.database_url)
+sender = runner.Runner(settings, poll=0.2).start()
+
+def forkservers():
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\\0", b" ").decode()
+            if "multiprocessing.forkserver import main" in line:
+                found.append(line)
+    return found
+
+time.sleep(0.5)
+print("forkservers before the send:", forkservers(), flush=True)
+send.start_send(settings, 1)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    with session_scope() as session:
+        if session.execute(select(Issue.status).where(Issue.number == 1)).scalar() == "sent":
+            break
+    time.sleep(0.2)
+sender.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("processes_setting", ["2", None])
+def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
+    make_settings, tmp_path, processes_setting
+):
+    """serve's and the scheduler's sender thread (``runner.Runner``) with
+    NEWSLETTER_SEND_PROCESSES above 1 start the forkserver, preloading the
+    sender, when they start — not at their first send, whose children would
+    wait for it to import the engine. Unset, they send from their own
+    process and start none. Either way the send is delivered whole."""
+    settings = make_settings(transport="outbox://")
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 30)
+    env = command_env(settings, NEWSLETTER_SEND_CONCURRENCY="2")
+    if processes_setting:
+        env["NEWSLETTER_SEND_PROCESSES"] = processes_setting
+
+    result = subprocess.run(
+        [sys.executable, "-c", _RUNNER_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = result.stdout.split("forkservers before the send:", 1)[1].splitlines()[0]
+    if processes_setting:
+        assert "newsletter.delivery.processes" in before, "the forkserver runs, preloading the sender"
+    else:
+        assert before.strip() == "[]", "one process: no forkserver"
+    assert issue_row(settings, 1).status == "sent"
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 30

@@ -192,11 +192,30 @@ _PRELOAD = ["newsletter.delivery.processes", "newsletter.delivery.transports"]
 
 
 def _context():
-    if can_fork():
-        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("fork") if can_fork() else _forkserver()
+
+
+def _forkserver():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
     return context
+
+
+def start_forkserver(settings: Settings) -> bool:
+    """Start the forkserver now, when a threaded process (serve, the
+    scheduler) starts its sender with ``NEWSLETTER_SEND_PROCESSES`` above 1,
+    rather than at its first send: the server imports the sender on the
+    other core while this process goes on starting, and the first send's
+    children fork from it at once instead of waiting half a second for that
+    import (docs/performance.md, "The scheduler's and the editor's sends").
+    Unset, such a process sends from itself and starts nothing."""
+    if settings.send_processes <= 1:
+        return False
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
+    return True
 
 
 PR_SET_PDEATHSIG = 1

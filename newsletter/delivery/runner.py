@@ -19,6 +19,7 @@ import threading
 from newsletter.config import Settings
 from newsletter.delivery import mailqueue, queue
 from newsletter.delivery.deliver import run_senders
+from newsletter.delivery.processes import start_forkserver
 from newsletter.delivery.send import finish_issue, issue_id_for, resume_unfinished
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Runner:
         self.thread = threading.Thread(target=self._run, name="sender", daemon=True)
 
     def start(self) -> Runner:
+        start_forkserver(self.settings)  # (NEWSLETTER_SEND_PROCESSES above 1 only)
         self.thread.start()
         return self
 
