@@ -5,6 +5,8 @@ bulk, straight into the database, and the transactional mail sender."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -193,3 +195,10 @@ def command_env(settings, **overrides: str) -> dict:
     )
     env.update(overrides)
     return env
+
+
+def run_python(*args: str, env: dict, cwd) -> subprocess.CompletedProcess:
+    """A fresh interpreter (``python ARGS``) in ``env``, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )

@@ -4,8 +4,6 @@ answers 429 during a whole send, and the rate limiters."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -15,7 +13,14 @@ from newsletter.db import init_engine
 from newsletter.delivery import send
 from newsletter.delivery.deliver import deliver
 from newsletter.delivery.ratelimit import RedisTokenBucket, TokenBucket
-from tests.delivery_fixtures import add_subscribers, command_env, deliveries, issue_row, make_issue
+from tests.delivery_fixtures import (
+    add_subscribers,
+    command_env,
+    deliveries,
+    issue_row,
+    make_issue,
+    run_python,
+)
 from tests.helpers import FakeProvider, require, run_concurrently
 
 
@@ -190,13 +195,8 @@ def test_the_send_command_a_user_runs_sends_without_the_web_app(make_settings, s
     env = command_env(
         settings, NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"), NEWSLETTER_SEND_PROCESSES="2"
     )
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "newsletter", "issue", "send", "1", "--yes"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_python(
+        "-X", "importtime", "-m", "newsletter", "issue", "send", "1", "--yes", env=env, cwd=tmp_path
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -215,13 +215,11 @@ def test_the_send_command_reports_an_unknown_issue_and_bad_settings(make_setting
     """The standalone `issue send` keeps the app CLI's errors and exit codes."""
     settings = make_settings()
     env = command_env(settings, NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"))
-    command = [sys.executable, "-m", "newsletter", "issue", "send", "404", "--yes"]
-    unknown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    command = ["-m", "newsletter", "issue", "send", "404", "--yes"]
+    unknown = run_python(*command, env=env, cwd=tmp_path)
     assert unknown.returncode == 1 and "there is no issue 404" in unknown.stderr
     env["NEWSLETTER_TRANSPORT"] = "carrier-pigeon://coop"
-    bad = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    bad = run_python(*command, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "configuration error" in bad.stderr and "carrier-pigeon" in bad.stderr
-    usage = subprocess.run(
-        command[:-2] + ["not-a-number"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    usage = run_python(*command[:-2], "not-a-number", env=env, cwd=tmp_path)
     assert usage.returncode == 2

@@ -6,8 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,7 +19,14 @@ from newsletter.db import init_engine, session_scope
 from newsletter.delivery import dispatch, processes, send
 from newsletter.delivery.deliver import deliver, sending_processes
 from newsletter.models import OutboxMessage
-from tests.delivery_fixtures import add_subscribers, command_env, deliveries, issue_row, make_issue
+from tests.delivery_fixtures import (
+    add_subscribers,
+    command_env,
+    deliveries,
+    issue_row,
+    make_issue,
+    run_python,
+)
 
 
 def test_concurrency_and_rate_are_split_not_multiplied(make_settings):
@@ -208,14 +213,7 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(
     if processes_setting:
         env["NEWSLETTER_SEND_PROCESSES"] = processes_setting
     own_threads, *children = processes.shares(3, int(processes_setting or os.cpu_count() or 1))
-    result = subprocess.run(
-        [sys.executable, "-c", _FORK_PROBE],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", _FORK_PROBE, env=env, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "80 sent, 0 failed" in result.stdout
@@ -332,14 +330,7 @@ def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
     if processes_setting:
         env["NEWSLETTER_SEND_PROCESSES"] = processes_setting
 
-    result = subprocess.run(
-        [sys.executable, "-c", _RUNNER_PROBE],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", _RUNNER_PROBE, env=env, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     before = result.stdout.split("forkservers before the send:", 1)[1].splitlines()[0]
