@@ -64,6 +64,7 @@ def test_fan_out_is_one_insert_select_of_active_unsuppressed_readers(sending_set
     finally:
         event.remove(get_engine(), "before_cursor_execute", count)
     assert len(statements) == 1 and "SELECT" in statements[0].upper(), "fan-out must be one INSERT … SELECT"
+    assert "ON CONFLICT" not in statements[0].upper(), "an issue's first fan-out has nothing to collide with"
     assert issue.status == "sending" and issue.recipients == 13
     rows = deliveries(settings, issue_id)
     assert sorted(r.email for r in rows) == sorted(

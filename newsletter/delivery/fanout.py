@@ -1,8 +1,11 @@
 """Fan-out: one ``INSERT … SELECT`` creates a pending delivery row for every
 active, unsuppressed reader of an issue. No Python loop over readers.
 
-``ON CONFLICT DO NOTHING`` on the unique (issue, subscriber) pair makes it
-safe to run again. The delivery table is shaped for this statement (no
+It is safe to run again: when the issue already has rows (and for every
+wave of a local-time send), ``ON CONFLICT DO NOTHING`` on the unique
+(issue, subscriber) pair leaves out the readers who have one. The first
+fan-out of an issue, the one ``send.start_send`` makes, goes without it.
+The delivery table is shaped for this statement (no
 foreign keys, three indexes written per row; see ``models.Delivery``).
 
 Fan-out and erasure exclude each other (PostgreSQL). Without foreign keys,
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import exists, func, literal, select, text
+from sqlalchemy import exists, func, insert, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import clock
@@ -97,11 +100,18 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
         if waves is None:
-            inserted = connection.execute(_statement(issue_id, now, now)).rowcount
+            # One statement sees one snapshot, so it can only collide with rows
+            # already there; there are none at an issue's start (it never
+            # becomes startable again). Without ON CONFLICT PostgreSQL skips a
+            # speculative insertion a row: 10–20 % of the statement.
+            again = session.execute(select(exists().where(deliveries.c.issue_id == issue_id))).scalar()
+            inserted = connection.execute(_statement(issue_id, now, now, again=again)).rowcount
         else:
+            # Each wave's statement sees the readers as they are then: one whose
+            # zone changed between two waves is found twice, and kept once.
             inserted = 0
             for wave in waves:
-                added = connection.execute(_statement(issue_id, now, wave.due, wave)).rowcount
+                added = connection.execute(_statement(issue_id, now, wave.due, wave, again=True)).rowcount
                 inserted = None if added is None or added < 0 or inserted is None else inserted + added
     finally:
         if is_sqlite():
@@ -115,8 +125,9 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
     return inserted
 
 
-def _statement(issue_id: int, now, due, wave: Wave | None = None):
-    """INSERT … SELECT of the audience (of one stored zone, for a wave)."""
+def _statement(issue_id: int, now, due, wave: Wave | None = None, *, again: bool):
+    """INSERT … SELECT of the audience (of one stored zone, for a wave);
+    ``again``: rows of the issue may exist, and a reader who has one is left out."""
     columns = list(_COLUMNS)
     values = [
         literal(issue_id),
@@ -134,9 +145,11 @@ def _statement(issue_id: int, now, due, wave: Wave | None = None):
         columns.append("timezone")
         values.append(literal(wave.zone, deliveries.c.timezone.type))
         where = where & (readers.c.timezone == wave.stored)
-    insert = sqlite.insert if is_sqlite() else postgresql.insert
+    if not again:
+        return insert(deliveries).from_select(columns, select(*values).where(where))
+    upsert = sqlite.insert if is_sqlite() else postgresql.insert
     return (
-        insert(deliveries)
+        upsert(deliveries)
         .from_select(columns, select(*values).where(where))
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
