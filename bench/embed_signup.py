@@ -23,7 +23,7 @@ import statistics
 import time
 
 import requests
-from send_common import bench_env, cleanup, drop_database, free_port, make_database, serve_command, serving
+from send_common import bench_env, free_port, serve_command, serving, throwaway_database
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -75,24 +75,19 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    url, work = make_database(args.database_url)
-    port = free_port()
-    env = bench_env(
-        url,
-        work,
-        NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
-        NEWSLETTER_TRANSPORT="outbox://",
-        NEWSLETTER_SUBSCRIBE_RATE_LIMIT="100000/minute",
-        NEWSLETTER_CONFIRM_MAX_PER_DAY="100000",
-        NEWSLETTER_EMBED_ORIGINS=HOST,
-    )
-    try:
-        with serving(serve_command(port), work, env, port) as base:
+    with throwaway_database(args.database_url) as (url, work):
+        port = free_port()
+        env = bench_env(
+            url,
+            work,
+            NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
+            NEWSLETTER_TRANSPORT="outbox://",
+            NEWSLETTER_SUBSCRIBE_RATE_LIMIT="100000/minute",
+            NEWSLETTER_CONFIRM_MAX_PER_DAY="100000",
+            NEWSLETTER_EMBED_ORIGINS=HOST,
+        )
+        with serving(serve_command(port), work, env, port) as base:  # stopped before the database goes
             run(args, base)
-    finally:
-        if args.database_url:
-            drop_database(url)
-        cleanup(work)
 
 
 def run(args, base: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from send_common import add_readers, cleanup, drop_database, make_database, make_issue, settings_for
+from send_common import add_readers, make_issue, settings_for, throwaway_database
 
 
 def main() -> None:
@@ -32,8 +32,7 @@ def main() -> None:
     from newsletter.delivery import fanout
     from newsletter.models import Delivery
 
-    url, work = make_database(args.database_url)
-    try:
+    with throwaway_database(args.database_url) as (url, work):
         settings = settings_for(url, work)
         issue_id = make_issue(settings, 1)
         second_id = make_issue(settings, 2)
@@ -71,9 +70,6 @@ def main() -> None:
         print(
             f"next issue          {second} rows in {next_issue:.2f} s (with the first issue's rows present)"
         )
-    finally:
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,12 @@ from pathlib import Path
 import requests
 from send_common import (
     bench_env,
-    cleanup,
-    drop_database,
     free_port,
-    make_database,
     make_issue,
     serve_command,
     serving,
     settings_for,
+    throwaway_database,
 )
 
 WARM_UP = 40
@@ -79,33 +77,29 @@ def main() -> None:
     from newsletter.db import dispose_engine
     from newsletter.delivery.deliver import deliver
 
-    url, work = make_database(args.database_url)
-    settings = settings_for(url, work)
-    make_issue(settings, 1)
-    deliver(settings, 1, here=True)  # no readers: the issue is sent, so it is public
-    dispose_engine()
-    port = free_port()
-    env = bench_env(
-        url,
-        work,
-        NEWSLETTER_ENV="production",
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BASE_URL="https://news.example.org",  # production asks for https; links only
-        NEWSLETTER_TRANSPORT="outbox://",
-    )
-    if args.server == "gunicorn":  # the web unit's command (deploy/systemd/newsletter-web.service)
-        command = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(args.workers)]
-        command += ["--bind", f"127.0.0.1:{port}", "newsletter.app:create_app()"]
-        described = f"gunicorn, {args.workers} sync workers"
-    else:
-        command = serve_command(port, "--threads", str(args.threads))
-        described = f"newsletter serve (waitress, {args.threads} threads)"
-    try:
+    with throwaway_database(args.database_url) as (url, work):
+        settings = settings_for(url, work)
+        make_issue(settings, 1)
+        deliver(settings, 1, here=True)  # no readers: the issue is sent, so it is public
+        dispose_engine()
+        port = free_port()
+        env = bench_env(
+            url,
+            work,
+            NEWSLETTER_ENV="production",
+            NEWSLETTER_SECRET_KEY=settings.secret_key,
+            NEWSLETTER_BASE_URL="https://news.example.org",  # production asks for https; links only
+            NEWSLETTER_TRANSPORT="outbox://",
+        )
+        if args.server == "gunicorn":  # the web unit's command (deploy/systemd/newsletter-web.service)
+            command = [str(Path(sys.executable).with_name("gunicorn")), "--workers", str(args.workers)]
+            command += ["--bind", f"127.0.0.1:{port}", "newsletter.app:create_app()"]
+            described = f"gunicorn, {args.workers} sync workers"
+        else:
+            command = serve_command(port, "--threads", str(args.threads))
+            described = f"newsletter serve (waitress, {args.threads} threads)"
         with serving(command, work, env, port) as base:
             run(args, base, described)
-    finally:
-        drop_database(url)
-        cleanup(work)
 
 
 def run(args, base: str, described: str) -> None:

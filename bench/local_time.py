@@ -29,10 +29,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from send_common import add_readers, cleanup, drop_database, make_database, make_issue, settings_for
+from send_common import add_readers, make_issue, settings_for, throwaway_database
 
 ZONES = [
     "Pacific/Kiritimati",
@@ -65,6 +67,17 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+@contextmanager
+def moved_clock() -> Iterator[None]:
+    """The bench sets ``newsletter.clock``; it is the wall clock again at the end."""
+    from newsletter import clock
+
+    try:
+        yield
+    finally:
+        clock.reset()
+
+
 def ms(values: list[float]) -> str:
     values = sorted(values)
     p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
@@ -95,8 +108,7 @@ def main() -> None:
     from newsletter.delivery import fanout, localtime, queue
     from newsletter.models import Delivery
 
-    url, work = make_database(args.database_url)
-    try:
+    with throwaway_database(args.database_url) as (url, work), moved_clock():
         settings = settings_for(url, work, timezone="Europe/Berlin", local_time_delivery=True)
         clock.set(SLOT - timedelta(hours=13))
         today_id, local_id, other_id, again_id = (make_issue(settings, n) for n in (1, 2, 3, 4))
@@ -210,10 +222,6 @@ def main() -> None:
             ):
                 plan = connection.execute(text(explain + sql.format(issue=issue_id, now=f"'{stamp}'"))).all()
                 print(f"{label:<20} " + " | ".join(str(row[-1]) for row in plan))
-    finally:
-        clock.reset()
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

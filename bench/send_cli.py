@@ -76,19 +76,17 @@ from send_common import (
     Memory,
     add_readers,
     bench_env,
-    cleanup,
     cpu_seconds,
     csrf_token,
     drain,
-    drop_database,
     free_port,
     load,
-    make_database,
     make_issue,
     serve_command,
     serving,
     settings_for,
     smtp_source_rate,
+    throwaway_database,
 )
 from send_smtp import _average_size
 
@@ -341,9 +339,7 @@ def main() -> None:
 
     from newsletter.delivery.dkim import generate_key
 
-    url, work = make_database(args.database_url)
-    sink = CountingSink()
-    try:
+    with throwaway_database(args.database_url) as (url, work), CountingSink() as sink:
         dkim = {}
         if args.dkim:
             generate_key(work / "dkim.pem")
@@ -413,10 +409,6 @@ def main() -> None:
                 f"smtp-sink used {reference_sink_cpu:.2f} s of CPU ({reference_sink_cpu * reference / args.readers:.0%} of a core)"
             )
         print(f"load average after: {load()}")
-    finally:
-        sink.stop()
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""Shared setup of the sending benchmarks: a migrated database (a fresh
-SQLite file, or a fresh database on the PostgreSQL server you name), a real
-issue (articles in two sections, rendered by MJML when frozen), N readers
-created in the database with one INSERT … SELECT, and Postfix's smtp-sink;
-and the measuring of a send: the sink's own counter (``CountingSink``), the
-CPU time and the memory of a process tree (``cpu_seconds``, ``Memory``)."""
+"""Shared setup of the sending benchmarks: a migrated database for one run
+(``throwaway_database``: a fresh SQLite file, or a fresh database on the
+PostgreSQL server you name; dropped at the end), a real issue (articles in
+two sections, rendered by MJML when frozen), N readers created in the
+database with one INSERT … SELECT, and Postfix's smtp-sink; and the
+measuring of a send: the sink's own counter (``CountingSink``), the CPU time
+and the memory of a process tree (``cpu_seconds``, ``Memory``)."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,30 +36,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_database(postgres: str = "") -> tuple[str, Path]:
-    """A fresh migrated database URL and a work directory."""
+@contextmanager
+def throwaway_database(database_url: str = "") -> Iterator[tuple[str, Path]]:
+    """A fresh migrated database and a work folder for one run, as ``(url, work)``:
+    a SQLite file in the folder, or with ``database_url`` (a PostgreSQL server)
+    a new database on that server. On the way out the database is dropped and
+    the folder removed, so that every run leaves nothing behind, even when it
+    fails or is stopped with Ctrl-C."""
+    from newsletter import db
+
+    with tempfile.TemporaryDirectory(prefix="signal-bench-", ignore_cleanup_errors=True) as folder:
+        work = Path(folder)
+        url = _create_database(database_url, work)
+        try:
+            db.upgrade(url)
+            db.init_engine(url)
+            yield url, work
+        finally:
+            _drop_database(url)
+
+
+def _create_database(server: str, work: Path) -> str:
+    """The URL of a new, empty database: ``bench.db`` in ``work``, or with
+    ``server`` a database of its own on that PostgreSQL server."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from newsletter import db
-
-    work = Path(tempfile.mkdtemp(prefix="signal-bench-"))
-    if postgres:
-        name = f"signal_bench_{uuid.uuid4().hex[:8]}"
-        admin_url = make_url(postgres).set(drivername="postgresql+psycopg")
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{work / 'bench.db'}"
-    db.upgrade(url)
-    db.init_engine(url)
-    return url, work
+    if not server:
+        return f"sqlite:///{work / 'bench.db'}"
+    name = f"signal_bench_{uuid.uuid4().hex[:8]}"
+    admin_url = make_url(server).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(url: str) -> None:
+def _drop_database(url: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -172,6 +187,13 @@ class SmtpSink:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(5)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Stopped when the ``with`` block ends, however it ends."""
+        self.stop()
+
 
 def smtp_source_rate(port: int, count: int, size: int, concurrency: int) -> float:
     """messages/s of Postfix's smtp-source -d (one connection per session kept open)."""
@@ -197,10 +219,6 @@ def smtp_source_rate(port: int, count: int, size: int, concurrency: int) -> floa
         stderr=subprocess.DEVNULL,
     )
     return count / (time.perf_counter() - started)
-
-
-def cleanup(work: Path) -> None:
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def bench_env(url: str, work: Path, **settings: str) -> dict:

@@ -16,11 +16,13 @@ import argparse
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
-from send_common import cleanup, drop_database, make_database, make_issue, settings_for
+from send_common import make_issue, settings_for, throwaway_database
 
 
 class Endpoint(BaseHTTPRequestHandler):
@@ -55,6 +57,17 @@ class Endpoint(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@contextmanager
+def provider() -> Iterator[str]:
+    """``Endpoint`` on a loopback port, its base URL yielded; shut down at the end."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 def build_messages(settings, count: int):
@@ -100,11 +113,7 @@ def main() -> None:
 
     from newsletter.delivery.transports import make_transport
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    url, work = make_database("")
-    try:
+    with throwaway_database() as (url, work), provider() as endpoint:
         settings = settings_for(url, work, send_concurrency=args.threads)
         make_issue(settings, 1)
         started = time.perf_counter()
@@ -129,10 +138,6 @@ def main() -> None:
                 else "full body per message"
             )
             print(f"{name:19} {rate:10,.0f} msg/s  (batches of {transport.max_batch}, {note})")
-    finally:
-        server.shutdown()
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 
-from send_common import SmtpSink, add_readers, cleanup, drop_database, make_database, make_issue, settings_for
+from send_common import SmtpSink, add_readers, make_issue, settings_for, throwaway_database
 
 WALL: Counter = Counter()
 CPU: Counter = Counter()
@@ -59,9 +59,7 @@ def main() -> None:
     from newsletter.delivery.message import OutgoingMessage
     from newsletter.delivery.transports.smtp import SmtpTransport
 
-    url, work = make_database(args.database_url)
-    sink = SmtpSink()
-    try:
+    with throwaway_database(args.database_url) as (url, work), SmtpSink() as sink:
         add_readers(args.readers)
         settings = settings_for(
             url, work, transport=sink.dsn, send_concurrency=args.concurrency, send_processes=1
@@ -91,10 +89,6 @@ def main() -> None:
                 f"{label:18} {CALLS[label]:6} calls  wall {WALL[label]:6.2f} s  CPU {CPU[label]:5.2f} s  "
                 f"{CPU[label] / max(1, counts.sent) * 1e6:6.1f} µs a message"
             )
-    finally:
-        sink.stop()
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,7 @@ import subprocess
 import sys
 import time
 
-from send_common import (
-    ROOT,
-    SmtpSink,
-    add_readers,
-    bench_env,
-    cleanup,
-    drop_database,
-    make_database,
-    make_issue,
-    settings_for,
-)
+from send_common import ROOT, SmtpSink, add_readers, bench_env, make_issue, settings_for, throwaway_database
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -61,9 +51,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
-    url, work = make_database(args.database_url)
-    sink = SmtpSink()
-    try:
+    with throwaway_database(args.database_url) as (url, work), SmtpSink() as sink:
         settings = settings_for(url, work, transport=sink.dsn)
         make_issue(settings, 1)
         add_readers(args.readers)
@@ -109,10 +97,6 @@ def main() -> None:
         )
         if sender.returncode not in (0, 3):
             print(sender.stderr.read().decode()[-2000:])
-    finally:
-        sink.stop()
-        drop_database(url)
-        cleanup(work)
 
 
 if __name__ == "__main__":

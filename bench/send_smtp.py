@@ -23,16 +23,7 @@ import argparse
 import os
 import time
 
-from send_common import (
-    SmtpSink,
-    add_readers,
-    cleanup,
-    drop_database,
-    make_database,
-    make_issue,
-    settings_for,
-    smtp_source_rate,
-)
+from send_common import SmtpSink, add_readers, make_issue, settings_for, smtp_source_rate, throwaway_database
 
 
 def main() -> None:
@@ -55,9 +46,7 @@ def main() -> None:
     from newsletter.delivery.deliver import run_senders
     from newsletter.delivery.dkim import generate_key
 
-    url, work = make_database(args.database_url)
-    sink = SmtpSink()
-    try:
+    with throwaway_database(args.database_url) as (url, work), SmtpSink() as sink:
         dkim = {}
         if args.dkim:
             generate_key(work / "dkim.pem")
@@ -97,10 +86,6 @@ def main() -> None:
         print(f"smtp-sink CPU       {sink_cpu:8.3f} ms a message (during our send; {os.cpu_count()} CPUs)")
         target = 0.35 if args.dkim else 0.5
         print(f"ratio               {ours / theirs:8.2f}  (target >= {target})")
-    finally:
-        sink.stop()
-        drop_database(url)
-        cleanup(work)
 
 
 def _cpu_seconds() -> float:

@@ -23,7 +23,7 @@ import statistics
 import time
 
 import requests
-from send_common import bench_env, cleanup, drop_database, free_port, make_database, serve_command, serving
+from send_common import bench_env, free_port, serve_command, serving, throwaway_database
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -50,6 +50,12 @@ class SlowSmtp:
     def stop(self) -> None:
         self.controller.stop()
 
+    def __enter__(self) -> SlowSmtp:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -65,24 +71,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    url, work = make_database(args.database_url)
-    smtp = SlowSmtp(args.smtp_delay)
-    port = free_port()
-    env = bench_env(
-        url,
-        work,
-        NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
-        NEWSLETTER_TRANSPORT=f"smtp://127.0.0.1:{smtp.port}?timeout=30",
-        NEWSLETTER_SUBSCRIBE_RATE_LIMIT="100000/minute",
-    )
-    try:
-        with serving(serve_command(port), work, env, port) as base:
+    with throwaway_database(args.database_url) as (url, work), SlowSmtp(args.smtp_delay) as smtp:
+        port = free_port()
+        env = bench_env(
+            url,
+            work,
+            NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}",
+            NEWSLETTER_TRANSPORT=f"smtp://127.0.0.1:{smtp.port}?timeout=30",
+            NEWSLETTER_SUBSCRIBE_RATE_LIMIT="100000/minute",
+        )
+        with serving(serve_command(port), work, env, port) as base:  # stopped before the SMTP server
             run(args, base, smtp)
-    finally:
-        smtp.stop()
-        if args.database_url:
-            drop_database(url)
-        cleanup(work)
 
 
 def run(args, base: str, smtp) -> None:
