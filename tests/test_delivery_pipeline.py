@@ -5,6 +5,7 @@ whose One-Click unsubscribe links are then used."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make
 from tests.helpers import run_concurrently
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+deliveries_table = Delivery.__table__
 
 
 def by_status(rows):
@@ -360,3 +362,46 @@ def test_background_runner_resumes_an_unfinished_send(sending_settings, smtp_ser
     assert Runner(settings).tick() == 9
     assert issue_row(settings, 1).status == "sent"
     assert len(smtp_server.wait_for(9)) == 9
+
+
+def test_the_lease_heartbeat_never_deadlocks_with_its_senders_write(sending_settings):
+    """The heartbeat renews a sender's leases while the sender records the
+    outcome of the same rows in another transaction, locking them in its
+    own order. On PostgreSQL, a heartbeat that waited for a row the record
+    holds, while holding one the record needs next, was a deadlock (seen in
+    a 300,000-message send: one batch's record aborted). It now skips the
+    rows being written, which leave ``sending`` anyway."""
+    settings = sending_settings(send_lease_seconds=60)
+    make_issue(settings, 1)
+    add_subscribers(settings, 2)
+    issue = send.start_send(settings, 1)
+    first, second = (row.id for row in queue.claim_batch(settings, "w", 2, issue.id))
+    failures: list[BaseException] = []
+
+    def mark(connection, row_id: int) -> None:
+        connection.execute(
+            deliveries_table.update().where(deliveries_table.c.id == row_id).values(last_error="recorded")
+        )
+
+    def renew() -> None:
+        try:
+            queue.renew_leases(settings, "w")
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    with get_engine().connect() as record:
+        transaction = record.begin()
+        mark(record, second)  # the record holds the second row…
+        heartbeat = threading.Thread(target=renew)
+        heartbeat.start()
+        heartbeat.join(0.5)  # …while the heartbeat takes the first (and, before, waited for the second)
+        try:
+            mark(record, first)  # …and then wants the first
+            transaction.commit()
+        except BaseException as exc:
+            failures.append(exc)
+            transaction.rollback()
+    heartbeat.join(30)
+
+    assert not heartbeat.is_alive() and failures == []
+    assert {r.last_error for r in deliveries(settings, issue.id)} == {"recorded"}

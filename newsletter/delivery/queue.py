@@ -110,11 +110,21 @@ def reclaim_expired_leases(settings: Settings, issue_id: int | None = None) -> i
 
 
 def renew_leases(settings: Settings, worker_id: str) -> None:
+    """Extend the leases of the rows ``worker_id`` holds. The sender writes
+    the outcomes of those same rows meanwhile, in its own transaction and
+    its own order; on PostgreSQL the renewal skips the rows being written
+    (they are leaving ``sending``) rather than wait for them while holding
+    others, which was a deadlock."""
     now = clock.now()
+    mine = select(deliveries.c.id).where(
+        _scope(None), deliveries.c.status == "sending", deliveries.c.lease_owner == worker_id
+    )
+    if not is_sqlite():  # (SQLite has one writer at a time: nothing to skip)
+        mine = mine.with_for_update(skip_locked=True)
     with session_scope() as session:
         session.execute(
             update(deliveries)
-            .where(_scope(None), deliveries.c.status == "sending", deliveries.c.lease_owner == worker_id)
+            .where(deliveries.c.id.in_(mine.scalar_subquery()))
             .values(lease_until=now + timedelta(seconds=lease_seconds(settings)))
         )
 
