@@ -364,18 +364,24 @@ def test_background_runner_resumes_an_unfinished_send(sending_settings, smtp_ser
     assert len(smtp_server.wait_for(9)) == 9
 
 
-def test_the_lease_heartbeat_never_deadlocks_with_its_senders_write(sending_settings):
-    """The heartbeat renews a sender's leases while the sender records the
-    outcome of the same rows in another transaction, locking them in its
-    own order. On PostgreSQL, a heartbeat that waited for a row the record
-    holds, while holding one the record needs next, was a deadlock (seen in
-    a 300,000-message send: one batch's record aborted). It now skips the
-    rows being written, which leave ``sending`` anyway."""
+@pytest.mark.parametrize("writer", ["heartbeat", "reclaim"])
+def test_lease_housekeeping_never_deadlocks_with_a_senders_record(sending_settings, writer):
+    """Two writers touch a sender's ``sending`` rows in transactions of their
+    own while the sender records the outcome of the same rows, locking them
+    in its own order: the heartbeat renewing its leases, and another
+    sender reclaiming leases that ran out (a sender slower than its lease).
+    On PostgreSQL, such a writer that waited for a row the record holds,
+    while holding one the record needs next, was a deadlock (the heartbeat's
+    was seen in a 300,000-message send: one batch's record aborted). Both
+    now skip the rows being written, which are leaving ``sending`` anyway."""
     settings = sending_settings(send_lease_seconds=60)
+    clock.set(T0)
     make_issue(settings, 1)
     add_subscribers(settings, 2)
     issue = send.start_send(settings, 1)
     first, second = (row.id for row in queue.claim_batch(settings, "w", 2, issue.id))
+    if writer == "reclaim":
+        clock.advance(timedelta(seconds=61))  # the sender is slow: its leases ran out
     failures: list[BaseException] = []
 
     def mark(connection, row_id: int) -> None:
@@ -383,25 +389,28 @@ def test_the_lease_heartbeat_never_deadlocks_with_its_senders_write(sending_sett
             deliveries_table.update().where(deliveries_table.c.id == row_id).values(last_error="recorded")
         )
 
-    def renew() -> None:
+    def housekeeping() -> None:
         try:
-            queue.renew_leases(settings, "w")
+            if writer == "heartbeat":
+                queue.renew_leases(settings, "w")
+            else:
+                queue.reclaim_expired_leases(settings, issue.id)
         except BaseException as exc:  # reported by the assertion below
             failures.append(exc)
 
     with get_engine().connect() as record:
         transaction = record.begin()
         mark(record, second)  # the record holds the second row…
-        heartbeat = threading.Thread(target=renew)
-        heartbeat.start()
-        heartbeat.join(0.5)  # …while the heartbeat takes the first (and, before, waited for the second)
+        other = threading.Thread(target=housekeeping)
+        other.start()
+        other.join(0.5)  # …while the other writer takes the first (and, before, waited for the second)
         try:
             mark(record, first)  # …and then wants the first
             transaction.commit()
         except BaseException as exc:
             failures.append(exc)
             transaction.rollback()
-    heartbeat.join(30)
+    other.join(30)
 
-    assert not heartbeat.is_alive() and failures == []
+    assert not other.is_alive() and failures == []
     assert {r.last_error for r in deliveries(settings, issue.id)} == {"recorded"}

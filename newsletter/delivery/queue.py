@@ -86,7 +86,9 @@ def reclaim_expired_leases(settings: Settings, issue_id: int | None = None) -> i
     journal lists as accepted by the server are recorded as sent first."""
     journal.settle(settings)
     now = clock.now()
-    expired = and_(_scope(issue_id), deliveries.c.status == "sending", deliveries.c.lease_until < now)
+    expired = _unlocked(
+        and_(_scope(issue_id), deliveries.c.status == "sending", deliveries.c.lease_until < now)
+    )
     with session_scope() as session:
         failed = session.execute(
             update(deliveries)
@@ -110,23 +112,31 @@ def reclaim_expired_leases(settings: Settings, issue_id: int | None = None) -> i
 
 
 def renew_leases(settings: Settings, worker_id: str) -> None:
-    """Extend the leases of the rows ``worker_id`` holds. The sender writes
-    the outcomes of those same rows meanwhile, in its own transaction and
-    its own order; on PostgreSQL the renewal skips the rows being written
-    (they are leaving ``sending``) rather than wait for them while holding
-    others, which was a deadlock."""
+    """Extend the leases of the rows ``worker_id`` holds, but for those its
+    sender is recording right now (``_unlocked``)."""
     now = clock.now()
-    mine = select(deliveries.c.id).where(
-        _scope(None), deliveries.c.status == "sending", deliveries.c.lease_owner == worker_id
+    mine = _unlocked(
+        and_(_scope(None), deliveries.c.status == "sending", deliveries.c.lease_owner == worker_id)
     )
-    if not is_sqlite():  # (SQLite has one writer at a time: nothing to skip)
-        mine = mine.with_for_update(skip_locked=True)
     with session_scope() as session:
         session.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(mine.scalar_subquery()))
+            .where(mine)
             .values(lease_until=now + timedelta(seconds=lease_seconds(settings)))
         )
+
+
+def _unlocked(condition):
+    """``condition``, less the rows another transaction is writing now
+    (PostgreSQL's ``FOR UPDATE SKIP LOCKED``). The lease housekeeping (the
+    heartbeat, the reclaim) updates ``sending`` rows while their sender may
+    be recording them, in its own order: waiting for such a row while
+    holding another was a deadlock, and a row being recorded is leaving
+    ``sending`` anyway. (SQLite has one writer at a time: nothing to skip.)"""
+    if is_sqlite():
+        return condition
+    rows = select(deliveries.c.id).where(condition).with_for_update(skip_locked=True)
+    return deliveries.c.id.in_(rows.scalar_subquery())
 
 
 class Heartbeat:
