@@ -341,3 +341,36 @@ def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
     assert issue_row(settings, 1).status == "sent"
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 30
+
+
+@pytest.mark.slow
+def test_a_threaded_callers_own_share_does_not_wait_for_its_children(make_settings, smtp_server, monkeypatch):
+    """In serve or the scheduler (threads: children from the forkserver),
+    this process's share starts sending before the children are started, so
+    a forkserver still importing the sender (a send just after start-up)
+    holds up only the children. Here the child's start waits until this
+    process has reported a batch; before, the share started after it."""
+    settings = make_settings(transport=smtp_server.dsn, send_concurrency=2, send_processes=2)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 60)
+    issue = send.start_send(settings, 1)
+    assert not dispatch.can_fork(), "the SMTP server's thread makes this a threaded caller"
+    first_batch = threading.Event()
+    waited = []
+    forkserver_process = type(processes._forkserver().Process())
+    real_start = forkserver_process.start
+
+    def start_when_a_batch_is_out(self):
+        waited.append(first_batch.wait(30))
+        real_start(self)
+
+    monkeypatch.setattr(forkserver_process, "start", start_when_a_batch_is_out)
+
+    stats = processes.run_processes(
+        settings, issue.id, stop=threading.Event(), on_batch=lambda batch: first_batch.set()
+    )
+
+    assert waited == [True], "this process sent a batch before its child was started"
+    assert stats.sent == 60
+    assert Counter(m.to for m in smtp_server.wait_for(60)) == {f"reader{i}@example.org": 1 for i in range(60)}

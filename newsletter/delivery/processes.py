@@ -81,8 +81,9 @@ def run_processes(
 ):
     """Like ``dispatch.run_pool`` (same arguments, same totals), in this
     process and ``send_processes`` − 1 children. ``on_started`` is called
-    once every child exists: only then may the caller start threads of its
-    own (this process's senders start right after it)."""
+    once every child exists: only then may a forking caller start threads of
+    its own (this process's senders start right after it; a threaded
+    caller's start before its children, see below)."""
     context = _context()
     forked = context.get_start_method() == "fork"
     # Read and prepared once, here; forked children inherit them.
@@ -102,18 +103,6 @@ def run_processes(
         )
         for n, child in enumerate(shares_of_children, start=1)
     ]
-    if forked:
-        # Objects that live until the end (modules, the renders) stay out of the
-        # collector's reach, so the children never touch (and so copy) their pages.
-        gc.freeze()
-    try:
-        for process in processes:
-            process.start()
-    finally:
-        if forked:
-            gc.unfreeze()
-    if on_started is not None:
-        on_started()
     reported = threading.Lock()  # this process's senders and the children's reports both call on_batch
 
     def counted(batch: DispatchStats) -> None:
@@ -121,7 +110,32 @@ def run_processes(
             with reported:
                 on_batch(batch)
 
-    own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
+    own = None
+    if not forked:
+        # A threaded caller (serve, the scheduler) sends its share first: it
+        # never waits for the forkserver to fork the others, which it does
+        # only once it has imported the sender (half a second or more when a
+        # send comes just after the process started).
+        own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
+    if forked:
+        # Objects that live until the end (modules, the renders) stay out of the
+        # collector's reach, so the children never touch (and so copy) their pages.
+        gc.freeze()
+    try:
+        for process in processes:
+            process.start()
+    except BaseException:
+        if own is not None:  # no child to share with: this process's senders stop too
+            stop.set()
+            own.thread.join()
+        raise
+    finally:
+        if forked:
+            gc.unfreeze()
+    if on_started is not None:
+        on_started()
+    if own is None:
+        own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
     total = DispatchStats()
     finished: set[str] = set()
     try:
