@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -312,7 +311,6 @@ sender.shutdown()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("processes_setting", ["2", None])
 def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
     make_settings, tmp_path, processes_setting

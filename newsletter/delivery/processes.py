@@ -37,6 +37,7 @@ everywhere): a killed ``issue send`` leaves no sender behind.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import logging
 import multiprocessing
@@ -110,13 +111,12 @@ def run_processes(
             with reported:
                 on_batch(batch)
 
-    own = None
-    if not forked:
-        # A threaded caller (serve, the scheduler) sends its share first: it
-        # never waits for the forkserver to fork the others, which it does
-        # only once it has imported the sender (half a second or more when a
-        # send comes just after the process started).
-        own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
+    start_own = functools.partial(_OwnShare, own_share, issue_id, stop, counted, wait, renders)
+    # A threaded caller (serve, the scheduler) sends its share first: it never
+    # waits for the forkserver to fork the others, which it does only once it
+    # has imported the sender (half a second or more when a send comes just
+    # after the process started). A forking caller starts no thread before it forks.
+    own = None if forked else start_own()
     if forked:
         # Objects that live until the end (modules, the renders) stay out of the
         # collector's reach, so the children never touch (and so copy) their pages.
@@ -134,8 +134,7 @@ def run_processes(
             gc.unfreeze()
     if on_started is not None:
         on_started()
-    if own is None:
-        own = _OwnShare(own_share, issue_id, stop, counted, wait, renders)
+    own = own or start_own()
     total = DispatchStats()
     finished: set[str] = set()
     try:
@@ -215,7 +214,7 @@ def _forkserver():
     return context
 
 
-def start_forkserver(settings: Settings) -> bool:
+def start_forkserver(settings: Settings) -> None:
     """Start the forkserver now, when a threaded process (serve, the
     scheduler) starts its sender with ``NEWSLETTER_SEND_PROCESSES`` above 1,
     rather than at its first send: the server imports the sender on the
@@ -223,13 +222,11 @@ def start_forkserver(settings: Settings) -> bool:
     children fork from it at once instead of waiting half a second for that
     import (docs/performance.md, "The scheduler's and the editor's sends").
     Unset, such a process sends from itself and starts nothing."""
-    if settings.send_processes <= 1:
-        return False
-    from multiprocessing import forkserver
+    if settings.send_processes > 1:
+        from multiprocessing import forkserver
 
-    _forkserver()
-    forkserver.ensure_running()
-    return True
+        _forkserver()  # (its preload)
+        forkserver.ensure_running()
 
 
 PR_SET_PDEATHSIG = 1
