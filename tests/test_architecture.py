@@ -84,13 +84,18 @@ def test_import_linter_keeps_every_contract():
 
 def test_issue_send_starts_without_what_a_plain_send_does_not_use():
     """`newsletter issue send` (one process, no DKIM key, no broker) does not
-    wait for Flask, requests (webhooks and ESP APIs), dkimpy, Dramatiq or
-    multiprocessing: each is imported where it is used."""
+    wait for Flask, requests (webhooks and ESP APIs), dkimpy, Dramatiq,
+    multiprocessing, or the parsers of settings left at their defaults
+    (APScheduler's cron, limits): each is imported where it is used."""
     loaded = _imported_after(
+        "import tempfile\n"
         "import newsletter.__main__\n"
+        "from newsletter.config import load_settings\n"
         "from newsletter.delivery import send_cli\n"
         "from newsletter.delivery.transports import make_transport\n"
+        "load_settings(environ={'NEWSLETTER_INSTANCE_PATH': tempfile.mkdtemp()}, dotenv=False)\n"
         "make_transport('smtp://127.0.0.1:25')"
     )
     assert {"newsletter.delivery.send_cli", "newsletter.delivery.transports.smtp"} <= loaded
-    assert sorted(loaded & {"flask", "requests", "dkim", "dramatiq", "multiprocessing"}) == []
+    unused = {"flask", "requests", "dkim", "dramatiq", "multiprocessing", "limits", "apscheduler"}
+    assert sorted(loaded & unused) == []

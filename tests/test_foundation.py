@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 
 from newsletter import db
 from newsletter.app import create_app
-from newsletter.config import ConfigError, load_settings
+from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import check_dsn, make_transport
 from newsletter.mail_encoding import HeaderInjectionError
@@ -39,12 +39,25 @@ def test_production_refuses_missing_secret_and_plain_http(tmp_path):
         ("NEWSLETTER_AUTO_SEND", "perhaps", "true or false"),
         ("NEWSLETTER_MAIL_FROM", "nobody", "Name <address>"),
         ("NEWSLETTER_CLICK_COUNTS", "everything", "aggregate"),
+        ("NEWSLETTER_SUBSCRIBE_RATE_LIMIT", "lots", "rate limit"),
+        ("NEWSLETTER_API_RATE_LIMIT", "10 per fortnight", "rate limit"),
     ],
 )
 def test_malformed_settings_name_the_variable(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(environ={name: value, "NEWSLETTER_INSTANCE_PATH": str(tmp_path)})
     assert name.removeprefix("NEWSLETTER_") in str(info.value) or message in str(info.value)
+
+
+def test_the_defaults_that_validate_skips_pass_their_parsers():
+    """``config.validate`` parses the schedule and the rate limits only when an
+    operator set them (so a send does not import APScheduler and limits): the
+    defaults must therefore be what those parsers accept."""
+    from apscheduler.triggers.cron import CronTrigger
+    from limits import parse_many
+
+    assert CronTrigger.from_crontab(Settings.schedule, timezone="UTC").fields
+    assert parse_many(Settings.subscribe_rate_limit) and parse_many(Settings.api_rate_limit)
 
 
 def test_an_unknown_transport_names_the_variable(tmp_path):
