@@ -12,8 +12,9 @@ It appends one line per step to ``$BENCH_TIMELINE`` (default
 process id and the step. The steps are the real functions of the send,
 wrapped here with a timer (nothing else changes): the imports, settings,
 engine, ``counts_for``, ``start_send`` with its freeze and fan-out,
-``release_memory``, ``Renders.prepared``, each SMTP connection and each
-process's first transaction. ``BENCH_WRAP`` passes the command line; this
+``release_memory``, ``Renders.prepared``, each process's first claim and
+batch, the progress bar's start, each SMTP connection and each process's
+first transaction. ``BENCH_WRAP`` passes the command line; this
 script keeps what follows ``send``.
 """
 
@@ -32,11 +33,17 @@ def mark(step: str) -> None:
     LOG.flush()
 
 
-def timed(owner, name: str) -> None:
-    """Replace ``owner.name`` with a copy that marks its start and end."""
+def timed(owner, name: str, first_only: bool = False) -> None:
+    """Replace ``owner.name`` with a copy that marks its start and end
+    (``first_only``: only its first call in each process)."""
     original = getattr(owner, name)
+    seen: set[int] = set()
 
     def wrapper(*args, **kwargs):
+        if first_only:
+            if os.getpid() in seen:
+                return original(*args, **kwargs)
+            seen.add(os.getpid())
         mark(f"{name} >")
         try:
             return original(*args, **kwargs)
@@ -53,7 +60,7 @@ def main() -> None:
 
     mark("newsletter.delivery.send_cli imported")
     from newsletter import config, db
-    from newsletter.delivery import batch, deliver, send
+    from newsletter.delivery import batch, deliver, dispatch, queue, send
     from newsletter.delivery.transports import smtp
 
     timed(config, "load_settings")
@@ -67,6 +74,9 @@ def main() -> None:
     timed(deliver, "reclaim_expired_leases")
     timed(batch.Renders, "prepared")
     timed(smtp.SmtpTransport, "_connect")
+    timed(queue, "claim_batch", first_only=True)
+    timed(dispatch, "process_batch", first_only=True)
+    timed(send_cli._Bar, "__init__")
     first: set[int] = set()
     pipelined = smtp.SmtpTransport._pipelined
 

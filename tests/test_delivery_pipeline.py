@@ -306,6 +306,35 @@ def test_an_expired_lease_is_reclaimed_so_a_dead_worker_loses_nothing(sending_se
     assert len(smtp_server.messages) == 8
 
 
+def test_progress_starts_from_the_counts_of_a_fresh_or_a_continued_send(sending_settings, smtp_server):
+    """A fresh start hands the progress display its counts without asking the
+    database again (every row pending); a continued one reclaims the dead
+    sender's leases, then counts what is left."""
+    settings = sending_settings(send_lease_seconds=60)
+    clock.set(T0)
+    make_issue(settings, 1)
+    make_issue(settings, 2)
+    add_subscribers(settings, 7)
+    add_subscribers(settings, 2, prefix="left", status="unsubscribed")
+    starts = []
+
+    def progress(start, batch):
+        starts.append((start.status, start.total, start.pending, start.sending, start.sent))
+
+    fresh = deliver(settings, 1, here=True, progress=progress)
+    assert fresh.sent == 7
+    assert set(starts) == {("sending", 7, 7, 0, 0)}
+
+    issue = send.start_send(settings, 2)
+    queue.claim_batch(settings, "dead-worker", 3, issue.id)  # …and then that sender dies
+    clock.advance(timedelta(seconds=61))
+    starts.clear()
+    continued = deliver(settings, 2, here=True, progress=progress)
+    assert (continued.status, continued.sent) == ("sent", 7)
+    assert set(starts) == {("sending", 7, 7, 0, 0)}, "the dead sender's 3 rows are pending again"
+    assert len(smtp_server.messages) == 14
+
+
 def test_pause_resume_and_cancel_mid_send(sending_settings, smtp_server):
     settings = sending_settings()
     make_issue(settings, 1)

@@ -109,18 +109,23 @@ def deliver(
     reader at its wall-clock time in their zone); otherwise everyone now."""
     try:
         issue = start_send(settings, number, local_slot=local_slot)
+        started = True
     except AlreadySending:
         with session_scope() as session:
             issue = require_issue(session, number)
         if issue.status == states.PAUSED or not continue_started:
             raise
+        started = False
     if settings.broker_url:
         _enqueue(settings, issue.id)
         return counts_for(number)
     if not here:
         return counts_for(number)
-    reclaim_expired_leases(settings, issue.id)
-    start = counts_for(number)
+    if started:  # every row was just added, pending: no lease to reclaim, nothing to count
+        start = IssueCounts(number, states.SENDING, pending=issue.recipients, total=issue.recipients)
+    else:  # continuing: a crashed sender's rows go back to the queue first
+        reclaim_expired_leases(settings, issue.id)
+        start = counts_for(number)
     stats = run_senders(
         settings,
         issue.id,
