@@ -48,6 +48,10 @@ command's interpreter, e.g. ``py-spy record -o prof.txt -f raw --`` to
 profile the send, ``/usr/bin/time -f %U_%S_%e`` for its CPU, or
 ``.venv/bin/python bench/send_timeline.py`` for where its first second goes.
 
+With the reference, each run also prints how long the start before the
+send could have taken for 0.8 end to end at the speed its sending phase
+had: readers / (0.8 × smtp-source's rate) minus the sending phase's time.
+
 Targets (issue 15): ≥ 0.8 of smtp-source end to end; the first message
 within 0.5 s; ``auto`` never slower than one process at 1,000 readers or
 more, its tree within 1.3× one process's PSS; with DKIM ≥ 0.4; and the
@@ -305,11 +309,21 @@ def describe(path: str, mode: str, r: dict, readers: int, reference: float | Non
         return f"{rate:8,.0f} msg/s ({took:.2f} s){ratio}; first message after {r['first'] - moment:.2f} s"
 
     rss = ", ".join(f"{v:.0f}" for v in sorted(r["rss"].values(), reverse=True))
+    room = ""
+    if reference:
+        # 0.8 end to end means the whole run within readers / (0.8 × reference): what the
+        # sending phase, at the speed it had, leaves of that for the start-up before it.
+        allowed = readers / (0.8 * reference) - (r["last"] - r["send_started"])
+        room = (
+            f"    for 0.8 end to end at this sending speed the start before the send could take "
+            f"{allowed:.2f} s; it took {r['send_started'] - r['started']:.2f} s\n"
+        )
     return (
         f"{label}, processes={mode}\n"
         f"    from {start + ':':<28} {since(r['started'])}\n"
         f"    from the send's start (issue row, {r['send_started'] - r['started']:.2f} s after {start}):\n"
         f"    {'':<33} {since(r['send_started'])}\n"
+        f"{room}"
         f"    {cpu.format(r['first_cpu'])} by the first message; {r['processes']} process(es), "
         f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB\n"
         f"    smtp-sink used {r['sink_cpu']:.2f} s of CPU meanwhile ({r['sink_cpu'] / (r['last'] - r['started']):.0%} of a core)"
