@@ -338,7 +338,8 @@ def validate(settings: Settings) -> Settings:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"NEWSLETTER_TIMEZONE {settings.timezone!r} is not an IANA time zone") from None
-    if settings.schedule != Settings.schedule:  # the default is valid (tested): APScheduler loads only for another
+    # The default is valid (tested): APScheduler loads only for an operator's value.
+    if settings.schedule != Settings.schedule:
         from apscheduler.triggers.cron import CronTrigger
 
         try:
@@ -363,7 +364,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("NEWSLETTER_CLICK_COUNTS must be 'aggregate' or 'off'")
     for name in ("subscribe_rate_limit", "api_rate_limit"):
         value = getattr(settings, name)
-        if value == getattr(Settings, name):  # the default is valid (tested): limits loads only for another
+        if value == getattr(Settings, name):  # valid (tested): limits loads only for another value
             continue
         from limits import parse_many
 
