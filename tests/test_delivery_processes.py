@@ -223,6 +223,78 @@ def test_issue_send_forks_its_senders_and_they_never_prepare_the_issue_again(
         assert session.execute(select(func.count()).select_from(OutboxMessage)).scalar() == 80
 
 
+# The same kind of probe for DKIM: count, in the children only, the loads of a
+# signer's key and the messages they sign.
+_DKIM_PROBE = """
+import multiprocessing, os, sys
+from newsletter.delivery import dkim
+
+command = os.getpid()
+loaded_in_children = multiprocessing.Value("i", 0)
+signed_in_children = multiprocessing.Value("i", 0)
+real_init, real_sign = dkim.DkimSigner.__init__, dkim.DkimSigner.sign_messages
+
+def init(self, *args):
+    if os.getpid() != command:
+        with loaded_in_children.get_lock():
+            loaded_in_children.value += 1
+    real_init(self, *args)
+
+def sign(self, messages):
+    if os.getpid() != command:
+        with signed_in_children.get_lock():
+            signed_in_children.value += len(messages)
+    real_sign(self, messages)
+
+dkim.DkimSigner.__init__, dkim.DkimSigner.sign_messages = init, sign
+sys.argv = ["newsletter", "issue", "send", "1", "--yes"]
+from newsletter.__main__ import main
+try:
+    main()
+finally:
+    print(
+        f"loaded_in_children={loaded_in_children.value} signed_in_children={signed_in_children.value}",
+        file=sys.stderr,
+    )
+"""
+
+
+@pytest.mark.slow
+def test_issue_send_loads_the_dkim_key_once_and_its_children_sign_with_it(
+    smtp_server, make_settings, tmp_path
+):
+    """With DKIM, the command loads the key (and DKIM's code) before it forks:
+    its children sign with the key they inherit instead of loading it again,
+    and every message that arrives verifies."""
+    import dkim
+
+    from newsletter.delivery.dkim import generate_key
+
+    record = generate_key(tmp_path / "dkim.pem").encode()
+    settings = make_settings(transport=smtp_server.dsn)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 60)
+    env = command_env(
+        settings,
+        NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"),
+        NEWSLETTER_SEND_PROCESSES="2",
+        NEWSLETTER_SEND_CONCURRENCY="2",
+        NEWSLETTER_DKIM_DOMAIN="example.org",
+        NEWSLETTER_DKIM_SELECTOR="gts",
+        NEWSLETTER_DKIM_KEY_FILE=str(tmp_path / "dkim.pem"),
+    )
+    result = run_python("-c", _DKIM_PROBE, env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "60 sent, 0 failed" in result.stdout
+    assert "loaded_in_children=0 " in result.stderr, "a child loaded the key again"
+    signed = int(result.stderr.rsplit("signed_in_children=", 1)[1].split()[0])
+    assert signed > 0, "the child signed with the key it inherited"
+    received = smtp_server.wait_for(60)
+    assert all(dkim.verify(m.data, dnsfunc=lambda *args, **kwargs: record) for m in received)
+
+
 @pytest.mark.slow
 def test_a_sending_process_stops_when_its_parent_dies(make_settings, tmp_path):
     """A killed `issue send` leaves no sender behind: the child is told

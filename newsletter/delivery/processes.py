@@ -18,10 +18,10 @@ number of sessions whatever N is. ``NEWSLETTER_SEND_RATE`` is split the same
 way (each process gets its share of the token bucket).
 
 A single-threaded parent (``newsletter issue send``, the benchmarks) forks:
-the children start in milliseconds with everything imported and the issue's
+the children start in milliseconds with everything imported, the issue's
 renders already read and prepared for substitution (``Renders.prepared``,
-done once in the parent), and drop the inherited database pool without
-closing it. So the caller must start nothing that runs a thread — rich's
+done once in the parent) and the DKIM key loaded, and drop the inherited
+database pool without closing it. So the caller must start nothing that runs a thread — rich's
 progress bar does — until ``on_started`` says the children exist. A parent
 that runs other threads (the web app's background sender, the scheduler)
 never forks — a lock held by another thread would stay locked in the child —
@@ -52,6 +52,7 @@ from newsletter import db
 from newsletter.config import Settings
 from newsletter.delivery.batch import DispatchStats, Renders
 from newsletter.delivery.dispatch import can_fork, run_pool
+from newsletter.delivery.transports.base import dkim_signer
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,12 @@ def run_processes(
     caller's start before its children, see below)."""
     context = _context()
     forked = context.get_start_method() == "fork"
-    # Read and prepared once, here; forked children inherit them.
+    # Read and prepared once, here; forked children inherit them: the issue's
+    # renders, and the DKIM key with DKIM's code (dkimpy and the RSA bindings,
+    # then OpenSSL's check of the key: 0.1 s a process).
     renders = Renders.prepared(settings, issue_id) if forked and issue_id is not None else None
+    if forked:
+        dkim_signer(settings)
     child_stop = context.Event()
     reports = context.Queue()
     parent = os.getpid()
