@@ -79,13 +79,14 @@ from send_common import (
     CountingSink,
     Memory,
     add_readers,
-    bench_env,
     cpu_seconds,
     csrf_token,
+    dkim_settings,
     drain,
     free_port,
     load,
     make_issue,
+    sender_env,
     serve_command,
     serving,
     settings_for,
@@ -351,15 +352,8 @@ def main() -> None:
     # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "newsletter")], check=True)
 
-    from newsletter.delivery.dkim import generate_key
-
     with throwaway_database(args.database_url) as (url, work), CountingSink() as sink:
-        dkim = {}
-        if args.dkim:
-            generate_key(work / "dkim.pem")
-            dkim = dict(
-                dkim_domain="example.org", dkim_selector="bench", dkim_key_file=str(work / "dkim.pem")
-            )
+        dkim = dkim_settings(work) if args.dkim else {}
         settings = settings_for(url, work, transport=sink.dsn, send_concurrency=args.concurrency, **dkim)
         runs = [(path, mode) for mode in args.processes.split(",") for path in paths]
         for number in range(1, len(runs) + 1):
@@ -371,24 +365,7 @@ def main() -> None:
 
             with session_scope() as session:
                 create_editor(session, *EDITOR, "editor")
-        env = bench_env(
-            url,
-            work,
-            NEWSLETTER_ENV="testing",
-            NEWSLETTER_SECRET_KEY=settings.secret_key,
-            NEWSLETTER_BASE_URL=settings.base_url,
-            NEWSLETTER_MAIL_FROM=settings.mail_from,
-            NEWSLETTER_TRANSPORT=sink.dsn,
-            NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
-            COLUMNS="100",
-            **SCHEDULE,
-        )
-        if args.dkim:
-            env.update(
-                NEWSLETTER_DKIM_DOMAIN="example.org",
-                NEWSLETTER_DKIM_SELECTOR="bench",
-                NEWSLETTER_DKIM_KEY_FILE=str(work / "dkim.pem"),
-            )
+        env = sender_env(url, work, settings, COLUMNS="100", **SCHEDULE)
         from newsletter.db import dispose_engine
 
         dispose_engine()

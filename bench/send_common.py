@@ -233,6 +233,37 @@ def bench_env(url: str, work: Path, **settings: str) -> dict:
     return env
 
 
+def dkim_settings(work: Path) -> dict[str, str]:
+    """Settings that sign every message with DKIM (RSA-2048), with a fresh
+    key written in ``work``."""
+    from newsletter.delivery.dkim import generate_key
+
+    key = work / "dkim.pem"
+    generate_key(key)
+    return {"dkim_domain": "example.org", "dkim_selector": "bench", "dkim_key_file": str(key)}
+
+
+def sender_env(url: str, work: Path, settings, **extra: str) -> dict:
+    """``bench_env`` of a `newsletter` command that sends as ``settings``
+    does: the same secret, base URL, sender, transport, number of sessions
+    and DKIM key; ``extra`` adds other variables."""
+    values = {
+        "NEWSLETTER_ENV": "testing",
+        "NEWSLETTER_SECRET_KEY": settings.secret_key,
+        "NEWSLETTER_BASE_URL": settings.base_url,
+        "NEWSLETTER_MAIL_FROM": settings.mail_from,
+        "NEWSLETTER_TRANSPORT": settings.transport,
+        "NEWSLETTER_SEND_CONCURRENCY": str(settings.send_concurrency),
+    }
+    if settings.dkim_key_file:
+        values.update(
+            NEWSLETTER_DKIM_DOMAIN=settings.dkim_domain,
+            NEWSLETTER_DKIM_SELECTOR=settings.dkim_selector,
+            NEWSLETTER_DKIM_KEY_FILE=settings.dkim_key_file,
+        )
+    return bench_env(url, work, **values, **extra)
+
+
 @contextmanager
 def serving(
     command: list[str], work: Path, env: dict, port: int, on_start: Callable | None = None

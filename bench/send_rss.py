@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from send_common import ROOT, SmtpSink, add_readers, bench_env, make_issue, settings_for, throwaway_database
+from send_common import ROOT, SmtpSink, add_readers, make_issue, sender_env, settings_for, throwaway_database
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -52,19 +52,10 @@ def main() -> None:
     args = parser.parse_args()
 
     with throwaway_database(args.database_url) as (url, work), SmtpSink() as sink:
-        settings = settings_for(url, work, transport=sink.dsn)
+        settings = settings_for(url, work, transport=sink.dsn, send_concurrency=args.concurrency)
         make_issue(settings, 1)
         add_readers(args.readers)
-        env = bench_env(
-            url,
-            work,
-            NEWSLETTER_ENV="testing",
-            NEWSLETTER_SECRET_KEY=settings.secret_key,
-            NEWSLETTER_BASE_URL=settings.base_url,
-            NEWSLETTER_MAIL_FROM=settings.mail_from,
-            NEWSLETTER_TRANSPORT=sink.dsn,
-            NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
-        )
+        env = sender_env(url, work, settings)
         started = time.perf_counter()
         sender = subprocess.Popen(
             [sys.executable, "-m", "newsletter", "issue", "send", "1", "--yes"],

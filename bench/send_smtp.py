@@ -23,7 +23,15 @@ import argparse
 import os
 import time
 
-from send_common import SmtpSink, add_readers, make_issue, settings_for, smtp_source_rate, throwaway_database
+from send_common import (
+    SmtpSink,
+    add_readers,
+    dkim_settings,
+    make_issue,
+    settings_for,
+    smtp_source_rate,
+    throwaway_database,
+)
 
 
 def main() -> None:
@@ -44,15 +52,9 @@ def main() -> None:
 
     from newsletter.delivery import send
     from newsletter.delivery.deliver import run_senders
-    from newsletter.delivery.dkim import generate_key
 
     with throwaway_database(args.database_url) as (url, work), SmtpSink() as sink:
-        dkim = {}
-        if args.dkim:
-            generate_key(work / "dkim.pem")
-            dkim = dict(
-                dkim_domain="example.org", dkim_selector="bench", dkim_key_file=str(work / "dkim.pem")
-            )
+        dkim = dkim_settings(work) if args.dkim else {}
         settings = settings_for(
             url,
             work,
