@@ -21,12 +21,12 @@ A single-threaded parent (``newsletter issue send``, the benchmarks) forks:
 the children start in milliseconds with everything imported, the issue's
 renders already read and prepared for substitution (``Renders.prepared``,
 done once in the parent) and the DKIM key loaded, and drop the inherited
-database pool without closing it. So the caller must start nothing that runs a thread — rich's
-progress bar does — until ``on_started`` says the children exist. A parent
-that runs other threads (the web app's background sender, the scheduler)
-never forks — a lock held by another thread would stay locked in the child —
-it uses a ``forkserver`` that has imported the sender once, and each child
-reads the renders itself.
+database pool without closing it. So the caller must start nothing that
+runs a thread — rich's progress bar does — until ``on_started`` says the
+children exist. A parent that runs other threads (the web app's background
+sender, the scheduler) never forks — a lock held by another thread would
+stay locked in the child — it uses a ``forkserver`` that has imported the
+sender once, and each child reads the renders (and loads a DKIM key) itself.
 
 Children ignore Ctrl-C and stop when the parent's ``stop`` event is set,
 after finishing their batch. They also stop, the same way, when the parent
