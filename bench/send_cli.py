@@ -310,6 +310,7 @@ def describe(path: str, mode: str, r: dict, readers: int, reference: float | Non
         return f"{rate:8,.0f} msg/s ({took:.2f} s){ratio}; first message after {r['first'] - moment:.2f} s"
 
     rss = ", ".join(f"{v:.0f}" for v in sorted(r["rss"].values(), reverse=True))
+    before_send = r["send_started"] - r["started"]
     room = ""
     if reference:
         # 0.8 end to end means the whole run within readers / (0.8 × reference): what the
@@ -317,12 +318,12 @@ def describe(path: str, mode: str, r: dict, readers: int, reference: float | Non
         allowed = readers / (0.8 * reference) - (r["last"] - r["send_started"])
         room = (
             f"    for 0.8 end to end at this sending speed the start before the send could take "
-            f"{allowed:.2f} s; it took {r['send_started'] - r['started']:.2f} s\n"
+            f"{allowed:.2f} s; it took {before_send:.2f} s\n"
         )
     return (
         f"{label}, processes={mode}\n"
         f"    from {start + ':':<28} {since(r['started'])}\n"
-        f"    from the send's start (issue row, {r['send_started'] - r['started']:.2f} s after {start}):\n"
+        f"    from the send's start (issue row, {before_send:.2f} s after {start}):\n"
         f"    {'':<33} {since(r['send_started'])}\n"
         f"{room}"
         f"    {cpu.format(r['first_cpu'])} by the first message; {r['processes']} process(es), "
