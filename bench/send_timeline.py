@@ -56,7 +56,10 @@ def timed(owner, name: str, first_only: bool = False) -> None:
 def main() -> None:
     sys.path.insert(0, str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     mark("interpreter ready")
-    from newsletter.delivery import send_cli
+    from newsletter.__main__ import collector_paused
+
+    with collector_paused():  # as the command's entry point imports it
+        from newsletter.delivery import send_cli
 
     mark("newsletter.delivery.send_cli imported")
     from newsletter import config, db
