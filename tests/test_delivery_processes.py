@@ -383,15 +383,16 @@ sender.shutdown()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("processes_setting", ["2", None])
+@pytest.mark.parametrize(("processes_setting", "with_dkim"), [("2", False), ("2", True), (None, False)])
 def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
-    make_settings, tmp_path, processes_setting
+    make_settings, tmp_path, processes_setting, with_dkim
 ):
     """serve's and the scheduler's sender thread (``runner.Runner``) with
     NEWSLETTER_SEND_PROCESSES above 1 start the forkserver, preloading the
     sender, when they start — not at their first send, whose children would
-    wait for it to import the engine. Unset, they send from their own
-    process and start none. Either way the send is delivered whole."""
+    wait for it to import the engine; with a DKIM key set, DKIM's code too.
+    Unset, they send from their own process and start none. Either way the
+    send is delivered whole."""
     settings = make_settings(transport="outbox://")
     init_engine(settings.database_url)
     make_issue(settings, 1)
@@ -399,6 +400,15 @@ def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
     env = command_env(settings, NEWSLETTER_SEND_CONCURRENCY="2")
     if processes_setting:
         env["NEWSLETTER_SEND_PROCESSES"] = processes_setting
+    if with_dkim:
+        from newsletter.delivery.dkim import generate_key
+
+        generate_key(tmp_path / "dkim.pem")
+        env.update(
+            NEWSLETTER_DKIM_DOMAIN="example.org",
+            NEWSLETTER_DKIM_SELECTOR="gts",
+            NEWSLETTER_DKIM_KEY_FILE=str(tmp_path / "dkim.pem"),
+        )
 
     result = run_python("-c", _RUNNER_PROBE, env=env, cwd=tmp_path)
 
@@ -406,6 +416,7 @@ def test_serve_and_the_scheduler_start_their_forkserver_with_their_sender(
     before = result.stdout.split("forkservers before the send:", 1)[1].splitlines()[0]
     if processes_setting:
         assert "newsletter.delivery.processes" in before, "the forkserver runs, preloading the sender"
+        assert ("newsletter.delivery.dkim" in before) == with_dkim, "DKIM's code preloaded when a key is set"
     else:
         assert before.strip() == "[]", "one process: no forkserver"
     assert issue_row(settings, 1).status == "sent"
@@ -428,7 +439,7 @@ def test_a_threaded_callers_own_share_does_not_wait_for_its_children(make_settin
     assert not dispatch.can_fork(), "the SMTP server's thread makes this a threaded caller"
     first_batch = threading.Event()
     waited = []
-    forkserver_process = type(processes._forkserver().Process())
+    forkserver_process = type(processes._forkserver(settings).Process())
     real_start = forkserver_process.start
 
     def start_when_a_batch_is_out(self):

@@ -26,7 +26,8 @@ runs a thread — rich's progress bar does — until ``on_started`` says the
 children exist. A parent that runs other threads (the web app's background
 sender, the scheduler) never forks — a lock held by another thread would
 stay locked in the child — it uses a ``forkserver`` that has imported the
-sender once, and each child reads the renders (and loads a DKIM key) itself.
+sender (and DKIM's code, when a key is set) once, and each child reads the
+renders (and loads the DKIM key) itself.
 
 Children ignore Ctrl-C and stop when the parent's ``stop`` event is set,
 after finishing their batch. They also stop, the same way, when the parent
@@ -86,7 +87,7 @@ def run_processes(
     once every child exists: only then may a forking caller start threads of
     its own (this process's senders start right after it; a threaded
     caller's start before its children, see below)."""
-    context = _context()
+    context = _context(settings)
     forked = context.get_start_method() == "fork"
     # Read and prepared once, here; forked children inherit them: the issue's
     # renders, and the DKIM key with DKIM's code (dkimpy and the RSA bindings,
@@ -207,15 +208,20 @@ class _OwnShare:
 
 
 _PRELOAD = ["newsletter.delivery.processes", "newsletter.delivery.transports"]
+_PRELOAD_DKIM = "newsletter.delivery.dkim"
 
 
-def _context():
-    return multiprocessing.get_context("fork") if can_fork() else _forkserver()
+def _context(settings: Settings):
+    return multiprocessing.get_context("fork") if can_fork() else _forkserver(settings)
 
 
-def _forkserver():
+def _forkserver(settings: Settings):
+    """The forkserver context, preloading the sender; and DKIM's code
+    (dkimpy, the RSA bindings: 50 ms a child otherwise) when a key is set.
+    The preload counts only until the server starts: ``start_forkserver``
+    starts it with the sender thread, with the settings the sends will use."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    context.set_forkserver_preload(_PRELOAD + ([_PRELOAD_DKIM] if settings.dkim_domain else []))
     return context
 
 
@@ -230,7 +236,7 @@ def start_forkserver(settings: Settings) -> None:
     if settings.send_processes > 1:
         from multiprocessing import forkserver
 
-        _forkserver()  # (its preload)
+        _forkserver(settings)  # (its preload)
         forkserver.ensure_running()
 
 
