@@ -95,7 +95,7 @@ def test_forked_children_share_the_queue(make_settings, monkeypatch):
     init_engine(settings.database_url)
     make_issue(settings, 1)
     add_subscribers(settings, 60)
-    monkeypatch.setattr(processes, "_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(processes, "_context", lambda _settings: multiprocessing.get_context("fork"))
 
     counts = deliver(settings, 1, here=True)
 
