@@ -123,9 +123,12 @@ def run_processes(
     # has imported the sender (half a second or more when a send comes just
     # after the process started). A forking caller starts no thread before it forks.
     own = None if forked else start_own()
+    # Objects that live until the end (modules, the renders) stay out of the
+    # collector's reach, so the children never touch (and so copy) their pages.
+    # Only what this call froze is let go after: what the entry point froze
+    # (``newsletter.__main__.collector_paused``) stays frozen in this process.
+    unfreeze_after = forked and gc.get_freeze_count() == 0
     if forked:
-        # Objects that live until the end (modules, the renders) stay out of the
-        # collector's reach, so the children never touch (and so copy) their pages.
         gc.freeze()
     try:
         for process in processes:
@@ -136,7 +139,7 @@ def run_processes(
             own.thread.join()
         raise
     finally:
-        if forked:
+        if unfreeze_after:
             gc.unfreeze()
     if on_started is not None:
         on_started()
