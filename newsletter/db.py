@@ -84,6 +84,28 @@ def dispose_engine() -> None:
         _engine = None
 
 
+def release_pooled_memory() -> None:
+    """Give back the memory the idle pooled connections hold (SQLite's page
+    cache grows to a few MB in a fan-out). SQLite's are kept open and shrink
+    their caches (``PRAGMA shrink_memory``): closing the last one checkpoints
+    and deletes the write-ahead log, 25–35 ms on the benchmark machine that
+    ``issue send`` would spend before its first message. Other databases'
+    connections are closed; the next query opens a new one."""
+    engine = get_engine()
+    if not is_sqlite(engine):
+        engine.dispose()
+        return
+    checkedin = getattr(engine.pool, "checkedin", None)
+    idle = [engine.raw_connection() for _ in range(checkedin() if checkedin else 1)]
+    for connection in idle:
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA shrink_memory")
+            cursor.close()
+        finally:
+            connection.close()  # back to the pool, still open
+
+
 MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, issue numbers) on PostgreSQL; SQLite is wider
 
 

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -455,3 +456,26 @@ def test_a_threaded_callers_own_share_does_not_wait_for_its_children(make_settin
     assert waited == [True], "this process sent a batch before its child was started"
     assert stats.sent == 60
     assert Counter(m.to for m in smtp_server.wait_for(60)) == {f"reader{i}@example.org": 1 for i in range(60)}
+
+
+def test_a_send_gives_back_its_connections_memory_without_closing_sqlite(make_settings):
+    """Before the senders start (and fork), ``start_send`` gives back what its
+    connections hold. SQLite's stay open with their page cache shrunk: the
+    last close would checkpoint and delete the write-ahead log, tens of
+    milliseconds before the first message. PostgreSQL's are closed (cheap),
+    so no socket is inherited by a forked sender."""
+    settings = make_settings(transport="outbox://")
+    engine = init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 200)
+
+    send.start_send(settings, 1)
+
+    if engine.dialect.name == "sqlite":
+        assert engine.pool.checkedin() >= 1, "the pooled connection is still open"
+        log = Path(f"{engine.url.database}-wal")
+        assert log.exists() and log.stat().st_size > 0, "the fan-out's log was not checkpointed and deleted"
+    else:
+        assert engine.pool.checkedin() == 0, "PostgreSQL's connections are closed"
+    counts = deliver(settings, 1, here=True)
+    assert (counts.status, counts.sent) == ("sent", 200)

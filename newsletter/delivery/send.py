@@ -19,7 +19,7 @@ from sqlalchemy import case, exists, func, select, update
 
 from newsletter import clock, zones
 from newsletter.config import Settings
-from newsletter.db import get_engine, session_scope
+from newsletter.db import release_pooled_memory, session_scope
 from newsletter.delivery import localtime, webhooks
 from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
@@ -215,9 +215,10 @@ def start_send(settings: Settings, number: int, *, local_slot: datetime | None =
 
 def release_memory() -> None:
     """Give back what the freeze and the fan-out used (SQLite's enlarged page
-    cache, MJML) before a long send: close pooled connections and ask glibc
-    to return freed heap to the system, so the sender's RSS stays small."""
-    get_engine().dispose()
+    cache, MJML) before a long send: release the pooled connections' memory
+    (``db.release_pooled_memory``) and ask glibc to return freed heap to the
+    system, so the sender's RSS stays small."""
+    release_pooled_memory()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim
