@@ -1,6 +1,10 @@
 """The send a user runs, each way it starts, into Postfix's smtp-sink, with
 `smtp-source -d` sending the same number of messages of the same size over
-the same number of sessions, in the same run, as the reference.
+the same number of sessions, in the same run, as the reference: once before
+the first send and once after each, so each send's ratio is to the mean of
+the reference runs just before and just after it (this machine's speed
+drifts by a third within minutes; one reference run after all the sends
+made the same send read 0.54 or 1.01 of smtp-source).
 
     .venv/bin/python bench/send_cli.py [--readers 20000] [--concurrency 8] [--processes 1,auto]
                                        [--path cli,scheduler,editor] [--dkim]
@@ -308,6 +312,20 @@ def visit(browser: requests.Session, method: str, url: str, **kwargs) -> request
 RUNNERS = {"cli": run_cli, "scheduler": run_scheduler, "editor": run_editor}
 
 
+def message_size(settings, number: int) -> int:
+    """The size smtp-source must send, known before the first send: an issue
+    made as the sent ones are, frozen here (its renders only: it stays
+    approved, no reader gets it), one reader's message built from it."""
+    from newsletter.db import session_scope
+    from newsletter.models import Issue
+    from newsletter.rendering.issue import freeze_issue
+
+    issue_id = make_issue(settings, number)
+    with session_scope() as session:
+        freeze_issue(session, session.get(Issue, issue_id), settings)
+    return _average_size(settings, issue_id)
+
+
 def describe(path: str, mode: str, r: dict, readers: int, reference: float | None) -> str:
     label, start, cpu = PATHS[path]
 
@@ -375,6 +393,7 @@ def main() -> None:
 
             with session_scope() as session:
                 create_editor(session, *EDITOR, "editor")
+        size = message_size(settings, len(runs) + 1)
         env = sender_env(url, work, settings, COLUMNS="100", **SCHEDULE)
         from newsletter.db import dispose_engine
 
@@ -384,30 +403,40 @@ def main() -> None:
             f"{args.readers} readers, {args.concurrency} SMTP sessions, DKIM {'on' if args.dkim else 'off'}, "
             f"{backend}, {os.cpu_count()} CPUs"
         )
+        references: list[tuple[float, float]] = []  # (msg/s, smtp-sink's CPU share of a core)
+
+        def reference_run() -> None:
+            print(f"load average before smtp-source: {load()}", flush=True)
+            sink_before = sink.cpu_seconds()
+            rate = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
+            references.append((rate, (sink.cpu_seconds() - sink_before) * rate / args.readers))
+
         results = {}
+        if not args.no_reference:
+            reference_run()
         for number, (path, mode) in enumerate(runs, start=1):
             run_env = dict(env)
             if mode != "default":
                 run_env["NEWSLETTER_SEND_PROCESSES"] = mode
             print(f"load average before {path}, processes={mode}: {load()}", flush=True)
             results[(number, path, mode)] = RUNNERS[path](run_env, number, sink, args.readers, url)
-        from newsletter.db import init_engine
-
-        init_engine(url)
-        size = _average_size(settings, 1)
-        reference = None
-        if not args.no_reference:
-            print(f"load average before smtp-source: {load()}", flush=True)
-            sink_before = sink.cpu_seconds()
-            reference = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
-            reference_sink_cpu = sink.cpu_seconds() - sink_before
+            if not args.no_reference:
+                reference_run()
         print(f"message size        {size} bytes")
-        for (_, path, mode), r in results.items():
+        for index, ((_, path, mode), r) in enumerate(results.items()):
+            reference = None
+            if references:
+                before, after = references[index][0], references[index + 1][0]
+                reference = (before + after) / 2
             print(describe(path, mode, r, args.readers, reference))
-        if reference:
+            if reference:
+                print(f"    smtp-source just before and just after: {before:,.0f} and {after:,.0f} msg/s")
+        if references:
+            rates = ", ".join(f"{rate:,.0f}" for rate, _ in references)
+            shares = ", ".join(f"{share:.0%}" for _, share in references)
             print(
-                f"smtp-source -d      {reference:8,.0f} msg/s ({args.concurrency} sessions); "
-                f"smtp-sink used {reference_sink_cpu:.2f} s of CPU ({reference_sink_cpu * reference / args.readers:.0%} of a core)"
+                f"smtp-source -d      {rates} msg/s ({args.concurrency} sessions), in the order run; "
+                f"smtp-sink used {shares} of a core meanwhile"
             )
         print(f"load average after: {load()}")
 

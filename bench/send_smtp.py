@@ -105,12 +105,16 @@ def _average_size(settings, issue_id: int) -> int:
     from newsletter.delivery.batch import Renders
     from newsletter.delivery.messages import build_issue_message
     from newsletter.delivery.queue import Claimed
-    from newsletter.models import Delivery
+    from newsletter.models import Delivery, Subscriber
     from newsletter.rendering.personalise import personalise
 
     with session_scope() as session:
-        row = session.scalars(select(Delivery).where(Delivery.issue_id == issue_id).limit(1)).one()
-        claimed = Claimed(row.id, row.issue_id, row.subscriber_id, row.email, row.topics, 1, "Reader")
+        row = session.scalars(select(Delivery).where(Delivery.issue_id == issue_id).limit(1)).first()
+        if row is None:  # a frozen issue not sent: the first reader, as its row would say
+            row = session.scalars(select(Subscriber).order_by(Subscriber.id).limit(1)).one()
+            claimed = Claimed(1, issue_id, row.id, row.email, row.topics, 1, "Reader")
+        else:
+            claimed = Claimed(row.id, row.issue_id, row.subscriber_id, row.email, row.topics, 1, "Reader")
     renders = Renders(settings)
     issue, _ = renders.issue(issue_id)
     personal = personalise(
