@@ -26,6 +26,7 @@ def utcnow() -> datetime:
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 EDITOR_ROLES = ("admin", "editor")
 MAIL_STATUSES = ("pending", "sending", "sent", "failed", "skipped")  # a transactional mail's
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "skipped")  # an issue's delivery row
 
 
 # --- readers ---------------------------------------------------------------

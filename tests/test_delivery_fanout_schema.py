@@ -10,8 +10,9 @@ import threading
 
 from sqlalchemy import inspect, select
 
+from newsletter import clock
 from newsletter.db import get_engine, init_engine, session_scope
-from newsletter.delivery import fanout, send
+from newsletter.delivery import fanout, outcomes, queue, send
 from newsletter.models import Delivery, Subscriber
 from newsletter.readers import service
 from tests.delivery_fixtures import add_subscribers, deliveries, make_issue
@@ -104,3 +105,54 @@ def test_cancel_keeps_the_rows_and_says_why(settings):
     rows = deliveries(settings, issue_id)
     assert len(rows) == 3
     assert {(r.status, r.last_error) for r in rows} == {("skipped", "issue cancelled")}
+
+
+def _plan_indexes(plan: dict) -> set[str]:
+    """Every index a PostgreSQL JSON plan reads."""
+    found = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        found |= _plan_indexes(child)
+    return found
+
+
+def test_recording_a_sent_batch_finds_its_rows_by_id_whatever_the_statistics_say(settings):
+    """Statistics taken when the open rows were rare (a send's rows all
+    decided) made PostgreSQL read every open row of a new send through
+    ix_delivery_claim to record each batch, instead of the batch's rows by
+    id. The statement leaves the planner no such path (docs/performance.md,
+    "The eighth session")."""
+    engine = init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 3000)
+    issue_id = send.start_send(settings, 1).id
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE delivery SET status = 'sent'")
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("ANALYZE delivery")  # open rows look rare from now on
+        connection.exec_driver_sql("UPDATE delivery SET status = 'pending'")
+    rows = queue.claim_batch(settings, "worker", 50, issue_id)
+    now = clock.now()
+    ids, emails = [r.id for r in rows], [r.email for r in rows]
+
+    with engine.begin() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        if engine.dialect.name == "postgresql":
+            arguments = (now, now, ids, emails, [f"<{i}@example.org>" for i in ids], [None] * len(ids))
+
+            def indexes(statement: str) -> set[str]:
+                cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", arguments)
+                return _plan_indexes(cursor.fetchone()[0][0]["Plan"])
+
+            as_before = outcomes._SENT_PG.replace(
+                "d.status NOT IN ('sent', 'failed', 'skipped')", "d.status IN ('pending', 'sending')"
+            )
+            assert "ix_delivery_claim" in indexes(as_before), "the statistics mislead the old statement"
+            # by id (delivery_pkey), or, this table being small, one scan of it: never
+            # through the status the statistics misjudge
+            assert indexes(outcomes._SENT_PG) <= {"delivery_pkey"}
+        else:
+            cursor.execute(
+                f"EXPLAIN QUERY PLAN {outcomes._SENT_SQL.format(p='?')}",
+                (emails[0], "<1@example.org>", None, now, now, ids[0]),
+            )
+            assert any("INTEGER PRIMARY KEY" in row[-1] for row in cursor.fetchall())

@@ -22,10 +22,10 @@ from sqlalchemy import bindparam, or_, update
 from newsletter import clock
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
-from newsletter.delivery.queue import Claimed
+from newsletter.delivery.queue import OPEN_ROWS, Claimed
 from newsletter.delivery.transports.base import SendResult
 from newsletter.feedback.service import record_bounce
-from newsletter.models import Delivery
+from newsletter.models import DELIVERY_STATUSES, Delivery
 
 deliveries = Delivery.__table__
 
@@ -56,11 +56,19 @@ _SENT_SQL = (
 # PostgreSQL: one statement for the whole batch, the values as arrays. Fifty
 # single-row UPDATEs (even pipelined) cost the server fifty executions: 8.7
 # against 2.x ms a batch of 50 (docs/performance.md).
+#
+# "Still open" is written as "not decided" (NOT IN, which no index can
+# serve) so the rows are always found by id. Written as IN ('pending',
+# 'sending'), the planner, whenever the table's statistics made open rows
+# look rare (a fresh send's), read every open row of the send through
+# ix_delivery_claim and hash-joined the batch against them: 4.3 against
+# 0.8 ms a batch, mid-send at 20,000 readers.
+_DECIDED = tuple(status for status in DELIVERY_STATUSES if status not in OPEN_ROWS)
 _SENT_PG = (
     "UPDATE delivery AS d SET status = 'sent', email = v.email, next_attempt_at = NULL, lease_owner = NULL, "
     "lease_until = NULL, message_id = v.mid, provider_message_id = v.pmid, last_error = '', sent_at = %s, "
     "updated_at = %s FROM unnest(%s::integer[], %s::text[], %s::text[], %s::text[]) AS v(id, email, mid, pmid) "
-    "WHERE d.id = v.id AND d.status IN ('pending', 'sending')"
+    f"WHERE d.id = v.id AND d.status NOT IN ({', '.join(repr(status) for status in _DECIDED)})"
 )
 
 

@@ -25,13 +25,13 @@ from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
 from newsletter.issues import states
 from newsletter.issues.service import IssueNotFound, content_problems, require_issue
-from newsletter.models import Delivery, Issue
+from newsletter.models import DELIVERY_STATUSES, Delivery, Issue
 from newsletter.rendering.issue import freeze_issue
 
 log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
-ROW_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+ROW_STATUSES = DELIVERY_STATUSES
 
 
 class DeliveryError(Exception):
