@@ -90,6 +90,7 @@ from send_common import (
     add_readers,
     cpu_seconds,
     csrf_token,
+    database_cpu_seconds,
     dkim_settings,
     drain,
     free_port,
@@ -174,6 +175,7 @@ class Watch:
         self.sink, self.readers, self.cpu_before = sink, readers, cpu_before
         self.before = sink.messages
         self.sink_cpu = sink.cpu_seconds()
+        self.database_cpu = database_cpu_seconds()
         sink.cpu_at_watch, sink.watch = None, (self.before + 1, pid)
         self.memory = Memory(pid)
         self.own_cpu = time.process_time()
@@ -181,6 +183,7 @@ class Watch:
     def wait(self) -> None:
         self.sink.wait_for(self.before + self.readers)
         self.sink_cpu = self.sink.cpu_seconds() - self.sink_cpu
+        self.database_cpu = database_cpu_seconds() - self.database_cpu
         self.own_cpu = time.process_time() - self.own_cpu
 
     def result(self, url: str, number: int, started: float) -> dict:
@@ -199,6 +202,7 @@ class Watch:
             "rss": {pid: value / 1024 for pid, value in self.memory.rss.items()},
             "processes": len(self.memory.processes),
             "sink_cpu": self.sink_cpu,
+            "database_cpu": self.database_cpu,
             "own_cpu": self.own_cpu,
         }
 
@@ -356,6 +360,7 @@ def describe(path: str, mode: str, r: dict, readers: int, reference: float | Non
         f"peak PSS of the tree {r['peak_pss']:.0f} MB, peak RSS each {rss} MB\n"
         f"    smtp-sink used {r['sink_cpu']:.2f} s of CPU meanwhile ({r['sink_cpu'] / (r['last'] - r['started']):.0%} of a core), "
         f"this script {r['own_cpu']:.2f} s (reading the sink's counter, sampling memory)"
+        + (f", PostgreSQL {r['database_cpu']:.2f} s" if r["database_cpu"] else "")
     )
 
 

@@ -396,6 +396,25 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this machine's PostgreSQL: its
+    processes', and its ended backends' (counted in the server's children
+    time). 0 where no PostgreSQL runs here (SQLite: the work is the sender's own)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                name, fields = handle.read().split(" (", 1)[1].rsplit(")", 1)
+            if name == "postgres":
+                values = fields.split()
+                total += sum(int(value) for value in values[11:15])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def kb(path: str, field: str) -> int:
     try:
         with open(path) as handle:
