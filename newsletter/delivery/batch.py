@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ARRAY, Integer, any_, bindparam, select
 
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
@@ -102,19 +102,23 @@ class Renders:
         return render
 
 
-_READERS = (
-    select(readers.c.id, readers.c.status, readers.c.name, readers.c.email, suppressions.c.reason)
-    .select_from(readers.outerjoin(suppressions, suppressions.c.email_hash == readers.c.email_hash))
-    .where(readers.c.id.in_(bindparam("ids", expanding=True)))
-)
+_READERS = select(
+    readers.c.id, readers.c.status, readers.c.name, readers.c.email, suppressions.c.reason
+).select_from(readers.outerjoin(suppressions, suppressions.c.email_hash == readers.c.email_hash))
+# The batch's reader ids: one array on PostgreSQL (one parameter, the same
+# statement every batch), an expanded IN list on SQLite, which has no arrays.
+_READERS_BY_ARRAY = _READERS.where(readers.c.id == any_(bindparam("ids", type_=ARRAY(Integer))))
+_READERS_BY_LIST = _READERS.where(readers.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def eligibility(rows: list[Claimed]) -> dict[int, str]:
     """Reasons to skip rows whose reader left or got suppressed since fan-out;
     fills in names and current addresses of the others."""
     reasons: dict[int, str] = {}
-    with get_engine().connect() as connection:
-        found = {r.id: r for r in connection.execute(_READERS, {"ids": [r.subscriber_id for r in rows]})}
+    engine = get_engine()
+    statement = _READERS_BY_ARRAY if engine.dialect.name == "postgresql" else _READERS_BY_LIST
+    with engine.connect() as connection:
+        found = {r.id: r for r in connection.execute(statement, {"ids": [r.subscriber_id for r in rows]})}
     for row in rows:
         reader = found.get(row.subscriber_id)
         if reader is None:
