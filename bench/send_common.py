@@ -322,6 +322,7 @@ class CountingSink(SmtpSink):
         self.messages = 0
         self.times: dict[int, float] = {}
         self.watch: tuple[int, int] | None = None  # (message count, pid): note the tree's CPU then
+        self.finish: int | None = None  # the count that ends the send being measured
         self.cpu_at_watch: float | None = None
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -351,7 +352,17 @@ class CountingSink(SmtpSink):
                 self.times.setdefault(count, now)
             if self.watch and self.cpu_at_watch is None and count >= self.watch[0]:
                 self.cpu_at_watch = cpu_seconds(self.watch[1])
-            time.sleep(0.002)  # let a few records gather: a wake-up a message cost 0.2 s a run
+            # Let a few records gather: a wake-up a message cost 0.2 s a run.
+            # 2 ms apart around the moments measured (the first message, the
+            # last), 50 ms in between: at a million messages, reading every 2 ms
+            # took 13–18 s of CPU from the sender's cores.
+            time.sleep(0.002 if self._near_a_measured_moment(count) else 0.05)
+
+    def _near_a_measured_moment(self, count: int) -> bool:
+        if self.watch is None or self.finish is None:
+            return True
+        first, _ = self.watch
+        return count < first + 100 or count >= self.finish - 2_000
 
     def wait_for(self, count: int, timeout: float = 3600) -> float:
         deadline = time.perf_counter() + timeout

@@ -1,0 +1,64 @@
+"""The database's share of a send, step by step: a batch's claim, its
+eligibility check and the recording of its outcomes, each run 400 times on
+an issue fanned out to 20,000 readers, one thread, no SMTP. Prints, a batch
+of 50, the CPU the database server used (PostgreSQL's processes on this
+machine; 0 for SQLite, whose work is the caller's own), the caller's CPU
+and the wall clock.
+
+    .venv/bin/python bench/send_db_steps.py [--readers 20000]
+                                            [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+The steps are the real functions (``queue.claim_batch``, ``batch.eligibility``,
+``outcomes.record``); figures in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from send_common import add_readers, database_cpu_seconds, make_issue, settings_for, throwaway_database
+
+BATCHES = 400
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+
+    from newsletter.delivery import batch, outcomes, queue, send
+    from newsletter.delivery.batch import DispatchStats
+    from newsletter.delivery.transports.base import SendResult
+
+    with throwaway_database(args.database_url) as (url, work):
+        add_readers(args.readers)
+        settings = settings_for(url, work, transport="outbox://", send_processes=1)
+        make_issue(settings, 1)
+        issue = send.start_send(settings, 1)
+        claimed: list = []
+
+        def measure(label: str, step) -> None:
+            server, cpu, wall = database_cpu_seconds(), time.process_time(), time.perf_counter()
+            for index in range(BATCHES):
+                step(index)
+            server, cpu = database_cpu_seconds() - server, time.process_time() - cpu
+            print(
+                f"{label:12} server {server / BATCHES * 1e3:5.2f} ms, this process {cpu / BATCHES * 1e3:5.2f} ms, "
+                f"wall {(time.perf_counter() - wall) / BATCHES * 1e3:5.2f} ms a batch of 50"
+            )
+
+        def record(index: int) -> None:
+            rows = claimed[index]
+            sent = [SendResult("sent", provider_message_id=f"<{row.id}@bench>") for row in rows]
+            ids = {row.id: f"<{row.id}@bench>" for row in rows}
+            outcomes.record(settings, "bench", rows, sent, ids, {}, DispatchStats())
+
+        measure("claim", lambda index: claimed.append(queue.claim_batch(settings, "bench", 50, issue.id)))
+        measure("eligibility", lambda index: batch.eligibility(claimed[index]))
+        measure("record", record)
+
+
+if __name__ == "__main__":
+    main()
