@@ -394,16 +394,24 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def _stat(pid) -> tuple[str, list[str]]:
+    """A process's name and the fields of /proc/PID/stat after it (utime,
+    stime, cutime, cstime at 11–14); ("", []) once it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            name, fields = handle.read().split(" (", 1)[1].rsplit(")", 1)
+    except (FileNotFoundError, ProcessLookupError):
+        return "", []
+    return name, fields.split()
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by ``pid`` and its descendants."""
     total = 0
     for each in tree(pid):
-        try:
-            with open(f"/proc/{each}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
+        fields = _stat(each)[1]
+        if fields:
             total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -413,16 +421,10 @@ def database_cpu_seconds() -> float:
     time). 0 where no PostgreSQL runs here (SQLite: the work is the sender's own)."""
     total = 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                name, fields = handle.read().split(" (", 1)[1].rsplit(")", 1)
+        if entry.isdigit():
+            name, fields = _stat(entry)
             if name == "postgres":
-                values = fields.split()
-                total += sum(int(value) for value in values[11:15])
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            pass
+                total += sum(int(value) for value in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -31,7 +31,6 @@ from newsletter.rendering.issue import freeze_issue
 log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
-ROW_STATUSES = DELIVERY_STATUSES
 
 
 class DeliveryError(Exception):
@@ -73,7 +72,7 @@ def issue_counts(session, issue_id: int) -> dict:
         .where(deliveries.c.issue_id == issue_id)
         .group_by(deliveries.c.status)
     ).all()
-    counts = dict.fromkeys(ROW_STATUSES, 0)
+    counts = dict.fromkeys(DELIVERY_STATUSES, 0)
     for status, count in rows:
         counts[status] = count
     counts["total"] = sum(count for _, count in rows)
