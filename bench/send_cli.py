@@ -416,8 +416,12 @@ def main() -> None:
 
         def reference_run() -> None:
             print(f"load average before smtp-source: {load()}", flush=True)
-            sink_before = sink.cpu_seconds()
+            sink_before, counted = sink.cpu_seconds(), sink.messages
             rate = smtp_source_rate(sink.port, args.readers, size, args.concurrency)
+            # The counter is read up to 50 ms late: until it has seen the
+            # reference's last message, the next send's count would start
+            # below it, and that message would read as the send's first.
+            sink.wait_for(counted + args.readers)
             references.append((rate, (sink.cpu_seconds() - sink_before) * rate / args.readers))
 
         results = {}
