@@ -341,3 +341,38 @@ def test_issue_email_built_from_a_frozen_render_carries_its_pre_encoded_bodies(m
     assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == mine.text
     assert parsed.get_body(("html",)).get_content() == mine.html
     assert "Zoë &lt;b&gt;" in mine.html and mine.unsubscribe_url in mine.text
+
+
+def test_an_issue_email_joins_its_text_and_html_only_for_a_transport_that_reads_them(
+    make_settings, monkeypatch
+):
+    """The bytes come from the pre-encoded parts: building them joins no
+    body, so a batch in hand holds no joined copy of each reader's HTML. A
+    transport that reads the strings (the HTTP APIs) gets the personalised
+    ones, joined once."""
+    from newsletter.rendering import personalise as personalisation
+    from newsletter.rendering import placeholders
+
+    nonce = placeholders.new_nonce()
+    unsubscribe = placeholders.marker(nonce, placeholders.UNSUBSCRIBE_URL)
+    render = SimpleNamespace(
+        nonce=nonce,
+        subject="Issue 045",
+        html=f'<p>{placeholders.marker(nonce, placeholders.GREETING)}</p><a href="{unsubscribe}">x</a>',
+        text=f"Leave: {unsubscribe}\n",
+    )
+    settings = make_settings(base_url="https://news.example.org")
+    joins = []
+    fill = personalisation._Split.fill
+    monkeypatch.setattr(
+        personalisation._Split, "fill", lambda split, values: joins.append(1) or fill(split, values)
+    )
+    mine = personalisation.personalise(render, settings, subscriber_id=9, name="Zoë")
+    message = build_issue_message(
+        settings, mine, delivery=SimpleNamespace(id=9, email="zoe@example.org", name="Zoë"), issue=issue()
+    )
+    parsed = parse(message.as_bytes())
+    assert joins == [], "building the bytes joined a body"
+    assert message.html == parsed.get_body(("html",)).get_content() and "<p>Hi Zoë,</p>" in message.html
+    assert message.text == f"Leave: {mine.unsubscribe_url}\n"
+    assert message.html is message.html and len(joins) == 2, "each body is joined once, then kept"

@@ -367,6 +367,25 @@ def test_send_rate_limits_batches(sending_settings, smtp_server):
     assert elapsed >= 0.2, "60 messages at 50/s with a one-second burst need at least 0.2 s"
 
 
+@pytest.mark.parametrize("threads, largest", [(2, 100), (16, 50)])
+def test_the_threads_of_a_process_share_one_budget_of_messages_in_hand(
+    sending_settings, smtp_server, threads, largest
+):
+    """Over SMTP each thread holds its whole batch built, so a process's
+    threads share SmtpTransport.IN_FLIGHT (800) messages: batches of 100
+    for 2 threads, 50 for 16, whatever the list."""
+    settings = sending_settings(send_concurrency=threads)
+    make_issue(settings, 1)
+    add_subscribers(settings, 900)
+    issue = send.start_send(settings, 1)
+    sizes = []
+    stats = dispatch.run_pool(
+        settings, issue.id, on_batch=lambda batch: sizes.append(batch.claimed), wait=False
+    )
+    assert stats.sent == 900 and len(smtp_server.messages) == 900
+    assert max(sizes) == largest
+
+
 def test_resume_unfinished_finishes_or_reports_sending_issues(sending_settings):
     settings = sending_settings()
     make_issue(settings, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from newsletter.delivery import mime
+from newsletter.rendering.personalise import JoinedOnRead
 
 
 @dataclass
@@ -20,8 +21,8 @@ class OutgoingMessage:
     sender: str  # "Name <address>"
     to: str  # bare address
     subject: str
-    text: str
-    html: str | None = None
+    text: str = JoinedOnRead()  # or, for an issue, a function that joins it (see JoinedOnRead)
+    html: str | None = JoinedOnRead(None)
     to_name: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # List-*, Feedback-ID, …
     message_id: str = ""  # "<…@host>", set by the builder when empty

@@ -87,6 +87,7 @@ def build_issue_message(
     ``name`` and ``issue_number`` are used when present). Test sends pass
     ``delivery`` with ``id=None``: no VERP, a random Message-ID."""
     delivery_id = getattr(delivery, "id", None)
+    bodies = personalised.bodies
     issue_number = getattr(delivery, "issue_number", None) or getattr(issue, "number", None)
     headers = {
         "List-Id": list_id(settings),
@@ -111,9 +112,10 @@ def build_issue_message(
         to=delivery.email,
         to_name=to_name if to_name is not None else getattr(delivery, "name", "") or "",
         subject=personalised.subject,
-        text=personalised.text,
-        html=personalised.html,
-        bodies=personalised.bodies,
+        # joined only if a transport reads them (the HTTP APIs); SMTP sends the pre-encoded bodies
+        text=bodies.text if bodies is not None else personalised.text,
+        html=bodies.html if bodies is not None else personalised.html,
+        bodies=bodies,
         headers=headers,
         message_id=message_id,
         return_path=verp_address(settings, delivery_id) if delivery_id is not None else "",

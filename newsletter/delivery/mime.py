@@ -51,14 +51,18 @@ def _from_header(name: str, address: str, utf8: bool) -> str:
     return encode_address(name, address, "From", utf8=utf8)
 
 
-def _encoded(subtype: str, body: str, encoded: bytes | None = None) -> bytes:
-    """Text in quoted-printable (readable in any mail source view); HTML in
-    base64, which costs a tenth of quoted-printable for a 20 KB newsletter
-    and copes with MJML's long lines just as well. ``encoded``: the body
-    already encoded that way (from ``mail_encoding``'s templates)."""
-    if encoded is not None:
-        return encoded
-    return encode_base64(body) if subtype == "html" else encode_qp(body)
+def _encoded_bodies(message: OutgoingMessage) -> tuple[bytes, bytes | None]:
+    """The text in quoted-printable (readable in any mail source view) and
+    the HTML in base64 (a tenth of quoted-printable's cost for a 20 KB
+    newsletter, and it copes with MJML's long lines just as well), or None
+    for a text-only message. An issue message brings them pre-encoded
+    (``rendering.personalise.Bodies``): its text and HTML strings are then
+    never read (nor joined)."""
+    bodies = message.bodies
+    if bodies is not None:
+        return bodies.text_qp(), bodies.html_base64()
+    html = message.html
+    return encode_qp(message.text), None if html is None else encode_base64(html)
 
 
 _PLAIN_HEADERS = ['Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: quoted-printable"]
@@ -126,10 +130,9 @@ class Built(NamedTuple):
 
 
 def _build(message: OutgoingMessage, utf8: bool = False) -> Built:
-    bodies = message.bodies  # pre-encoded (rendering.personalise.Bodies) or None
     lines = header_lines(message, utf8)
     lines.append("MIME-Version: 1.0")
-    text = _encoded("plain", message.text, bodies and bodies.text_qp())
+    text, html = _encoded_bodies(message)
     # Only the quoted-printable text can start a line with a dot: header lines
     # start with a name or a fold, base64 has no dot in its alphabet.
     dots = text.startswith(b".") or b"\n." in text
@@ -137,7 +140,7 @@ def _build(message: OutgoingMessage, utf8: bool = False) -> Built:
     # The DKIM signer reads the lines we wrote only when they are ASCII; it
     # parses a UTF-8 header block itself.
     signer_lines = None if utf8 else lines
-    if message.html is None:
+    if html is None:
         lines += _PLAIN_HEADERS
         return Built("\r\n".join(lines).encode(charset) + b"\r\n\r\n" + text, signer_lines, dots)
     boundary = f"{_BOUNDARY_PREFIX}{next(_boundary_numbers)}"
@@ -153,7 +156,7 @@ def _build(message: OutgoingMessage, utf8: bool = False) -> Built:
             text,
             sep,
             _PART_HEADS["html"],
-            _encoded("html", message.html, bodies and bodies.html_base64()),
+            html,
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
     )

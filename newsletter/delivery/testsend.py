@@ -50,7 +50,7 @@ def send_test(
         render = render_variant(session, issue, variant, settings)
         session.expunge_all()
     personalised = personalise(render, settings, subscriber_id=0)
-    personalised = personalised._replace(subject=f"[TEST] {personalised.subject}")
+    personalised.subject = f"[TEST] {personalised.subject}"
     messages = [
         build_issue_message(settings, personalised, delivery=_To(a, number), kind="test") for a in clean
     ]

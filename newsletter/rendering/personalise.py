@@ -3,15 +3,17 @@
 The frozen HTML and text are split once at their markers (cached per
 render): only the markers of the render's own nonce are split at, so text
 that merely resembles a marker is left as it is. Each message is one list
-copy, three slot assignments and a join.
+copy and three slot assignments a body, and a join when the body is read
+(the SMTP path reads the pre-encoded ``Bodies`` instead).
 Link tokens come from ``tokens.token_maker`` (HMAC states kept per secret
 and purpose).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from html import escape
-from typing import NamedTuple
 
 from newsletter import mail_encoding, tokens
 from newsletter.config import Settings
@@ -38,15 +40,54 @@ class Bodies:
     def html_base64(self) -> bytes:
         return self._html.base64().encode(self._html_values)
 
+    def text(self) -> str:
+        return self._text.fill(self._text_values)
 
-class Personalised(NamedTuple):
-    """One reader's message (a tuple: creating it costs next to nothing)."""
+    def html(self) -> str:
+        return self._html.fill(self._html_values)
+
+
+class JoinedOnRead:
+    """A dataclass field for a message body (``Personalised``,
+    ``delivery.message.OutgoingMessage``): a string, or a function that
+    makes it (``Bodies.text``, ``Bodies.html``), called on the first read
+    and its string kept. The SMTP path sends the pre-encoded parts and never
+    reads the strings, so a batch in hand does not hold a joined copy of
+    every reader's HTML (17 KB a message; docs/performance.md, "The ninth
+    session")."""
+
+    _REQUIRED = object()
+
+    def __init__(self, default=_REQUIRED):
+        self.default = default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}_body"
+
+    def __get__(self, instance, owner=None):
+        if instance is None:  # the dataclass asking for the default
+            if self.default is self._REQUIRED:
+                raise AttributeError(self.slot)
+            return self.default
+        value = instance.__dict__[self.slot]
+        if callable(value):
+            value = instance.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, instance, value: str | Callable[[], str] | None) -> None:
+        instance.__dict__[self.slot] = value
+
+
+@dataclass
+class Personalised:
+    """One reader's message. ``html`` and ``text`` are joined from the
+    frozen render's parts when first read (``JoinedOnRead``)."""
 
     subject: str
-    html: str
-    text: str
-    unsubscribe_url: str
-    preferences_url: str
+    html: str = JoinedOnRead()
+    text: str = JoinedOnRead()
+    unsubscribe_url: str = ""
+    preferences_url: str = ""
     bodies: Bodies | None = None
 
 
@@ -136,13 +177,14 @@ def personalise(
     html, text = _split(render.nonce, render.html), _split(render.nonce, render.text)
     html_values = html.values((escape(hello), unsubscribe_url, preferences_url))
     text_values = text.values((hello, unsubscribe_url, preferences_url))
+    bodies = Bodies(text, text_values, html, html_values)
     return Personalised(
         render.subject,
-        html.fill(html_values),
-        text.fill(text_values),
-        unsubscribe_url,
-        preferences_url,
-        Bodies(text, text_values, html, html_values),
+        html=bodies.html,
+        text=bodies.text,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        bodies=bodies,
     )
 
 
