@@ -2,9 +2,9 @@
 
 The frozen HTML and text are split once at their markers (cached per
 render): only the markers of the render's own nonce are split at, so text
-that merely resembles a marker is left as it is. Each message is one list
-copy and three slot assignments a body, and a join when the body is read
-(the SMTP path reads the pre-encoded ``Bodies`` instead).
+that merely resembles a marker is left as it is. A message costs a list
+copy and three slot assignments a body; a body is joined into a string
+only when it is read (the SMTP path sends the pre-encoded ``Bodies``).
 Link tokens come from ``tokens.token_maker`` (HMAC states kept per secret
 and purpose).
 """
