@@ -147,12 +147,13 @@ class DkimSigner:
 
     def sign_messages(self, messages) -> None:
         """Build every ``OutgoingMessage`` not yet signed and sign them in one
-        go (``signature_headers``); each keeps its signed bytes in ``signed``."""
-        todo = [m for m in messages if m.signed is None]
+        go (``signature_headers``); each keeps its DKIM-Signature header in
+        ``dkim_signature`` (``signed_bytes`` puts it in front of the bytes)."""
+        todo = [m for m in messages if m.dkim_signature is None]
         built = [m.built() for m in todo]
         headers = self.signature_headers([(b.raw, b.lines) for b in built])
-        for message, b, header in zip(todo, built, headers, strict=True):
-            message.signed = header + b.raw
+        for message, header in zip(todo, headers, strict=True):
+            message.dkim_signature = header
 
 
 _SIG_LINES = re.compile(rb".{1,72}", re.S)

@@ -36,7 +36,10 @@ class OutgoingMessage:
     # The text and HTML already transfer-encoded from a frozen render's
     # pre-encoded parts (``rendering.personalise.Bodies``), or None.
     bodies: object | None = field(default=None, repr=False)
-    signed: bytes | None = field(default=None, repr=False)  # set by ``DkimSigner.sign_messages``
+    # The DKIM-Signature header line(s), set by ``DkimSigner.sign_messages``:
+    # the signed message is this and the bytes, joined only when sent (a
+    # batch in hand keeps one copy of each message, not two).
+    dkim_signature: bytes | None = field(default=None, repr=False)
     _built: mime.Built | None = field(default=None, repr=False)
 
     def as_bytes(self) -> bytes:
@@ -52,6 +55,6 @@ class OutgoingMessage:
         """``as_bytes()`` with a DKIM-Signature in front (signed once; retries reuse it)."""
         if signer is None:
             return self.as_bytes()
-        if self.signed is None:
+        if self.dkim_signature is None:
             signer.sign_messages([self])
-        return self.signed
+        return self.dkim_signature + self.as_bytes()
