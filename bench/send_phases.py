@@ -6,7 +6,8 @@ next microsecond to save can be found.
                                           [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 The steps are the real functions of ``delivery`` (claim, eligibility,
-personalise, the message object, MIME, the SMTP transaction, recording),
+personalise, the message object, MIME, SMTP: a batch over a thread's
+connections, recording),
 wrapped here with a timer; nothing else changes. Wall time is summed over
 the sending threads, so it includes waiting for the server and for the GIL;
 the CPU column does not. Figures in docs/performance.md.
@@ -70,7 +71,7 @@ def main() -> None:
         timed(batch, "personalise", "personalise")
         timed(batch, "build_issue_message", "message object")
         timed(OutgoingMessage, "built", "MIME")
-        timed(SmtpTransport, "_pipelined", "SMTP transaction")
+        timed(SmtpTransport, "_run_lanes", "SMTP (a batch)")
         timed(outcomes, "record", "record")
         timed(batch, "process_batch", "whole batch")
         dispatch.process_batch = batch.process_batch
@@ -82,7 +83,7 @@ def main() -> None:
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         print(
             f"{counts.sent} sent in {took:.2f} s ({counts.sent / took:,.0f} msg/s), one process, "
-            f"{args.concurrency} threads; process CPU {cpu:.2f} s, smtp-sink {sink.cpu_seconds() - sink_before:.2f} s"
+            f"{args.concurrency} connections; process CPU {cpu:.2f} s, smtp-sink {sink.cpu_seconds() - sink_before:.2f} s"
         )
         for label in WALL:
             print(

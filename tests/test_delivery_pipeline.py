@@ -367,14 +367,15 @@ def test_send_rate_limits_batches(sending_settings, smtp_server):
     assert elapsed >= 0.2, "60 messages at 50/s with a one-second burst need at least 0.2 s"
 
 
-@pytest.mark.parametrize("threads, largest", [(2, 100), (16, 50)])
+@pytest.mark.parametrize("sessions, largest", [(2, 200), (16, 100)])
 def test_the_threads_of_a_process_share_one_budget_of_messages_in_hand(
-    sending_settings, smtp_server, threads, largest
+    sending_settings, smtp_server, sessions, largest
 ):
-    """Over SMTP each thread holds its whole batch built, so a process's
-    threads share SmtpTransport.IN_FLIGHT (800) messages: batches of 100
-    for 2 threads, 50 for 16, whatever the list."""
-    settings = sending_settings(send_concurrency=threads)
+    """Over SMTP a thread drives two connections and holds its whole batch
+    built, so a process's threads share SmtpTransport.IN_FLIGHT (800)
+    messages: batches of 200 (100 a connection) for one thread, 100 for
+    8 threads, whatever the list."""
+    settings = sending_settings(send_concurrency=sessions)
     make_issue(settings, 1)
     add_subscribers(settings, 900)
     issue = send.start_send(settings, 1)

@@ -1,6 +1,6 @@
 """The SMTP transport's connection pool against a real server (aiosmtpd):
-reuse, the pool bound, RSET after a refusal, reconnect after a drop,
-STARTTLS with AUTH — each with and without PIPELINING (RFC 2920), which
+reuse, the pool bound, one thread's lanes, RSET after a refusal, reconnect
+after a drop, STARTTLS with AUTH — each with and without PIPELINING (RFC 2920), which
 aiosmtpd handles but does not announce, so the server here announces it
 when asked to; the pipelined path is the one Postfix and the big receivers
 take."""
@@ -35,6 +35,8 @@ class CountingServer:
         self.refuse: set[str] = set()
         self.refuse_data: set[str] = set()
         self.close_on: set[str] = set()
+        self.max_open: int | None = None  # connections beyond it are greeted with 421 and closed
+        self.max_open_after_close: int | None = None  # max_open from a close_on's 421 on
         self.open = 0
         self.peak = 0
         self.lock = threading.Lock()
@@ -56,6 +58,7 @@ class CountingServer:
             async def handle_RCPT(self, srv, session, envelope, address, options):
                 if address in server.close_on:
                     server.close_on.discard(address)
+                    server.max_open = server.max_open_after_close
                     return "421 4.3.2 shutting down"
                 if address in server.refuse:
                     return "550 5.1.1 no such user"
@@ -90,8 +93,14 @@ class CountingServer:
                 def made(transport):
                     with server.lock:
                         server.open += 1
-                        server.peak = max(server.peak, server.open)
+                        full = server.max_open is not None and server.open > server.max_open
+                        if not full:
+                            server.peak = max(server.peak, server.open)
                     original(transport)
+                    if full:
+                        server.counts["turned away"] += 1
+                        transport.write(b"421 4.7.0 too many connections\r\n")
+                        transport.close()
 
                 received = smtp.data_received
 
@@ -137,8 +146,36 @@ def test_connections_are_reused_across_batches(counting_server):
     for n in range(3):
         assert all(r.ok for r in transport.send(batch(5, n * 5)))
     transport.close()
-    assert server.counts["ehlo"] == 1
+    assert server.counts["ehlo"] == transport.lanes == 2  # each lane's connection opened once
     assert len(server.received) == 15
+
+
+def test_one_thread_spreads_a_batch_over_its_lanes(counting_server):
+    """A send drives two connections from the calling thread: both carry
+    messages at once, every message arrives once and the results come back
+    in the batch's order."""
+    server = counting_server()
+    server.refuse = {"r3@example.org"}
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=4")
+    results = transport.send(batch(11))
+    transport.close()
+    assert [r.status for r in results] == ["sent"] * 3 + ["permanent"] + ["sent"] * 7
+    assert server.peak == server.counts["ehlo"] == 2
+    assert sorted(server.received) == sorted(f"r{i}@example.org" for i in range(11) if i != 3)
+
+
+def test_a_server_that_takes_one_connection_gets_one_lane(counting_server):
+    """A second lane the server turns away (421 at the greeting) is not
+    used: the whole batch goes over the one connection, nothing is
+    charged a failed attempt."""
+    server = counting_server()
+    server.max_open = 1
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=2")
+    for n in range(2):
+        assert all(r.ok for r in transport.send(batch(6, n * 6)))
+    transport.close()
+    assert server.counts["turned away"] >= 1 and server.peak == 1
+    assert sorted(server.received) == sorted(f"r{i}@example.org" for i in range(12))
 
 
 def test_pool_bounds_parallel_connections(counting_server):
@@ -150,6 +187,21 @@ def test_pool_bounds_parallel_connections(counting_server):
     assert len(results) == 120 and all(r.ok for r in results), outcomes
     assert server.peak <= 2 and server.counts["ehlo"] <= 2
     assert sorted(server.received) == sorted(f"r{i}@example.org" for i in range(120))
+
+
+def test_a_lane_that_cannot_reconnect_leaves_its_messages_for_a_retry(counting_server):
+    """A lane whose connection the server closes (421) and will not take
+    again: that lane's messages still to go come back transient, the other
+    lane's are sent and each is reported in the batch's order."""
+    server = counting_server()
+    server.close_on, server.max_open_after_close = {"r3@example.org"}, 1
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=2")
+    results = transport.send(batch(10))
+    transport.close()
+    statuses = [r.status for r in results]
+    assert statuses[0::2] == ["sent"] * 5  # lane 0: r0, r2, r4, r6, r8
+    assert statuses[1::2] == ["sent", "transient", "transient", "transient", "transient"]
+    assert sorted(server.received) == sorted(f"r{i}@example.org" for i in (0, 1, 2, 4, 6, 8))
 
 
 def test_rset_after_refused_recipient_then_same_connection_continues(counting_server):
@@ -264,8 +316,9 @@ def test_an_address_with_a_line_break_never_reaches_the_wire(counting_server):
 
 
 def send_once(server, messages):
-    """One batch through a fresh transport to ``server``, closed afterwards."""
-    transport = make_transport(f"smtp://127.0.0.1:{server.port}")
+    """One batch through a fresh transport to ``server`` over one connection
+    (the tests that use it follow one connection's commands), closed afterwards."""
+    transport = make_transport(f"smtp://127.0.0.1:{server.port}?pool=1")
     try:
         return transport.send(messages)
     finally:

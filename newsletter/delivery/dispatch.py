@@ -1,8 +1,9 @@
 """The dispatch loop: claim, send and record batches until nothing is left.
 
-``dispatch`` is one sender (a thread); ``run_pool`` runs
-``NEWSLETTER_SEND_CONCURRENCY`` of them sharing one transport (the SMTP pool
-or HTTP session) and one rate limiter. The same ``dispatch`` runs in every
+``dispatch`` is one sender (a thread); ``run_pool`` runs enough of them to
+keep ``NEWSLETTER_SEND_CONCURRENCY`` connections busy (one a connection for
+an HTTP API, one for every two SMTP connections), sharing one transport (the
+SMTP pool or HTTP session) and one rate limiter. The same ``dispatch`` runs in every
 way a send can run: in these threads, in sending processes (``processes``)
 and in Dramatiq actors (``worker``).
 """
@@ -21,7 +22,7 @@ from newsletter.delivery.batch import DispatchStats, Renders, process_batch
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
 from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
 from newsletter.delivery.transports import make_transport
-from newsletter.delivery.transports.base import TransportError
+from newsletter.delivery.transports.base import TransportError, senders_for
 from newsletter.issues import states
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,8 @@ def run_pool(
     renders: Renders | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> DispatchStats:
-    """``send_concurrency`` dispatch loops in threads sharing one transport,
+    """Dispatch loops in threads sharing one transport (``send_concurrency``
+    of them, or one for every ``lanes`` connections of an SMTP transport),
     one rate limiter and one set of renders (read from the database once, or
     ``renders`` prepared by the caller); returns their totals. ``on_started``
     is called once the loops are running."""
@@ -193,7 +195,8 @@ def run_pool(
                 on_batch(batch)
 
     try:
-        with ThreadPoolExecutor(max_workers=settings.send_concurrency, thread_name_prefix="sender") as pool:
+        senders = senders_for(settings.send_concurrency, transport)
+        with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="sender") as pool:
             futures = [
                 pool.submit(
                     dispatch,
@@ -207,7 +210,7 @@ def run_pool(
                     on_batch=counted,
                     renders=renders,
                 )
-                for n in range(settings.send_concurrency)
+                for n in range(senders)
             ]
             if on_started is not None:
                 on_started()

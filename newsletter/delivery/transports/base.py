@@ -9,7 +9,9 @@ wire journal (``delivery.journal``) writes it down, so a crash later in the
 batch cannot send it twice. It never raises for a single
 recipient's failure: that is a result. It raises ``TransportError`` only
 when the whole batch could not be attempted (so the dispatcher retries the
-batch later). ``close()`` releases connections; every transport is also a
+batch later). A transport whose ``send`` spreads a batch over several
+connections says how many in ``lanes``, and the dispatcher runs that many
+times fewer threads (``senders_for``). ``close()`` releases connections; every transport is also a
 context manager that closes itself.
 
 A provider is one module in this package that declares ``SCHEMES`` (the
@@ -73,6 +75,13 @@ class TransportError(Exception):
 
 
 Accepted = Callable[["OutgoingMessage", SendResult], None]
+
+
+def senders_for(sessions: int, transport) -> int:
+    """How many sending threads keep ``sessions`` connections or requests
+    busy: one for every ``lanes`` connections of a transport whose
+    ``send`` drives several (SMTP), one a session for the others."""
+    return -(-sessions // getattr(transport, "lanes", 1))
 
 
 class Transport(Protocol):

@@ -1,10 +1,10 @@
 """``smtp://`` and ``smtps://``: a pool of persistent SMTP connections with
 STARTTLS (``?tls=starttls``), implicit TLS (``smtps://``) and AUTH.
 
-Each ``send(batch)`` borrows one connection from the pool (at most
-``pool_size`` open at once, ``NEWSLETTER_SEND_CONCURRENCY`` by default), so
-the dispatcher's threads each talk over their own connection and reuse it
-across batches. With PIPELINING (RFC 2920) each message's end travels
+Each ``send(batch)`` borrows two connections from the pool (at most
+``pool_size`` open at once, ``NEWSLETTER_SEND_CONCURRENCY`` by default) and
+drives both from the calling thread, so the dispatcher runs one thread for
+every two connections; connections are reused across batches. With PIPELINING (RFC 2920) each message's end travels
 with the next message's envelope: one round trip a message. A rejected
 recipient is followed by RSET, a dropped connection is reopened once and the
 message retried on it, and 421 closes the connection (the server asked to).
@@ -22,6 +22,7 @@ import smtplib
 import socket
 import ssl
 import threading
+from collections.abc import Generator
 from email.utils import parseaddr
 from functools import lru_cache
 
@@ -34,6 +35,7 @@ from newsletter.delivery.transports.base import (
     SendResult,
     TransportError,
     dkim_signer,
+    senders_for,
 )
 from newsletter.dsn import Dsn
 from newsletter.mail_encoding import wire_address
@@ -54,17 +56,22 @@ class _Conn:
 
 
 class SmtpTransport(Closing):
-    # A batch costs a claim, a check of its readers and a record, each with
-    # a cost of its own whatever the batch's size (0.3 ms of the caller's CPU
-    # on PostgreSQL): batches of 100 send 11 % faster than 50 there, 5 % on
-    # SQLite. Each sending thread holds its batch built (the bytes: 25 KB a
-    # message of a 20 KB issue; the personalised text and HTML are never
-    # joined on this path), so the threads of one process share IN_FLIGHT
-    # messages: 100 a batch up to 8 threads, 50 for 16 (docs/performance.md,
-    # "The ninth session"). What a crash can resend does not grow with the
-    # batch: the wire journal notes each message as the server takes it.
-    max_batch = 100
+    # One sending thread drives LANES connections (``_send_on_connections``):
+    # as many messages in flight as two threads would keep, without the
+    # threads taking turns at the GIL, which cost 14 % of the sender's CPU
+    # (docs/performance.md, "The tenth session"). Each lane takes up to
+    # PER_LANE messages of a batch. A batch costs a claim, a check of its
+    # readers and a record, each with a cost of its own whatever the batch's
+    # size, so batches are large; each sending thread holds its batch built
+    # (the bytes: 25 KB a message of a 20 KB issue; the personalised text and
+    # HTML are never joined on this path), so the threads of one process
+    # share IN_FLIGHT messages ("The ninth session"). What a crash can resend
+    # does not grow with the batch: the wire journal notes each message as the
+    # server takes it.
+    LANES = 2
+    PER_LANE = 100
     IN_FLIGHT = 800
+    max_batch = LANES * PER_LANE
     name = "smtp"
 
     def __init__(
@@ -80,15 +87,17 @@ class SmtpTransport(Closing):
         local_hostname: str | None = None,
         pool_size: int = 4,
         signer=None,
-        threads: int | None = None,
+        sessions: int | None = None,
     ):
         self.host, self.port = host, port
         self.username, self.password = username, password
         self.tls, self.timeout, self.verify = tls, timeout, verify
         self.local_hostname = local_hostname
         self.pool_size = max(1, pool_size)
-        senders = max(1, threads or self.pool_size)  # the threads that share this transport
-        self.max_batch = max(1, min(type(self).max_batch, self.IN_FLIGHT // senders))
+        self.lanes = min(self.LANES, self.pool_size)
+        # the threads that share this transport: NEWSLETTER_SEND_CONCURRENCY's sessions, LANES a thread
+        senders = senders_for(max(1, sessions or self.pool_size), self)
+        self.max_batch = max(1, min(self.PER_LANE * self.lanes, self.IN_FLIGHT // senders))
         self.signer = signer
         self._slots = threading.BoundedSemaphore(self.pool_size)
         self._idle: queue.LifoQueue[_Conn] = queue.LifoQueue()
@@ -109,7 +118,7 @@ class SmtpTransport(Closing):
             verify=dsn.options.get("verify", "true") != "false",
             pool_size=pool,
             signer=dkim_signer(settings),
-            threads=getattr(settings, "send_concurrency", None),
+            sessions=getattr(settings, "send_concurrency", None),
         )
 
     # --- connections -------------------------------------------------------------
@@ -167,10 +176,12 @@ class SmtpTransport(Closing):
 
     def _send_one(
         self, conn: _Conn, message: OutgoingMessage, following: OutgoingMessage | None, ahead: bool
-    ) -> tuple[SendResult, bool]:
+    ) -> Generator[None, None, tuple[SendResult, bool]]:
         """Send ``message``; returns its result and whether the envelope of
         ``following`` went on the wire with its body (see ``_pipelined``).
-        ``ahead``: this message's own envelope is already on the wire."""
+        ``ahead``: this message's own envelope is already on the wire.
+        A generator: it yields once the message is on the wire, before its
+        reply is read, so one thread can drive several connections (``_lanes``)."""
         envelope_from = _envelope_sender(message)  # checked by send(): no CR/LF can become a command
         recipient = _bare_address(message.to)
         raw = message.signed_bytes(self.signer)
@@ -183,7 +194,7 @@ class SmtpTransport(Closing):
                 if not smtputf8 and conn.smtp.has_extn("pipelining"):
                     if following is not None and needs_smtputf8(following):
                         following = None
-                    return self._pipelined(conn, message, raw, following, ahead)
+                    return (yield from self._pipelined(conn, message, raw, following, ahead))
                 refused = conn.smtp.sendmail(
                     envelope_from,
                     [recipient],
@@ -222,7 +233,7 @@ class SmtpTransport(Closing):
         raw: bytes,
         following: OutgoingMessage | None,
         ahead: bool,
-    ) -> tuple[SendResult, bool]:
+    ) -> Generator[None, None, tuple[SendResult, bool]]:
         """RFC 2920 PIPELINING: MAIL, RCPT and DATA go out in one write, and
         the message content is followed in the same write by the next
         message's MAIL, RCPT and DATA ("the actual transfer of message
@@ -249,6 +260,7 @@ class SmtpTransport(Closing):
         if message.built().dot_lines is not False and b"\r\n." in body:
             body = body.replace(b"\r\n.", b"\r\n..")
         smtp.sock.sendall(b"".join([body, b".\r\n", tail]))
+        yield  # the other lanes put their messages on the wire while the server reads this one
         code, text = smtp.getreply()
         if code == 250:
             return SendResult("sent", provider_message_id=message.message_id), following is not None
@@ -277,39 +289,106 @@ class SmtpTransport(Closing):
         if self.signer is not None:
             self.signer.sign_messages([messages[i] for i in ready])
         if ready:
-            sent = self._send_on_a_connection([messages[i] for i in ready], accepted)
+            sent = self._send_on_connections([messages[i] for i in ready], accepted)
             results.update(zip(ready, sent, strict=True))
         return [results[i] for i in range(len(messages))]
 
-    def _send_on_a_connection(
+    def _send_on_connections(
         self, messages: list[OutgoingMessage], accepted: Accepted | None
     ) -> list[SendResult]:
-        with self._slots:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = _Conn()
-            results: list[SendResult] = []
-            ahead = False
-            try:
-                for index, message in enumerate(messages):
-                    following = messages[index + 1] if index + 1 < len(messages) else None
+        """Send ``messages`` over up to ``lanes`` connections from this one
+        thread, message i on lane i % lanes, the lanes taking turns: on its
+        turn a lane reads the reply to its last message and puts its next one
+        on the wire. The server answers one lane while this thread writes to
+        the other, so the lanes keep as many messages in flight as as many
+        threads would, without threads taking turns at the GIL
+        (docs/performance.md, "The tenth session"). The first lane waits for
+        a free connection; a further lane is used only when a connection is
+        free now and open (or opens), so a server that allows fewer
+        connections gets fewer lanes."""
+        self._slots.acquire()
+        try:
+            conns = [self._opened(self._idle_or_new())]  # TransportError: the whole batch waits
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            while len(conns) < min(self.lanes, len(messages)) and self._slots.acquire(blocking=False):
+                try:
+                    conns.append(self._opened(self._idle_or_new()))
+                except TransportError:
+                    self._slots.release()
+                    break
+            return self._run_lanes(conns, messages, accepted)
+        finally:
+            for _ in conns:
+                self._slots.release()
+
+    def _idle_or_new(self) -> _Conn:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return _Conn()
+
+    def _opened(self, conn: _Conn) -> _Conn:
+        if conn.smtp is None:
+            conn.smtp = self._connect()
+        return conn
+
+    def _run_lanes(
+        self, conns: list[_Conn], messages: list[OutgoingMessage], accepted: Accepted | None
+    ) -> list[SendResult]:
+        results: dict[int, SendResult] = {}
+        count = len(conns)
+        lanes = {
+            k: self._lane(conn, list(range(k, len(messages), count)), messages, results, accepted)
+            for k, conn in enumerate(conns)
+        }
+        on_wire = False
+        try:
+            while lanes:
+                for k, lane in list(lanes.items()):
                     try:
-                        result, ahead = self._send_one(conn, message, following, ahead)
+                        next(lane)
+                        on_wire = True
+                    except StopIteration:
+                        del lanes[k]
                     except TransportError as exc:
-                        if index == 0:
+                        del lanes[k]
+                        if not on_wire and not results:
                             raise  # nothing judged: the whole batch waits
-                        results.extend(SendResult("transient", error=str(exc)) for _ in messages[index:])
-                        break
-                    results.append(result)
-                    if accepted is not None and result.ok:
-                        accepted(message, result)  # the server's 250: journalled before the next message
-            finally:
-                if conn.smtp is not None and not self._closed and not ahead:
-                    self._idle.put(conn)
-                else:
-                    self._drop(conn)
-            return results
+                        for index in range(k, len(messages), count):
+                            results.setdefault(index, SendResult("transient", error=str(exc)))
+        finally:
+            for lane in lanes.values():
+                lane.close()  # (only when raising: a lane mid-message drops its connection)
+        return [results[i] for i in range(len(messages))]
+
+    def _lane(
+        self,
+        conn: _Conn,
+        indexes: list[int],
+        messages: list[OutgoingMessage],
+        results: dict[int, SendResult],
+        accepted: Accepted | None,
+    ) -> Generator[None, None, None]:
+        """One connection's share of a batch, message after message; yields
+        whenever a message is on the wire and its reply not yet read."""
+        ahead = clean = False
+        try:
+            for position, index in enumerate(indexes):
+                message = messages[index]
+                following = messages[indexes[position + 1]] if position + 1 < len(indexes) else None
+                result, ahead = yield from self._send_one(conn, message, following, ahead)
+                results[index] = result
+                if accepted is not None and result.ok:
+                    accepted(message, result)  # the server's 250: journalled before the next message
+            clean = True
+        finally:
+            if clean and conn.smtp is not None and not self._closed and not ahead:
+                self._idle.put(conn)
+            else:
+                self._drop(conn)
 
     def probe(self) -> Probe:
         """Connect, EHLO, STARTTLS (``tls=starttls``) or implicit TLS, AUTH with
