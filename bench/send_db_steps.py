@@ -4,9 +4,10 @@ over an issue fanned out to 20,000 readers, one thread, no SMTP. Prints, a
 batch, the CPU the database server used (PostgreSQL's processes on this
 machine; 0 for SQLite, whose work is the caller's own), the caller's CPU
 and the wall clock. ``--batch`` defaults to the SMTP transport's batch
-(``SmtpTransport.max_batch``, 100; 50 until the ninth session).
+(``SmtpTransport.max_batch``, 200: two connections of 100; 100 in the ninth
+session, 50 before).
 
-    .venv/bin/python bench/send_db_steps.py [--readers 20000] [--batch 100]
+    .venv/bin/python bench/send_db_steps.py [--readers 20000] [--batch 200]
                                             [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 The steps are the real functions (``queue.claim_batch``, ``batch.eligibility``,

@@ -58,7 +58,7 @@ class _Conn:
 class SmtpTransport(Closing):
     # One sending thread drives LANES connections (``_send_on_connections``):
     # as many messages in flight as two threads would keep, without the
-    # threads taking turns at the GIL, which cost 14 % of the sender's CPU
+    # threads taking turns at the GIL, which cost 8-9 % of the CPU of a send
     # (docs/performance.md, "The tenth session"). Each lane takes up to
     # PER_LANE messages of a batch. A batch costs a claim, a check of its
     # readers and a record, each with a cost of its own whatever the batch's
