@@ -3,9 +3,9 @@
 ``dispatch`` is one sender (a thread); ``run_pool`` runs enough of them to
 keep ``NEWSLETTER_SEND_CONCURRENCY`` connections busy (one a connection for
 an HTTP API, one for every two SMTP connections), sharing one transport (the
-SMTP pool or HTTP session) and one rate limiter. The same ``dispatch`` runs in every
-way a send can run: in these threads, in sending processes (``processes``)
-and in Dramatiq actors (``worker``).
+SMTP pool or HTTP session) and one rate limiter. The same ``dispatch`` runs
+in every way a send can run: in these threads, in sending processes
+(``processes``) and in Dramatiq actors (``worker``).
 """
 
 from __future__ import annotations

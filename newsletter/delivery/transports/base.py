@@ -11,8 +11,8 @@ recipient's failure: that is a result. It raises ``TransportError`` only
 when the whole batch could not be attempted (so the dispatcher retries the
 batch later). A transport whose ``send`` spreads a batch over several
 connections says how many in ``lanes``, and the dispatcher runs that many
-times fewer threads (``senders_for``). ``close()`` releases connections; every transport is also a
-context manager that closes itself.
+times fewer threads (``senders_for``). ``close()`` releases connections;
+every transport is also a context manager that closes itself.
 
 A provider is one module in this package that declares ``SCHEMES`` (the
 DSN schemes it serves), ``check_dsn(dsn)`` (its DSN rules, raising
