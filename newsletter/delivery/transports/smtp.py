@@ -4,8 +4,9 @@ STARTTLS (``?tls=starttls``), implicit TLS (``smtps://``) and AUTH.
 Each ``send(batch)`` borrows two connections from the pool (at most
 ``pool_size`` open at once, ``NEWSLETTER_SEND_CONCURRENCY`` by default) and
 drives both from the calling thread, so the dispatcher runs one thread for
-every two connections; connections are reused across batches. With PIPELINING (RFC 2920) each message's end travels
-with the next message's envelope: one round trip a message. A rejected
+every two connections; connections are reused across batches. With
+PIPELINING (RFC 2920) each message's end travels with the next message's
+envelope: one round trip a message. A rejected
 recipient is followed by RSET, a dropped connection is reopened once and the
 message retried on it, and 421 closes the connection (the server asked to).
 A batch is built and DKIM-signed (when ``NEWSLETTER_DKIM_*`` is configured)
@@ -181,7 +182,7 @@ class SmtpTransport(Closing):
         ``following`` went on the wire with its body (see ``_pipelined``).
         ``ahead``: this message's own envelope is already on the wire.
         A generator: it yields once the message is on the wire, before its
-        reply is read, so one thread can drive several connections (``_lanes``)."""
+        reply is read, so one thread can drive several connections (``_run_lanes``)."""
         envelope_from = _envelope_sender(message)  # checked by send(): no CR/LF can become a command
         recipient = _bare_address(message.to)
         raw = message.signed_bytes(self.signer)
@@ -307,12 +308,9 @@ class SmtpTransport(Closing):
         free now and open (or opens), so a server that allows fewer
         connections gets fewer lanes."""
         self._slots.acquire()
+        conns = [self._idle_or_new()]  # one a slot held
         try:
-            conns = [self._opened(self._idle_or_new())]  # TransportError: the whole batch waits
-        except BaseException:
-            self._slots.release()
-            raise
-        try:
+            self._opened(conns[0])  # TransportError: the whole batch waits
             while len(conns) < min(self.lanes, len(messages)) and self._slots.acquire(blocking=False):
                 try:
                     conns.append(self._opened(self._idle_or_new()))
