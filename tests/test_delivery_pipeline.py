@@ -6,7 +6,7 @@ whose One-Click unsubscribe links are then used."""
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -385,6 +385,28 @@ def test_the_threads_of_a_process_share_one_budget_of_messages_in_hand(
     )
     assert stats.sent == 900 and len(smtp_server.messages) == 900
     assert max(sizes) == largest
+
+
+def test_each_sending_loop_starts_with_a_small_batch(sending_settings, smtp_server):
+    """A batch is built and DKIM-signed whole before its first message goes on
+    the wire, so each sending thread's first batch is FIRST_BATCH messages
+    and the later ones full: a send's first message leaves once ten are
+    built and signed, not 200."""
+    settings = sending_settings(send_concurrency=4)  # two threads, two connections each
+    make_issue(settings, 1)
+    add_subscribers(settings, 900)
+    issue = send.start_send(settings, 1)
+    sizes = defaultdict(list)
+
+    def by_thread(batch):
+        sizes[threading.current_thread().name].append(batch.claimed)
+
+    stats = dispatch.run_pool(settings, issue.id, on_batch=by_thread, wait=False)
+
+    assert stats.sent == 900 and len(smtp_server.messages) == 900
+    assert len(sizes) == 2
+    assert [each[0] for each in sizes.values()] == [dispatch.FIRST_BATCH] * 2
+    assert max(size for each in sizes.values() for size in each[1:]) == 200
 
 
 def test_resume_unfinished_finishes_or_reports_sending_issues(sending_settings):

@@ -106,6 +106,28 @@ def test_forked_children_share_the_queue(make_settings, monkeypatch):
 
 
 @pytest.mark.slow
+def test_a_forking_callers_senders_start_before_its_progress_display(make_settings, monkeypatch):
+    """`issue send` forks its children, then starts its own senders, then its
+    progress bar (``on_started``, which imports rich): the bar's imports do
+    not hold up this process's share. Before, the bar came first."""
+    settings = make_settings(transport="outbox://", send_concurrency=2, send_processes=2)
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 60)
+    issue = send.start_send(settings, 1)
+    monkeypatch.setattr(processes, "_context", lambda _settings: multiprocessing.get_context("fork"))
+    senders_at_start = []
+
+    def on_started():
+        senders_at_start.append(sorted(t.name for t in threading.enumerate() if t.name.startswith("sender")))
+
+    stats = processes.run_processes(settings, issue.id, stop=threading.Event(), on_started=on_started)
+
+    assert senders_at_start and "sender-0" in senders_at_start[0], "this process's senders already ran"
+    assert stats.sent == 60
+
+
+@pytest.mark.slow
 def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
     settings = make_settings(transport=smtp_server.dsn, send_concurrency=2, send_processes=2, send_rate=40)
     init_engine(settings.database_url)

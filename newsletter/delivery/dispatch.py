@@ -28,6 +28,11 @@ from newsletter.issues import states
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+# A sending loop's first batch is this small, the rest full: a batch is built
+# (and DKIM-signed) whole before its first message goes on the wire, so a
+# full first batch kept every connection idle while 200 messages were built
+# and signed (docs/performance.md, "The eleventh session").
+FIRST_BATCH = 10
 
 
 def can_fork() -> bool:
@@ -95,7 +100,9 @@ def dispatch(
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     stats.stopped_because = "time"
                     break
-                rows = queue.claim_batch(settings, worker_id, size, issue_id)
+                rows = queue.claim_batch(
+                    settings, worker_id, size if stats.batches else min(size, FIRST_BATCH), issue_id
+                )
                 if not rows:
                     if issue_id is not None and queue.issue_status(issue_id) != states.SENDING:
                         stats.stopped_because = queue.issue_status(issue_id) or "gone"

@@ -84,9 +84,9 @@ def run_processes(
 ):
     """Like ``dispatch.run_pool`` (same arguments, same totals), in this
     process and ``send_processes`` − 1 children. ``on_started`` is called
-    once every child exists: only then may a forking caller start threads of
-    its own (this process's senders start right after it; a threaded
-    caller's start before its children, see below)."""
+    once every sender runs: a forking caller starts no thread until every
+    child exists, then its own senders, then ``on_started`` (a threaded
+    caller's senders start before its children, see below)."""
     context = _context(settings)
     forked = context.get_start_method() == "fork"
     # Read and prepared once, here; forked children inherit them: the issue's
@@ -141,9 +141,9 @@ def run_processes(
     finally:
         if unfreeze_after:
             gc.unfreeze()
-    if on_started is not None:
-        on_started()
     own = own or start_own()
+    if on_started is not None:
+        on_started()  # after this process's senders start: a progress display's imports do not delay them
     total = DispatchStats()
     finished: set[str] = set()
     try:

@@ -57,8 +57,8 @@ class _Bar:
     """A rich progress bar: sent / failed / remaining, rate and ETA.
 
     rich is imported here, when the senders have started (``deliver``'s
-    ``on_started``), not with the command: a forked sender is already
-    sending while this process loads it."""
+    ``on_started``), not with the command: the forked senders and this
+    process's own are already sending while it loads."""
 
     def __init__(self, start, console=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -133,11 +133,13 @@ def run_send(settings: Settings, number: int, yes: bool) -> None:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     holder = {}
+    made = threading.Lock()  # the first report may come from a sender thread or from on_started
 
     def progress(start, batch):
-        if "bar" not in holder:
-            holder["bar"] = _Bar(start)
-            holder["bar"].progress.start()
+        with made:
+            if "bar" not in holder:
+                holder["bar"] = _Bar(start)
+                holder["bar"].progress.start()
         holder["bar"].update(start, batch)
 
     try:
