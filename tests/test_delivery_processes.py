@@ -128,6 +128,35 @@ def test_a_forking_callers_senders_start_before_its_progress_display(make_settin
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("processes_count", [1, 2])
+def test_a_progress_display_that_fails_stops_the_senders(make_settings, monkeypatch, processes_count):
+    """``on_started`` runs while the senders already send (the progress bar
+    loading, Ctrl-C meanwhile): when it raises, the senders stop after their
+    batch instead of sending the rest of the issue before the error is seen."""
+    settings = make_settings(
+        transport="outbox://", send_concurrency=2, send_processes=processes_count, send_rate=40
+    )
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, 400)
+    issue = send.start_send(settings, 1)
+    monkeypatch.setattr(processes, "_context", lambda _settings: multiprocessing.get_context("fork"))
+
+    def display_fails():
+        raise RuntimeError("the display failed")
+
+    with pytest.raises(RuntimeError, match="display failed"):
+        if processes_count == 1:
+            dispatch.run_pool(settings, issue.id, on_started=display_fails)
+        else:
+            processes.run_processes(settings, issue.id, stop=threading.Event(), on_started=display_fails)
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("sender")], "no sender left running"
+    rows = deliveries(settings, issue.id)
+    assert Counter(r.status for r in rows)["pending"] > 200, "stopped after the first batches (40 a second)"
+
+
+@pytest.mark.slow
 def test_a_stop_request_reaches_the_children(make_settings, smtp_server):
     settings = make_settings(transport=smtp_server.dsn, send_concurrency=2, send_processes=2, send_rate=40)
     init_engine(settings.database_url)

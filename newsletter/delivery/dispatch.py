@@ -219,9 +219,9 @@ def run_pool(
                 )
                 for n in range(senders)
             ]
-            if on_started is not None:
-                on_started()
             try:
+                if on_started is not None:
+                    on_started()
                 for future in futures:
                     result = future.result()
                     total.add(result)

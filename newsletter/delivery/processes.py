@@ -142,11 +142,11 @@ def run_processes(
         if unfreeze_after:
             gc.unfreeze()
     own = own or start_own()
-    if on_started is not None:
-        on_started()  # after this process's senders start: a progress display's imports do not delay them
     total = DispatchStats()
     finished: set[str] = set()
     try:
+        if on_started is not None:
+            on_started()  # after this process's senders start: a progress display's imports delay none
         while len(finished) < len(processes):
             if stop.is_set():
                 child_stop.set()
