@@ -337,10 +337,10 @@ class SmtpTransport(Closing):
         self, conns: list[_Conn], messages: list[OutgoingMessage], accepted: Accepted | None
     ) -> list[SendResult]:
         results: dict[int, SendResult] = {}
-        count = len(conns)
+        # message i goes on lane i % lanes
+        shares = [range(k, len(messages), len(conns)) for k in range(len(conns))]
         lanes = {
-            k: self._lane(conn, list(range(k, len(messages), count)), messages, results, accepted)
-            for k, conn in enumerate(conns)
+            k: self._lane(conn, list(shares[k]), messages, results, accepted) for k, conn in enumerate(conns)
         }
         on_wire = False
         try:
@@ -355,7 +355,7 @@ class SmtpTransport(Closing):
                         del lanes[k]
                         if not on_wire and not results:
                             raise  # nothing judged: the whole batch waits
-                        for index in range(k, len(messages), count):
+                        for index in shares[k]:
                             results.setdefault(index, SendResult("transient", error=str(exc)))
         finally:
             for lane in lanes.values():
