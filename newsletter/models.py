@@ -185,6 +185,11 @@ class Issue(SQLModel, table=True):
     sent_at: datetime | None = None
     cancelled_at: datetime | None = None
     recipients: int = 0  # rows fanned out
+    # Set while the fan-out is still adding rows behind a send that already
+    # sends (``send.complete_fan_out``): the moment its lease runs out. A
+    # fan-out whose process died is taken over after it; None once every
+    # reader has a row.
+    fanning_out_until: datetime | None = None
     sent_count: int = 0
     failed_count: int = 0
     skipped_count: int = 0

@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.delivery import journal, outcomes, queue
 from newsletter.delivery.batch import DispatchStats, Renders, process_batch
 from newsletter.delivery.ratelimit import NoLimit, make_limiter
-from newsletter.delivery.send import pause_issue_by_id, resume_unfinished
+from newsletter.delivery.send import pause_issue_by_id, resume_unfinished, take_over_fan_outs
 from newsletter.delivery.transports import make_transport
 from newsletter.delivery.transports.base import TransportError, senders_for
 from newsletter.issues import states
@@ -107,7 +107,7 @@ def dispatch(
                     if issue_id is not None and queue.issue_status(issue_id) != states.SENDING:
                         stats.stopped_because = queue.issue_status(issue_id) or "gone"
                         break
-                    if queue.reclaim_expired_leases(settings, issue_id):
+                    if queue.reclaim_expired_leases(settings, issue_id) or take_over_fan_outs(issue_id):
                         continue
                     if not queue.open_rows(issue_id):
                         stats.stopped_because = "done"

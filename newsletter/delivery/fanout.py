@@ -78,8 +78,29 @@ def audience_count(session) -> int:
     return session.execute(select(func.count()).select_from(readers).where(audience())).scalar_one()
 
 
-def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
+def first_readers_end(session, count: int) -> int | None:
+    """The id of the ``count``-th reader of ``audience()`` (by id), or None
+    when there are no more than ``count`` of them: where a send's first
+    transaction stops fanning out (``send.start_send``)."""
+    found = session.execute(
+        select(readers.c.id).where(audience()).order_by(readers.c.id).offset(count - 1).limit(1)
+    ).scalar()
+    if found is None:
+        return None
+    more = session.execute(select(exists().where(audience(), readers.c.id > found))).scalar()
+    return found if more else None
+
+
+def last_reader_id(session) -> int:
+    return session.execute(select(func.max(readers.c.id))).scalar() or 0
+
+
+def fan_out(
+    session, issue_id: int, waves: list[Wave] | None = None, ids: tuple[int, int] | None = None
+) -> int:
     """A pending row per reader of ``audience()``; returns how many were added.
+    ``ids``: only the readers whose id is in that range (both ends included),
+    a part of a fan-out done in several transactions (``send.complete_fan_out``).
 
     Without ``waves`` every row is due now (one statement). With them
     (local-time delivery, ``localtime.waves``) it is one statement per
@@ -96,7 +117,11 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
     now = clock.now()
     hold_for_fan_out(session)
     connection = session.connection()
-    if is_sqlite():  # a million index insertions: give SQLite's page cache room (32 MB) for this statement
+    # A million index insertions: give SQLite's page cache room (32 MB) for this
+    # statement. (Not for a part of a fan-out: a part's rows are a few thousand,
+    # and the connection goes back to senders that keep their memory small.)
+    big = is_sqlite() and ids is None
+    if big:
         connection.exec_driver_sql("PRAGMA cache_size = -32768")
     try:
         if waves is None:
@@ -105,7 +130,7 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
             # becomes startable again). Without ON CONFLICT PostgreSQL skips a
             # speculative insertion a row: 10–20 % of the statement.
             again = session.execute(select(exists().where(deliveries.c.issue_id == issue_id))).scalar()
-            inserted = connection.execute(_statement(issue_id, now, now, again=again)).rowcount
+            inserted = connection.execute(_statement(issue_id, now, now, again=again, ids=ids)).rowcount
         else:
             # Each wave's statement sees the readers as they are then: one whose
             # zone changed between two waves is found twice, and kept once.
@@ -114,7 +139,7 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
                 added = connection.execute(_statement(issue_id, now, wave.due, wave, again=True)).rowcount
                 inserted = None if added is None or added < 0 or inserted is None else inserted + added
     finally:
-        if is_sqlite():
+        if big:
             connection.exec_driver_sql("PRAGMA cache_size = -2000")
     if inserted is None or inserted < 0:  # some drivers do not report it for INSERT … SELECT
         before = inserted
@@ -125,9 +150,10 @@ def fan_out(session, issue_id: int, waves: list[Wave] | None = None) -> int:
     return inserted
 
 
-def _statement(issue_id: int, now, due, wave: Wave | None = None, *, again: bool):
-    """INSERT … SELECT of the audience (of one stored zone, for a wave);
-    ``again``: rows of the issue may exist, and a reader who has one is left out."""
+def _statement(issue_id: int, now, due, wave: Wave | None = None, *, again: bool, ids=None):
+    """INSERT … SELECT of the audience (of one stored zone, for a wave; of
+    the readers whose id is in ``ids``); ``again``: rows of the issue may
+    exist, and a reader who has one is left out."""
     columns = list(_COLUMNS)
     values = [
         literal(issue_id),
@@ -141,6 +167,8 @@ def _statement(issue_id: int, now, due, wave: Wave | None = None, *, again: bool
         literal(now, deliveries.c.updated_at.type),
     ]
     where = audience()
+    if ids is not None:
+        where = where & readers.c.id.between(*ids)
     if wave is not None:
         columns.append("timezone")
         values.append(literal(wave.zone, deliveries.c.timezone.type))

@@ -279,11 +279,14 @@ def in_flight(issue_id: int | None) -> bool:
 
 
 def open_rows(issue_id: int | None) -> bool:
+    """True while the issue(s) have rows to send, or rows still to come: a
+    fan-out that goes on behind the send (``send.complete_fan_out``), so
+    the senders that emptied the queue wait for its next part, not finish."""
+    rows = select(deliveries.c.id).where(_scope(issue_id), deliveries.c.status.in_(OPEN_ROWS)).limit(1)
+    issue = issues.c.id == issue_id if issue_id is not None else issues.c.status == states.SENDING
+    fanning_out = select(issues.c.id).where(issue, issues.c.fanning_out_until.isnot(None)).limit(1)
     with session_scope() as session:
-        found = session.execute(
-            select(deliveries.c.id).where(_scope(issue_id), deliveries.c.status.in_(OPEN_ROWS)).limit(1)
-        ).first()
-    return found is not None
+        return session.execute(rows).first() is not None or session.execute(fanning_out).first() is not None
 
 
 def issue_status(issue_id: int) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, exists, func, select, update
 
@@ -21,7 +21,7 @@ from newsletter import clock, zones
 from newsletter.config import Settings
 from newsletter.db import release_pooled_memory, session_scope
 from newsletter.delivery import localtime, webhooks
-from newsletter.delivery.fanout import fan_out
+from newsletter.delivery.fanout import fan_out, first_readers_end, last_reader_id
 from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
 from newsletter.issues import states
 from newsletter.issues.service import IssueNotFound, content_problems, require_issue
@@ -166,7 +166,16 @@ def issue_id_for(number: int) -> int:
         return require_issue(session, number).id
 
 
-def start_send(settings: Settings, number: int, *, local_slot: datetime | None = None) -> Issue:
+# A send whose caller sends the rows itself fans out its first readers in the
+# start's transaction and the rest in parts of this many readers' ids while
+# it sends (``complete_fan_out``), under a lease on the issue of this long.
+FAN_OUT_PART = 20_000
+FAN_OUT_LEASE_SECONDS = 60
+
+
+def start_send(
+    settings: Settings, number: int, *, local_slot: datetime | None = None, first_rows: int | None = None
+) -> Issue:
     """approved|scheduled → sending (one winner), freeze, fan out; one transaction.
     Content that reads as a marker, or a render whose markers are not its
     template's (``placeholders.MarkerError``), rolls it all back.
@@ -174,7 +183,14 @@ def start_send(settings: Settings, number: int, *, local_slot: datetime | None =
     ``local_slot`` (the scheduler's weekly slot, in local-time mode): each
     reader's row is due when the slot's wall-clock time comes in their zone
     (``localtime.waves``). Without it every row is due now: "send now" means
-    everyone now, whatever the mode."""
+    everyone now, whatever the mode.
+
+    ``first_rows`` (a caller that sends the rows itself, ``deliver``): the
+    transaction fans out only the first that many readers when there are
+    more, and leaves the issue ``fanning_out_until`` a lease: the caller's
+    senders start on those rows while it adds the rest
+    (``complete_fan_out``). A million rows take seconds to insert; the
+    first message no longer waits for them."""
     with session_scope() as session:
         issue = require_issue(session, number)
         now = clock.now()
@@ -202,14 +218,119 @@ def start_send(settings: Settings, number: int, *, local_slot: datetime | None =
                     settings.timezone,
                     unknown,
                 )
-        fan_out(session, issue.id, waves)
+        first_end = first_readers_end(session, first_rows) if first_rows and waves is None else None
+        if first_end is None:
+            fan_out(session, issue.id, waves)
+        else:
+            fan_out(session, issue.id, ids=(0, first_end))
         recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue.id)).scalar()
-        session.execute(update(Issue.__table__).where(Issue.id == issue.id).values(recipients=recipients))
+        session.execute(
+            update(Issue.__table__)
+            .where(Issue.id == issue.id)
+            .values(recipients=recipients, fanning_out_until=_fan_out_lease() if first_end else None)
+        )
         session.refresh(issue)
     log.info("issue %s: sending to %s recipients", number, recipients)
     announce_work()
     release_memory()
     return issue
+
+
+def _fan_out_lease() -> datetime:
+    return clock.now() + timedelta(seconds=FAN_OUT_LEASE_SECONDS)
+
+
+def _hold_fan_out(session, issue_id: int, *, take_over: bool) -> bool:
+    """Renew the fan-out's lease on the issue (or, ``take_over``, take a
+    lease that ran out: its fan-out's process died); False when the issue
+    is no longer sending or paused (cancelled), its fan-out is complete, or
+    another process holds a live lease. The UPDATE also orders a part of
+    the fan-out against a cancel (the issue's row lock; SQLite's one
+    writer): a cancel either sees the part's rows or stops the next part."""
+    issues = Issue.__table__
+    held = (issues.c.fanning_out_until < clock.now()) if take_over else issues.c.fanning_out_until.isnot(None)
+    statement = (
+        update(issues)
+        .where(issues.c.id == issue_id, issues.c.status.in_(states.IN_FLIGHT), held)
+        .values(fanning_out_until=_fan_out_lease())
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def complete_fan_out(issue_id: int, *, take_over: bool = False, stop=None) -> int | None:
+    """Add the rows the send's first transaction left for later, a part of
+    ``FAN_OUT_PART`` readers' ids a transaction (each part's rows can be
+    claimed as soon as it commits, and SQLite's senders wait for no more
+    than one part to record their batches), then clear the lease and store
+    the issue's recipients. Each part skips readers who already have a row,
+    so a part done twice (by a process that took over) adds nobody twice.
+    Returns the recipients, or None when it stopped: the issue was
+    cancelled, ``stop`` was set, or (``take_over``) another process's
+    fan-out is alive. Stopped by ``stop`` or an error (Ctrl-C), it lets its
+    lease run out at once, so the next ``issue send N`` takes over now, not
+    a minute later.
+
+    The senders meanwhile do not finish (``queue.open_rows`` counts the
+    lease as open work), and ``finish_issue`` waits for the lease to go."""
+    with session_scope() as session:
+        last = last_reader_id(session)
+    try:
+        for low in range(0, last + 1, FAN_OUT_PART):
+            if stop is not None and stop.is_set():
+                _give_up_fan_out(issue_id)
+                return None
+            with session_scope() as session:
+                if not _hold_fan_out(session, issue_id, take_over=take_over and low == 0):
+                    return None
+                fan_out(session, issue_id, ids=(low, low + FAN_OUT_PART - 1))
+            announce_work()
+    except BaseException:
+        _give_up_fan_out(issue_id)
+        raise
+    issues = Issue.__table__
+    with session_scope() as session:
+        recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue_id)).scalar()
+        done = session.execute(
+            update(issues)
+            .where(issues.c.id == issue_id, issues.c.fanning_out_until.isnot(None))
+            .values(recipients=recipients, fanning_out_until=None)
+        ).rowcount
+    announce_work()
+    return recipients if done else None
+
+
+def _give_up_fan_out(issue_id: int) -> None:
+    """End this process's lease now (best effort: if this fails too, the
+    lease runs out by itself)."""
+    issues = Issue.__table__
+    try:
+        with session_scope() as session:
+            session.execute(
+                update(issues)
+                .where(issues.c.id == issue_id, issues.c.fanning_out_until.isnot(None))
+                .values(fanning_out_until=clock.now() - timedelta(seconds=1))
+            )
+    except Exception:  # noqa: BLE001 - the lease will expire
+        log.exception("issue id %s: could not end the fan-out's lease", issue_id)
+
+
+def take_over_fan_outs(issue_id: int | None = None) -> int:
+    """Complete the fan-outs (of ``issue_id``, or of every sending issue)
+    whose process died mid-way: their lease ran out. Returns how many."""
+    issues = Issue.__table__
+    scope = issues.c.id == issue_id if issue_id is not None else issues.c.status == states.SENDING
+    with session_scope() as session:
+        stale = (
+            session.execute(select(issues.c.id).where(scope, issues.c.fanning_out_until < clock.now()))
+            .scalars()
+            .all()
+        )
+    done = 0
+    for stale_id in stale:
+        if complete_fan_out(stale_id, take_over=True) is not None:
+            log.warning("issue id %s: completed the fan-out a stopped process had left", stale_id)
+            done += 1
+    return done
 
 
 def release_memory() -> None:
@@ -234,7 +355,8 @@ def finish_issue(issue_id: int) -> bool:
             session,
             issue_id,
             states.FINISH,
-            where=~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(OPEN_ROWS)),
+            where=~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(OPEN_ROWS))
+            & Issue.__table__.c.fanning_out_until.is_(None),
             sent_at=clock.now(),
             sent_count=counts["sent"],
             failed_count=counts["failed"],
@@ -287,7 +409,7 @@ def cancel_sending(number: int) -> Issue:
     now = clock.now()
     with session_scope() as session:
         issue = require_issue(session, number)
-        if not states.move(session, issue.id, states.CANCEL_SEND, cancelled_at=now):
+        if not states.move(session, issue.id, states.CANCEL_SEND, cancelled_at=now, fanning_out_until=None):
             session.refresh(issue)
             raise NotSendable(
                 f"issue {number} is {issue.status}, not {' or '.join(sorted(states.IN_FLIGHT))}"
@@ -308,9 +430,11 @@ def cancel_sending(number: int) -> Issue:
 
 
 def resume_unfinished(settings: Settings) -> list[int]:
-    """On process start: reclaim expired leases, finish issues whose rows are
-    all done, and return the numbers of issues still sending."""
+    """On process start: reclaim expired leases, complete fan-outs whose
+    process died, finish issues whose rows are all done, and return the
+    numbers of issues still sending."""
     reclaim_expired_leases(settings)
+    take_over_fan_outs()
     with session_scope() as session:
         sending = session.execute(select(Issue.id, Issue.number).where(Issue.status == states.SENDING)).all()
     return [number for issue_id, number in sending if not finish_issue(issue_id)]

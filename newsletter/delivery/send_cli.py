@@ -64,7 +64,7 @@ class _Bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.sent, self.failed, self.skipped = start.sent, start.failed, start.skipped
-        self.total = start.total
+        self.total = start.total or None  # None (0 in ``start``) while the fan-out still adds rows
         self.started = time.monotonic()
         self.base = self.done
         self.progress = Progress(
@@ -84,14 +84,18 @@ class _Bar:
     def done(self) -> int:
         return self.sent + self.failed + self.skipped
 
-    def update(self, _start, batch) -> None:
+    def update(self, start, batch) -> None:
         with self.lock:
+            if start.total and start.total != self.total:  # the fan-out has ended: the total is known
+                self.total = start.total
+                self.progress.update(self.task, total=self.total)
             self.sent += batch.sent
             self.failed += batch.failed
             self.skipped += batch.skipped
             elapsed = max(0.001, time.monotonic() - self.started)
             rate = (self.done - self.base) / elapsed
-            detail = f"sent {self.sent} · failed {self.failed} · remaining {max(0, self.total - self.done)}"
+            remaining = f"{max(0, self.total - self.done)}" if self.total else "(readers still being added)"
+            detail = f"sent {self.sent} · failed {self.failed} · remaining {remaining}"
             self.progress.update(self.task, completed=self.done, detail=detail, rate=f"{rate:,.0f} msg/s")
 
 
