@@ -22,7 +22,14 @@ from newsletter.delivery import deliver as deliver_module
 from newsletter.delivery import dispatch, processes, send
 from newsletter.delivery.deliver import deliver
 from newsletter.models import OutboxMessage
-from tests.delivery_fixtures import add_subscribers, deliveries, issue_row, make_issue
+from tests.delivery_fixtures import (
+    add_subscribers,
+    command_env,
+    deliveries,
+    issue_row,
+    make_issue,
+    run_python,
+)
 
 READERS = 60
 
@@ -207,3 +214,25 @@ def test_an_interrupted_fan_out_is_taken_over_at_once(make_settings, small_parts
         None,
         READERS,
     )
+
+
+@pytest.mark.slow
+def test_issue_send_with_more_readers_than_the_first_rows(make_settings, tmp_path):
+    """The real command, its live progress bar and its forked sender: a list
+    longer than FIRST_FAN_OUT_ROWS goes out whole, once each."""
+    readers = deliver_module.FIRST_FAN_OUT_ROWS + 100
+    settings = make_settings(transport="outbox://")
+    init_engine(settings.database_url)
+    make_issue(settings, 1)
+    add_subscribers(settings, readers)
+    env = command_env(settings, NEWSLETTER_INSTANCE_PATH=str(tmp_path / "instance"), FORCE_COLOR="1")
+
+    result = run_python("-m", "newsletter", "issue", "send", "1", "--yes", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{readers} sent, 0 failed" in result.stdout
+    with session_scope() as session:
+        recipients = session.execute(select(OutboxMessage.recipient)).scalars().all()
+    assert len(recipients) == len(set(recipients)) == readers
+    row = issue_row(settings, 1)
+    assert (row.status, row.recipients, row.fanning_out_until) == ("sent", readers, None)
