@@ -82,13 +82,14 @@ def first_readers_end(session, count: int) -> int | None:
     """The id of the ``count``-th reader of ``audience()`` (by id), or None
     when there are no more than ``count`` of them: where a send's first
     transaction stops fanning out (``send.start_send``)."""
-    found = session.execute(
-        select(readers.c.id).where(audience()).order_by(readers.c.id).offset(count - 1).limit(1)
-    ).scalar()
-    if found is None:
-        return None
-    more = session.execute(select(exists().where(audience(), readers.c.id > found))).scalar()
-    return found if more else None
+    found = (
+        session.execute(
+            select(readers.c.id).where(audience()).order_by(readers.c.id).offset(count - 1).limit(2)
+        )
+        .scalars()
+        .all()
+    )
+    return found[0] if len(found) == 2 else None
 
 
 def last_reader_id(session) -> int:

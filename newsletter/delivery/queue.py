@@ -66,6 +66,11 @@ def _sending_issues():
     return select(issues.c.id).where(issues.c.status == states.SENDING)
 
 
+def issues_in_scope(issue_id: int | None):
+    """The issue, or every issue that is sending (``_scope``'s issues)."""
+    return issues.c.id == issue_id if issue_id is not None else issues.c.status == states.SENDING
+
+
 def _scope(issue_id: int | None):
     """Rows of one issue, or of every issue that is sending."""
     if issue_id is not None:
@@ -283,8 +288,9 @@ def open_rows(issue_id: int | None) -> bool:
     fan-out that goes on behind the send (``send.complete_fan_out``), so
     the senders that emptied the queue wait for its next part, not finish."""
     rows = select(deliveries.c.id).where(_scope(issue_id), deliveries.c.status.in_(OPEN_ROWS)).limit(1)
-    issue = issues.c.id == issue_id if issue_id is not None else issues.c.status == states.SENDING
-    fanning_out = select(issues.c.id).where(issue, issues.c.fanning_out_until.isnot(None)).limit(1)
+    fanning_out = (
+        select(issues.c.id).where(issues_in_scope(issue_id), issues.c.fanning_out_until.isnot(None)).limit(1)
+    )
     with session_scope() as session:
         return session.execute(rows).first() is not None or session.execute(fanning_out).first() is not None
 

@@ -22,7 +22,7 @@ from newsletter.config import Settings
 from newsletter.db import release_pooled_memory, session_scope
 from newsletter.delivery import localtime, webhooks
 from newsletter.delivery.fanout import fan_out, first_readers_end, last_reader_id
-from newsletter.delivery.queue import OPEN_ROWS, announce_work, reclaim_expired_leases
+from newsletter.delivery.queue import OPEN_ROWS, announce_work, issues_in_scope, reclaim_expired_leases
 from newsletter.issues import states
 from newsletter.issues.service import IssueNotFound, content_problems, require_issue
 from newsletter.models import DELIVERY_STATUSES, Delivery, Issue
@@ -223,7 +223,7 @@ def start_send(
             fan_out(session, issue.id, waves)
         else:
             fan_out(session, issue.id, ids=(0, first_end))
-        recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue.id)).scalar()
+        recipients = _rows_of(session, issue.id)
         session.execute(
             update(Issue.__table__)
             .where(Issue.id == issue.id)
@@ -234,6 +234,11 @@ def start_send(
     announce_work()
     release_memory()
     return issue
+
+
+def _rows_of(session, issue_id: int) -> int:
+    """The issue's delivery rows: its recipients once the fan-out is done."""
+    return session.execute(select(func.count()).where(deliveries.c.issue_id == issue_id)).scalar()
 
 
 def _fan_out_lease() -> datetime:
@@ -289,7 +294,7 @@ def complete_fan_out(issue_id: int, *, take_over: bool = False, stop=None) -> in
         raise
     issues = Issue.__table__
     with session_scope() as session:
-        recipients = session.execute(select(func.count()).where(deliveries.c.issue_id == issue_id)).scalar()
+        recipients = _rows_of(session, issue_id)
         done = session.execute(
             update(issues)
             .where(issues.c.id == issue_id, issues.c.fanning_out_until.isnot(None))
@@ -318,10 +323,11 @@ def take_over_fan_outs(issue_id: int | None = None) -> int:
     """Complete the fan-outs (of ``issue_id``, or of every sending issue)
     whose process died mid-way: their lease ran out. Returns how many."""
     issues = Issue.__table__
-    scope = issues.c.id == issue_id if issue_id is not None else issues.c.status == states.SENDING
     with session_scope() as session:
         stale = (
-            session.execute(select(issues.c.id).where(scope, issues.c.fanning_out_until < clock.now()))
+            session.execute(
+                select(issues.c.id).where(issues_in_scope(issue_id), issues.c.fanning_out_until < clock.now())
+            )
             .scalars()
             .all()
         )
