@@ -107,52 +107,47 @@ def test_cancel_keeps_the_rows_and_says_why(settings):
     assert {(r.status, r.last_error) for r in rows} == {("skipped", "issue cancelled")}
 
 
-def _plan_indexes(plan: dict) -> set[str]:
-    """Every index a PostgreSQL JSON plan reads."""
-    found = {plan["Index Name"]} if "Index Name" in plan else set()
-    for child in plan.get("Plans", []):
-        found |= _plan_indexes(child)
-    return found
+_SCANS = """SELECT pg_stat_get_xact_numscans('delivery'::regclass),
+    pg_stat_get_xact_numscans('ix_delivery_claim'::regclass), pg_stat_get_xact_numscans('delivery_pkey'::regclass)"""
 
 
-def test_recording_a_sent_batch_finds_its_rows_by_id_whatever_the_statistics_say(settings):
-    """Statistics taken when the open rows were rare (a send's rows all
-    decided) made PostgreSQL read every open row of a new send through
-    ix_delivery_claim to record each batch, instead of the batch's rows by
-    id. The statement leaves the planner no such path (docs/performance.md,
-    "The eighth session")."""
+def test_recording_a_sent_batch_finds_its_rows_by_id_whatever_the_planner_thinks(settings):
+    """The record of a sent batch must look its rows up by id. PostgreSQL's
+    planner chose otherwise twice: statistics taken when open rows were rare
+    made it read every open row of a new send through ix_delivery_claim (the
+    eighth session), and while the table is small enough that reading it
+    whole looks cheaper than 200 lookups, it read and hashed the whole table
+    for every batch (the thirteenth: 6.5 against 2.8 ms a batch at 20,000
+    rows; docs/performance.md). Counted in the real record's own
+    transaction: no scan of the table, none of the claim index."""
     engine = init_engine(settings.database_url)
     make_issue(settings, 1)
     add_subscribers(settings, 3000)
     issue_id = send.start_send(settings, 1).id
+    postgresql = engine.dialect.name == "postgresql"
     with engine.begin() as connection:
         connection.exec_driver_sql("UPDATE delivery SET status = 'sent'")
-        if engine.dialect.name == "postgresql":
+        if postgresql:
             connection.exec_driver_sql("ANALYZE delivery")  # open rows look rare from now on
         connection.exec_driver_sql("UPDATE delivery SET status = 'pending'")
-    rows = queue.claim_batch(settings, "worker", 50, issue_id)
-    now = clock.now()
-    ids, emails = [r.id for r in rows], [r.email for r in rows]
+    rows = queue.claim_batch(settings, "worker", 200, issue_id)
+    sent = [(row.email, f"<{row.id}@example.org>", None, row.id) for row in rows]
 
     with engine.begin() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        if engine.dialect.name == "postgresql":
-            arguments = (now, now, ids, emails, [f"<{i}@example.org>" for i in ids], [None] * len(ids))
-
-            def indexes(statement: str) -> set[str]:
-                cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", arguments)
-                return _plan_indexes(cursor.fetchone()[0][0]["Plan"])
-
-            as_before = outcomes._SENT_PG.replace(
-                "d.status NOT IN ('sent', 'failed', 'skipped')", "d.status IN ('pending', 'sending')"
-            )
-            assert "ix_delivery_claim" in indexes(as_before), "the statistics mislead the old statement"
-            # by id (delivery_pkey), or, this table being small, one scan of it: never
-            # through the status the statistics misjudge
-            assert indexes(outcomes._SENT_PG) <= {"delivery_pkey"}
+        if postgresql:
+            before = connection.exec_driver_sql(_SCANS).one()  # (counts not yet flushed: a difference)
+            outcomes._mark_sent(connection, sent, clock.now())
+            after = connection.exec_driver_sql(_SCANS).one()
+            table_scans, claim_index_scans, id_lookups = (a - b for a, b in zip(after, before, strict=True))
+            assert (table_scans, claim_index_scans) == (0, 0)
+            assert id_lookups >= 1
         else:
+            cursor = connection.connection.driver_connection.cursor()
             cursor.execute(
                 f"EXPLAIN QUERY PLAN {outcomes._SENT_SQL.format(p='?')}",
-                (emails[0], "<1@example.org>", None, now, now, ids[0]),
+                (*sent[0][:3], clock.now(), clock.now(), sent[0][3]),
             )
             assert any("INTEGER PRIMARY KEY" in row[-1] for row in cursor.fetchall())
+            outcomes._mark_sent(connection, sent, clock.now())
+    recorded = [row for row in deliveries(settings, issue_id) if row.status == "sent"]
+    assert sorted(row.id for row in recorded) == sorted(row.id for row in rows)
