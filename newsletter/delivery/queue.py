@@ -78,6 +78,26 @@ def _scope(issue_id: int | None):
     return deliveries.c.issue_id.in_(_sending_issues())
 
 
+# PostgreSQL's planner, left to itself, read the whole delivery table to
+# update a batch's rows while the table was small enough (some 150,000 rows)
+# that reading it in order looked cheaper than 200 lookups at
+# random_page_cost: it hashed every row to join the batch's ids against
+# them, for every claim and every record. It did so with the statistics a
+# send meets on a fresh table and with accurate ones (docs/performance.md,
+# "The thirteenth session"). A send's rows and indexes are in memory, where
+# the lookups cost a fraction of the reading, so the claim and the record
+# turn sequential scans off for their own transaction. (The heartbeat and
+# the reclaim select their rows by lease, few and rarely: not needed there.)
+FIND_BY_INDEX = "SET LOCAL enable_seqscan = off"
+
+
+def find_by_index(connection) -> None:
+    """Make the rest of ``connection``'s transaction find delivery rows
+    through an index (PostgreSQL; SQLite's planner already does)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(FIND_BY_INDEX)
+
+
 def lease_seconds(settings: Settings) -> int:
     """How long a claim holds (``NEWSLETTER_SEND_LEASE_SECONDS``); the heartbeat
     renews it every third of that while the sender lives."""
@@ -229,6 +249,7 @@ def claim_batch(settings: Settings, worker_id: str, size: int, issue_id: int | N
     if issue_id is not None:
         values["c_issue"] = issue_id
     with get_engine().begin() as connection:  # (a Core connection: a third of an ORM session's cost)
+        find_by_index(connection)
         rows = connection.execute(statement, values).all()
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
