@@ -31,6 +31,7 @@ from newsletter.rendering.issue import freeze_issue
 log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
+issues = Issue.__table__
 
 
 class DeliveryError(Exception):
@@ -225,7 +226,7 @@ def start_send(
             fan_out(session, issue.id, ids=(0, first_end))
         recipients = _rows_of(session, issue.id)
         session.execute(
-            update(Issue.__table__)
+            update(issues)
             .where(Issue.id == issue.id)
             .values(recipients=recipients, fanning_out_until=_fan_out_lease() if first_end else None)
         )
@@ -252,7 +253,6 @@ def _hold_fan_out(session, issue_id: int, *, take_over: bool) -> bool:
     another process holds a live lease. The UPDATE also orders a part of
     the fan-out against a cancel (the issue's row lock; SQLite's one
     writer): a cancel either sees the part's rows or stops the next part."""
-    issues = Issue.__table__
     held = (issues.c.fanning_out_until < clock.now()) if take_over else issues.c.fanning_out_until.isnot(None)
     statement = (
         update(issues)
@@ -292,7 +292,6 @@ def complete_fan_out(issue_id: int, *, take_over: bool = False, stop=None) -> in
     except BaseException:
         _give_up_fan_out(issue_id)
         raise
-    issues = Issue.__table__
     with session_scope() as session:
         recipients = _rows_of(session, issue_id)
         done = session.execute(
@@ -307,7 +306,6 @@ def complete_fan_out(issue_id: int, *, take_over: bool = False, stop=None) -> in
 def _give_up_fan_out(issue_id: int) -> None:
     """End this process's lease now (best effort: if this fails too, the
     lease runs out by itself)."""
-    issues = Issue.__table__
     try:
         with session_scope() as session:
             session.execute(
@@ -322,7 +320,6 @@ def _give_up_fan_out(issue_id: int) -> None:
 def take_over_fan_outs(issue_id: int | None = None) -> int:
     """Complete the fan-outs (of ``issue_id``, or of every sending issue)
     whose process died mid-way: their lease ran out. Returns how many."""
-    issues = Issue.__table__
     with session_scope() as session:
         stale = (
             session.execute(
@@ -362,7 +359,7 @@ def finish_issue(issue_id: int) -> bool:
             issue_id,
             states.FINISH,
             where=~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.status.in_(OPEN_ROWS))
-            & Issue.__table__.c.fanning_out_until.is_(None),
+            & issues.c.fanning_out_until.is_(None),
             sent_at=clock.now(),
             sent_count=counts["sent"],
             failed_count=counts["failed"],
@@ -427,7 +424,7 @@ def cancel_sending(number: int) -> Issue:
         )
         counts = issue_counts(session, issue.id)
         session.execute(
-            update(Issue.__table__)
+            update(issues)
             .where(Issue.id == issue.id)
             .values(sent_count=counts["sent"], failed_count=counts["failed"], skipped_count=counts["skipped"])
         )
